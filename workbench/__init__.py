@@ -1,0 +1,3 @@
+"""Attention-head interpretability workbench."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,177 @@
+"""Streaming per-head attention statistics: what to reduce, and the reduction of one block of rows.
+
+A block is the post-softmax attention of a chunk of query rows, `probs[B, H, C, K]`, for queries at
+absolute positions `q_pos[C]` over keys `0..K-1`. Accumulating blocks gives, per (layer, head, token):
+
+- row argmax:            `argmax_k A[q,k]` and its value                       (retrieval heads)
+- column sums:           `Σ_q A[q,k]` over valid queries (attention received)   (sinks, FAI)
+- distance-weighted sum: `Σ_k A[q,k]·min(q−k, W)` (W=None: unclipped)           (WAAD, attention distance)
+- key-set mass:          `Σ_{k∈S} A[q,k]` for named key sets S                  (sink mass, needle mass)
+- entropy (optional):    `−Σ_k A[q,k] log A[q,k]`
+
+`stats_from_patterns` reduces full `[B, H, T, T]` patterns in one block: the reference the chunked
+engine is tested against. Head-output vectors are gathered by the engine (they need V and W_O).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class ReducerRequest:
+    """Which statistics to compute while the model runs, and for which layers (None: all)."""
+
+    row_argmax: bool = True
+    column_sums: bool = True
+    distance: bool = True
+    distance_window: int | None = None
+    key_sets: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    entropy: bool = False
+    output_positions: Sequence[int] = ()  # head-output vectors z·W_O at these query positions
+    layers: Sequence[int] | None = None
+
+    def wants(self, layer: int) -> bool:
+        return self.layers is None or layer in self.layers
+
+
+@dataclass
+class LayerAccumulator:
+    """Per-layer running statistics; rows are appended per block, columns summed."""
+
+    row_pos: list[torch.Tensor] = field(default_factory=list)
+    argmax_pos: list[torch.Tensor] = field(default_factory=list)
+    argmax_val: list[torch.Tensor] = field(default_factory=list)
+    distance: list[torch.Tensor] = field(default_factory=list)
+    entropy: list[torch.Tensor] = field(default_factory=list)
+    key_mass: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    col_sum: torch.Tensor | None = None
+    head_out: dict[int, torch.Tensor] = field(default_factory=dict)  # abs position -> [B, H, d_model]
+
+    def add_block(self, probs: torch.Tensor, q_pos: torch.Tensor, request: ReducerRequest,
+                  query_valid: torch.Tensor | None, key_index: dict[str, torch.Tensor]) -> None:
+        """Reduce `probs[B, H, C, K]` for query positions `q_pos[C]`; `query_valid[B, C]` masks padding."""
+        self.row_pos.append(q_pos)
+        if request.row_argmax:
+            val, pos = probs.max(dim=-1)
+            self.argmax_val.append(val)
+            self.argmax_pos.append(pos)
+        if request.distance:
+            self.distance.append(_distance(probs, q_pos, request.distance_window))
+        if request.entropy:
+            self.entropy.append(-(probs * probs.clamp_min(1e-30).log()).sum(-1))
+        for name, idx in key_index.items():
+            idx = idx[idx < probs.shape[-1]]
+            self.key_mass.setdefault(name, []).append(probs[..., idx].sum(-1))
+        if request.column_sums:
+            masked = probs if query_valid is None else probs * query_valid[:, None, :, None].to(probs.dtype)
+            cols = masked.sum(dim=-2)  # [B, H, K]
+            if self.col_sum is None:
+                self.col_sum = cols
+            else:
+                if cols.shape[-1] > self.col_sum.shape[-1]:
+                    pad = cols.shape[-1] - self.col_sum.shape[-1]
+                    self.col_sum = torch.nn.functional.pad(self.col_sum, (0, pad))
+                self.col_sum[..., : cols.shape[-1]] += cols
+
+
+@dataclass
+class AttentionStats:
+    """Stacked statistics: row stats `[B, L, H, Tq]`, `col_sum [B, L, H, Tk]`, `head_out [B, L, P, H, d]`."""
+
+    layers: tuple[int, ...]
+    q_pos: torch.Tensor
+    argmax_pos: torch.Tensor | None = None
+    argmax_val: torch.Tensor | None = None
+    distance: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+    col_sum: torch.Tensor | None = None
+    key_mass: dict[str, torch.Tensor] = field(default_factory=dict)
+    head_out: torch.Tensor | None = None
+    output_positions: tuple[int, ...] = ()
+
+    def layer_index(self, layer: int) -> int:
+        return self.layers.index(layer)
+
+
+def _distance(probs: torch.Tensor, q_pos: torch.Tensor, window: int | None) -> torch.Tensor:
+    """`Σ_k A[q,k]·min(q−k, W)` without a [C, K] distance matrix (rows sum to one).
+
+    Unclipped: `q − Σ_k A[q,k]·k` (a mat-vec). Clipped: only the band of the last W keys is
+    gathered: `Σ_band A·(q−k) + W·(1 − Σ_band A)`.
+    """
+    k_len = probs.shape[-1]
+    if window is None or window >= k_len:
+        k_pos = torch.arange(k_len, device=probs.device, dtype=probs.dtype)
+        return q_pos.to(probs.dtype) - torch.matmul(probs, k_pos)
+    offsets = torch.arange(window, device=probs.device)
+    idx = q_pos[:, None] - offsets[None, :]  # [C, W] keys at distance 0..W-1
+    inside = idx >= 0
+    band = probs.gather(-1, idx.clamp(min=0).expand(*probs.shape[:-1], window)) * inside
+    near = (band * offsets.to(probs.dtype)).sum(-1)
+    return near + window * (1.0 - band.sum(-1))
+
+
+def finalize(accs: Mapping[int, LayerAccumulator], request: ReducerRequest) -> AttentionStats:
+    """Concatenate each layer's blocks (sorted by query position) and stack layers."""
+    layers = tuple(sorted(accs))
+    if not layers:
+        raise ValueError("No layer was reduced: check ReducerRequest.layers against the model's layers.")
+
+    def rows(get) -> torch.Tensor | None:
+        per_layer = []
+        for layer in layers:
+            acc = accs[layer]
+            parts = get(acc)
+            if not parts:
+                return None
+            order = torch.argsort(torch.cat(acc.row_pos))
+            per_layer.append(torch.cat(parts, dim=-1)[..., order])
+        return torch.stack(per_layer, dim=1)
+
+    first = accs[layers[0]]
+    stats = AttentionStats(layers=layers, q_pos=torch.sort(torch.cat(first.row_pos)).values)
+    stats.argmax_pos = rows(lambda a: a.argmax_pos)
+    stats.argmax_val = rows(lambda a: a.argmax_val)
+    stats.distance = rows(lambda a: a.distance)
+    stats.entropy = rows(lambda a: a.entropy)
+    for name in request.key_sets:
+        stats.key_mass[name] = rows(lambda a, n=name: a.key_mass.get(n, []))
+    if request.column_sums:
+        width = max(accs[layer].col_sum.shape[-1] for layer in layers)
+        stats.col_sum = torch.stack(
+            [torch.nn.functional.pad(accs[layer].col_sum, (0, width - accs[layer].col_sum.shape[-1]))
+             for layer in layers], dim=1)
+    positions = sorted(first.head_out)
+    if positions:
+        stats.output_positions = tuple(positions)
+        stats.head_out = torch.stack(
+            [torch.stack([accs[layer].head_out[p] for p in positions], dim=1) for layer in layers], dim=1)
+    return stats
+
+
+def key_index_tensors(request: ReducerRequest, device=None) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, positions in request.key_sets.items():
+        idx = torch.as_tensor(sorted(set(int(p) for p in positions)), dtype=torch.long, device=device)
+        if idx.numel() and idx.min() < 0:
+            raise ValueError(f"Key set {name!r} has negative positions; give absolute token positions.")
+        out[name] = idx
+    return out
+
+
+def stats_from_patterns(patterns: Mapping[int, torch.Tensor], request: ReducerRequest,
+                        query_valid: torch.Tensor | None = None) -> AttentionStats:
+    """Reference: reduce full post-softmax patterns `{layer: [B, H, T, T]}` in one block per layer."""
+    keys = key_index_tensors(request)
+    accs = {}
+    for layer, pattern in patterns.items():
+        if not request.wants(layer):
+            continue
+        acc = LayerAccumulator()
+        acc.add_block(pattern.float(), torch.arange(pattern.shape[-2]), request, query_valid, keys)
+        accs[layer] = acc
+    return finalize(accs, request)

@@ -1,0 +1,74 @@
+"""Running a model: streaming statistics through the SDPA twin, and hooked runs through the bridge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from workbench.engine import streaming
+from workbench.engine.reducers import AttentionStats, ReducerRequest
+from workbench.errors import PromptError
+from workbench.models import model_info
+
+
+@dataclass
+class StreamResult:
+    stats: AttentionStats
+    logits: torch.Tensor | None  # [B, Tq or 1, vocab] when asked for
+    past_key_values: Any = None
+
+
+@torch.inference_mode()
+def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest, *,
+                   attention_mask: torch.Tensor | None = None,
+                   output_positions: Sequence[int] | torch.Tensor | None = None,
+                   past_key_values: Any = None, logits: str = "none") -> StreamResult:
+    """One forward of the streaming twin: statistics for `request`, optional logits ("none"/"last"/"all").
+
+    `output_positions` are absolute positions (negative counts from each row's last real token).
+    With `past_key_values` (a transformers Cache) this is one decoding step and row statistics cover
+    only the new queries; column sums then cover every cached key.
+    """
+    info = model_info(model)
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    b, t = input_ids.shape
+    past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+    if past_len + t > info.n_ctx:
+        raise PromptError(f"{past_len + t} tokens exceed the context of {info.spec.name} ({info.n_ctx}); "
+                          "shorten the prompt or lower the context length.")
+    if request.layers is not None:
+        bad = [x for x in request.layers if not 0 <= x < info.n_layers]
+        if bad:
+            raise PromptError(f"Layers {bad} do not exist; {info.spec.name} has layers 0..{info.n_layers - 1}.")
+    full_mask = attention_mask
+    if attention_mask is not None and past_len:
+        full_mask = torch.cat([attention_mask.new_ones(b, past_len), attention_mask], dim=1)
+    valid = None if full_mask is None else full_mask.bool()
+    pos = _resolve_positions(output_positions, full_mask, b, past_len + t)
+    twin = info.stream_model
+    with streaming.collecting(request, valid, pos) as collector:
+        kwargs = dict(input_ids=input_ids, attention_mask=full_mask, use_cache=past_key_values is not None,
+                      past_key_values=past_key_values)
+        if logits == "none":
+            twin.model(**kwargs)
+            out_logits = None
+        else:
+            out = twin(**kwargs, logits_to_keep=1 if logits == "last" else 0)
+            out_logits = out.logits
+    return StreamResult(streaming.collected_stats(collector), out_logits, past_key_values)
+
+
+def _resolve_positions(positions, mask, b: int, total: int) -> torch.Tensor | None:
+    if positions is None:
+        return None
+    pos = torch.as_tensor(positions, dtype=torch.long)
+    if pos.dim() == 1:
+        pos = pos[None].expand(b, -1).clone()
+    lengths = mask.sum(-1) if mask is not None else torch.full((b,), total)
+    pos = torch.where(pos < 0, pos + lengths[:, None], pos)
+    if bool((pos < 0).any()) or bool((pos >= lengths[:, None]).any()):
+        raise PromptError(f"Output positions {positions} fall outside prompts of lengths {lengths.tolist()}.")
+    return pos

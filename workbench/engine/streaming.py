@@ -1,0 +1,154 @@
+"""Streaming attention: per-head statistics while the model runs, never holding a T×T×heads tensor.
+
+The bridge re-implements attention eagerly (full score matrices). Here we run a twin HF model that
+shares the bridge's weights and uses our own attention function: for layers whose statistics are
+wanted it recomputes softmax(q·kᵀ·scale + mask) block by block over query rows (a block is sized to
+a fixed memory budget), reduces each block with `reducers.LayerAccumulator`, and uses the same
+block for the output `P·V`; other layers run PyTorch SDPA. Works with a KV cache (decoding), GQA
+(a query head h reads KV group h // (H / H_kv)), sliding windows and logit soft-capping.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from workbench.engine.reducers import AttentionStats, LayerAccumulator, ReducerRequest, finalize, key_index_tensors
+
+BLOCK_BYTES = 48 * 2**20  # budget for one block of scores; peaks hold a few such tensors
+ROWS_PER_BLOCK = 256  # small blocks waste little of the causal upper triangle
+_ACTIVE: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("workbench_stream", default=None)
+_REGISTERED = False
+
+
+@dataclass
+class _Collector:
+    request: ReducerRequest
+    query_valid: torch.Tensor | None  # [B, T_total] over absolute positions, True for real tokens
+    output_positions: torch.Tensor | None  # [B, P] absolute positions, or None
+    accs: dict[int, LayerAccumulator] = field(default_factory=dict)
+    keys: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def register() -> None:
+    """Register the attention function and its mask function with transformers (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    from workbench.models import STREAM_ATTN_IMPL
+
+    AttentionInterface.register(STREAM_ATTN_IMPL, stream_attention)
+    AttentionMaskInterface.register(STREAM_ATTN_IMPL, sdpa_mask)
+    _REGISTERED = True
+
+
+@contextmanager
+def collecting(request: ReducerRequest, query_valid: torch.Tensor | None = None,
+               output_positions: torch.Tensor | None = None) -> Iterator[_Collector]:
+    """Within this block, forwards of a streaming twin accumulate statistics into the collector."""
+    collector = _Collector(request, query_valid, output_positions, keys=key_index_tensors(request))
+    token = _ACTIVE.set(collector)
+    try:
+        yield collector
+    finally:
+        _ACTIVE.reset(token)
+
+
+def collected_stats(collector: _Collector) -> AttentionStats:
+    return finalize(collector.accs, collector.request)
+
+
+def stream_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention interface: `(module, q[B,H,Tq,D], k[B,Hkv,Tk,D], v, mask) -> (out[B,Tq,H,D], None)`."""
+    collector = _ACTIVE.get()
+    layer = int(getattr(module, "layer_idx", -1))
+    if collector is None or not collector.request.wants(layer):
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=0.0,
+                                      scaling=scaling, **kwargs)
+    acc = collector.accs.setdefault(layer, LayerAccumulator())
+    out = _blockwise(collector, acc, module, query, key, value, attention_mask, scaling, kwargs)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
+    b, h, tq, d = query.shape
+    h_kv, tk = key.shape[1], key.shape[2]
+    group = h // h_kv
+    scale = scaling if scaling is not None else d**-0.5
+    softcap = kwargs.get("softcap") or getattr(module, "attn_logit_softcapping", None)
+    window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+    q_offset = tk - tq
+    qg = (query if softcap else query * scale).reshape(b, h_kv, group, tq, d)
+    k_t = key.unsqueeze(2).transpose(-1, -2)  # [B, Hkv, 1, D, Tk]
+    v_g = value.unsqueeze(2)  # [B, Hkv, 1, Tk, D]
+    rows = max(1, min(tq, ROWS_PER_BLOCK, BLOCK_BYTES // max(1, b * h * tk * 4)))
+    out = query.new_empty(b, h, tq, d)
+    for start in range(0, tq, rows):
+        stop = min(tq, start + rows)
+        k_len = min(tk, q_offset + stop)  # causal: later keys are never visible to this block
+        q_pos = torch.arange(q_offset + start, q_offset + stop, device=query.device)
+        scores = torch.matmul(qg[:, :, :, start:stop], k_t[..., :k_len])
+        if softcap:
+            scores = torch.tanh(scores * (scale / softcap)) * softcap
+        scores = scores.view(b, h, stop - start, k_len)
+        _mask_block(scores, mask, q_pos, start, stop, window)
+        probs = torch.softmax(scores, dim=-1)
+        del scores
+        if mask is not None:
+            probs.nan_to_num_(0.0)  # rows with no visible key (padding) carry no attention
+        block_out = torch.matmul(probs.view(b, h_kv, group, stop - start, k_len), v_g[..., :k_len, :])
+        out[:, :, start:stop] = block_out.view(b, h, stop - start, d)
+        valid = None if collector.query_valid is None else collector.query_valid[:, q_pos]
+        acc.add_block(probs, q_pos, collector.request, valid, collector.keys)
+        _gather_head_outputs(collector, acc, module, out, q_pos, start, stop)
+    return out
+
+
+def _mask_block(scores, mask, q_pos, start, stop, window) -> None:
+    """Set invisible keys of a block of rows to -inf, in place."""
+    k_len = scores.shape[-1]
+    if mask is not None:
+        block = mask[..., start:stop, :k_len]
+        if block.dtype == torch.bool:
+            scores.masked_fill_(~block, float("-inf"))
+        else:
+            scores.add_(block)
+        return
+    # Causal: only the last `rows` columns can lie in the future of some row of the block.
+    lo = max(0, k_len - (stop - start))
+    k_pos = torch.arange(lo, k_len, device=scores.device)
+    scores[..., lo:].masked_fill_(k_pos[None, :] > q_pos[:, None], float("-inf"))
+    if window:
+        far = torch.arange(k_len, device=scores.device)[None, :] <= q_pos[:, None] - int(window)
+        scores.masked_fill_(far, float("-inf"))
+
+
+def _gather_head_outputs(collector, acc, module, out, q_pos, start, stop) -> None:
+    """Store z·W_O per head at the requested absolute positions that fall in this block."""
+    wanted = collector.output_positions
+    if wanted is None or wanted.numel() == 0:
+        return
+    w_o = module.o_proj.weight  # [d_model, H*D]
+    b, h, _, d = out.shape
+    w_heads = w_o.reshape(w_o.shape[0], h, d).permute(1, 2, 0)  # [H, D, d_model]
+    for p in range(wanted.shape[1]):
+        pos = wanted[:, p]
+        inside = (pos >= q_pos[0]) & (pos <= q_pos[-1])
+        if not bool(inside.any()):
+            continue
+        rel = (pos - q_pos[0] + start).clamp(start, stop - 1)
+        z = out[torch.arange(b), :, rel]  # [B, H, D]
+        vec = torch.einsum("bhd,hdm->bhm", z, w_heads)
+        prev = acc.head_out.get(p)
+        merged = vec if prev is None else torch.where(inside[:, None, None], vec, prev)
+        acc.head_out[p] = torch.where(inside[:, None, None], merged, torch.zeros_like(merged)) \
+            if prev is None else merged
