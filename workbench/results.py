@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from workbench.errors import WorkbenchError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_COLUMNS = ("analysis", "model", "prompt_set", "layer", "head", "score")
 IDENTITY_COLUMNS = ("analysis", "model", "prompt_set")
@@ -39,7 +41,7 @@ _LABEL_RE = re.compile(r"L(\d+)H(\d+)")
 _SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
-class ResultsError(ValueError):
+class ResultsError(WorkbenchError):
     """Invalid head scores, run record or results directory."""
 
 

@@ -19,7 +19,11 @@ def byte_tokenizer():
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tk.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=BOS, eos_token=EOS, pad_token=PAD)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=BOS, eos_token=EOS, pad_token=PAD)
+    # The bridge rebuilds tokenizers from `name_or_path` unless they already add BOS; ours lives in
+    # memory, so declare it. The workbench itself always tokenises with add_special_tokens=False.
+    tok.init_kwargs.update(name_or_path="workbench/byte-tokenizer", add_bos_token=True)
+    return tok
 
 
 def build_tiny(c: dict[str, Any]):

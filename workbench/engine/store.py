@@ -1,0 +1,261 @@
+"""ActivationStore: hook activations on disk, content-addressed, computed only when missing.
+
+Layout: `<root>/<model_fp>/<prompts_fp>/<hook>.safetensors` (one tensor per prompt, `p0`, `p1`, …,
+unpadded) plus `manifest.json` (model, prompt set, and per hook: file size and sha256). Writes go to a
+temp file and are renamed into place; a per-entry file lock serialises writers, so two processes
+asking for the same entry compute it once and both read one valid copy. A file whose size, hash or
+header does not match the manifest (truncated, foreign, written by another format version) is
+reported and recomputed, never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from filelock import FileLock
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from workbench.engine import hooks as hook_names
+from workbench.engine.prompts import PromptSet, pad_batch, tokenize
+from workbench.models import model_info
+
+FORMAT = "workbench-activations-1"
+MANIFEST = "manifest.json"
+LOCK_TIMEOUT_S = 3600
+# Hooks whose tensors carry positions on two axes ([batch, head, q, k]).
+_PAIRWISE_SUFFIXES = ("hook_pattern", "hook_attn_scores")
+
+
+def default_cache_dir() -> Path:
+    """`$WORKBENCH_CACHE_DIR`, else `data/cache` in the repository."""
+    env = os.environ.get("WORKBENCH_CACHE_DIR")
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data" / "cache"
+
+
+@dataclass
+class EnsureReport:
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # invalid files found and recomputed
+    seconds: float = 0.0
+
+
+@dataclass
+class CachedActivations:
+    """Activations of one (model, prompt set) entry; `[hook]` loads a list of per-prompt tensors."""
+
+    entry: Path
+    hooks: tuple[str, ...]
+    lengths: tuple[int, ...]
+    report: EnsureReport
+
+    def __getitem__(self, hook: str) -> list[torch.Tensor]:
+        if hook not in self.hooks:
+            raise KeyError(f"{hook!r} was not requested; available: {list(self.hooks)}")
+        path = self.entry / _file_name(hook)
+        with safe_open(str(path), framework="pt") as fh:
+            return [fh.get_tensor(f"p{i}") for i in range(len(self.lengths))]
+
+
+def _file_name(hook: str) -> str:
+    return f"{hook}.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ActivationStore:
+    """On-disk activation cache keyed by model fingerprint × prompt-set fingerprint × hook."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def entry_dir(self, model_fp: str, prompts_fp: str) -> Path:
+        return self.root / model_fp / prompts_fp
+
+    def ensure(self, model, prompts: PromptSet, hooks: Iterable[str], *, batch_size: int = 8,
+               progress: bool = True) -> CachedActivations:
+        """Return activations for `hooks`, computing (batched) only those not validly on disk."""
+        hooks = tuple(dict.fromkeys(hook_names.validate(model, hooks)))
+        info = model_info(model)
+        ids = tokenize(model, prompts)
+        entry = self.entry_dir(info.fingerprint, prompts.fingerprint)
+        entry.mkdir(parents=True, exist_ok=True)
+        report = EnsureReport()
+        started = time.perf_counter()
+        with FileLock(str(entry / ".lock"), timeout=LOCK_TIMEOUT_S):
+            manifest = self._read_manifest(entry)
+            missing = []
+            for hook in hooks:
+                problem = self._check(entry, manifest, hook, info.fingerprint, prompts.fingerprint, len(ids))
+                if problem is None:
+                    report.reused.append(hook)
+                    continue
+                if problem != "absent":
+                    warnings.warn(f"Cache file for {hook} in {entry} is invalid ({problem}); recomputing.",
+                                  stacklevel=2)
+                    report.recovered.append(hook)
+                missing.append(hook)
+            if missing:
+                acts = _compute(model, ids, missing, batch_size, progress, prompts.name)
+                for hook in missing:
+                    manifest["hooks"][hook] = self._write_hook(entry, hook, acts[hook], info.fingerprint,
+                                                               prompts.fingerprint)
+                    report.computed.append(hook)
+                manifest.update(model=info.spec.name, model_fingerprint=info.fingerprint,
+                                prompt_set=prompts.name, prompts_fingerprint=prompts.fingerprint,
+                                n_prompts=len(ids), format=FORMAT)
+                _atomic_write_text(entry / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+        report.seconds = time.perf_counter() - started
+        return CachedActivations(entry, hooks, tuple(len(x) for x in ids), report)
+
+    # ---- validation -------------------------------------------------------------------------------
+    def _read_manifest(self, entry: Path) -> dict:
+        path = entry / MANIFEST
+        fresh = {"format": FORMAT, "hooks": {}}
+        if not path.exists():
+            return fresh
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            warnings.warn(f"{path} is unreadable ({exc}); its entries will be recomputed.", stacklevel=3)
+            return fresh
+        if manifest.get("format") != FORMAT or not isinstance(manifest.get("hooks"), dict):
+            warnings.warn(f"{path} was written by another cache format ({manifest.get('format')!r}); "
+                          "recomputing.", stacklevel=3)
+            return fresh
+        return manifest
+
+    def _check(self, entry: Path, manifest: dict, hook: str, model_fp: str, prompts_fp: str,
+               n_prompts: int) -> str | None:
+        """None if the hook's file is valid, 'absent' if missing, else a reason it cannot be used."""
+        record = manifest["hooks"].get(hook)
+        path = entry / _file_name(hook)
+        if record is None:
+            return "absent" if not path.exists() else "not in manifest"
+        if not path.exists():
+            return "file missing"
+        if path.stat().st_size != record.get("bytes"):
+            return f"size {path.stat().st_size} != {record.get('bytes')} (truncated?)"
+        if _sha256(path) != record.get("sha256"):
+            return "checksum mismatch"
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                keys = set(fh.keys())
+        except Exception as exc:  # safetensors raises its own error types for bad headers
+            return f"unreadable header ({exc})"
+        expected = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
+                    "prompts_fingerprint": prompts_fp}
+        if any(meta.get(k) != v for k, v in expected.items()):
+            return "written for another model, prompt set, hook or format"
+        if keys != {f"p{i}" for i in range(n_prompts)}:
+            return "wrong number of prompts"
+        return None
+
+    def _write_hook(self, entry: Path, hook: str, tensors: Sequence[torch.Tensor], model_fp: str,
+                    prompts_fp: str) -> dict:
+        final = entry / _file_name(hook)
+        tmp = entry / f".{final.name}.tmp-{os.getpid()}"
+        meta = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
+                "prompts_fingerprint": prompts_fp}
+        save_file({f"p{i}": t.contiguous() for i, t in enumerate(tensors)}, str(tmp), metadata=meta)
+        record = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "dtype": str(tensors[0].dtype),
+                  "shape_p0": list(tensors[0].shape), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.replace(tmp, final)
+        return record
+
+    # ---- listing ----------------------------------------------------------------------------------
+    def entries(self) -> list[dict]:
+        """One row per cached (model, prompt set) entry with its hooks and size on disk."""
+        rows = []
+        for manifest_path in sorted(self.root.glob(f"*/*/{MANIFEST}")):
+            entry = manifest_path.parent
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                manifest = {"hooks": {}, "model": "?", "prompt_set": "? (unreadable manifest)"}
+            size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+            rows.append({"model": manifest.get("model"), "model_fingerprint": entry.parent.name,
+                         "prompt_set": manifest.get("prompt_set"), "prompts_fingerprint": entry.name,
+                         "n_prompts": manifest.get("n_prompts"), "hooks": len(manifest.get("hooks", {})),
+                         "bytes": size, "path": str(entry)})
+        return rows
+
+    def remove(self, *, model_fingerprint: str | None = None, prompts_fingerprint: str | None = None,
+               everything: bool = False) -> int:
+        """Delete matching entries (under their locks); returns how many were removed."""
+        if not (everything or model_fingerprint or prompts_fingerprint):
+            raise ValueError("Say what to remove: a model fingerprint, a prompt-set fingerprint, or everything.")
+        removed = 0
+        for row in self.entries():
+            if model_fingerprint and not row["model_fingerprint"].startswith(model_fingerprint):
+                continue
+            if prompts_fingerprint and not row["prompts_fingerprint"].startswith(prompts_fingerprint):
+                continue
+            entry = Path(row["path"])
+            with FileLock(str(entry / ".lock"), timeout=LOCK_TIMEOUT_S):
+                for f in entry.iterdir():
+                    if f.name != ".lock":
+                        f.unlink()
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@torch.inference_mode()
+def _compute(model, ids: list[list[int]], hooks: Sequence[str], batch_size: int, progress: bool,
+             label: str) -> dict[str, list[torch.Tensor]]:
+    """Run the bridge in right-padded batches (sorted by length) and keep each prompt's real positions.
+
+    Right padding is exact for causal models: real tokens never attend to the pads after them, and
+    their positions are unchanged, so no attention mask is needed and the cached values equal an
+    unbatched run.
+    """
+    from tqdm.auto import tqdm
+
+    info = model_info(model)
+    pad_id = info.tokenizer.pad_token_id if info.tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: dict[str, list] = {h: [None] * len(ids) for h in hooks}
+    wanted = set(hooks)
+    with tqdm(total=len(ids), desc=f"caching {len(hooks)} hooks · {label}", unit="prompt",
+              disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch, _ = pad_batch([ids[i] for i in rows], pad_id)
+            _, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
+            for hook in hooks:
+                act = cache[hook]
+                for j, i in enumerate(rows):
+                    n = len(ids[i])
+                    if hook.endswith(_PAIRWISE_SUFFIXES):
+                        piece = act[j, :, :n, :n]
+                    elif hook.endswith(("hook_rot_q", "hook_rot_k")):
+                        piece = act[j, :, :n]
+                    else:
+                        piece = act[j, :n]
+                    out[hook][i] = piece.detach().clone()
+            bar.update(len(rows))
+    return out
