@@ -7,6 +7,7 @@ absolute positions `q_pos[C]` over keys `0..K-1`. Accumulating blocks gives, per
 - column sums:           `Σ_q A[q,k]` over valid queries (attention received)   (sinks, FAI)
 - distance-weighted sum: `Σ_k A[q,k]·min(q−k, W)` (W=None: unclipped)           (WAAD, attention distance)
 - key-set mass:          `Σ_{k∈S} A[q,k]` for named key sets S                  (sink mass, needle mass)
+- relative offsets:      `A[q, q−o]` for given offsets o (o = 1: previous token)
 - entropy (optional):    `−Σ_k A[q,k] log A[q,k]`
 
 `stats_from_patterns` reduces full `[B, H, T, T]` patterns in one block: the reference the chunked
@@ -15,7 +16,9 @@ engine is tested against. Head-output vectors are gathered by the engine (they n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
 from typing import Mapping, Sequence
 
 import torch
@@ -30,6 +33,7 @@ class ReducerRequest:
     distance: bool = True
     distance_window: int | None = None
     key_sets: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    offsets: Sequence[int] = ()
     entropy: bool = False
     output_positions: Sequence[int] = ()  # head-output vectors z·W_O at these query positions
     layers: Sequence[int] | None = None
@@ -48,6 +52,7 @@ class LayerAccumulator:
     distance: list[torch.Tensor] = field(default_factory=list)
     entropy: list[torch.Tensor] = field(default_factory=list)
     key_mass: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    offset_mass: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     col_sum: torch.Tensor | None = None
     head_out: dict[int, torch.Tensor] = field(default_factory=dict)  # abs position -> [B, H, d_model]
 
@@ -66,6 +71,10 @@ class LayerAccumulator:
         for name, idx in key_index.items():
             idx = idx[idx < probs.shape[-1]]
             self.key_mass.setdefault(name, []).append(probs[..., idx].sum(-1))
+        for offset in request.offsets:
+            idx = q_pos - int(offset)
+            picked = probs.gather(-1, idx.clamp(min=0)[:, None].expand(*probs.shape[:-1], 1))[..., 0]
+            self.offset_mass.setdefault(int(offset), []).append(picked * (idx >= 0))
         if request.column_sums:
             masked = probs if query_valid is None else probs * query_valid[:, None, :, None].to(probs.dtype)
             cols = masked.sum(dim=-2)  # [B, H, K]
@@ -90,6 +99,7 @@ class AttentionStats:
     entropy: torch.Tensor | None = None
     col_sum: torch.Tensor | None = None
     key_mass: dict[str, torch.Tensor] = field(default_factory=dict)
+    offset_mass: dict[int, torch.Tensor] = field(default_factory=dict)
     head_out: torch.Tensor | None = None
     output_positions: tuple[int, ...] = ()
 
@@ -140,6 +150,8 @@ def finalize(accs: Mapping[int, LayerAccumulator], request: ReducerRequest) -> A
     stats.entropy = rows(lambda a: a.entropy)
     for name in request.key_sets:
         stats.key_mass[name] = rows(lambda a, n=name: a.key_mass.get(n, []))
+    for offset in request.offsets:
+        stats.offset_mass[int(offset)] = rows(lambda a, o=int(offset): a.offset_mass.get(o, []))
     if request.column_sums:
         width = max(accs[layer].col_sum.shape[-1] for layer in layers)
         stats.col_sum = torch.stack(
@@ -175,3 +187,39 @@ def stats_from_patterns(patterns: Mapping[int, torch.Tensor], request: ReducerRe
         acc.add_block(pattern.float(), torch.arange(pattern.shape[-2]), request, query_valid, keys)
         accs[layer] = acc
     return finalize(accs, request)
+
+
+_STAT_FIELDS = ("q_pos", "argmax_pos", "argmax_val", "distance", "entropy", "col_sum", "head_out")
+
+
+def request_fingerprint(request: ReducerRequest) -> str:
+    payload = asdict(request)
+    payload["key_sets"] = {k: sorted(int(p) for p in v) for k, v in request.key_sets.items()}
+    payload["output_positions"] = [int(p) for p in request.output_positions]
+    payload["offsets"] = [int(o) for o in request.offsets]
+    payload["layers"] = None if request.layers is None else [int(x) for x in request.layers]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stats_to_tensors(stats: AttentionStats) -> dict[str, torch.Tensor]:
+    """Flatten stats into named tensors (for safetensors)."""
+    out = {"layers": torch.tensor(stats.layers, dtype=torch.long),
+           "output_positions": torch.tensor(stats.output_positions, dtype=torch.long)}
+    for name in _STAT_FIELDS:
+        value = getattr(stats, name)
+        if value is not None:
+            out[name] = value
+    out.update({f"key_mass.{k}": v for k, v in stats.key_mass.items()})
+    out.update({f"offset_mass.{o}": v for o, v in stats.offset_mass.items()})
+    return out
+
+
+def stats_from_tensors(tensors: Mapping[str, torch.Tensor], request: ReducerRequest) -> AttentionStats:
+    stats = AttentionStats(layers=tuple(tensors["layers"].tolist()), q_pos=tensors["q_pos"],
+                           output_positions=tuple(tensors["output_positions"].tolist()))
+    for f in fields(AttentionStats):
+        if f.name in _STAT_FIELDS and f.name != "q_pos":
+            setattr(stats, f.name, tensors.get(f.name))
+    stats.key_mass = {k: tensors[f"key_mass.{k}"] for k in request.key_sets}
+    stats.offset_mass = {int(o): tensors[f"offset_mass.{int(o)}"] for o in request.offsets}
+    return stats

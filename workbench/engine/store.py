@@ -27,6 +27,9 @@ from safetensors.torch import save_file
 
 from workbench.engine import hooks as hook_names
 from workbench.engine.prompts import PromptSet, pad_batch, tokenize
+from workbench.engine.reducers import (AttentionStats, ReducerRequest, request_fingerprint, stats_from_tensors,
+                                        stats_to_tensors)
+from workbench.engine.run import stream_forward
 from workbench.models import model_info
 
 FORMAT = "workbench-activations-1"
@@ -67,6 +70,10 @@ class CachedActivations:
             return [fh.get_tensor(f"p{i}") for i in range(len(self.lengths))]
 
 
+def prompt_keys(n_prompts: int) -> set[str]:
+    return {f"p{i}" for i in range(n_prompts)}
+
+
 def _file_name(hook: str) -> str:
     return f"{hook}.safetensors"
 
@@ -92,8 +99,43 @@ class ActivationStore:
                progress: bool = True) -> CachedActivations:
         """Return activations for `hooks`, computing (batched) only those not validly on disk."""
         hooks = tuple(dict.fromkeys(hook_names.validate(model, hooks)))
-        info = model_info(model)
         ids = tokenize(model, prompts)
+        entry, report = self._ensure_items(
+            model, prompts, hooks, len(ids),
+            lambda missing: _compute(model, ids, missing, batch_size, progress, prompts.name))
+        return CachedActivations(entry, hooks, tuple(len(x) for x in ids), report)
+
+    def ensure_stats(self, model, prompts: PromptSet, request: ReducerRequest, *,
+                     progress: bool = True) -> tuple[list[AttentionStats], EnsureReport]:
+        """Streaming statistics per prompt (batch dim 1), stored like a hook under the request's hash."""
+        ids = tokenize(model, prompts)
+        name = f"stats-{request_fingerprint(request)}"
+
+        def compute(_missing):
+            from tqdm.auto import tqdm
+
+            out: dict[str, torch.Tensor] = {}
+            bar = tqdm(ids, desc=f"streaming stats · {prompts.name}", unit="prompt", disable=not progress)
+            for i, seq in enumerate(bar):
+                result = stream_forward(model, torch.tensor([seq]), request,
+                                        output_positions=list(request.output_positions) or None)
+                out.update({f"p{i}.{k}": t for k, t in stats_to_tensors(result.stats).items()})
+            return {name: out}
+
+        entry, report = self._ensure_items(model, prompts, (name,), len(ids), compute)
+        with safe_open(str(entry / _file_name(name)), framework="pt") as fh:
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        per_prompt = []
+        for i in range(len(ids)):
+            prefix = f"p{i}."
+            per_prompt.append(stats_from_tensors(
+                {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}, request))
+        return per_prompt, report
+
+    def _ensure_items(self, model, prompts: PromptSet, names: Sequence[str], n_prompts: int,
+                      compute) -> tuple[Path, EnsureReport]:
+        """Under the entry's lock: reuse valid items, recompute missing or invalid ones, update the manifest."""
+        info = model_info(model)
         entry = self.entry_dir(info.fingerprint, prompts.fingerprint)
         entry.mkdir(parents=True, exist_ok=True)
         report = EnsureReport()
@@ -101,28 +143,28 @@ class ActivationStore:
         with FileLock(str(entry / ".lock"), timeout=LOCK_TIMEOUT_S):
             manifest = self._read_manifest(entry)
             missing = []
-            for hook in hooks:
-                problem = self._check(entry, manifest, hook, info.fingerprint, prompts.fingerprint, len(ids))
+            for name in names:
+                problem = self._check(entry, manifest, name, info.fingerprint, prompts.fingerprint, n_prompts)
                 if problem is None:
-                    report.reused.append(hook)
+                    report.reused.append(name)
                     continue
                 if problem != "absent":
-                    warnings.warn(f"Cache file for {hook} in {entry} is invalid ({problem}); recomputing.",
-                                  stacklevel=2)
-                    report.recovered.append(hook)
-                missing.append(hook)
+                    warnings.warn(f"Cache file for {name} in {entry} is invalid ({problem}); recomputing.",
+                                  stacklevel=3)
+                    report.recovered.append(name)
+                missing.append(name)
             if missing:
-                acts = _compute(model, ids, missing, batch_size, progress, prompts.name)
-                for hook in missing:
-                    manifest["hooks"][hook] = self._write_hook(entry, hook, acts[hook], info.fingerprint,
+                computed = compute(missing)
+                for name in missing:
+                    manifest["hooks"][name] = self._write_hook(entry, name, computed[name], info.fingerprint,
                                                                prompts.fingerprint)
-                    report.computed.append(hook)
+                    report.computed.append(name)
                 manifest.update(model=info.spec.name, model_fingerprint=info.fingerprint,
                                 prompt_set=prompts.name, prompts_fingerprint=prompts.fingerprint,
-                                n_prompts=len(ids), format=FORMAT)
+                                n_prompts=n_prompts, format=FORMAT)
                 _atomic_write_text(entry / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
         report.seconds = time.perf_counter() - started
-        return CachedActivations(entry, hooks, tuple(len(x) for x in ids), report)
+        return entry, report
 
     # ---- validation -------------------------------------------------------------------------------
     def _read_manifest(self, entry: Path) -> dict:
@@ -164,19 +206,22 @@ class ActivationStore:
                     "prompts_fingerprint": prompts_fp}
         if any(meta.get(k) != v for k, v in expected.items()):
             return "written for another model, prompt set, hook or format"
-        if keys != {f"p{i}" for i in range(n_prompts)}:
-            return "wrong number of prompts"
+        if len(keys) != record.get("n_tensors") or not all(k.split(".")[0] in prompt_keys(n_prompts) for k in keys):
+            return "wrong number of prompts or tensors"
         return None
 
-    def _write_hook(self, entry: Path, hook: str, tensors: Sequence[torch.Tensor], model_fp: str,
-                    prompts_fp: str) -> dict:
+    def _write_hook(self, entry: Path, hook: str, tensors: "Sequence[torch.Tensor] | dict[str, torch.Tensor]",
+                    model_fp: str, prompts_fp: str) -> dict:
+        """Write one item atomically: a list (one tensor per prompt) or a dict of named tensors."""
         final = entry / _file_name(hook)
         tmp = entry / f".{final.name}.tmp-{os.getpid()}"
         meta = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
                 "prompts_fingerprint": prompts_fp}
-        save_file({f"p{i}": t.contiguous() for i, t in enumerate(tensors)}, str(tmp), metadata=meta)
-        record = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "dtype": str(tensors[0].dtype),
-                  "shape_p0": list(tensors[0].shape), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        named = tensors if isinstance(tensors, dict) else {f"p{i}": t for i, t in enumerate(tensors)}
+        save_file({k: t.contiguous() for k, t in named.items()}, str(tmp), metadata=meta)
+        first = next(iter(named.values()))
+        record = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "dtype": str(first.dtype),
+                  "n_tensors": len(named), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.replace(tmp, final)
         return record
 

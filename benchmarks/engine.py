@@ -1,0 +1,287 @@
+"""Engine benchmark on SmolLM2-135M: what the activation cache and the streaming reducers cost.
+
+Measured (all timings are medians of 3 repeats run side by side in one process, after one warm-up,
+because the machine is noisy; peak memory is measured in fresh child processes because ru_maxrss
+never goes down):
+
+- cached_run_vs_forward_{128,512}: `ActivationStore.ensure` on a fresh store dir for one prompt
+  (compute + write `hook_z` of every layer) / a plain bridge forward `bridge(ids)`.     target <= 1.15
+- cache_hit_speedup (512 tokens): the fresh `ensure` above / a second `ensure` that hits the cache plus
+  loading every hook's tensors with `acts[hook]`.                                         target >= 10
+- reducer_time_vs_sdpa_2048: `stream_forward` with row argmax, column sums, distance-weighted sums,
+  key-set mass on positions 0..3 and head outputs at the last position / a plain SDPA forward of
+  the same HF model (base model, no lm_head).                                             target <= 1.5
+- reducer_peak_mem_vs_sdpa_{2048,8192}: peak RSS of a child that loads the model and runs one reducer
+  forward / the same for one SDPA forward. The children also report RSS right after loading (weights
+  paged in), so the forward's own increment is visible under "raw".          target <= 1.5
+
+Tokens are real text (Python's bundled pydoc topics), BOS first. Allocator: the default one; the
+MALLOC_* environment seen is recorded in the JSON.
+
+    python benchmarks/engine.py [--quick] [--out benchmarks/out/engine.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODEL = "smollm2-135m"
+REPEATS = 3
+DEFAULT_OUT = REPO / "benchmarks" / "out" / "engine.json"
+TARGETS = {
+    "cached_run_vs_forward_128": ("<=", 1.15),
+    "cached_run_vs_forward_512": ("<=", 1.15),
+    "cache_hit_speedup": (">=", 10.0),
+    "reducer_time_vs_sdpa_2048": ("<=", 1.5),
+    "reducer_peak_mem_vs_sdpa_2048": ("<=", 1.5),
+    "reducer_peak_mem_vs_sdpa_8192": ("<=", 1.5),
+}
+GB = 1e9
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def token_ids(tokenizer, n: int) -> list[int]:
+    """`n` token ids of real English text: BOS, then the start of Python's pydoc topics."""
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[k] for k in sorted(topics))
+    chars = 8 * n  # generous; the cut-off tail token is dropped below
+    while True:
+        ids = tokenizer(text[:chars], add_special_tokens=False)["input_ids"]
+        if len(ids) > n or chars >= len(text):
+            break
+        chars *= 2
+    if len(ids) < n - 1:
+        raise SystemExit(f"the pydoc text has only {len(ids)} tokens; {n} were asked for")
+    return [tokenizer.bos_token_id, *ids[: n - 1]]
+
+
+def request():
+    from workbench.engine.reducers import ReducerRequest
+
+    return ReducerRequest(row_argmax=True, column_sums=True, distance=True, distance_window=None,
+                          key_sets={"sink": [0, 1, 2, 3]}, entropy=False, output_positions=(-1,))
+
+
+def reducer_forward(bridge, ids) -> None:
+    from workbench.engine.run import stream_forward
+
+    stream_forward(bridge, ids, request(), output_positions=[-1], logits="none")
+
+
+def sdpa_forward(info, ids) -> None:
+    import torch
+
+    model = info.stream_model
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = "sdpa"
+    try:
+        with torch.inference_mode():
+            model.model(ids)
+    finally:
+        model.config._attn_implementation = previous
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+def max_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+# ---- child: one forward in a fresh process, for peak memory -------------------------------------
+def child(mode: str, length: int) -> None:
+    import torch
+
+    from workbench.models import load_model, model_info
+
+    bridge = load_model(MODEL)
+    info = model_info(bridge)
+    ids = torch.tensor([token_ids(info.tokenizer, length)])
+    with torch.no_grad():  # the weights are mmapped lazily: page them in so "after load" includes them
+        for param in [*bridge.parameters(), *info.stream_model.parameters()]:
+            param.sum()
+    after_load, max_after_load = rss_bytes(), max_rss_bytes()
+    seconds = timed(lambda: reducer_forward(bridge, ids) if mode == "reducer" else sdpa_forward(info, ids))
+    print(json.dumps({"mode": mode, "tokens": length, "seconds": seconds,
+                      "rss_after_load_gb": after_load / GB,
+                      "max_rss_after_load_gb": max_after_load / GB, "peak_rss_gb": max_rss_bytes() / GB}))
+
+
+def run_child(mode: str, length: int) -> dict:
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, str(length)],
+                          check=False, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {mode} {length} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_memory(length: int) -> tuple[float, dict]:
+    runs = {}
+    for mode in ("sdpa", "reducer"):
+        log(f"peak memory: child process, {mode} forward at {length} tokens …")
+        runs[mode] = run_child(mode, length)
+        r = runs[mode]
+        log(f"  peak {r['peak_rss_gb']:.2f} GB (after load {r['rss_after_load_gb']:.2f} GB), "
+            f"{r['seconds']:.1f} s")
+    for r in runs.values():
+        r["forward_increment_gb"] = r["peak_rss_gb"] - r["rss_after_load_gb"]
+    sdpa_increment = max(runs["sdpa"]["forward_increment_gb"], 1e-9)
+    runs["increment_ratio"] = runs["reducer"]["forward_increment_gb"] / sdpa_increment
+    return runs["reducer"]["peak_rss_gb"] / runs["sdpa"]["peak_rss_gb"], runs
+
+
+# ---- in-process timings --------------------------------------------------------------------------
+def cached_run_vs_forward(bridge, info, length: int) -> tuple[float, float, dict]:
+    """Fresh-store `ensure` vs `bridge(ids)`, and (second ensure + loading every hook) on the same store."""
+    import torch
+
+    from workbench.engine import hooks
+    from workbench.engine.prompts import PromptSet, tokenize
+    from workbench.engine.store import ActivationStore
+
+    ids = token_ids(info.tokenizer, length)
+    prompts = PromptSet.from_texts(f"bench-{length}", [info.tokenizer.decode(ids[1:])])
+    store_ids = tokenize(bridge, prompts)[0]
+    round_trip = store_ids == ids
+    input_ids = torch.tensor([store_ids])  # the forward sees exactly the tokens the store caches
+    wanted = [hooks.z(layer) for layer in range(info.n_layers)]
+
+    def forward():
+        with torch.inference_mode():
+            bridge(input_ids)
+
+    def fresh_then_hit():
+        root = tempfile.mkdtemp(prefix="wb-engine-bench-")
+        try:
+            store = ActivationStore(root)
+            start = time.perf_counter()
+            acts = store.ensure(bridge, prompts, wanted, batch_size=8, progress=False)
+            fresh = time.perf_counter() - start
+            assert sorted(acts.report.computed) == sorted(wanted), acts.report
+            start = time.perf_counter()
+            acts = store.ensure(bridge, prompts, wanted, batch_size=8, progress=False)
+            for hook in wanted:
+                acts[hook]
+            hit = time.perf_counter() - start
+            assert not acts.report.computed and len(acts.report.reused) == len(wanted), acts.report
+            size = sum(p.stat().st_size for p in Path(root).rglob("*.safetensors"))
+            return fresh, hit, size
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    forward(), fresh_then_hit()  # warm-up
+    fwd, fresh, hit = [], [], []
+    for i in range(REPEATS):
+        fwd.append(timed(forward))
+        f, h, size = fresh_then_hit()
+        fresh.append(f), hit.append(h)
+        log(f"  {length} tokens, repeat {i + 1}: forward {fwd[-1]:.3f} s, fresh ensure {f:.3f} s, "
+            f"hit+load {h:.4f} s")
+    raw = {"tokens": len(store_ids), "tokenization_round_trips": round_trip, "hooks": len(wanted),
+           "cache_bytes": size, "forward_s": fwd, "fresh_ensure_s": fresh, "hit_and_load_s": hit,
+           "forward_median_s": statistics.median(fwd), "fresh_ensure_median_s": statistics.median(fresh),
+           "hit_and_load_median_s": statistics.median(hit)}
+    return (raw["fresh_ensure_median_s"] / raw["forward_median_s"],
+            raw["fresh_ensure_median_s"] / raw["hit_and_load_median_s"], raw)
+
+
+def reducer_vs_sdpa_time(bridge, info, length: int) -> tuple[float, dict]:
+    import torch
+
+    ids = torch.tensor([token_ids(info.tokenizer, length)])
+    sdpa_forward(info, ids), reducer_forward(bridge, ids)  # warm-up
+    sdpa, reducer = [], []
+    for i in range(REPEATS):
+        sdpa.append(timed(lambda: sdpa_forward(info, ids)))
+        reducer.append(timed(lambda: reducer_forward(bridge, ids)))
+        log(f"  {length} tokens, repeat {i + 1}: sdpa {sdpa[-1]:.2f} s, reducer {reducer[-1]:.2f} s")
+    raw = {"tokens": length, "sdpa_s": sdpa, "reducer_s": reducer, "sdpa_median_s": statistics.median(sdpa),
+           "reducer_median_s": statistics.median(reducer)}
+    return raw["reducer_median_s"] / raw["sdpa_median_s"], raw
+
+
+# ---- main ----------------------------------------------------------------------------------------
+def environment() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "libc": " ".join(platform.libc_ver()),
+            "allocator": "default (glibc malloc)",
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+            "tmp_dir": tempfile.gettempdir(), "repeats": REPEATS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="skip the 8192-token child runs")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "LENGTH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], int(args.child[1]))
+
+    from workbench.models import load_model, model_info
+
+    log(f"loading {MODEL} …")
+    bridge = load_model(MODEL)
+    info = model_info(bridge)
+    metrics, raw = {}, {}
+    for length in (128, 512):
+        log(f"cached run vs bridge forward at {length} tokens …")
+        ratio, speedup, raw[f"cached_run_{length}"] = cached_run_vs_forward(bridge, info, length)
+        metrics[f"cached_run_vs_forward_{length}"] = ratio
+        if length == 512:
+            metrics["cache_hit_speedup"] = speedup
+    raw["cache_hit_speedup"] = raw["cached_run_vs_forward_512"] = raw.pop("cached_run_512")
+    raw["cached_run_vs_forward_128"] = raw.pop("cached_run_128")
+    log("reducer vs SDPA time at 2048 tokens …")
+    name = "reducer_time_vs_sdpa_2048"
+    metrics[name], raw[name] = reducer_vs_sdpa_time(bridge, info, 2048)
+    del bridge, info
+    for length in (2048,) if args.quick else (2048, 8192):
+        name = f"reducer_peak_mem_vs_sdpa_{length}"
+        metrics[name], raw[name] = peak_memory(length)
+
+    passed = {}
+    print(f"\n{'metric':34} {'value':>9}  target   ok")
+    for name, value in metrics.items():
+        op, bound = TARGETS[name]
+        passed[name] = value <= bound if op == "<=" else value >= bound
+        print(f"{name:34} {value:9.3f}  {op} {bound:<5} {'yes' if passed[name] else 'NO'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": MODEL, "quick": args.quick, "metrics": metrics,
+              "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items() if k in metrics},
+              "passed": passed, "raw": raw, "env": environment()}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

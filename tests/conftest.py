@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny seeded models for units, the bundled SmolLM2 for integration tests.
+
+Every test gets its own activation cache and results directory (env vars), so tests never see each
+other's files; the converted model cache is shared (it is the user's, and converting takes ~30 s).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORKBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from workbench.models import load_model
+
+    return load_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_mha():
+    from workbench.models import load_model
+
+    return load_model("tiny-mha")
+
+
+@pytest.fixture(scope="session")
+def smol():
+    from workbench import api
+
+    return api.load_model("smollm2-135m")

@@ -1,0 +1,38 @@
+"""What every analysis declares: a name, its Params type, default prompts, and a run function."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    name: str
+    summary: str
+    params_type: type
+    default_prompts: Callable[[Any, Any], Any]  # (model, params) -> PromptSet
+    run: Callable[..., pd.DataFrame]  # (model, prompts, params, *, progress) -> HeadScores
+
+    def make_params(self, overrides: dict[str, Any] | None = None):
+        """Params from string/typed overrides, with a clear error for unknown names or bad values."""
+        from workbench.errors import WorkbenchError
+
+        overrides = dict(overrides or {})
+        known = {f.name: f for f in dataclasses.fields(self.params_type)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise WorkbenchError(f"{self.name} has no parameter {', '.join(unknown)}; "
+                                 f"its parameters are {', '.join(known)}.")
+        typed = {}
+        for key, value in overrides.items():
+            default = getattr(self.params_type(), key)
+            try:
+                typed[key] = type(default)(value) if isinstance(value, str) and default is not None else value
+            except ValueError as exc:
+                raise WorkbenchError(f"{self.name}: parameter {key}={value!r} is not a valid "
+                                     f"{type(default).__name__}.") from exc
+        return self.params_type(**typed)

@@ -1,0 +1,95 @@
+"""The facade: everything the CLI, notebooks, the app and batch runs call.
+
+    import workbench.api as wb
+    model = wb.load_model("smollm2-135m")
+    scores, run = wb.run_analysis("attention_profile", model)
+    table = wb.intervene(model, prompts, wb.ScaleHead(("L3H5",), alpha=0.0), metric="loss")
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+
+from workbench import results
+from workbench.engine.intervene import (AblateHead, AttentionEdit, PatchHead, ScaleHead, UniformAttention,
+                                        summarize)
+from workbench.engine.prompts import PromptSet
+from workbench.models import DEFAULT_MODEL
+
+__all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
+           "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
+           "PatchHead", "summarize", "DEFAULT_MODEL"]
+
+_MODELS: dict[str, Any] = {}
+
+
+def load_model(name: str = DEFAULT_MODEL):
+    """A TransformerBridge for `name`, loaded once per process."""
+    from workbench import models
+
+    spec = models.resolve_spec(name)
+    if spec.name not in _MODELS:
+        _MODELS[spec.name] = models.load_model(name)
+    return _MODELS[spec.name]
+
+
+def _as_model(model):
+    return load_model(model) if isinstance(model, str) else model
+
+
+def list_models() -> pd.DataFrame:
+    """Bundled and test models with their architecture and offline availability."""
+    from workbench import models
+
+    return pd.DataFrame([models.describe(s) for s in [*models.BUNDLED.values(), *models.TINY.values()]])
+
+
+def list_analyses() -> pd.DataFrame:
+    from workbench.analyses import REGISTRY
+
+    return pd.DataFrame([{"analysis": s.name, "summary": s.summary} for s in REGISTRY])
+
+
+def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None,
+                 params: Any = None, *, save: bool = True, progress: bool = True,
+                 results_dir=None) -> tuple[pd.DataFrame, results.RunRecord | None]:
+    """Run a registered analysis; returns its HeadScores and (if saved) the catalog record."""
+    import dataclasses
+
+    from workbench.analyses import get_analysis
+    from workbench.models import model_info
+
+    spec = get_analysis(analysis)
+    model = _as_model(model)
+    if params is None or isinstance(params, dict):
+        params = spec.make_params(params)
+    started = time.perf_counter()
+    prompts = prompts if prompts is not None else spec.default_prompts(model, params)
+    scores = spec.run(model, prompts, params, progress=progress)
+    info = model_info(model)
+    scores = results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)
+    elapsed = {"total": time.perf_counter() - started}
+    if not save:
+        return scores, None
+    record = results.save_run(scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
+                              prompts_fingerprint=prompts.fingerprint, timings=elapsed, results_dir=results_dir)
+    return scores, record
+
+
+def intervene(model, prompts: PromptSet, edits, metric: str = "loss", *, batch_size: int = 8) -> pd.DataFrame:
+    """Before/after table of `metric` per prompt under `edits` (see workbench.engine.intervene)."""
+    from workbench.engine.intervene import intervene as _intervene
+
+    return _intervene(_as_model(model), prompts, edits, metric, batch_size=batch_size)
+
+
+def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, results.RunRecord]:
+    return results.load_run(run_id, results_dir)
+
+
+def find_results(analysis: str | None = None, model: str | None = None, prompt_set: str | None = None,
+                 results_dir=None) -> pd.DataFrame:
+    return results.find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set)

@@ -1,0 +1,220 @@
+"""`workbench` command line: turns strings into typed requests and calls workbench.api; nothing else."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workbench.errors import WorkbenchError
+
+app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+cache_app = typer.Typer(help="The on-disk activation cache.", no_args_is_help=True)
+results_app = typer.Typer(help="Saved analysis runs (the catalog).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+app.add_typer(results_app, name="results")
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def friendly(fn):
+    """Show user errors as one clear line (exit 2) instead of a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except WorkbenchError as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def show(df, title: str | None = None, limit: int = 40) -> None:
+    table = Table(title=title, show_lines=False)
+    for col in df.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in df.head(limit).itertuples(index=False):
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    if len(df) > limit:
+        console.print(f"… {len(df) - limit} more rows")
+
+
+def _params(items: List[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise WorkbenchError(f"Parameter {item!r} must look like name=value.")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+@friendly
+def models():
+    """List bundled and test models: size, layers × heads, KV heads, context, offline availability."""
+    from workbench import api
+
+    df = api.list_models()
+    df["params"] = df["params"].map(lambda p: f"{p / 1e6:.0f}M" if p == p and p else "-")
+    show(df[["name", "params", "layers", "heads", "kv_heads", "n_ctx", "available", "description"]], "models")
+    console.print("Any Hugging Face id (org/name) or local HF directory also works as --model.")
+
+
+@app.command()
+@friendly
+def analyses():
+    """List the registered analyses."""
+    from workbench import api
+
+    show(api.list_analyses(), "analyses")
+
+
+@app.command()
+@friendly
+def hooks(model: str = typer.Option("smollm2-135m", help="model name"),
+          contains: str = typer.Option("blocks.0.", help="only names containing this")):
+    """List the model's real hook names."""
+    from workbench import api
+
+    names = [n for n in api.load_model(model).hook_dict if contains in n]
+    console.print("\n".join(names))
+
+
+@app.command()
+@friendly
+def run(analysis: str = typer.Argument("attention_profile"),
+        model: str = typer.Option("smollm2-135m", "--model", "-m"),
+        param: List[str] = typer.Option(None, "--param", "-p", help="name=value, repeatable"),
+        top: int = typer.Option(10, help="show this many top heads"),
+        save: bool = typer.Option(True, help="save to the results catalog")):
+    """Run an analysis on a model and save its head scores to the catalog."""
+    from workbench import api
+
+    bridge = api.load_model(model)
+    scores, record = api.run_analysis(analysis, bridge, params=_params(param), save=save)
+    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")]
+    show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
+    if record:
+        console.print(f"saved run [bold]{record.run_id}[/] ({record.timings['total']:.1f} s) — "
+                      "`workbench results ls` lists the catalog")
+
+
+@app.command()
+@friendly
+def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
+              edit: str = typer.Option("ablate", help="ablate | mean-ablate | scale | uniform | reweight"),
+              alpha: float = typer.Option(0.0, help="scale factor (scale) or attention scale (reweight)"),
+              keys: str = typer.Option("0", help="key positions for reweight, e.g. '0,1'"),
+              metric: str = typer.Option("loss", help="loss | logit_diff | answer_logprob"),
+              model: str = typer.Option("smollm2-135m", "--model", "-m"),
+              n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
+    """Edit heads on natural-text prompts and show the metric before and after, per prompt."""
+    from workbench import api
+    from workbench.engine.intervene import summarize
+    from workbench.heads import parse_heads
+    from workbench.tasks.natural_text import text_chunks
+
+    refs = parse_heads(heads)
+    bridge = api.load_model(model)
+    edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
+             "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
+             "reweight": lambda: api.AttentionEdit(refs, tuple(int(k) for k in keys.split(",")), scale=alpha)}
+    if edit not in edits:
+        raise WorkbenchError(f"Unknown edit {edit!r}; choose one of {', '.join(edits)}.")
+    table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), edits[edit](), metric)
+    show(table, f"{table.attrs['edits'][0]} · {metric}")
+    console.print(summarize(table))
+
+
+@cache_app.command("ls")
+@friendly
+def cache_ls():
+    """List cached (model, prompt set) entries."""
+    import pandas as pd
+
+    from workbench.engine.store import ActivationStore
+
+    store = ActivationStore()
+    df = pd.DataFrame(store.entries())
+    if df.empty:
+        console.print(f"cache at {store.root} is empty")
+        return
+    df["size"] = df.pop("bytes").map(lambda b: f"{b / 2**20:.1f} MiB")
+    show(df.drop(columns=["path"]), f"cache at {store.root}")
+
+
+@cache_app.command("du")
+@friendly
+def cache_du():
+    """Disk use of the activation cache, per model."""
+    import pandas as pd
+
+    from workbench.engine.store import ActivationStore
+
+    store = ActivationStore()
+    df = pd.DataFrame(store.entries())
+    if df.empty:
+        console.print(f"cache at {store.root} is empty (0 B)")
+        return
+    per_model = df.groupby(["model", "model_fingerprint"], as_index=False)["bytes"].sum()
+    per_model["size"] = per_model.pop("bytes").map(lambda b: f"{b / 2**20:.1f} MiB")
+    show(per_model, f"cache at {store.root}: {df['bytes'].sum() / 2**20:.1f} MiB in all")
+
+
+@cache_app.command("rm")
+@friendly
+def cache_rm(model_fingerprint: Optional[str] = typer.Option(None, "--model-fp"),
+             prompts_fingerprint: Optional[str] = typer.Option(None, "--prompts-fp"),
+             everything: bool = typer.Option(False, "--all", help="remove every entry")):
+    """Remove cache entries by fingerprint prefix (see `cache ls`), or --all."""
+    from workbench.engine.store import ActivationStore
+
+    try:
+        n = ActivationStore().remove(model_fingerprint=model_fingerprint, prompts_fingerprint=prompts_fingerprint,
+                                     everything=everything)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    console.print(f"removed {n} cache entries")
+
+
+@results_app.command("ls")
+@friendly
+def results_ls(analysis: Optional[str] = None, model: Optional[str] = None,
+               prompt_set: Optional[str] = typer.Option(None, "--prompt-set")):
+    """List saved runs, newest first, filtered by analysis, model, prompt set."""
+    from workbench import api
+
+    df = api.find_results(analysis=analysis, model=model, prompt_set=prompt_set)
+    if df.empty:
+        console.print("no saved runs match")
+        return
+    show(df[["run_id", "analysis", "model", "prompt_set", "created", "n_rows", "seconds"]], "runs")
+
+
+@results_app.command("show")
+@friendly
+def results_show(run_id: str, top: int = 10):
+    """Top heads of a saved run."""
+    from workbench import api
+
+    scores, record = api.load_result(run_id)
+    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]
+    show(scores.sort_values("score", ascending=False)[cols].head(top), f"{record.analysis} · {record.run_id}")
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
