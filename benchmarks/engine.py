@@ -206,7 +206,7 @@ def cached_run_vs_forward(bridge, info, length: int) -> tuple[float, float, dict
     raw = {"tokens": len(store_ids), "tokenization_round_trips": round_trip, "hooks": len(wanted),
            "cache_bytes": size, "forward_s": fwd, "fresh_ensure_s": fresh, "hit_and_load_s": hit,
            "forward_median_s": statistics.median(fwd), "fresh_ensure_median_s": statistics.median(fresh),
-           "hit_and_load_median_s": statistics.median(hit)}
+           "hit_and_load_median_s": statistics.median(hit), "min_ratio": min(fresh) / min(fwd)}
     return (raw["fresh_ensure_median_s"] / raw["forward_median_s"],
             raw["fresh_ensure_median_s"] / raw["hit_and_load_median_s"], raw)
 
@@ -222,7 +222,10 @@ def reducer_vs_sdpa_time(bridge, info, length: int) -> tuple[float, dict]:
         reducer.append(timed(lambda: reducer_forward(bridge, ids)))
         log(f"  {length} tokens, repeat {i + 1}: sdpa {sdpa[-1]:.2f} s, reducer {reducer[-1]:.2f} s")
     raw = {"tokens": length, "sdpa_s": sdpa, "reducer_s": reducer, "sdpa_median_s": statistics.median(sdpa),
-           "reducer_median_s": statistics.median(reducer)}
+           "reducer_median_s": statistics.median(reducer),
+           # noise diagnostics: the ratio of each interleaved pair, and of the fastest runs
+           "pair_ratios": [r / s for r, s in zip(reducer, sdpa, strict=True)],
+           "min_ratio": min(reducer) / min(sdpa)}
     return raw["reducer_median_s"] / raw["sdpa_median_s"], raw
 
 

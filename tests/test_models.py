@@ -84,3 +84,21 @@ def test_smollm2_loads_offline_from_the_converted_cache(smol):
     info = models.model_info(smol)
     assert (models.model_cache.converted_dir(info.spec) / models.model_cache.SOURCE_FILE).exists()
     assert models.availability(info.spec) == "offline (converted)"
+
+
+@pytest.mark.real_model
+def test_gemma3_converts_loads_and_streams_exactly():
+    from workbench.engine.reducers import ReducerRequest, stats_from_patterns
+    from workbench.engine.run import stream_forward
+
+    gemma = models.load_model("gemma3-270m")
+    info = models.model_info(gemma)
+    assert (info.n_layers, info.n_heads, info.n_kv_heads) == (18, 4, 1)
+    ids = gemma.to_tokens("When Mary and John went to the store, John gave a drink to")
+    assert ids[0, 0].item() == info.tokenizer.bos_token_id  # Gemma needs <bos>
+    result = stream_forward(gemma, ids, ReducerRequest(), logits="all")
+    logits, cache = gemma.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"))
+    assert (result.logits - logits).abs().max().item() < 1e-4
+    ref = stats_from_patterns({x: cache[f"blocks.{x}.attn.hook_pattern"] for x in range(18)}, ReducerRequest())
+    torch.testing.assert_close(result.stats.col_sum, ref.col_sum, atol=1e-4, rtol=1e-5)
+    assert logits[0, -1].argmax().item() == info.tokenizer(" Mary", add_special_tokens=False)["input_ids"][0]

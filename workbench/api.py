@@ -14,8 +14,14 @@ from typing import Any
 import pandas as pd
 
 from workbench import results
-from workbench.engine.intervene import (AblateHead, AttentionEdit, PatchHead, ScaleHead, UniformAttention,
-                                        summarize)
+from workbench.engine.intervene import (
+    AblateHead,
+    AttentionEdit,
+    PatchHead,
+    ScaleHead,
+    UniformAttention,
+    summarize,
+)
 from workbench.engine.prompts import PromptSet
 from workbench.models import DEFAULT_MODEL
 

@@ -124,10 +124,14 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
     from workbench.tasks.natural_text import text_chunks
 
     refs = parse_heads(heads)
+    try:
+        key_positions = tuple(int(k) for k in keys.split(","))
+    except ValueError:
+        raise WorkbenchError(f"--keys must be comma-separated integers, e.g. '0,1'; got {keys!r}.") from None
     bridge = api.load_model(model)
     edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
              "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
-             "reweight": lambda: api.AttentionEdit(refs, tuple(int(k) for k in keys.split(",")), scale=alpha)}
+             "reweight": lambda: api.AttentionEdit(refs, key_positions, scale=alpha)}
     if edit not in edits:
         raise WorkbenchError(f"Unknown edit {edit!r}; choose one of {', '.join(edits)}.")
     table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), edits[edit](), metric)

@@ -149,7 +149,8 @@ def _bias_hook(heads, edit: AttentionEdit, lengths):
                 add[row, 0, 0, pos] = bias
         part = scores[:, heads]
         edited = part + add
-        empty = torch.isneginf(edited).all(-1, keepdim=True) | torch.isnan(edited).any(-1, keepdim=True)
+        hidden = edited <= torch.finfo(edited.dtype).min / 2  # the bridge masks with finfo.min, not -inf
+        empty = hidden.all(-1, keepdim=True) | torch.isnan(edited).any(-1, keepdim=True)
         scores[:, heads] = torch.where(empty, part, edited)  # never leave a row with no visible key
         return scores
     return hook
@@ -178,7 +179,7 @@ def _prepare(model, prompts: PromptSet, edits: Sequence) -> dict:
                 raise InterventionError(f"Patch source has {len(edit.source)} prompts for {len(prompts)} "
                                         "prompts; give one source prompt per prompt.")
             src_ids, dst_ids = tokenize(model, edit.source), tokenize(model, prompts)
-            bad = [i for i, (a, b) in enumerate(zip(src_ids, dst_ids)) if len(a) != len(b)]
+            bad = [i for i, (a, b) in enumerate(zip(src_ids, dst_ids, strict=True)) if len(a) != len(b)]
             if bad:
                 raise InterventionError(f"Patch source prompts {bad[:10]} differ in token length from their "
                                         "targets; patching needs aligned prompts of equal length.")
@@ -216,6 +217,9 @@ def intervene(model, prompts: PromptSet, edits: "Edit | Sequence[Edit]", metric:
     if not edits:
         raise InterventionError("No edits given.")
     edits = [_normalise(e) for e in edits]
+    info = model_info(model)
+    for edit in edits:  # fail before any forward pass
+        check_heads(edit.heads, info.n_layers, info.n_heads)
     metric = get_metric(metric)
     context = _prepare(model, prompts, edits)
     before = run_metric(model, prompts, metric, batch_size=batch_size)

@@ -27,8 +27,13 @@ from safetensors.torch import save_file
 
 from workbench.engine import hooks as hook_names
 from workbench.engine.prompts import PromptSet, pad_batch, tokenize
-from workbench.engine.reducers import (AttentionStats, ReducerRequest, request_fingerprint, stats_from_tensors,
-                                        stats_to_tensors)
+from workbench.engine.reducers import (
+    AttentionStats,
+    ReducerRequest,
+    request_fingerprint,
+    stats_from_tensors,
+    stats_to_tensors,
+)
 from workbench.engine.run import stream_forward
 from workbench.models import model_info
 
@@ -295,12 +300,8 @@ def _compute(model, ids: list[list[int]], hooks: Sequence[str], batch_size: int,
                 act = cache[hook]
                 for j, i in enumerate(rows):
                     n = len(ids[i])
-                    if hook.endswith(_PAIRWISE_SUFFIXES):
-                        piece = act[j, :, :n, :n]
-                    elif hook.endswith(("hook_rot_q", "hook_rot_k")):
-                        piece = act[j, :, :n]
-                    else:
-                        piece = act[j, :n]
+                    row = 0 if act.shape[0] == 1 else j  # rotary cos/sin are shared by the batch
+                    piece = act[row, :, :n, :n] if hook.endswith(_PAIRWISE_SUFFIXES) else act[row, :n]
                     out[hook][i] = piece.detach().clone()
             bar.update(len(rows))
     return out

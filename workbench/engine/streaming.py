@@ -17,7 +17,13 @@ from typing import Iterator
 
 import torch
 
-from workbench.engine.reducers import AttentionStats, LayerAccumulator, ReducerRequest, finalize, key_index_tensors
+from workbench.engine.reducers import (
+    AttentionStats,
+    LayerAccumulator,
+    ReducerRequest,
+    finalize,
+    key_index_tensors,
+)
 
 BLOCK_BYTES = 48 * 2**20  # budget for one block of scores; peaks hold a few such tensors
 ROWS_PER_BLOCK = 256  # small blocks waste little of the causal upper triangle
