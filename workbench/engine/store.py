@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import torch
 from filelock import FileLock
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from workbench.engine import hooks as hook_names
 from workbench.engine.prompts import PromptSet, pad_batch, tokenize
@@ -223,9 +223,11 @@ class ActivationStore:
         meta = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
                 "prompts_fingerprint": prompts_fp}
         named = tensors if isinstance(tensors, dict) else {f"p{i}": t for i, t in enumerate(tensors)}
-        save_file({k: t.contiguous() for k, t in named.items()}, str(tmp), metadata=meta)
+        payload = save({k: t.contiguous() for k, t in named.items()}, metadata=meta)
+        with tmp.open("wb") as fh:
+            fh.write(payload)
         first = next(iter(named.values()))
-        record = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "dtype": str(first.dtype),
+        record = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(), "dtype": str(first.dtype),
                   "n_tensors": len(named), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.replace(tmp, final)
         return record
