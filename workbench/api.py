@@ -99,3 +99,19 @@ def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, results.Ru
 def find_results(analysis: str | None = None, model: str | None = None, prompt_set: str | None = None,
                  results_dir=None) -> pd.DataFrame:
     return results.find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set)
+
+
+def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict:
+    """Tokens + attention pattern of head L{layer}H{head} on `text` (BOS + last window if long)."""
+    from workbench import probe
+
+    return probe.head_pattern(_as_model(model), text, layer, head, max_tokens=max_tokens)
+
+
+def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, head: str | None = None,
+                 max_tokens: int = 2048) -> dict:
+    """Per-token sink score, BOS mass, WAAD and FAI traces with preplan/anchor marks (workbench.probe)."""
+    from workbench import probe
+
+    return probe.token_traces(_as_model(model), text, window=window, quantile=quantile, head=head,
+                              max_tokens=max_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -15,13 +16,13 @@ from workbench.models import model_info
 
 @dataclass
 class StreamResult:
-    stats: AttentionStats
+    stats: AttentionStats | None  # None when run with request=None (plain SDPA, no statistics)
     logits: torch.Tensor | None  # [B, Tq or 1, vocab] when asked for
     past_key_values: Any = None
 
 
 @torch.inference_mode()
-def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest, *,
+def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | None, *,
                    attention_mask: torch.Tensor | None = None,
                    output_positions: Sequence[int] | torch.Tensor | None = None,
                    past_key_values: Any = None, logits: str = "none") -> StreamResult:
@@ -39,7 +40,7 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest, *,
     if past_len + t > info.n_ctx:
         raise PromptError(f"{past_len + t} tokens exceed the context of {info.spec.name} ({info.n_ctx}); "
                           "shorten the prompt or lower the context length.")
-    if request.layers is not None:
+    if request is not None and request.layers is not None:
         bad = [x for x in request.layers if not 0 <= x < info.n_layers]
         if bad:
             raise PromptError(f"Layers {bad} do not exist; {info.spec.name} has layers 0..{info.n_layers - 1}.")
@@ -49,7 +50,8 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest, *,
     valid = None if full_mask is None else full_mask.bool()
     pos = _resolve_positions(output_positions, full_mask, b, past_len + t)
     twin = info.stream_model
-    with streaming.collecting(request, valid, pos) as collector:
+    # request=None: no statistics, every layer runs plain SDPA (stream edits, if active, still apply)
+    with (streaming.collecting(request, valid, pos) if request is not None else nullcontext()) as collector:
         kwargs = dict(input_ids=input_ids, attention_mask=full_mask, use_cache=past_key_values is not None,
                       past_key_values=past_key_values)
         if logits == "none":
@@ -58,7 +60,8 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest, *,
         else:
             out = twin(**kwargs, logits_to_keep=1 if logits == "last" else 0)
             out_logits = out.logits
-    return StreamResult(streaming.collected_stats(collector), out_logits, past_key_values)
+    stats = streaming.collected_stats(collector) if collector is not None else None
+    return StreamResult(stats, out_logits, past_key_values)
 
 
 def _resolve_positions(positions, mask, b: int, total: int) -> torch.Tensor | None:

@@ -128,6 +128,10 @@ class ActivationStore:
             return {name: out}
 
         entry, report = self._ensure_items(model, prompts, (name,), len(ids), compute)
+        if progress and report.reused:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"streaming stats for {prompts.name}: reused from the cache (no model run), {entry}")
         with safe_open(str(entry / _file_name(name)), framework="pt") as fh:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         per_prompt = []

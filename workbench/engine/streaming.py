@@ -75,6 +75,15 @@ def stream_attention(module, query, key, value, attention_mask, scaling=None, dr
     """transformers attention interface: `(module, q[B,H,Tq,D], k[B,Hkv,Tk,D], v, mask) -> (out[B,Tq,H,D], None)`."""
     collector = _ACTIVE.get()
     layer = int(getattr(module, "layer_idx", -1))
+    from workbench.engine import stream_edits  # per-head attention edits (uniform, streaming window)
+
+    layer_edits = stream_edits.for_layer(layer)
+    if layer_edits is not None:
+        if collector is not None and collector.request.wants(layer):
+            raise stream_edits.InterventionError(
+                f"Layer {layer} has stream edits and statistics requested; restrict the request's layers.")
+        return stream_edits.edited_attention(layer_edits, module, query, key, value, attention_mask,
+                                             scaling, **kwargs), None
     if collector is None or not collector.request.wants(layer):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 

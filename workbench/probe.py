@@ -1,0 +1,126 @@
+"""Small per-prompt views for the app and notebooks: one head's attention pattern, per-token traces.
+
+- `head_pattern`: the post-softmax pattern `A[q, k]` of head L{l}H{h} on one prompt, computed with the
+  bridge on at most `max_tokens` tokens (a long prompt keeps BOS plus its last `max_tokens − 1` tokens).
+- `token_traces`: per-token curves from the streaming reducers (never a stored T×T pattern):
+  sink score of key s `= Σ_t A[t,s] / (T − s)` (mean attention s receives from the queries that see it),
+  BOS mass of query t `= A[t,0]`, WAAD of query t `= Σ_{s≤t} A[t,s]·min(t−s, W)` and
+  FAI of key s `= Σ_{t≥s} A[t,s] / (T − s)` (Li et al. 2025 average over t > s; here t = s is included,
+  as the column sums hold it). WAAD is averaged over local heads, FAI over global heads, split at the
+  median of each head's mean attention distance on this prompt (as in attention_profile). Preplan marks:
+  WAAD above its `quantile`; anchor marks: FAI above its `quantile`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from workbench.engine import hooks
+from workbench.engine.prompts import PromptSet, tokenize
+from workbench.errors import PromptError
+from workbench.heads import HeadRef, check_heads
+from workbench.models import model_info
+
+MAX_TEXT_CHARS = 200_000
+
+
+def _ids(model, text: str) -> list[int]:
+    if not isinstance(text, str) or not text.strip():
+        raise PromptError("The prompt is empty; type some text.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise PromptError(f"The prompt has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
+                          "Paste a shorter text.")
+    return tokenize(model, PromptSet.from_texts("probe", [text]))[0]
+
+
+def _window(ids: list[int], max_tokens: int, has_bos: bool) -> tuple[list[int], int]:
+    """At most max_tokens ids: BOS (if any) + the last ones. Returns (ids, position of ids[1] in the prompt)."""
+    if len(ids) <= max_tokens:
+        return ids, 0
+    keep = max_tokens - 1 if has_bos else max_tokens
+    start = len(ids) - keep
+    return ([ids[0]] if has_bos else []) + ids[start:], start
+
+
+def _check_max(max_tokens: int, low: int = 2, high: int = 4096) -> int:
+    if not isinstance(max_tokens, int) or not low <= max_tokens <= high:
+        raise PromptError(f"max_tokens must be an integer in {low}..{high}, got {max_tokens!r}.")
+    return max_tokens
+
+
+def _labels(tok, ids: list[int]) -> list[str]:
+    return [tok.decode([i]) for i in ids]
+
+
+@torch.inference_mode()
+def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict[str, Any]:
+    """Tokens and the attention pattern of one head on `text` (JSON-ready lists)."""
+    info = model_info(model)
+    check_heads([HeadRef(int(layer), int(head))], info.n_layers, info.n_heads)
+    max_tokens = _check_max(max_tokens, high=1024)
+    ids = _ids(model, text)
+    has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
+    window, start = _window(ids, max_tokens, has_bos)
+    name = hooks.pattern(int(layer))
+    _, cache = model.run_with_cache(torch.tensor([window]), names_filter=lambda n: n == name)
+    pattern = cache[name][0, int(head)].float()
+    return {"head": f"L{int(layer)}H{int(head)}", "layer": int(layer), "head_index": int(head),
+            "tokens": _labels(info.tokenizer, window), "pattern": pattern.tolist(),
+            "n_tokens_total": len(ids), "window_start": start, "truncated": start > 0}
+
+
+def _quantile_marks(values: torch.Tensor, quantile: float) -> list[int]:
+    """Positions (BOS excluded) whose value is above the `quantile` of the others."""
+    rest = values[1:]
+    if rest.numel() < 3:
+        return []
+    cut = torch.quantile(rest, quantile)
+    return [int(i) + 1 for i in torch.nonzero(rest > cut).flatten()]
+
+
+@torch.inference_mode()
+def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, head: str | None = None,
+                 max_tokens: int = 2048) -> dict[str, Any]:
+    """Per-token sink score, BOS mass, WAAD (local heads) and FAI (global heads) of one prompt."""
+    from workbench.engine.reducers import ReducerRequest
+    from workbench.engine.run import stream_forward
+
+    info = model_info(model)
+    if not isinstance(window, int) or window < 1:
+        raise PromptError(f"The WAAD window must be a positive integer, got {window!r}.")
+    if not 0.5 <= float(quantile) < 1.0:
+        raise PromptError(f"The mark quantile must be in [0.5, 1), got {quantile!r}.")
+    ref = None
+    if head:
+        ref = HeadRef.parse(head)
+        check_heads([ref], info.n_layers, info.n_heads)
+    ids = _ids(model, text)
+    total = len(ids)
+    has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
+    ids, start = _window(ids, _check_max(min(max_tokens, info.n_ctx), high=info.n_ctx), has_bos)
+    t = len(ids)
+    request = ReducerRequest(row_argmax=False, column_sums=True, distance=True, key_sets={"bos": [0]})
+    waad_req = ReducerRequest(row_argmax=False, column_sums=False, distance=True, distance_window=window)
+    stats = stream_forward(model, torch.tensor([ids]), request).stats
+    waad = stream_forward(model, torch.tensor([ids]), waad_req).stats.distance[0]  # [L, H, T]
+    seen_by = torch.arange(t, 0, -1, dtype=torch.float32)  # queries t >= s that see key s
+    received = stats.col_sum[0, :, :, :t].float() / seen_by  # [L, H, T]
+    bos = stats.key_mass["bos"][0].float()  # [L, H, T]
+    mean_dist = stats.distance[0, :, :, 1:].float().mean(-1) if t > 1 else stats.distance[0, :, :, :].mean(-1)
+    is_global = mean_dist > mean_dist.median()
+    waad_local = waad[~is_global].float().mean(0)
+    fai_global = received[is_global].float().mean(0) if bool(is_global.any()) else received.mean((0, 1))
+    out = {"tokens": _labels(info.tokenizer, ids), "window_start": start, "truncated": start > 0,
+           "n_tokens_total": total, "window": window,
+           "sink": received.mean((0, 1)).tolist(), "bos_mass": bos.mean((0, 1)).tolist(),
+           "waad": waad_local.tolist(), "fai": fai_global.tolist(),
+           "preplan": _quantile_marks(waad_local, quantile), "anchor": _quantile_marks(fai_global, quantile),
+           "n_global_heads": int(is_global.sum()), "n_local_heads": int((~is_global).sum())}
+    if ref is not None:
+        out["head"] = str(ref)
+        out["head_traces"] = {"sink": received[ref.layer, ref.head].tolist(),
+                              "bos_mass": bos[ref.layer, ref.head].tolist(),
+                              "waad": waad[ref.layer, ref.head].float().tolist()}
+    return out

@@ -1,0 +1,1 @@
+"""Pure figure builders: DataFrame in, plotly Figure out (no I/O); shared by notebooks and the app."""
