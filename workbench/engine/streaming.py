@@ -163,7 +163,5 @@ def _gather_head_outputs(collector, acc, module, out, q_pos, start, stop) -> Non
         rel = (pos - q_pos[0] + start).clamp(start, stop - 1)
         z = out[torch.arange(b), :, rel]  # [B, H, D]
         vec = torch.einsum("bhd,hdm->bhm", z, w_heads)
-        prev = acc.head_out.get(p)
-        merged = vec if prev is None else torch.where(inside[:, None, None], vec, prev)
-        acc.head_out[p] = torch.where(inside[:, None, None], merged, torch.zeros_like(merged)) \
-            if prev is None else merged
+        prev = acc.head_out.get(p, torch.zeros_like(vec))
+        acc.head_out[p] = torch.where(inside[:, None, None], vec, prev)
