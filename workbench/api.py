@@ -27,7 +27,7 @@ from workbench.models import DEFAULT_MODEL
 
 __all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
            "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
-           "PatchHead", "summarize", "DEFAULT_MODEL"]
+           "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads"]
 
 _MODELS: dict[str, Any] = {}
 
@@ -90,6 +90,26 @@ def intervene(model, prompts: PromptSet, edits, metric: str = "loss", *, batch_s
     from workbench.engine.intervene import intervene as _intervene
 
     return _intervene(_as_model(model), prompts, edits, metric, batch_size=batch_size)
+
+
+def text_prompts(model=DEFAULT_MODEL, n_prompts: int = 4, n_tokens: int = 256) -> PromptSet:
+    """Natural-text prompts: windows of Python's bundled documentation (public domain, offline)."""
+    from workbench.tasks.natural_text import text_chunks
+
+    return text_chunks(_as_model(model), n_prompts, n_tokens)
+
+
+def plot_heads(scores: pd.DataFrame, column: str = "score", title: str | None = None):
+    """Layer × head heatmap of a HeadScores column (plotly Figure; hover shows L{l}H{h} and extras)."""
+    from workbench.viz.heads import head_heatmap
+
+    return head_heatmap(scores, column, title=title)
+
+
+def top_heads(scores: pd.DataFrame, k: int = 10, column: str = "score") -> list[str]:
+    """Labels L{l}H{h} of the k heads with the highest `column`."""
+    best = scores.sort_values(column, ascending=False).head(k)
+    return [results.head_label(int(r.layer), int(r.head)) for r in best.itertuples()]
 
 
 def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, results.RunRecord]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from workbench import cli_app, cli_batch
+from workbench.cli_common import _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
@@ -19,43 +18,8 @@ cache_app = typer.Typer(help="The on-disk activation cache.", no_args_is_help=Tr
 results_app = typer.Typer(help="Saved analysis runs (the catalog).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 app.add_typer(results_app, name="results")
-_WIDTH = None if sys.stdout.isatty() else 160
-console = Console(width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
-
-
-def friendly(fn):
-    """Show user errors as one clear line (exit 2) instead of a traceback."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except WorkbenchError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
-    return wrapper
-
-
-def show(df, title: str | None = None, limit: int = 40) -> None:
-    table = Table(title=title, show_lines=False)
-    for col in df.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in df.head(limit).itertuples(index=False):
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
-    if len(df) > limit:
-        console.print(f"… {len(df) - limit} more rows")
-
-
-def _params(items: List[str]) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise WorkbenchError(f"Parameter {item!r} must look like name=value.")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
+app.command("batch")(cli_batch.batch)
+app.add_typer(cli_app.app_app, name="app")
 
 @app.command()
 @friendly

@@ -1,0 +1,110 @@
+"""Run a plan's cells: locally in this process, or on a Ray cluster (a task per cell, models loaded once
+per worker). Both write every run to the same catalog and skip cells that are already finished."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from workbench.batch.plan import Cell, Plan
+from workbench.batch.state import finished_run, mark_finished
+from workbench.errors import WorkbenchError
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    status: str  # "done" | "skipped" | "failed"
+    run_id: str | None = None
+    seconds: float = 0.0
+    error: str = ""
+
+
+def run_cell(cell: Cell) -> tuple[str, float]:
+    """Run one cell through the facade; returns (run id, seconds). Models stay loaded per process."""
+    from workbench import api
+
+    started = time.perf_counter()
+    _, record = api.run_analysis(cell.analysis, cell.model, params=dict(cell.params), progress=False)
+    return record.run_id, time.perf_counter() - started
+
+
+def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress: bool = True,
+             results_dir: Path | None = None, on_done: Callable[[CellOutcome], None] | None = None) -> pd.DataFrame:
+    """Run every unfinished cell; return a summary table (one row per cell)."""
+    from tqdm.auto import tqdm
+
+    outcomes = {c.cell_id: CellOutcome(c, "skipped", finished_run(c, results_dir)) for c in plan.cells}
+    todo = [c for c in plan.cells if outcomes[c.cell_id].run_id is None]
+    bar = tqdm(total=len(plan.cells), initial=len(plan.cells) - len(todo), desc=f"batch {plan.name}",
+               unit="cell", disable=not progress)
+
+    def record(outcome: CellOutcome) -> None:
+        outcomes[outcome.cell.cell_id] = outcome
+        if outcome.status == "done":
+            mark_finished(outcome.cell, outcome.run_id, outcome.seconds, results_dir)
+        bar.update()
+        bar.set_postfix_str(f"{outcome.status}: {outcome.cell.label()}")
+        if on_done:
+            on_done(outcome)
+
+    if executor == "local":
+        for cell in todo:
+            record(_run_safely(cell))
+    elif executor == "ray":
+        _run_on_ray(todo, workers, record)
+    else:
+        raise WorkbenchError(f"Unknown executor {executor!r}; use 'local' or 'ray'.")
+    bar.close()
+    return summary(outcomes.values())
+
+
+def _run_safely(cell: Cell) -> CellOutcome:
+    try:
+        run_id, seconds = run_cell(cell)
+        return CellOutcome(cell, "done", run_id, seconds)
+    except WorkbenchError as exc:  # bad input in one cell must not stop the batch
+        return CellOutcome(cell, "failed", error=str(exc))
+
+
+def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome], None]) -> None:
+    import ray
+    from ray.util import ActorPool
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {k: v for k, v in os.environ.items() if k.startswith(("WORKBENCH_", "HF_", "TRANSFORMERS_"))}
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": env})
+    try:
+        actor = ray.remote(num_cpus=1)(_CellWorker)
+        pool = ActorPool([actor.remote() for _ in range(workers)])
+        for outcome in pool.map_unordered(lambda a, c: a.run.remote(c), cells):
+            record(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+class _CellWorker:
+    """A Ray actor: keeps models loaded across the cells it runs (api.load_model caches per process)."""
+
+    def __init__(self):
+        import torch
+
+        torch.set_num_threads(1)
+
+    def run(self, cell: Cell) -> CellOutcome:
+        return _run_safely(cell)
+
+
+def summary(outcomes) -> pd.DataFrame:
+    rows = [{"cell": o.cell.cell_id, "analysis": o.cell.analysis, "model": o.cell.model,
+             "params": ", ".join(f"{k}={v}" for k, v in sorted(o.cell.params.items())), "status": o.status,
+             "run_id": o.run_id or "", "seconds": round(o.seconds, 2), "error": o.error} for o in outcomes]
+    return pd.DataFrame(rows)

@@ -1,0 +1,102 @@
+"""Batch plans: TOML files that expand to cells (one analysis on one model with one parameter set).
+
+    name = "overview"
+    models = ["smollm2-135m"]
+
+    [[analyses]]
+    name = "attention_profile"
+    params = { n_prompts = 2 }
+    grid = { n_tokens = [64, 128] }     # every combination becomes a cell
+
+A cell's id hashes (analysis, model, params), so the same cell in two plans is the same work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+
+
+class PlanError(WorkbenchError):
+    """A plan file that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    analysis: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cell_id(self) -> str:
+        payload = json.dumps({"a": self.analysis, "m": self.model, "p": self.params}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.analysis} · {self.model}" + (f" · {params}" if params else "")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    cells: tuple[Cell, ...]
+    source: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps([c.cell_id for c in self.cells]).encode()).hexdigest()[:12]
+
+
+def load_plan(path: str | Path) -> Plan:
+    path = Path(path)
+    if not path.exists():
+        raise PlanError(f"No plan file at {path}; write a TOML plan (see workbench/batch/plan.py).")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path} is not valid TOML: {exc}.") from exc
+    return parse_plan(raw, source=str(path))
+
+
+def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
+    """Validate a plan dict and expand it to cells, checking analyses, parameters and models early."""
+    from workbench.analyses import get_analysis
+    from workbench.models import resolve_spec
+
+    unknown = sorted(set(raw) - {"name", "models", "analyses"})
+    if unknown:
+        raise PlanError(f"Unknown top-level keys {unknown}; a plan has name, models and [[analyses]].")
+    name = raw.get("name") or Path(source).stem or "batch"
+    models = raw.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise PlanError("`models` must be a non-empty list of model names, e.g. models = [\"smollm2-135m\"].")
+    for model in models:
+        resolve_spec(model)  # unknown names fail now, not mid-batch
+    entries = raw.get("analyses")
+    if not isinstance(entries, list) or not entries:
+        raise PlanError("A plan needs at least one [[analyses]] table with a `name`.")
+    cells = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise PlanError(f"Each [[analyses]] table needs a name; got {entry!r}.")
+        spec = get_analysis(entry["name"])
+        base, grid = dict(entry.get("params", {})), dict(entry.get("grid", {}))
+        bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+        if bad:
+            raise PlanError(f"grid values must be non-empty lists; fix {bad} in analysis {entry['name']!r}.")
+        keys = sorted(grid)
+        for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+            params = {**base, **dict(zip(keys, combo, strict=True))}
+            spec.make_params(params)  # unknown or mistyped parameters fail now
+            for model in models:
+                cells.append(Cell(spec.name, model, params))
+    unique = tuple(dict((c.cell_id, c) for c in cells).values())
+    return Plan(name=str(name), cells=unique, source=source)

@@ -1,0 +1,43 @@
+"""A static HTML report of a batch: the summary table and, per finished run, its head map and top heads.
+
+One self-contained file (plotly.js inlined once), so it can be shared and opened without the app or a
+network.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from workbench import results
+
+
+def write_report(summary: pd.DataFrame, path: str | Path, *, title: str = "Batch report",
+                 results_dir: Path | None = None, top: int = 10) -> Path:
+    from workbench.viz.heads import head_heatmap
+
+    path = Path(path)
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Cells</h2>", summary.to_html(index=False, border=0)]
+    first_figure = True
+    for row in summary.itertuples():
+        if row.status not in ("done", "skipped") or not row.run_id:
+            continue
+        scores, record = results.load_run(row.run_id, results_dir)
+        parts.append(f"<h2>{html.escape(record.analysis)} · {html.escape(record.model)} · "
+                     f"{html.escape(record.prompt_set)}</h2><p>run {html.escape(record.run_id)}, "
+                     f"{record.timings.get('total', 0):.1f} s, params {html.escape(str(record.params))}</p>")
+        fig = head_heatmap(scores, title=f"{record.analysis}: score per head")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if first_figure else False))
+        first_figure = False
+        shown = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]
+        best = scores.sort_values("score", ascending=False)[shown].head(top)
+        parts.append(f"<h3>Top {top} heads</h3>" + best.to_html(index=False, border=0, float_format="%.4g"))
+    style = ("<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+             "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
+             "th{background:#f3f3f3}</style>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                    f"{style}</head><body>{''.join(parts)}</body></html>")
+    return path
