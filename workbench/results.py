@@ -234,9 +234,20 @@ def _check_timings(timings: Mapping[str, Any]) -> dict[str, float]:
 
 
 def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prompts_fingerprint: str,
-             timings: dict, results_dir: Path | None = None) -> RunRecord:
-    """Validate and atomically write ``<results_dir>/<analysis>/<run_id>/{scores.parquet,run.json}``."""
+             timings: dict, results_dir: Path | None = None, tables: Mapping[str, pd.DataFrame] | None = None,
+             summary: Mapping[str, Any] | None = None) -> RunRecord:
+    """Validate and atomically write ``<results_dir>/<analysis>/<run_id>/{scores.parquet,run.json}``.
+
+    Analyses with per-token or per-trial output add ``tables`` (``tables/<name>.parquet``) and a JSON
+    ``summary`` (``summary.json``); read them back with :func:`load_table` and :func:`load_summary`.
+    """
+    tables = dict(tables or {})
+    bad_tables = [n for n in tables if not _SAFE_NAME_RE.fullmatch(str(n))]
+    if bad_tables:
+        raise ResultsError(f"table names {bad_tables} cannot be file names; use letters, digits, '_', '-'.")
+    clean_summary = _check_params(summary or {})
     clean = validate_head_scores(scores)
+    clean.attrs = {}  # tables and summaries are written as files, not as parquet metadata
     analysis = clean.loc[0, "analysis"]
     if not _SAFE_NAME_RE.fullmatch(analysis):
         raise ResultsError(f"analysis name {analysis!r} cannot be used as a directory name; use letters, "
@@ -260,12 +271,32 @@ def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prom
     try:
         tmp.mkdir()
         clean.to_parquet(tmp / "scores.parquet", index=False)
+        if tables:
+            (tmp / "tables").mkdir()
+            for name, table in tables.items():
+                table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+        if clean_summary:
+            (tmp / "summary.json").write_text(json.dumps(clean_summary, sort_keys=True, indent=2) + "\n")
         (tmp / "run.json").write_text(json.dumps(record.to_json(), sort_keys=True, indent=2) + "\n")
         os.rename(tmp, analysis_dir / run_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+def load_table(run_dir_or_id: str | Path, name: str, results_dir: Path | None = None) -> pd.DataFrame:
+    """A named extra table of a run (e.g. per-token traces), saved with ``save_run(tables=...)``."""
+    path = _find_run_dir(run_dir_or_id, results_dir) / "tables" / f"{name}.parquet"
+    if not path.exists():
+        raise ResultsError(f"run {run_dir_or_id} has no table {name!r}; it was not saved by this analysis.")
+    return pd.read_parquet(path)
+
+
+def load_summary(run_dir_or_id: str | Path, results_dir: Path | None = None) -> dict[str, Any]:
+    """The JSON summary of a run ({} when the analysis saved none)."""
+    path = _find_run_dir(run_dir_or_id, results_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _read_record(path: Path) -> RunRecord:

@@ -9,13 +9,22 @@ from typing import Any, Callable
 import pandas as pd
 
 
+@dataclass
+class AnalysisOutput:
+    """What an analysis may return instead of bare HeadScores: extra tables and a JSON summary."""
+
+    scores: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class AnalysisSpec:
     name: str
     summary: str
     params_type: type
     default_prompts: Callable[[Any, Any], Any]  # (model, params) -> PromptSet
-    run: Callable[..., pd.DataFrame]  # (model, prompts, params, *, progress) -> HeadScores
+    run: Callable[..., "pd.DataFrame | AnalysisOutput"]  # (model, prompts, params, *, progress)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         """Params from string/typed overrides, with a clear error for unknown names or bad values."""

@@ -27,6 +27,7 @@ class PromptSet:
     max_length: int | None = None
     description: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    token_ids: tuple[tuple[int, ...], ...] | None = None  # exact ids (e.g. generated traces); texts for display
 
     def __post_init__(self):
         object.__setattr__(self, "texts", tuple(self.texts))
@@ -42,6 +43,11 @@ class PromptSet:
             raise PromptError(f"Prompt set {self.name!r}: {len(meta)} metadata entries for "
                               f"{len(self.texts)} prompts; give one per prompt.")
         object.__setattr__(self, "metadata", meta)
+        if self.token_ids is not None:
+            ids = tuple(tuple(int(t) for t in seq) for seq in self.token_ids)
+            if len(ids) != len(self.texts) or any(not seq for seq in ids):
+                raise PromptError(f"Prompt set {self.name!r}: token_ids must hold one non-empty id list per prompt.")
+            object.__setattr__(self, "token_ids", ids)
         try:
             json.dumps([self.metadata, dict(self.extra)], sort_keys=True)
         except TypeError as exc:
@@ -54,6 +60,8 @@ class PromptSet:
     def fingerprint(self) -> str:
         payload = {"v": FORMAT_VERSION, "texts": self.texts, "metadata": self.metadata,
                    "prepend_bos": self.prepend_bos, "max_length": self.max_length, "extra": dict(self.extra)}
+        if self.token_ids is not None:
+            payload["token_ids"] = self.token_ids
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -70,9 +78,12 @@ def tokenize(model, prompts: PromptSet) -> list[list[int]]:
     limit = min(info.n_ctx, prompts.max_length or info.n_ctx)
     out = []
     for i, text in enumerate(prompts.texts):
-        ids = tok(text, add_special_tokens=False)["input_ids"]
-        if prompts.prepend_bos and tok.bos_token_id is not None:
-            ids = [tok.bos_token_id, *ids]
+        if prompts.token_ids is not None:
+            ids = list(prompts.token_ids[i])
+        else:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            if prompts.prepend_bos and tok.bos_token_id is not None:
+                ids = [tok.bos_token_id, *ids]
         if len(ids) > limit:
             raise PromptError(f"Prompt {i} of {prompts.name!r} has {len(ids)} tokens; the limit is {limit} "
                               f"({info.spec.name} context {info.n_ctx}). Shorten it or split the text.")

@@ -1,0 +1,109 @@
+"""Preplan/anchor metrics: hand-built patterns with known answers, reducers vs full patterns, real traces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import api, results
+from workbench.analyses.preplan_anchor import (REQUEST_GLOBAL, anchor_tokens, coupling_rate, coupling_vs_chance,
+                                               fai_trace, head_split, preplan_tokens, request_windowed, waad_trace)
+from workbench.engine.reducers import stats_from_patterns
+from workbench.engine.run import stream_forward
+from workbench.models import model_info
+
+# One layer, two heads, four tokens. Head 0 looks back a lot, head 1 stays on the diagonal.
+PATTERN = torch.tensor([[[[1.0, 0, 0, 0], [1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.7, 0.1, 0.1, 0.1]],
+                         [[1.0, 0, 0, 0], [0.0, 1.0, 0, 0], [0.0, 0.2, 0.8, 0], [0.0, 0.0, 0.0, 1.0]]]])
+
+
+def test_waad_on_a_hand_built_pattern():
+    stats = stats_from_patterns({0: PATTERN}, request_windowed(2))
+    local = torch.tensor([[False, True]])
+    # Head 1, W = 2: t0 0; t1 0; t2 0.2·1 = 0.2; t3 0.
+    torch.testing.assert_close(waad_trace(stats.distance[0], local), torch.tensor([0.0, 0.0, 0.2, 0.0]))
+    both = torch.tensor([[True, True]])
+    # Head 0 clipped at 2: t1 1·1 = 1; t2 0.5·2 + 0.5·1 = 1.5; t3 0.7·2 + 0.1·2 + 0.1·1 = 1.7.
+    torch.testing.assert_close(waad_trace(stats.distance[0], both), torch.tensor([0.0, 0.5, 0.85, 0.85]))
+
+
+def test_fai_on_a_hand_built_pattern():
+    stats = stats_from_patterns({0: PATTERN}, REQUEST_GLOBAL)
+    fai = fai_trace(stats.col_sum[0], stats.offset_mass[0][0], torch.tensor([[True, False]]))
+    # Head 0: key 0 gets (1 + 0.5 + 0.7)/3 from later queries, key 1 (0.5 + 0.1)/2, key 2 0.1/1, key 3 none.
+    torch.testing.assert_close(fai[:3], torch.tensor([2.2 / 3, 0.3, 0.1]))
+    assert torch.isnan(fai[3])
+
+
+def test_head_split_marks_far_looking_heads_global():
+    distance = torch.tensor([[1.0, 5.0], [2.0, 9.0]])
+    assert head_split(distance, 0.5).tolist() == [[False, True], [False, True]]
+
+
+def test_peaks_anchors_and_coupling_known_answers():
+    waad = np.array([0, 5, 1, 1, 6, 2, 0, 7, 7, 1.0])
+    assert preplan_tokens(waad, 0.6).tolist() == [1, 4, 7]  # threshold 3.2
+    assert preplan_tokens(waad, 0.7).tolist() == [4, 7]  # threshold 5.3
+    fai = np.array([0.1, 0.2, 0.9, 0.1, 0.1, 0.8, np.nan])
+    assert anchor_tokens(fai, 0.7).tolist() == [2, 5]  # threshold 0.5 over the 6 valid values
+    assert coupling_rate(np.array([1, 4, 7]), np.array([2, 5]), k=1) == pytest.approx(2 / 3)
+    assert coupling_rate(np.array([1, 4, 7]), np.array([2, 5]), k=0) == 0.0
+    assert np.isnan(coupling_rate(np.array([], dtype=int), np.array([2]), k=1))
+
+
+def test_planted_coupling_beats_chance():
+    rng = np.random.default_rng(1)
+    traces = []
+    for _ in range(5):
+        pre = np.sort(rng.choice(np.arange(0, 190, 10), size=8, replace=False))
+        traces.append((pre, pre + 1, 200))
+    result = coupling_vs_chance(traces, k=1, n_shuffles=300, seed=0)
+    assert result["coupling"] == 1.0 and result["chance_mean"] < 0.2 and result["p_value"] < 0.01
+
+
+def test_streaming_waad_and_fai_equal_full_patterns(tiny):
+    info = model_info(tiny)
+    ids = torch.tensor([[info.tokenizer.bos_token_id, *info.tokenizer("step one, then step two.")["input_ids"]]])
+    _, cache = tiny.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"))
+    full = {x: cache[f"blocks.{x}.attn.hook_pattern"] for x in range(info.n_layers)}
+    local = torch.tensor([[True, False, True, False], [False, True, False, True]])
+    for request in (request_windowed(4), REQUEST_GLOBAL):
+        streamed, direct = stream_forward(tiny, ids, request).stats, stats_from_patterns(full, request)
+        if request.column_sums:
+            got = fai_trace(streamed.col_sum[0], streamed.offset_mass[0][0], ~local)
+            t = ids.shape[1]
+            want = torch.stack([torch.stack([full[x][0, h, s + 1:, s].mean() if s < t - 1 else torch.tensor(float("nan"))
+                                             for s in range(t)]) for x in range(2) for h in range(4)
+                                if not local[x, h]]).mean(0)
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5, equal_nan=True)
+        else:
+            torch.testing.assert_close(waad_trace(streamed.distance[0], local), waad_trace(direct.distance[0], local),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_analysis_runs_end_to_end_on_tiny(tiny):
+    scores, record = api.run_analysis("preplan_anchor", tiny, params={"n_problems": 2, "max_new_tokens": 24,
+                                                                     "n_shuffles": 50}, progress=False)
+    assert len(scores) == 8 and set(scores["kind"]) == {"local", "global"}
+    tokens = results.load_table(record.run_id, "tokens")
+    assert set(tokens["trace"]) == {0, 1} and tokens["step"].max() <= 23
+    summary = results.load_summary(record.run_id)
+    assert {"coupling", "chance_mean", "p_value", "accuracy"} <= set(summary)
+
+
+@pytest.mark.real_model
+def test_smollm2_traces_marks_and_anchor_intervention(smol):
+    from workbench.preplan_checks import anchor_intervention
+    from workbench.tasks.reasoning import generate_traces, problem_prompts
+
+    params = {"n_problems": 2, "max_new_tokens": 40, "n_shuffles": 100}
+    scores, record = api.run_analysis("preplan_anchor", smol, params=params, progress=False)
+    assert (scores["kind"] == "global").sum() == 135
+    assert scores.loc[scores["kind"] == "global", "score"].min() >= scores.loc[scores["kind"] == "local", "score"].max()
+    tokens = results.load_table(record.run_id, "tokens")
+    assert tokens["preplan"].any() and tokens["anchor"].any()
+    traces = generate_traces(smol, problem_prompts(smol, 2), 40, progress=False)
+    table = anchor_intervention(smol, traces, tokens, scores, scale=0.0, n_random=1, progress=False)
+    assert set(table["condition"]) == {"anchors", "random-0"}
+    assert table["delta_logprob"].abs().max() > 0 and np.isfinite(table["delta_logprob"]).all()
