@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from workbench import api, results
-from workbench.analyses.preplan_anchor import (REQUEST_GLOBAL, anchor_tokens, coupling_rate, coupling_vs_chance,
-                                               fai_trace, head_split, preplan_tokens, request_windowed, waad_trace)
+from workbench.analyses.preplan_anchor import (
+    REQUEST_GLOBAL,
+    anchor_tokens,
+    coupling_rate,
+    coupling_vs_chance,
+    fai_trace,
+    head_split,
+    preplan_tokens,
+    request_windowed,
+    waad_trace,
+)
 from workbench.engine.reducers import stats_from_patterns
 from workbench.engine.run import stream_forward
 from workbench.models import model_info
@@ -73,9 +82,9 @@ def test_streaming_waad_and_fai_equal_full_patterns(tiny):
         if request.column_sums:
             got = fai_trace(streamed.col_sum[0], streamed.offset_mass[0][0], ~local)
             t = ids.shape[1]
-            want = torch.stack([torch.stack([full[x][0, h, s + 1:, s].mean() if s < t - 1 else torch.tensor(float("nan"))
-                                             for s in range(t)]) for x in range(2) for h in range(4)
-                                if not local[x, h]]).mean(0)
+            nan = torch.tensor(float("nan"))
+            want = torch.stack([torch.stack([full[x][0, h, s + 1:, s].mean() if s < t - 1 else nan for s in range(t)])
+                                for x in range(2) for h in range(4) if not local[x, h]]).mean(0)
             torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5, equal_nan=True)
         else:
             torch.testing.assert_close(waad_trace(streamed.distance[0], local), waad_trace(direct.distance[0], local),
