@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from workbench import cli_app, cli_batch
+from workbench import cli_app, cli_batch, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
 from workbench.cli_common import _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
@@ -19,7 +19,11 @@ results_app = typer.Typer(help="Saved analysis runs (the catalog).", no_args_is_
 app.add_typer(cache_app, name="cache")
 app.add_typer(results_app, name="results")
 app.command("batch")(cli_batch.batch)
+app.add_typer(cli_preplan.app, name="preplan")
+app.add_typer(cli_divergence.app, name="divergence")
 app.add_typer(cli_app.app_app, name="app")
+app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
+app.add_typer(cli_sinks.sinks_app, name="sinks")
 
 @app.command()
 @friendly

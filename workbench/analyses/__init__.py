@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from workbench.analyses.attention_profile import SPEC as ATTENTION_PROFILE
+from workbench.analyses.attention_sinks import SPEC as ATTENTION_SINKS
 from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.head_divergence import SPEC as HEAD_DIVERGENCE
+from workbench.analyses.preplan_anchor import SPEC as PREPLAN_ANCHOR
+from workbench.analyses.retrieval_heads import SPEC as RETRIEVAL_HEADS
 
-REGISTRY: tuple[AnalysisSpec, ...] = (ATTENTION_PROFILE,)
+REGISTRY: tuple[AnalysisSpec, ...] = (ATTENTION_PROFILE, RETRIEVAL_HEADS, ATTENTION_SINKS, PREPLAN_ANCHOR, HEAD_DIVERGENCE)
 
 
 def get_analysis(name: str) -> AnalysisSpec:
