@@ -69,7 +69,8 @@ def test_counterfactual_prompts_share_their_ending():
         assert b == qa_text(fact["question"])
     assert cf.metadata[0]["answer"] == " " + facts[0]["counterfactual"]
     scoring, held = split(facts, 0.5, 0)
-    assert len(scoring) + len(held) == len(facts) and not {f["question"] for f in scoring} & {f["question"] for f in held}
+    assert len(scoring) + len(held) == len(facts)
+    assert not {f["question"] for f in scoring} & {f["question"] for f in held}
     assert prompt_set(facts[:2], "neutral", "n", neutral).texts[0].count(neutral[0]) == 1
 
 

@@ -51,4 +51,5 @@ def reinforce(model: str = typer.Option("smollm2-135m", "-m"), k: int = typer.Op
     table = run_reinforce(bridge, scores, k=k, alpha=alpha, n_random=n_random)
     show(table, f"VHR: heads ×{alpha:g}")
     random_rows = table[table["condition"].str.startswith("random")]
-    console.print(f"random-k mean follow rate {random_rows['follow_rate'].mean():.2f} ± {random_rows['follow_rate'].std():.2f}")
+    rates = random_rows["follow_rate"]
+    console.print(f"random-k mean follow rate {rates.mean():.2f} ± {rates.std():.2f}")

@@ -41,7 +41,8 @@ def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n
             rows.append({"condition": "baseline", "heads": "", "follow_rate": float((cf["before"] > 0).mean()),
                          "mean_follow_margin": float(cf["before"].mean()),
                          "neutral_true_preferred": float((nt["before"] > 0).mean()), "n": len(cf)})
-        rows.append({"condition": name, "heads": ",".join(map(str, heads)), "follow_rate": float((cf["after"] > 0).mean()),
+        rows.append({"condition": name, "heads": ",".join(map(str, heads)),
+                     "follow_rate": float((cf["after"] > 0).mean()),
                      "mean_follow_margin": float(cf["after"].mean()),
                      "neutral_true_preferred": float((nt["after"] > 0).mean()), "n": len(cf)})
     return pd.DataFrame(rows)

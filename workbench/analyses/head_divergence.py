@@ -104,7 +104,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     top = top.view(info.n_layers, info.n_heads)
     margin = follows_passage(model, prompts)
     agg = aggregate(per_prompt, top).numpy()
-    per_prompt_table = pd.DataFrame({"prompt": range(len(prompts)), "question": [m["question"] for m in prompts.metadata],
+    questions = [m["question"] for m in prompts.metadata]
+    per_prompt_table = pd.DataFrame({"prompt": range(len(prompts)), "question": questions,
                                      "follow_margin": margin, "follows": margin > 0, "aggregate_divergence": agg})
     rows = [{"layer": layer, "head": head, "label": head_label(layer, head), "score": float(mean[layer, head]),
              "sd": float(per_prompt[:, layer, head].std()) if len(prompts) > 1 else 0.0,

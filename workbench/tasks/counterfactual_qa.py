@@ -73,7 +73,8 @@ def known_facts(model, facts: list[dict]) -> tuple[list[dict], dict[str, int]]:
         answer = tok(" " + fact["answer"], add_special_tokens=False)["input_ids"][0]
         if int(logits[row, len(seq) - 1].argmax()) == answer:
             kept.append(fact)
-    report = {"facts": len(facts), "multi_token": len(facts) - len(single), "wrong_closed_book": len(single) - len(kept),
+    report = {"facts": len(facts), "multi_token": len(facts) - len(single),
+              "wrong_closed_book": len(single) - len(kept),
               "kept": len(kept)}
     if not kept:
         raise PromptError(f"The model answers none of the facts closed-book ({report}); add facts it knows.")
