@@ -66,6 +66,7 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
     import dataclasses
 
     from workbench.analyses import get_analysis
+    from workbench.analyses.base import AnalysisOutput
     from workbench.models import model_info
 
     spec = get_analysis(analysis)
@@ -74,14 +75,19 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
         params = spec.make_params(params)
     started = time.perf_counter()
     prompts = prompts if prompts is not None else spec.default_prompts(model, params)
-    scores = spec.run(model, prompts, params, progress=progress)
+    output = spec.run(model, prompts, params, progress=progress)
+    if not isinstance(output, AnalysisOutput):
+        output = AnalysisOutput(output)
+    scores, tables, summary = output.scores, output.tables, output.summary
     info = model_info(model)
     scores = results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)
     elapsed = {"total": time.perf_counter() - started}
+    scores.attrs["summary"] = summary  # extra tables are saved with the run (results.load_table)
     if not save:
         return scores, None
     record = results.save_run(scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
-                              prompts_fingerprint=prompts.fingerprint, timings=elapsed, results_dir=results_dir)
+                              prompts_fingerprint=prompts.fingerprint, timings=elapsed, results_dir=results_dir,
+                              tables=tables, summary=summary)
     return scores, record
 
 
@@ -135,3 +141,46 @@ def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, h
 
     return probe.token_traces(_as_model(model), text, window=window, quantile=quantile, head=head,
                               max_tokens=max_tokens)
+
+
+def retrieval_scores(model, prompts: PromptSet | None = None, params: Any = None, *, save: bool = True,
+                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, results.RunRecord | None]:
+    """Retrieval-head scores (Wu et al.) on NIAH trials: (HeadScores, per-trial table, catalog record)."""
+    scores, record = run_analysis("retrieval_heads", model, prompts, params, save=save, progress=progress)
+    return scores, pd.DataFrame(scores.attrs.get("trials", [])), record
+
+
+def retrieval_mask_check(model, prompts: PromptSet, scores: pd.DataFrame, **kwargs):
+    """NIAH accuracy with the top-k retrieval heads vs k random heads made uniform (workbench.retrieval_checks)."""
+    from workbench.retrieval_checks import mask_check
+
+    return mask_check(_as_model(model), prompts, scores, **kwargs)
+
+
+def retrieval_budget_check(model, prompts: PromptSet, scores: pd.DataFrame, **kwargs):
+    """DuoAttention-style KV budget: retrieval-chosen vs random full KV heads (workbench.retrieval_checks)."""
+    from workbench.retrieval_checks import budget_check
+
+    return budget_check(_as_model(model), prompts, scores, **kwargs)
+
+
+def sink_report(model, prompts: PromptSet | None = None, *, n_prompts: int = 16, n_tokens: int = 64,
+                progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Attention-sink tables (heads, layers, hidden/secondary sinks, tokens, massive activations; workbench.sinks)."""
+    from workbench.sinks import ReportParams
+    from workbench.sinks import sink_report as _report
+    from workbench.tasks.natural_text import text_chunks
+
+    model = _as_model(model)
+    prompts = prompts if prompts is not None else text_chunks(model, n_prompts, n_tokens)
+    return _report(model, prompts, ReportParams(n_prompts=len(prompts), n_tokens=n_tokens), progress=progress)
+
+
+def act_search(model, calibration: PromptSet | None = None, heldout: PromptSet | None = None, **params):
+    """ACT head search (greedy β-calibration of hidden sinks) on the shipped multiple-choice set by default."""
+    from workbench.act_search import SearchParams
+    from workbench.act_search import act_search as _search
+    from workbench.tasks.multiple_choice import mc_prompts
+
+    return _search(_as_model(model), calibration or mc_prompts("calibration"), heldout or mc_prompts("heldout"),
+                   SearchParams(**params))

@@ -8,7 +8,7 @@
   FAI of key s `= Σ_{t≥s} A[t,s] / (T − s)` (Li et al. 2025 average over t > s; here t = s is included,
   as the column sums hold it). WAAD is averaged over local heads, FAI over global heads, split at the
   median of each head's mean attention distance on this prompt (as in attention_profile). Preplan marks:
-  WAAD above its `quantile`; anchor marks: FAI above its `quantile`.
+  WAAD above its `quantile`; anchor marks: FAI above its `quantile` (not among the last 8 tokens).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from workbench.engine import hooks
-from workbench.engine.prompts import PromptSet, tokenize
 from workbench.errors import PromptError
 from workbench.heads import HeadRef, check_heads
 from workbench.models import model_info
 
 MAX_TEXT_CHARS = 200_000
+MIN_LATER = 8  # anchors need at least this many later queries (FAI of the last tokens is noise)
 
 
 def _ids(model, text: str) -> list[int]:
@@ -32,7 +32,9 @@ def _ids(model, text: str) -> list[int]:
     if len(text) > MAX_TEXT_CHARS:
         raise PromptError(f"The prompt has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                           "Paste a shorter text.")
-    return tokenize(model, PromptSet.from_texts("probe", [text]))[0]
+    tok = model_info(model).tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]  # no context limit here: views keep the last window
+    return [tok.bos_token_id, *ids] if tok.bos_token_id is not None else ids
 
 
 def _window(ids: list[int], max_tokens: int, has_bos: bool) -> tuple[list[int], int]:
@@ -59,7 +61,7 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
     """Tokens and the attention pattern of one head on `text` (JSON-ready lists)."""
     info = model_info(model)
     check_heads([HeadRef(int(layer), int(head))], info.n_layers, info.n_heads)
-    max_tokens = _check_max(max_tokens, high=1024)
+    max_tokens = min(_check_max(max_tokens, high=1024), info.n_ctx)
     ids = _ids(model, text)
     has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
     window, start = _window(ids, max_tokens, has_bos)
@@ -71,9 +73,9 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
             "n_tokens_total": len(ids), "window_start": start, "truncated": start > 0}
 
 
-def _quantile_marks(values: torch.Tensor, quantile: float) -> list[int]:
-    """Positions (BOS excluded) whose value is above the `quantile` of the others."""
-    rest = values[1:]
+def _quantile_marks(values: torch.Tensor, quantile: float, skip_last: int = 0) -> list[int]:
+    """Positions (BOS and the last `skip_last` excluded) whose value is above the `quantile` of the others."""
+    rest = values[1: values.numel() - skip_last]
     if rest.numel() < 3:
         return []
     cut = torch.quantile(rest, quantile)
@@ -116,7 +118,8 @@ def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, h
            "n_tokens_total": total, "window": window,
            "sink": received.mean((0, 1)).tolist(), "bos_mass": bos.mean((0, 1)).tolist(),
            "waad": waad_local.tolist(), "fai": fai_global.tolist(),
-           "preplan": _quantile_marks(waad_local, quantile), "anchor": _quantile_marks(fai_global, quantile),
+           "preplan": _quantile_marks(waad_local, quantile),
+           "anchor": _quantile_marks(fai_global, quantile, skip_last=min(MIN_LATER, t // 4)),
            "n_global_heads": int(is_global.sum()), "n_local_heads": int((~is_global).sum())}
     if ref is not None:
         out["head"] = str(ref)

@@ -12,9 +12,11 @@ Ops: load, head_pattern, token_traces, intervene, run_analysis. Errors the user 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -30,6 +32,7 @@ class Worker:
         self.model_name = model_name
         self.emit = emit
         self._model = None
+        self.current: str | None = None  # the job being handled (for progress from tqdm)
 
     @property
     def model(self):
@@ -46,6 +49,7 @@ class Worker:
         job_id = str(request.get("id", ""))
         op, args = request.get("op"), request.get("args") or {}
         started = time.perf_counter()
+        self.current = job_id
         try:
             fn = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
             if fn is None:
@@ -63,13 +67,18 @@ class Worker:
         except Exception as exc:  # keep serving; the app shows the message, stderr keeps the trace
             traceback.print_exc(file=sys.stderr)
             self.emit({"id": job_id, "event": "error", "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            self.current = None
 
     # ---- ops ---------------------------------------------------------------------------------------
     def op_load(self, job_id: str) -> dict:
+        from workbench import api
         from workbench.models import model_info
 
         info = model_info(self.model)
-        return {"model": info.spec.name, "n_layers": info.n_layers, "n_heads": info.n_heads, "n_ctx": info.n_ctx}
+        analyses = api.list_analyses().to_dict("records")
+        return {"model": info.spec.name, "n_layers": info.n_layers, "n_heads": info.n_heads, "n_ctx": info.n_ctx,
+                "analyses": analyses}
 
     def op_head_pattern(self, job_id: str, text: str, head: str, max_tokens: int = 256) -> dict:
         from workbench import api
@@ -111,7 +120,7 @@ class Worker:
     def op_run_analysis(self, job_id: str, analysis: str, params: dict | None = None) -> dict:
         from workbench import api
 
-        self.progress(job_id, f"running {analysis} on {self.model_name} (see the terminal for the bar)")
+        self.progress(job_id, f"running {analysis} on {self.model_name}")
         scores, record = api.run_analysis(analysis, self.model, params=params or {})
         return {"run_id": record.run_id if record else None, "n_rows": len(scores)}
 
@@ -151,6 +160,30 @@ def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural
     return api.PatchHead(refs, source)
 
 
+_TQDM = re.compile(r"([^\r\n:|]+):\s+(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+class ProgressTee(io.TextIOBase):
+    """stderr that also turns tqdm bars ("desc: 50%|██ | 1/2") into progress events for the current job."""
+
+    def __init__(self, stream, worker: "Worker"):
+        self.stream, self.worker, self._last = stream, worker, ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        matches = _TQDM.findall(text)
+        if matches and self.worker.current:
+            desc, pct, done, total = matches[-1]
+            message = f"{desc.strip()}: {done}/{total} ({pct}%)"
+            if message != self._last:
+                self._last = message
+                self.worker.progress(self.worker.current, message)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -160,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr  # only protocol lines go to the real stdout
 
     def emit(message: dict[str, Any]) -> None:
-        out.write(json.dumps(message, default=str) + "\n")
-        out.flush()
+        try:
+            out.write(json.dumps(message, default=str) + "\n")
+            out.flush()
+        except BrokenPipeError:  # the app went away: nothing left to answer
+            os._exit(0)
 
     worker = Worker(ns.model, emit)
+    sys.stderr = sys.stdout = ProgressTee(sys.__stderr__, worker)
     for line in sys.stdin:
         line = line.strip()
         if not line:

@@ -4,6 +4,7 @@ pattern with token labels, and a difference map between two analyses or runs. Da
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -60,7 +61,7 @@ def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | No
     tick_every = 1 if n_layers <= 32 else max(1, n_layers // 24)
     fig.update_layout(
         title=dict(text=title or column, x=0.01, font=dict(size=15)), font=FONT, template="plotly_white",
-        height=height or max(360, min(900, 60 + 20 * n_layers)), margin=dict(l=60, r=20, t=50, b=50),
+        height=height or max(360, min(900, 80 + 20 * n_layers)), margin=dict(l=60, r=20, t=64, b=50),
         xaxis=dict(title="head", tickvals=list(range(n_heads)), ticktext=[f"H{h}" for h in range(n_heads)],
                    side="bottom", showgrid=False),
         yaxis=dict(title="layer", tickvals=list(range(0, n_layers, tick_every)),
@@ -79,7 +80,9 @@ def _downsample(pattern: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
     pad = (-t) % step
     padded = np.pad(pattern, ((0, pad), (0, pad)), constant_values=np.nan)
     blocks = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step)
-    return np.nanmax(blocks, axis=(1, 3)), step
+    with warnings.catch_warnings():  # blocks wholly above the diagonal are all-NaN: they stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(blocks, axis=(1, 3)), step
 
 
 def _short(token: str, width: int = 10) -> str:
@@ -97,7 +100,7 @@ def pattern_heatmap(tokens: Sequence[str], pattern, *, head: str = "", window_st
     n = shown.shape[0]
     labels = [_short(tokens[min(i * step, len(tokens) - 1)]) for i in range(n)]
     pos = [0] + [window_start + i * step for i in range(1, n)] if window_start else [i * step for i in range(n)]
-    every = max(1, n // 40)
+    every = max(1, int(np.ceil(n / 28)))
     ticks = list(range(0, n, every))
     ticktext = [f"{labels[i]} ·{pos[i]}" for i in ticks]
     hover_x = "key" + (f" block of {step}" if step > 1 else "")

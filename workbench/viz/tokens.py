@@ -47,6 +47,12 @@ def token_traces_figure(traces: Mapping[str, Any], *, title: str | None = None) 
                                  marker=dict(symbol=symbol, size=9, color=color),
                                  text=[hover[i] for i in marks], hovertemplate="%{text}<br>" + key + "<extra></extra>"),
                       row=row, col=1)
+    fai_rest = [v for v in list(traces["fai"])[1:] if v == v]
+    if fai_rest and traces["fai"][0] > 2 * max(fai_rest):  # BOS would flatten every other token
+        top = 1.25 * max(fai_rest)
+        fig.update_yaxes(range=[0, top], row=3, col=1)
+        fig.add_annotation(x=0, y=top, text=f"BOS {traces['fai'][0]:.2f} ↑", showarrow=False, xanchor="left",
+                           yanchor="top", font=dict(size=10, color="#9467bd"), row=3, col=1)
     every = max(1, len(tokens) // 48)
     ticks = list(range(0, len(tokens), every))
     fig.update_xaxes(tickvals=ticks, ticktext=[_short(tokens[i], 8) for i in ticks], tickangle=-60,
@@ -56,6 +62,6 @@ def token_traces_figure(traces: Mapping[str, Any], *, title: str | None = None) 
     fig.update_yaxes(title_text="tokens back", row=2, col=1)
     fig.update_yaxes(title_text="attention", row=3, col=1)
     fig.update_layout(title=dict(text=title or "Per-token attention", x=0.01, font=dict(size=15)), font=FONT,
-                      template="plotly_white", height=760, margin=dict(l=70, r=20, t=80, b=90),
-                      legend=dict(orientation="h", y=1.06, x=1, xanchor="right"))
+                      template="plotly_white", height=780, margin=dict(l=70, r=20, t=110, b=90),
+                      legend=dict(orientation="h", y=1.1, x=1, xanchor="right", yanchor="bottom"))
     return fig

@@ -1,0 +1,1 @@
+"""The Dash app: pages hold layout, callbacks hold wiring, controllers hold the logic; never imports torch."""

@@ -1,0 +1,109 @@
+"""Serving the app in a thread and driving Debian's headless Chromium (selenium + chromedriver): shared by
+the browser tests and the screenshot command. Never downloads a browser: it uses /usr/bin/chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_browser() -> tuple[str | None, str | None]:
+    """(chromium, chromedriver) paths, or None where missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return chromium, driver
+
+
+@contextmanager
+def serve(dash_app, port: int | None = None, host: str = "127.0.0.1"):
+    """Serve a Dash app on a background thread; yields its base URL; shuts down on exit."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = port or free_port()
+    server = make_server(host, port, dash_app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@contextmanager
+def chromium(width: int = 1500, height: int = 1000):
+    """A headless Chromium WebDriver with a fresh profile directory."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = find_browser()
+    if browser is None or driver_path is None:
+        raise RuntimeError("Chromium and chromedriver are needed: apt-get install -y chromium chromium-driver "
+                           "(scripts/setup.sh does this).")
+    profile = tempfile.mkdtemp(prefix="wb-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument(f"--window-size={width},{height}")
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_script_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, css: str, timeout: float = 30.0, poll: float = 0.05):
+    """The first element matching `css`, waiting up to `timeout` seconds; TimeoutError otherwise."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        if found:
+            return found[0]
+        time.sleep(poll)
+    raise TimeoutError(f"no element {css!r} after {timeout:.0f} s on {driver.current_url}")
+
+
+def first_paint_of(driver, css: str, timeout_ms: int = 30000) -> float:
+    """Milliseconds from navigation start until an element matching `css` exists (checked every frame)."""
+    return float(driver.execute_async_script(
+        """const [css, limit, done] = arguments;
+        function check() {
+          if (document.querySelector(css)) { done(performance.now()); return; }
+          if (performance.now() > limit) { done(-1); return; }
+          requestAnimationFrame(check);
+        }
+        check();""", css, timeout_ms))
+
+
+def full_page_screenshot(driver, path: str, width: int = 1500) -> None:
+    """Resize the window to the page's height, then save a PNG."""
+    height = driver.execute_script("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+    height = min(max(int(height) + 20, 800), 4000)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    time.sleep(0.5)
+    driver.save_screenshot(path)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -1,0 +1,48 @@
+"""Shared callback helpers: turn any exception into a visible message, and render a job's progress."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+
+from dash import callback_context, html, no_update
+from dash.exceptions import PreventUpdate
+
+from app.pages.common import alert
+from workbench.errors import WorkbenchError
+
+log = logging.getLogger("workbench.app")
+
+
+def guarded(fn):
+    """Run a callback; on error, leave every output unchanged except the LAST, which gets an alert."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PreventUpdate:
+            raise
+        except WorkbenchError as exc:
+            message = str(exc)
+        except Exception as exc:  # never a traceback page: log it, show one line, keep serving
+            log.error("callback %s failed:\n%s", fn.__name__, traceback.format_exc())
+            message = f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log."
+        n = len(callback_context.outputs_list) if isinstance(callback_context.outputs_list, list) else 1
+        if n == 1:
+            return alert(message)
+        return tuple([no_update] * (n - 1) + [alert(message)])
+    return wrapper
+
+
+def progress_line(status: dict) -> html.Div:
+    """'⏳ loading smollm2-135m · 3.2 s' with an indeterminate bar while a job is queued or running."""
+    text = status.get("message") or status.get("status")
+    return html.Div([html.Div(className="spinner"), html.Span(f"{text} · {status.get('elapsed', 0.0):.1f} s")],
+                    className="progress-running")
+
+
+def done_line(status: dict, what: str) -> html.Div:
+    seconds = status.get("seconds")
+    return html.Div(f"✓ {what}" + (f" in {seconds:.2f} s" if isinstance(seconds, (int, float)) else ""),
+                    className="progress-done")

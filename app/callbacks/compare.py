@@ -1,0 +1,51 @@
+"""Compare wiring: two runs → overlap numbers, both maps, and the percentile-rank difference map."""
+
+from __future__ import annotations
+
+from dash import Input, Output, html
+
+from app import controllers, ids
+from app.callbacks.common import guarded
+from app.context import AppContext
+from workbench.viz import heads as viz
+
+
+def _stat(label: str, value: str) -> html.Div:
+    return html.Div([html.Div(value, className="stat-value"), html.Div(label, className="stat-label")],
+                    className="stat")
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.CM_STATS, "children"), Output(ids.CM_MAP_A, "figure"), Output(ids.CM_MAP_B, "figure"),
+                  Output(ids.CM_DIFF, "figure"), Output(ids.URL, "search", allow_duplicate=True),
+                  Output(ids.CM_MESSAGE, "children"),
+                  Input(ids.CM_A, "value"), Input(ids.CM_B, "value"), Input(ids.CM_K, "value"),
+                  prevent_initial_call="initial_duplicate")
+    @guarded
+    def show(a, b, k):
+        runs = ctx.runs()
+        k = controllers.int_in(k, 1, 200, "top-k")
+        score_a, score_b = controllers.load_scores(a, runs), controllers.load_scores(b, runs)
+        row_a = runs.loc[runs["run_id"] == a].iloc[0]
+        row_b = runs.loc[runs["run_id"] == b].iloc[0]
+        name_a = f"A: {row_a['analysis']}<br><sup>{row_a['model']} · {row_a['prompt_set']}</sup>"
+        name_b = f"B: {row_b['analysis']}<br><sup>{row_b['model']} · {row_b['prompt_set']}</sup>"
+        stats, diff = controllers.compare(score_a, score_b, k)
+        k = stats["k"]
+        cards = [_stat(f"of the top-{k} heads shared", f"{stats['top_k_overlap']} / {k}"),
+                 _stat("Jaccard of the top-k sets", f"{stats['jaccard']:.2f}"),
+                 _stat("Spearman rank correlation", "—" if stats["spearman"] is None else f"{stats['spearman']:.2f}"),
+                 html.Div([html.Div("shared top heads", className="stat-label"),
+                           html.Div(", ".join(stats["shared_heads"]) or "none", className="shared-heads")],
+                          className="stat wide")]
+        fig_a = viz.head_heatmap(score_a, title=name_a)
+        fig_b = viz.head_heatmap(score_b, title=name_b)
+        if diff is None:
+            fig_d = viz.placeholder("The runs have different layer × head shapes (two models):\n"
+                                    "no per-head difference map; compare the maps and the overlap.")
+        else:
+            fig_d = viz.difference_map(diff, label_a="A", label_b="B",
+                                       title="A − B: percentile rank difference<br>"
+                                             "<sup>red: ranked higher in A · blue: higher in B</sup>")
+        query = controllers.build_query({"a": a, "b": b, "k": k})
+        return cards, fig_a, fig_b, fig_d, query, []

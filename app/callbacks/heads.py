@@ -1,0 +1,113 @@
+"""Head map wiring: run/column → map and top heads; click/type → selected head → pattern job → pattern."""
+
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, callback_context, html, no_update
+from dash.exceptions import PreventUpdate
+
+from app import controllers, ids
+from app.callbacks.common import done_line, guarded, progress_line
+from app.context import AppContext
+from app.pages.common import alert, table
+from app.pages.heads import map_view
+from workbench.heads import HeadRef
+from workbench.viz import heads as viz
+
+HEAD_MESSAGE = "hm-head-message"
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.HM_COLUMN, "options"), Output(ids.HM_MAP, "figure"), Output(ids.HM_TOP, "children"),
+                  Output(ids.HM_MESSAGE, "children"),
+                  Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),
+                  prevent_initial_call=True)
+    @guarded
+    def show_map(run_id, column, head):
+        columns, fig, top = map_view(ctx, run_id, column, head)
+        return columns, fig, top, []
+
+    @app.callback(Output(ids.HM_HEAD, "data"), Output(ids.HM_HEAD_INPUT, "value"), Output(HEAD_MESSAGE, "children"),
+                  Input(ids.HM_MAP, "clickData"), Input({"type": ids.TOP_HEAD_BUTTON, "index": ALL}, "n_clicks"),
+                  Input(ids.HM_HEAD_GO, "n_clicks"), Input(ids.HM_HEAD_INPUT, "n_submit"),
+                  State(ids.HM_HEAD_INPUT, "value"), State(ids.HM_RUN, "value"))
+    @guarded
+    def select_head(click, _top_clicks, _go, _submit, typed, run_id):
+        trigger = callback_context.triggered[0] if callback_context.triggered else {"prop_id": ".", "value": None}
+        prop = trigger["prop_id"]
+        if prop.startswith(ids.HM_MAP + "."):
+            head = controllers.head_from_click(click)
+            if head is None:
+                raise PreventUpdate
+            return head, head, []
+        if prop.startswith("{"):
+            if not trigger["value"]:
+                raise PreventUpdate
+            head = callback_context.triggered_id["index"]
+            return head, head, []
+        if not typed:  # initial call with no head in the URL
+            raise PreventUpdate
+        scores = controllers.load_scores(run_id, ctx.runs())
+        (head,) = controllers.parse_head_field(typed, *controllers.shape_of(scores), allow_many=False)
+        return head, head, []
+
+    @app.callback(Output(ids.HM_TITLE, "children"), Output(ids.HM_ACROSS, "children"),
+                  Input(ids.HM_HEAD, "data"), State(ids.HM_RUN, "value"))
+    @guarded
+    def head_details(head, run_id):
+        if not head:
+            return "Click a head on the map", html.P("Select a head to compare its scores.", className="muted")
+        ref = HeadRef.parse(head)
+        runs = ctx.runs()
+        model = runs.loc[runs["run_id"] == run_id, "model"].iloc[0]
+        across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
+        body = (table(across.drop(columns=["run_id"]), links={}) if not across.empty
+                else html.P("No other runs for this model.", className="muted"))
+        return f"{head}: attention pattern", body
+
+    @app.callback(Output(ids.HM_JOB, "data"), Output(ids.HM_JOB_POLL, "disabled"), Output(ids.HM_PROGRESS, "children"),
+                  Input(ids.HM_HEAD, "data"), Input(ids.HM_PROMPT, "value"), Input(ids.HM_MAX, "value"),
+                  Input(ids.HM_TEXT, "n_blur"), State(ids.HM_TEXT, "value"), State(ids.HM_RUN, "value"))
+    @guarded
+    def submit_pattern(head, prompt, max_tokens, _blur, text, run_id):
+        if not head:
+            raise PreventUpdate
+        if ctx.worker is None:
+            return no_update, True, alert("Model views are off (the app was started without a model worker).")
+        runs = ctx.runs()
+        model = runs.loc[runs["run_id"] == run_id, "model"].iloc[0] if run_id in set(runs["run_id"]) else ctx.model
+        if model != ctx.model:
+            return no_update, True, alert(f"This run is of {model}; the app's model is {ctx.model}. "
+                                          f"Start the app with --model {model} to see patterns.", "warn")
+        tokens = controllers.int_in(max_tokens, 8, 512, "Max tokens")
+        if prompt == "custom":
+            body = controllers.check_text(text, "Your prompt")
+        else:
+            body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
+        job = ctx.worker.submit("head_pattern", {"text": body, "head": head, "max_tokens": tokens})
+        return job, False, progress_line(ctx.worker.status(job))
+
+    @app.callback(Output(ids.HM_PATTERN, "figure"), Output(ids.HM_JOB_POLL, "disabled", allow_duplicate=True),
+                  Output(ids.HM_PROGRESS, "children", allow_duplicate=True),
+                  Input(ids.HM_JOB_POLL, "n_intervals"), State(ids.HM_JOB, "data"), prevent_initial_call=True)
+    @guarded
+    def poll_pattern(_n, job):
+        status = ctx.worker.status(job)
+        if status["status"] in ("queued", "running"):
+            return no_update, False, progress_line(status)
+        if status["status"] != "done":
+            return viz.placeholder("no pattern"), True, alert(status["message"])
+        res = status["result"]
+        fig = viz.pattern_heatmap(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])
+        what = f"{res['head']} on {len(res['tokens'])} tokens"
+        if res["truncated"]:
+            what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"
+        return fig, True, done_line(status, what)
+
+    @app.callback(Output(ids.URL, "search", allow_duplicate=True),
+                  Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),
+                  Input(ids.HM_PROMPT, "value"), Input(ids.HM_MAX, "value"), State(ids.HM_TEXT, "value"),
+                  prevent_initial_call=True)
+    def sync_url(run_id, column, head, prompt, max_tokens, text):
+        text = text if prompt == "custom" and isinstance(text, str) and len(text) <= 500 else None
+        return controllers.build_query({"run": run_id, "col": column, "head": head, "prompt": prompt,
+                                        "tokens": max_tokens, "text": text})

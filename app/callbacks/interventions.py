@@ -1,0 +1,83 @@
+"""Interventions wiring: map clicks toggle heads; the form becomes a worker job; the result becomes tables."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, html, no_update
+from dash.exceptions import PreventUpdate
+
+from app import controllers, ids
+from app.callbacks.common import done_line, guarded, progress_line
+from app.context import AppContext
+from app.pages.common import alert, table
+from workbench.errors import WorkbenchError
+from workbench.heads import HeadRef
+from workbench.viz import heads as viz
+from workbench.viz.interventions import before_after_figure
+
+
+def _highlight(text, n_layers, n_heads):
+    try:
+        return [(r.layer, r.head) for r in map(HeadRef.parse, controllers.parse_head_field(text, n_layers, n_heads))]
+    except WorkbenchError:
+        return []
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.IV_MAP, "figure"), Input(ids.IV_RUN_MAP, "value"), Input(ids.IV_HEADS, "value"))
+    def show_map(run_id, heads):
+        runs = ctx.runs()
+        if not run_id or run_id not in set(runs["run_id"]):
+            raise PreventUpdate
+        scores = controllers.load_scores(run_id, runs)
+        row = runs.loc[runs["run_id"] == run_id].iloc[0]
+        fig = viz.head_heatmap(scores, highlight=_highlight(heads, *controllers.shape_of(scores)),
+                               title=f"{row['analysis']} · score", height=620)
+        fig.update_layout(margin=dict(l=50, r=10, t=40, b=40))
+        return fig
+
+    @app.callback(Output(ids.IV_HEADS, "value"), Input(ids.IV_MAP, "clickData"), State(ids.IV_HEADS, "value"),
+                  prevent_initial_call=True)
+    def toggle(click, current):
+        head = controllers.head_from_click(click)
+        if head is None:
+            raise PreventUpdate
+        return controllers.toggle_head(current, head)
+
+    @app.callback(Output(ids.IV_JOB, "data"), Output(ids.IV_JOB_POLL, "disabled"),
+                  Output(ids.URL, "search", allow_duplicate=True), Output(ids.IV_MESSAGE, "children"),
+                  Input(ids.IV_GO, "n_clicks"),
+                  State(ids.IV_HEADS, "value"), State(ids.IV_EDIT, "value"), State(ids.IV_ALPHA, "value"),
+                  State(ids.IV_KEYS, "value"), State(ids.IV_METRIC, "value"), State(ids.IV_SOURCE, "value"),
+                  State(ids.IV_TYPED, "value"), State(ids.IV_N, "value"), State(ids.IV_TOKENS, "value"),
+                  State(ids.IV_PATCH, "value"), prevent_initial_call="initial_duplicate")
+    @guarded
+    def submit(clicks, heads, edit, alpha, keys, metric, source, typed, n, tokens, patch):
+        if not clicks and not heads:  # page load without heads in the URL: wait for the button
+            raise PreventUpdate
+        args = controllers.intervention_request(heads=heads, edit=edit, alpha=alpha, keys=keys, metric=metric,
+                                                source=source, typed=typed, n_prompts=n, n_tokens=tokens,
+                                                patch_text=patch, n_layers=ctx.shape[0], n_heads=ctx.shape[1])
+        job = ctx.worker.submit("intervene", args)
+        query = controllers.build_query({"heads": args["heads"], "edit": edit, "alpha": args.get("alpha"),
+                                         "keys": args.get("keys"), "metric": metric, "n": args.get("n_prompts"),
+                                         "tokens": args.get("n_tokens")})
+        return job, False, query, []
+
+    @app.callback(Output(ids.IV_SUMMARY, "children"), Output(ids.IV_TABLE, "children"),
+                  Output(ids.IV_FIGURE, "figure"), Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
+                  Output(ids.IV_PROGRESS, "children"),
+                  Input(ids.IV_JOB_POLL, "n_intervals"), State(ids.IV_JOB, "data"), prevent_initial_call=True)
+    @guarded
+    def poll(_n, job):
+        if not job:
+            raise PreventUpdate
+        status = ctx.worker.status(job)
+        if status["status"] in ("queued", "running"):
+            return no_update, no_update, no_update, False, progress_line(status)
+        if status["status"] != "done":
+            return no_update, no_update, no_update, True, alert(status["message"])
+        per_prompt, aggregate = controllers.intervention_frames(status["result"])
+        fig = before_after_figure(per_prompt, title="; ".join(status["result"].get("edits", [])))
+        return (html.Div([html.H4("Aggregate"), table(aggregate)]),
+                html.Div([html.H4("Per prompt"), table(per_prompt, id="iv-result-table")]),
+                fig, True, done_line(status, f"{len(per_prompt)} prompts, clean and edited"))

@@ -1,0 +1,65 @@
+"""Overview wiring: worker status and analysis list, running an analysis with progress, the runs table."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, html, no_update
+from dash.exceptions import PreventUpdate
+
+from app import controllers, ids
+from app.callbacks.common import done_line, guarded, progress_line
+from app.context import AppContext
+from app.pages.common import alert
+from app.pages.overview import runs_table
+
+
+def parse_params(text: str | None) -> dict[str, str]:
+    out = {}
+    for item in (text or "").replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise controllers.AppInputError(f"Parameter {item.strip()!r} must look like name=value.")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.OV_WORKER, "children"), Output(ids.OV_ANALYSIS, "options"),
+                  Output(ids.OV_ANALYSIS, "value"), Output(ids.OV_POLL, "disabled"),
+                  Input(ids.OV_POLL, "n_intervals"), State(ids.OV_ANALYSIS, "value"))
+    def worker_status(_n, current):
+        info = ctx.worker.info if ctx.worker is not None else None
+        if not info:
+            return "model worker: loading the model…", no_update, no_update, False
+        options = [{"label": f"{a['analysis']} — {a['summary']}", "value": a["analysis"]}
+                   for a in info.get("analyses", [])]
+        value = current or (options[0]["value"] if options else None)
+        return f"model worker: {info['model']} loaded ({info['n_layers']} × {info['n_heads']} heads)", options, \
+            value, True
+
+    @app.callback(Output(ids.OV_JOB, "data"), Output(ids.OV_JOB_POLL, "disabled"), Output(ids.OV_MESSAGE, "children"),
+                  Input(ids.OV_RUN, "n_clicks"), State(ids.OV_ANALYSIS, "value"), State(ids.OV_PARAMS, "value"),
+                  prevent_initial_call=True)
+    @guarded
+    def run_analysis(_clicks, analysis, params):
+        if not analysis:
+            raise controllers.AppInputError("Choose an analysis (the list appears once the model is loaded).")
+        job = ctx.worker.submit("run_analysis", {"analysis": analysis, "params": parse_params(params)})
+        return job, False, []
+
+    @app.callback(Output(ids.OV_PROGRESS, "children"), Output(ids.OV_JOB_POLL, "disabled", allow_duplicate=True),
+                  Output(ids.OV_RUNS, "children"), Output(ids.OV_MESSAGE, "children", allow_duplicate=True),
+                  Input(ids.OV_JOB_POLL, "n_intervals"), State(ids.OV_JOB, "data"), prevent_initial_call=True)
+    @guarded
+    def poll(_n, job):
+        if not job:
+            raise PreventUpdate
+        status = ctx.worker.status(job)
+        if status["status"] in ("queued", "running"):
+            return progress_line(status), False, no_update, no_update
+        if status["status"] != "done":
+            return [], True, no_update, alert(status["message"])
+        run_id = status["result"]["run_id"]
+        return done_line(status, f"saved run {run_id}"), True, runs_table(ctx.runs()), \
+            html.Div(["Open it in the ", html.A("head map", href=f"/heads?run={run_id}")], className="alert alert-ok")

@@ -1,0 +1,53 @@
+"""Tokens wiring: prompt + optional head → token_traces job in the worker → the three-panel figure."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, no_update
+from dash.exceptions import PreventUpdate
+
+from app import controllers, ids
+from app.callbacks.common import done_line, guarded, progress_line
+from app.context import AppContext
+from app.pages.common import alert
+from workbench.viz import heads as viz
+from workbench.viz.tokens import token_traces_figure
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.TK_JOB, "data"), Output(ids.TK_JOB_POLL, "disabled"),
+                  Output(ids.URL, "search", allow_duplicate=True), Output(ids.TK_MESSAGE, "children"),
+                  Input(ids.TK_GO, "n_clicks"), State(ids.TK_PROMPT, "value"), State(ids.TK_TEXT, "value"),
+                  State(ids.TK_HEAD, "value"), State(ids.TK_WINDOW, "value"),
+                  prevent_initial_call="initial_duplicate")
+    @guarded
+    def submit(_clicks, prompt, text, head, window):
+        window = controllers.int_in(window, 1, 512, "The WAAD window")
+        head = head.strip() if isinstance(head, str) and head.strip() else None
+        if head:
+            (head,) = controllers.parse_head_field(head, *ctx.shape, allow_many=False)
+        if prompt == "custom":
+            body = controllers.check_text(text, "Your prompt")
+        else:
+            body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
+        job = ctx.worker.submit("token_traces", {"text": body, "window": window, "head": head})
+        query = controllers.build_query({"prompt": prompt, "head": head, "window": window,
+                                         "text": text if prompt == "custom" and len(text or "") <= 500 else None})
+        return job, False, query, []
+
+    @app.callback(Output(ids.TK_FIGURE, "figure"), Output(ids.TK_JOB_POLL, "disabled", allow_duplicate=True),
+                  Output(ids.TK_PROGRESS, "children"),
+                  Input(ids.TK_JOB_POLL, "n_intervals"), State(ids.TK_JOB, "data"), prevent_initial_call=True)
+    @guarded
+    def poll(_n, job):
+        if not job:
+            raise PreventUpdate
+        status = ctx.worker.status(job)
+        if status["status"] in ("queued", "running"):
+            return no_update, False, progress_line(status)
+        if status["status"] != "done":
+            return viz.placeholder("no traces"), True, alert(status["message"])
+        res = status["result"]
+        what = f"{len(res['tokens'])} tokens"
+        if res["truncated"]:
+            what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"
+        return token_traces_figure(res, title=f"Per-token attention · {ctx.model}"), True, done_line(status, what)

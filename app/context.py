@@ -1,0 +1,43 @@
+"""What every page and callback needs: where results live, the model name and shape, the worker handle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from app import controllers
+
+
+@dataclass
+class AppContext:
+    model: str
+    results_dir: Path | None
+    worker: Any  # app.worker_client.WorkerClient (or None: model views disabled)
+    model_facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        info = (self.worker.info if self.worker is not None else None) or {}
+        layers = info.get("n_layers") or self.model_facts.get("layers") or 1
+        heads = info.get("n_heads") or self.model_facts.get("heads") or 1
+        return int(layers), int(heads)
+
+    _catalog: tuple[tuple, pd.DataFrame] | None = None
+
+    def runs(self) -> pd.DataFrame:
+        """The catalog, re-read only when a run.json appears, disappears or changes."""
+        from workbench.results import default_results_dir
+
+        root = Path(self.results_dir or default_results_dir())
+        files = sorted(root.glob("*/*/run.json")) if root.is_dir() else []
+        signature = tuple((str(f), f.stat().st_mtime_ns) for f in files)
+        if self._catalog is None or self._catalog[0] != signature:
+            self._catalog = (signature, controllers.catalog(self.results_dir))
+        return self._catalog[1]
+
+    def model_runs(self) -> pd.DataFrame:
+        runs = self.runs()
+        return runs[runs["model"] == self.model]

@@ -1,0 +1,318 @@
+"""The app's logic, as pure functions (no dash import): URL state, the catalog, head lookups, comparisons,
+and validation of everything a person types. Callbacks only wire these to components.
+
+Errors a person can fix raise `AppInputError` (a WorkbenchError) with a message the page shows.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import parse_qsl, urlencode
+
+import numpy as np
+import pandas as pd
+
+from workbench import results
+from workbench.errors import WorkbenchError
+from workbench.heads import HeadRef, parse_heads
+
+MAX_PROMPT_CHARS = 20_000
+MAX_PROMPTS = 16
+EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
+         "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
+METRICS = ("loss", "logit_diff", "answer_logprob")
+PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/interventions": "Interventions",
+         "/tokens": "Tokens"}
+_QUERY_KEYS = {"run", "col", "head", "prompt", "a", "b", "k", "heads", "edit", "alpha", "keys", "metric", "n",
+               "tokens", "window", "text"}
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}")
+
+
+class AppInputError(WorkbenchError):
+    """Something typed into the app (or its URL) that cannot be used; the message says what to do."""
+
+
+# ---- URL state ---------------------------------------------------------------------------------------
+def parse_query(search: str | None) -> dict[str, str]:
+    """Known keys of a URL query string (unknown keys are dropped, values are capped in length)."""
+    if not search:
+        return {}
+    pairs = parse_qsl(search.lstrip("?"), keep_blank_values=False)
+    return {k: v[:2000] for k, v in pairs if k in _QUERY_KEYS}
+
+
+def build_query(state: Mapping[str, Any]) -> str:
+    """`?k=v&…` of the non-empty known keys, in a stable order."""
+    items = [(k, str(v)) for k, v in state.items() if k in _QUERY_KEYS and v not in (None, "", [])]
+    return "?" + urlencode(items) if items else ""
+
+
+def page_title(pathname: str | None) -> str:
+    return PAGES.get(pathname or "/", "Not found")
+
+
+def int_in(value: Any, low: int, high: int, name: str, default: int | None = None) -> int:
+    """An integer in [low, high] from a field or URL value, else AppInputError."""
+    if value in (None, "") and default is not None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AppInputError(f"{name} must be a whole number between {low} and {high}; got {value!r}.") from None
+    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
+        raise AppInputError(f"{name} must be a whole number between {low} and {high}; got {value!r}.")
+    return int(number)
+
+
+def int_or(value: Any, low: int, high: int, default: int) -> int:
+    """`int_in` for URL values: anything invalid falls back to `default`."""
+    try:
+        return int_in(value, low, high, "value", default)
+    except AppInputError:
+        return default
+
+
+def float_in(value: Any, low: float, high: float, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AppInputError(f"{name} must be a number between {low:g} and {high:g}; got {value!r}.") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise AppInputError(f"{name} must be a number between {low:g} and {high:g}; got {value!r}.")
+    return number
+
+
+# ---- catalog -----------------------------------------------------------------------------------------
+def catalog(results_dir: Path | None = None) -> pd.DataFrame:
+    """Saved runs, newest first (see workbench.results.find_runs)."""
+    return results.find_runs(results_dir)
+
+
+def run_label(row: Mapping[str, Any]) -> str:
+    return f"{row['analysis']} · {row['model']} · {row['prompt_set']} · {str(row['created'])[:16]}"
+
+
+def run_options(runs: pd.DataFrame) -> list[dict[str, str]]:
+    return [{"label": run_label(r), "value": r["run_id"]} for r in runs.to_dict("records")]
+
+
+def check_run_id(run_id: Any, runs: pd.DataFrame) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise AppInputError(f"{str(run_id)[:80]!r} is not a run id; pick a run from the list.")
+    if run_id not in set(runs["run_id"]):
+        raise AppInputError(f"No saved run {run_id!r}; pick one from the list (or run an analysis).")
+    return run_id
+
+
+@lru_cache(maxsize=32)
+def _load(path: str, mtime: float) -> pd.DataFrame:
+    scores, _ = results.load_run(path)
+    return scores
+
+
+def load_scores(run_id: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """HeadScores of a catalogued run (cached per run directory)."""
+    check_run_id(run_id, runs)
+    path = Path(runs.loc[runs["run_id"] == run_id, "path"].iloc[0])
+    return _load(str(path), (path / "scores.parquet").stat().st_mtime)
+
+
+def numeric_columns(scores: pd.DataFrame) -> list[str]:
+    """Columns a head map can colour by: score first, then numeric extras."""
+    skip = {"layer", "head"}
+    cols = [c for c in scores.columns if c not in skip and pd.api.types.is_numeric_dtype(scores[c])]
+    return ["score"] + [c for c in cols if c != "score"]
+
+
+def top_heads(scores: pd.DataFrame, column: str = "score", n: int = 15) -> pd.DataFrame:
+    """The n heads with the highest `column`, with their label first and floats rounded for display."""
+    if column not in scores.columns:
+        raise AppInputError(f"This run has no column {column!r}; choose one of {', '.join(numeric_columns(scores))}.")
+    top = scores.sort_values(column, ascending=False, na_position="last").head(n).copy()
+    top.insert(0, "head_label", [f"L{a}H{b}" for a, b in zip(top["layer"], top["head"], strict=True)])
+    keep = ["head_label", "score"] + [c for c in top.columns if c not in
+                                       ("head_label", "score", "analysis", "model", "prompt_set", "layer", "head",
+                                        "label")]
+    return _rounded(top[keep])
+
+
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].round(4)
+    return out
+
+
+def shape_of(scores: pd.DataFrame) -> tuple[int, int]:
+    return int(scores["layer"].max()) + 1, int(scores["head"].max()) + 1
+
+
+# ---- heads -------------------------------------------------------------------------------------------
+def head_from_click(click: Mapping[str, Any] | None) -> str | None:
+    """'L{l}H{h}' from a heatmap clickData (x = head, y = layer), or None."""
+    try:
+        point = click["points"][0]
+        return str(HeadRef(int(point["y"]), int(point["x"])))
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+
+
+def parse_head_field(text: Any, n_layers: int, n_heads: int, *, allow_many: bool = True) -> tuple[str, ...]:
+    """Validated head labels from 'L3H5, L10H2'; AppInputError says what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise AppInputError("Name at least one head, like L3H5 (or click one on the map).")
+    if len(text) > 2000:
+        raise AppInputError("The heads field is too long; list at most a few dozen heads like 'L3H5, L10H2'.")
+    try:
+        refs = parse_heads(text)
+    except WorkbenchError as exc:
+        raise AppInputError(str(exc)) from None
+    bad = [str(h) for h in refs if not (h.layer < n_layers and h.head < n_heads)]
+    if bad:
+        raise AppInputError(f"Head(s) {', '.join(bad)} do not exist: this model has layers L0..L{n_layers - 1} "
+                            f"and heads H0..H{n_heads - 1}.")
+    if not allow_many and len(refs) != 1:
+        raise AppInputError(f"Choose one head here, got {len(refs)}.")
+    return tuple(str(h) for h in refs)
+
+
+def toggle_head(current: str | None, head: str) -> str:
+    """Add `head` to a comma-separated field, or remove it if present."""
+    heads = [h.strip() for h in (current or "").replace(";", ",").split(",") if h.strip()]
+    heads = [h for h in heads if h != head] if head in heads else [*heads, head]
+    return ", ".join(heads)
+
+
+def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """The head's score, rank and percentile in the newest run of every (analysis, prompt set) of `model`."""
+    rows = []
+    latest = runs[runs["model"] == model].drop_duplicates(["analysis", "prompt_set"], keep="first")
+    for run in latest.to_dict("records"):
+        try:
+            scores = load_scores(run["run_id"], runs)
+        except WorkbenchError:
+            continue
+        match = scores[(scores["layer"] == layer) & (scores["head"] == head)]
+        if match.empty:
+            continue
+        value = float(match["score"].iloc[0])
+        rank = int((scores["score"] > value).sum()) + 1
+        rows.append({"analysis": run["analysis"], "prompt_set": run["prompt_set"], "score": round(value, 4),
+                     "rank": f"{rank} / {len(scores)}", "percentile": round(100.0 * (1 - (rank - 1) / len(scores)), 1),
+                     "run_id": run["run_id"]})
+    return pd.DataFrame(rows, columns=["analysis", "prompt_set", "score", "rank", "percentile", "run_id"])
+
+
+# ---- compare -----------------------------------------------------------------------------------------
+def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """Overlap numbers of two HeadScores and, when they share a shape, a per-head difference frame.
+
+    Scores of different analyses live on different scales, so the difference map compares percentile
+    ranks (0–100, higher = higher score): `difference = pct_A − pct_B`.
+    """
+    k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
+    top_a = {f"L{x}H{y}" for x, y in a.nlargest(k, "score")[["layer", "head"]].itertuples(index=False)}
+    top_b = {f"L{x}H{y}" for x, y in b.nlargest(k, "score")[["layer", "head"]].itertuples(index=False)}
+    shared = sorted(top_a & top_b, key=lambda s: tuple(int(v) for v in re.findall(r"\d+", s)))
+    stats: dict[str, Any] = {"k": k, "top_k_overlap": len(shared), "jaccard": len(shared) / len(top_a | top_b),
+                             "shared_heads": shared, "same_shape": shape_of(a) == shape_of(b)}
+    if not stats["same_shape"]:
+        stats["spearman"] = None
+        return stats, None
+    merged = a[["layer", "head", "score"]].merge(b[["layer", "head", "score"]], on=["layer", "head"],
+                                                 suffixes=("_a", "_b"))
+    pct_a = merged["score_a"].rank(pct=True) * 100
+    pct_b = merged["score_b"].rank(pct=True) * 100
+    stats["spearman"] = float(pct_a.corr(pct_b)) if len(merged) > 2 else None
+    diff = pd.DataFrame({"analysis": "difference", "model": "-", "prompt_set": "-", "layer": merged["layer"],
+                         "head": merged["head"], "difference": (pct_a - pct_b).round(2),
+                         "score_a": merged["score_a"].round(4), "score_b": merged["score_b"].round(4),
+                         "pct_a": pct_a.round(1), "pct_b": pct_b.round(1)})
+    return stats, diff
+
+
+# ---- prompts and interventions -----------------------------------------------------------------------
+def check_text(text: Any, name: str = "The prompt", limit: int = MAX_PROMPT_CHARS) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise AppInputError(f"{name} is empty; type or pick some text.")
+    if len(text) > limit:
+        raise AppInputError(f"{name} has {len(text):,} characters; the app accepts at most {limit:,}. "
+                            "Paste a shorter text (long prompts are shown as their last window anyway).")
+    return text
+
+
+def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
+    """One prompt per non-empty line."""
+    text = check_text(text, name, limit=MAX_PROMPT_CHARS)
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(prompts) > MAX_PROMPTS:
+        raise AppInputError(f"{name}: {len(prompts)} lines; give at most {MAX_PROMPTS} prompts, one per line.")
+    return prompts
+
+
+@lru_cache(maxsize=1)
+def sample_prompts(n: int = 4, chars: int = 700) -> tuple[str, ...]:
+    """Snippets of the bundled public-domain text (Python's pydoc topics), cut at whitespace."""
+    from workbench.tasks.natural_text import public_domain_text
+
+    text = public_domain_text()
+    out = []
+    for i in range(n):
+        start = text.find(" ", 5000 + i * 40_000) + 1
+        chunk = text[start:start + chars]
+        out.append(chunk[: chunk.rfind(" ")] if " " in chunk else chunk)
+    return tuple(out)
+
+
+def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric: Any, source: Any,
+                         typed: Any, n_prompts: Any, n_tokens: Any, patch_text: Any, n_layers: int,
+                         n_heads: int) -> dict[str, Any]:
+    """Validated arguments for the worker's `intervene` op."""
+    labels = parse_head_field(heads, n_layers, n_heads)
+    if edit not in EDITS:
+        raise AppInputError(f"Unknown edit {edit!r}; choose one of {', '.join(EDITS)}.")
+    if metric not in METRICS:
+        raise AppInputError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
+    args: dict[str, Any] = {"heads": ",".join(labels), "edit": edit, "metric": metric}
+    if edit == "scale":
+        args["alpha"] = float_in(alpha, 0.0, 100.0, "α")
+    if edit == "reweight":
+        args["alpha"] = float_in(alpha, 0.0, 1000.0, "α")
+        if not isinstance(keys, str) or not re.fullmatch(r"\s*-?\d+(\s*,\s*-?\d+)*\s*", keys):
+            raise AppInputError(f"Key positions must be integers separated by commas, like '0' or '0, -1'; "
+                                f"got {keys!r}.")
+        args["keys"] = keys.replace(" ", "")
+    if source == "typed":
+        args["texts"] = split_prompts(typed, "Typed prompts")
+    elif source == "natural":
+        args["n_prompts"] = int_in(n_prompts, 1, MAX_PROMPTS, "Number of prompts")
+        args["n_tokens"] = int_in(n_tokens, 8, 1024, "Tokens per prompt")
+    else:
+        raise AppInputError("Choose a prompt set: bundled natural text or typed prompts.")
+    if edit == "patch" and isinstance(patch_text, str) and patch_text.strip():
+        args["patch_texts"] = split_prompts(patch_text, "Patch sources")
+    if metric != "loss" and source == "natural":
+        raise AppInputError(f"{metric} needs answer tokens in each prompt's metadata; on free text use 'loss'.")
+    return args
+
+
+def intervention_frames(result: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-prompt table, one-row aggregate) from the worker's `intervene` result."""
+    table = pd.DataFrame(result["rows"])
+    for c in ("before", "after", "delta"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    summary = dict(result["summary"])
+    agg = pd.DataFrame([{"edit": "; ".join(result.get("edits", [])), "prompts": summary.get("n"),
+                         "metric": summary.get("metric"), "mean before": summary.get("before"),
+                         "mean after": summary.get("after"), "mean delta": summary.get("delta"),
+                         "share of prompts where it rose": summary.get("share_increased")}])
+    return _rounded(table), _rounded(agg)
+
+
+def finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not np.isfinite(value) else value

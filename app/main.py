@@ -1,0 +1,98 @@
+"""create_app: the Dash app on one model, reading the results catalog, with a model worker for live views.
+
+    from app.main import create_app
+    create_app(model="smollm2-135m").run(host="127.0.0.1", port=8050, debug=False)
+
+The app process never imports torch: model work (patterns, token traces, interventions, running an
+analysis) goes to `workbench.worker` in a child process (app.worker_client.WorkerClient).
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import dash
+from dash import Input, Output, State, dcc, html
+
+from app import controllers, ids
+from app.callbacks import compare as compare_cb
+from app.callbacks import heads as heads_cb
+from app.callbacks import interventions as interventions_cb
+from app.callbacks import overview as overview_cb
+from app.callbacks import tokens as tokens_cb
+from app.callbacks.common import log
+from app.context import AppContext
+from app.pages import compare, heads, interventions, overview, tokens
+from app.pages.common import alert, card, page
+from workbench.errors import WorkbenchError
+
+PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout,
+         "/interventions": interventions.layout, "/tokens": tokens.layout}
+
+
+def _model_facts(model: str) -> dict:
+    from workbench.errors import WorkbenchError
+    from workbench.models import describe, resolve_spec
+
+    try:
+        return describe(resolve_spec(model))
+    except WorkbenchError:
+        return {"name": model}
+
+
+def _warm_up() -> None:
+    """Build one heatmap now: plotly's first figure costs ~0.4 s of imports, which the first page should not pay."""
+    import pandas as pd
+
+    from workbench.viz.heads import head_heatmap
+
+    head_heatmap(pd.DataFrame({"layer": [0], "head": [0], "score": [0.0]})).to_plotly_json()
+
+
+def shell() -> html.Div:
+    nav = html.Nav([html.Span("◉ attention workbench", className="brand")] +
+                   [dcc.Link(title, href=path, className="nav-link", id=f"nav-{path.strip('/') or 'overview'}")
+                    for path, title in controllers.PAGES.items()], id=ids.NAV, className="nav")
+    return html.Div([dcc.Location(id=ids.URL, refresh=False), nav, html.Main(id=ids.CONTENT)], className="shell")
+
+
+def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = None, worker=None,
+               start_worker: bool = True) -> dash.Dash:
+    """The dashboard. `worker`: a WorkerClient (default: one for `model`, started now unless start_worker=False)."""
+    if worker is None and start_worker:
+        from app.worker_client import WorkerClient
+
+        worker = WorkerClient(model)
+        worker.start()
+    ctx = AppContext(model=model, results_dir=Path(results_dir) if results_dir else None, worker=worker,
+                     model_facts=_model_facts(model))
+    app = dash.Dash(__name__, title="Attention workbench", suppress_callback_exceptions=True,
+                    assets_folder=str(Path(__file__).parent / "assets"), update_title=None)
+    app.layout = shell()
+    _warm_up()
+    app.server.config["MAX_CONTENT_LENGTH"] = 8 * 2**20  # a pasted book gets a clear 413, not a stuck server
+    app.workbench_context = ctx
+
+    @app.callback(Output(ids.CONTENT, "children"), *[Output(f"nav-{p.strip('/') or 'overview'}", "className")
+                                                     for p in controllers.PAGES],
+                  Input(ids.URL, "pathname"), State(ids.URL, "search"))
+    def route(pathname, search):
+        classes = ["nav-link active" if p == pathname else "nav-link" for p in controllers.PAGES]
+        render = PAGES.get(pathname)
+        if render is None:
+            return page("Not found", f"There is no page {pathname!r}.",
+                        card(None, dcc.Link("Go to the overview", href="/"))), *classes
+        return _render(render, controllers.parse_query(search)), *classes
+
+    def _render(render, state):
+        try:
+            return render(state, ctx)
+        except Exception as exc:  # noqa: BLE001 - a broken page shows a message, the server keeps serving
+            log.error("page failed:\n%s", traceback.format_exc())
+            return page("Cannot show this page", "", alert(str(exc) if isinstance(exc, WorkbenchError) else
+                                                           f"{type(exc).__name__}: {exc}"))
+
+    for module in (overview_cb, heads_cb, compare_cb, interventions_cb, tokens_cb):
+        module.register(app, ctx)
+    return app

@@ -1,0 +1,61 @@
+"""Small shared building blocks: tables, alerts, labelled fields, progress lines, cards."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pandas as pd
+from dash import dcc, html
+
+from app import ids
+
+
+def table(df: pd.DataFrame, *, id: str | None = None, max_rows: int = 50, links: dict[str, Any] | None = None,
+          head_buttons: str | None = None) -> html.Table:
+    """A plain, legible HTML table; `links` maps a column to a function value -> href;
+    `head_buttons` names a column whose L{l}H{h} cells become buttons selecting that head."""
+    links = links or {}
+    header = html.Thead(html.Tr([html.Th(str(c)) for c in df.columns]))
+    body = []
+    for row in df.head(max_rows).to_dict("records"):
+        cells = []
+        for col in df.columns:
+            value = row[col]
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            if col == head_buttons:
+                cells.append(html.Td(html.Button(text, id={"type": ids.TOP_HEAD_BUTTON, "index": text},
+                                                 className="head-chip", n_clicks=0)))
+            elif col in links:
+                cells.append(html.Td(dcc.Link(text, href=links[col](value))))
+            else:
+                cells.append(html.Td(text, className="num" if isinstance(value, (int, float)) else None))
+        body.append(html.Tr(cells))
+    kwargs = {"id": id} if id else {}
+    return html.Table([header, html.Tbody(body)], className="wb-table", **kwargs)
+
+
+def alert(message: str, kind: str = "error") -> html.Div:
+    return html.Div(message, className=f"alert alert-{kind}", role="alert")
+
+
+def field(label: str, component, hint: str | None = None, width: str | None = None) -> html.Div:
+    children = [html.Label(label, className="field-label"), component]
+    if hint:
+        children.append(html.Div(hint, className="field-hint"))
+    return html.Div(children, className="field", style={"width": width} if width else None)
+
+
+def card(title: str | None, children: Iterable | Any, **kwargs) -> html.Div:
+    body = list(children) if isinstance(children, (list, tuple)) else [children]
+    return html.Div(([html.H3(title, className="card-title")] if title else []) + body, className="card", **kwargs)
+
+
+def job_slots(job_id: str, poll_id: str, progress_id: str) -> list:
+    """The Store + Interval + progress line a page needs to run one worker job and show its progress."""
+    return [dcc.Store(id=job_id), dcc.Interval(id=poll_id, interval=400, disabled=True),
+            html.Div(id=progress_id, className="progress-line")]
+
+
+def page(title: str, subtitle: str, *children) -> html.Div:
+    return html.Div([html.H1(title, className="page-title"), html.P(subtitle, className="page-subtitle"),
+                     *children], className="page")

@@ -1,0 +1,174 @@
+"""The app's pure logic (app.controllers), its figure builders, and that the app process never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import controllers as C
+from workbench import results
+from workbench.viz import heads as viz
+
+
+def frame(values: np.ndarray, analysis: str = "attention_profile", model: str = "tiny", prompt_set: str = "p"):
+    layers, heads = values.shape
+    rows = [{"analysis": analysis, "model": model, "prompt_set": prompt_set, "layer": layer, "head": head,
+             "score": float(values[layer, head]), "bos_mass": float(values[layer, head]) / 10}
+            for layer in range(layers) for head in range(heads)]
+    return pd.DataFrame(rows)
+
+
+def save(df: pd.DataFrame, results_dir):
+    return results.save_run(df, params={}, model_fingerprint="m", prompts_fingerprint="p", timings={"total": 1.0},
+                            results_dir=results_dir)
+
+
+def test_app_process_never_imports_torch():
+    code = textwrap.dedent("""
+        import sys
+        from app.main import create_app
+        import workbench.cli, workbench.cli_app
+        app = create_app("smollm2-135m", start_worker=False)
+        app.server.test_client().get("/")
+        assert "torch" not in sys.modules, "the app imported torch"
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_query_round_trip_drops_unknown_keys_and_caps_values():
+    state = C.parse_query("?run=abc&head=L3H5&evil=<script>&col=" + "x" * 5000)
+    assert state["run"] == "abc" and state["head"] == "L3H5" and "evil" not in state
+    assert len(state["col"]) == 2000
+    assert C.parse_query(C.build_query({"run": "r1", "head": "L1H2", "k": 5, "text": None})) == \
+        {"run": "r1", "head": "L1H2", "k": "5"}
+    assert C.build_query({}) == ""
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-3", "100000", None, float("nan")])
+def test_int_in_rejects_bad_values_with_a_message(value):
+    with pytest.raises(C.AppInputError, match="whole number between 1 and 200"):
+        C.int_in(value, 1, 200, "top-k")
+    assert C.int_or(value, 1, 200, 7) == 7
+
+
+def test_parse_head_field_validates_against_the_model_shape():
+    assert C.parse_head_field("L1H2, L0H0;L1H2", 2, 4) == ("L0H0", "L1H2")
+    with pytest.raises(C.AppInputError, match="do not exist.*L0..L1.*H0..H3"):
+        C.parse_head_field("L5H0", 2, 4)
+    with pytest.raises(C.AppInputError, match="malformed head label"):
+        C.parse_head_field("L3H", 2, 4)
+    with pytest.raises(C.AppInputError, match="at least one head"):
+        C.parse_head_field("  ", 2, 4)
+    with pytest.raises(C.AppInputError, match="one head"):
+        C.parse_head_field("L0H0,L1H1", 2, 4, allow_many=False)
+
+
+def test_click_and_toggle_heads():
+    assert C.head_from_click({"points": [{"x": 2, "y": 1, "z": 0.3}]}) == "L1H2"
+    assert C.head_from_click(None) is None and C.head_from_click({"points": []}) is None
+    assert C.toggle_head("L0H0, L1H2", "L1H2") == "L0H0"
+    assert C.toggle_head("L0H0", "L1H1") == "L0H0, L1H1"
+
+
+def test_top_heads_sorted_with_labels():
+    values = np.arange(8, dtype=float).reshape(2, 4)
+    top = C.top_heads(frame(values), n=3)
+    assert top["head_label"].tolist() == ["L1H3", "L1H2", "L1H1"]
+    assert top["score"].tolist() == [7.0, 6.0, 5.0]
+    with pytest.raises(C.AppInputError, match="no column"):
+        C.top_heads(frame(values), column="nope")
+
+
+def test_compare_identical_reversed_and_different_shapes():
+    values = np.arange(12, dtype=float).reshape(3, 4)
+    stats, diff = C.compare(frame(values), frame(values), k=4)
+    assert stats["top_k_overlap"] == 4 and stats["jaccard"] == 1.0 and stats["spearman"] == pytest.approx(1.0)
+    assert (diff["difference"] == 0).all()
+    stats, diff = C.compare(frame(values), frame(-values), k=4)
+    assert stats["top_k_overlap"] == 0 and stats["spearman"] == pytest.approx(-1.0)
+    # the head ranked first in A (L2H3) is last in B: percentile 100 − 100/12
+    top = diff.set_index(["layer", "head"]).loc[(2, 3), "difference"]
+    assert top == pytest.approx(100 - 100 / 12, abs=0.01)
+    stats, diff = C.compare(frame(values), frame(np.ones((2, 4))), k=3)
+    assert diff is None and stats["same_shape"] is False and stats["spearman"] is None
+
+
+def test_catalog_lookup_and_head_across_runs(tmp_path):
+    a = save(frame(np.arange(8, dtype=float).reshape(2, 4)), tmp_path)
+    b = save(frame(-np.arange(8, dtype=float).reshape(2, 4), analysis="other", prompt_set="q"), tmp_path)
+    runs = C.catalog(tmp_path)
+    assert set(runs["run_id"]) == {a.run_id, b.run_id}
+    assert C.load_scores(a.run_id, runs)["score"].max() == 7.0
+    with pytest.raises(C.AppInputError, match="No saved run"):
+        C.load_scores("20990101T000000Z-deadbeef", runs)
+    with pytest.raises(C.AppInputError, match="not a run id"):
+        C.load_scores("../../etc/passwd", runs)
+    across = C.head_across_runs(1, 3, "tiny", runs).set_index("analysis")
+    assert across.loc["attention_profile", "rank"] == "1 / 8"
+    assert across.loc["other", "rank"] == "8 / 8"
+    assert across.loc["other", "score"] == -7.0
+
+
+def test_intervention_request_validates_every_field():
+    base = dict(heads="L1H2", edit="scale", alpha="2", keys="0", metric="loss", source="natural", typed="",
+                n_prompts=2, n_tokens=16, patch_text="", n_layers=2, n_heads=4)
+    args = C.intervention_request(**base)
+    assert args == {"heads": "L1H2", "edit": "scale", "metric": "loss", "alpha": 2.0, "n_prompts": 2,
+                    "n_tokens": 16}
+    args = C.intervention_request(**{**base, "edit": "reweight", "keys": "0, -1", "source": "typed",
+                                     "typed": "one\n\ntwo\n"})
+    assert args["keys"] == "0,-1" and args["texts"] == ["one", "two"]
+    bad = [({"heads": "L9H9"}, "do not exist"), ({"edit": "explode"}, "Unknown edit"),
+           ({"alpha": "inf"}, "α must be a number"), ({"edit": "reweight", "keys": "0;x"}, "Key positions"),
+           ({"source": "typed", "typed": "x" * 30_000}, "at most 20,000"),
+           ({"source": "typed", "typed": "\n".join("p" * 3 for _ in range(40))}, "at most 16 prompts"),
+           ({"n_tokens": 100_000}, "Tokens per prompt"), ({"metric": "logit_diff"}, "needs answer tokens")]
+    for change, message in bad:
+        with pytest.raises(C.AppInputError, match=message):
+            C.intervention_request(**{**base, **change})
+
+
+def test_intervention_frames_from_a_worker_result():
+    result = {"rows": [{"prompt": 0, "text": "a", "metric": "loss", "before": 1.0, "after": 1.5, "delta": 0.5},
+                       {"prompt": 1, "text": "b", "metric": "loss", "before": 2.0, "after": 1.0, "delta": -1.0}],
+              "summary": {"metric": "loss", "n": 2, "before": 1.5, "after": 1.25, "delta": -0.25,
+                          "share_increased": 0.5}, "edits": ["scale[α=0] L1H2"]}
+    table, agg = C.intervention_frames(result)
+    assert table["delta"].tolist() == [0.5, -1.0]
+    assert agg.loc[0, "mean delta"] == -0.25 and agg.loc[0, "edit"] == "scale[α=0] L1H2"
+
+
+def test_sample_prompts_are_real_text():
+    samples = C.sample_prompts()
+    assert len(samples) == 4 and all(len(s) > 200 for s in samples) and len(set(samples)) == 4
+
+
+def test_head_heatmap_grid_and_hover():
+    values = np.arange(8, dtype=float).reshape(2, 4)
+    fig = viz.head_heatmap(frame(values), highlight=[(1, 2)])
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (2, 4) and z[1, 2] == 6.0
+    assert "<b>L1H2</b>" in fig.data[0].text[1][2] and "bos_mass: 0.6" in fig.data[0].text[1][2]
+    assert list(fig.layout.yaxis.ticktext) == ["L0", "L1"] and list(fig.layout.xaxis.ticktext)[-1] == "H3"
+    assert fig.data[1].x == (2,) and fig.data[1].y == (1,)
+
+
+def test_pattern_heatmap_downsamples_long_prompts_keeping_peaks():
+    t = 500
+    pattern = np.tril(np.full((t, t), 1e-3))
+    pattern[400, 7] = 0.9  # one sharp key
+    fig = viz.pattern_heatmap([f"t{i}" for i in range(t)], pattern, head="L0H0", max_cells=100)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (100, 100)
+    assert np.nanmax(z) == pytest.approx(0.9) and np.nanargmax(z) == 80 * 100 + 1
+    assert "block-max" in fig.layout.title.text
+    small = viz.pattern_heatmap(["a", "b"], [[1.0, 0.0], [0.4, 0.6]], head="L0H0")
+    assert np.isnan(np.asarray(small.data[0].z, dtype=float)[0, 1])  # the future is hidden

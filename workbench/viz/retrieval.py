@@ -1,0 +1,52 @@
+"""Figures for retrieval heads: score map, retrieval-vs-streaming scatter, causal check and KV budget bars."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+
+def score_heatmap(scores: pd.DataFrame, column: str = "score") -> go.Figure:
+    """Layer × head heat map of a HeadScores column (hover: L{layer}H{head})."""
+    grid = scores.pivot(index="layer", columns="head", values=column).sort_index()
+    text = [[f"L{layer}H{head}" for head in grid.columns] for layer in grid.index]
+    fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), text=text,
+                               hovertemplate="%{text}: %{z:.3f}<extra></extra>", colorscale="Viridis"))
+    fig.update_layout(title=f"retrieval heads: {column}", xaxis_title="head", yaxis_title="layer")
+    return fig
+
+
+def retrieval_vs_streaming(scores: pd.DataFrame) -> go.Figure:
+    """Each head: retrieval score against streaming score (mass on sink + recent keys while decoding)."""
+    labels = [f"L{r.layer}H{r.head}" for r in scores.itertuples(index=False)]
+    colors = scores["retrieval"].map({True: "crimson", False: "steelblue"})
+    fig = go.Figure(go.Scatter(x=scores["streaming_score"], y=scores["score"], mode="markers", text=labels,
+                               marker={"color": list(colors)}, hovertemplate="%{text}<br>streaming %{x:.3f}"
+                               "<br>retrieval %{y:.3f}<extra></extra>"))
+    fig.update_layout(title="retrieval vs streaming heads", xaxis_title="streaming score (sink + recent mass)",
+                      yaxis_title="retrieval score")
+    return fig
+
+
+def condition_bars(summary: pd.DataFrame, title: str, baseline: float | None = None) -> go.Figure:
+    """Accuracy per condition: bar = mean over seeds, points = single seeds; optional baseline line."""
+    agg = summary.groupby("condition", sort=False)["accuracy"].agg(["mean", "std"]).reset_index()
+    fig = go.Figure(go.Bar(x=agg["condition"], y=agg["mean"], error_y={"type": "data", "array": agg["std"].fillna(0)},
+                           name="mean over seeds"))
+    fig.add_trace(go.Scatter(x=summary["condition"], y=summary["accuracy"], mode="markers", name="single run",
+                             marker={"color": "black"}))
+    if baseline is not None:
+        fig.add_hline(y=baseline, line_dash="dash", annotation_text=f"baseline {baseline:.2f}")
+    fig.update_layout(title=title, yaxis_title="NIAH accuracy", yaxis_range=[0, 1.05])
+    return fig
+
+
+def accuracy_by_length(trials: pd.DataFrame, title: str) -> go.Figure:
+    """Accuracy against context length, one line per condition (seeds pooled)."""
+    agg = trials.groupby(["condition", "context_length"], as_index=False)["correct"].mean()
+    fig = go.Figure()
+    for name, part in agg.groupby("condition", sort=False):
+        fig.add_trace(go.Scatter(x=part["context_length"], y=part["correct"], mode="lines+markers", name=name))
+    fig.update_layout(title=title, xaxis_title="context length (tokens)", yaxis_title="NIAH accuracy",
+                      yaxis_range=[0, 1.05])
+    return fig
