@@ -9,12 +9,32 @@ from workbench.analyses import REGISTRY, get_analysis
 from workbench.errors import WorkbenchError
 from workbench.models import model_info
 
-FAST = {"attention_profile": {"n_prompts": 2, "n_tokens": 24}}
+FAST = {"attention_profile": {"n_prompts": 2, "n_tokens": 24},
+        "retrieval_heads": {"lengths": "300", "n_depths": 1, "fmt": "paper", "max_new_tokens": 3,
+                            "only_correct": False},
+        "preplan_anchor": {"n_problems": 2, "max_new_tokens": 16, "n_shuffles": 20}}
+
+
+def _tiny_prompts(name: str, model):
+    """A random tiny model knows no facts, so head_divergence gets its prompts without the knowledge filter
+    (and, with a byte tokenizer, answers scored by their first token)."""
+    if name != "head_divergence":
+        return None
+    from workbench.engine.prompts import PromptSet
+    from workbench.tasks.counterfactual_qa import load_facts, prompt_set
+
+    facts = load_facts()[0][:3]
+    base = prompt_set(facts, "counterfactual", "cf-tiny")
+    tok = model_info(model).tokenizer
+    first = {k: lambda m, k=k: tok(m[k], add_special_tokens=False)["input_ids"][0] for k in ("answer", "wrong")}
+    meta = tuple({**m, "answer_id": first["answer"](m), "wrong_id": first["wrong"](m)} for m in base.metadata)
+    return PromptSet(name=base.name, texts=base.texts, metadata=meta, extra={"facts": facts})
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
 def test_every_analysis_returns_valid_head_scores(tiny, spec):
-    scores, record = api.run_analysis(spec.name, tiny, params=FAST.get(spec.name), progress=False)
+    scores, record = api.run_analysis(spec.name, tiny, _tiny_prompts(spec.name, tiny), params=FAST.get(spec.name),
+                                      progress=False)
     info = model_info(tiny)
     assert len(scores) == info.n_layers * info.n_heads
     results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)
@@ -31,6 +51,10 @@ def test_unknown_analysis_and_parameters_fail_clearly():
         spec.make_params({"n_tokenz": 3})
     with pytest.raises(WorkbenchError, match="not a valid int"):
         spec.make_params({"n_tokens": "many"})
+    retrieval = get_analysis("retrieval_heads")
+    assert retrieval.make_params({"only_correct": "False"}).only_correct is False
+    with pytest.raises(WorkbenchError, match="not a valid bool"):
+        retrieval.make_params({"only_correct": "maybe"})
 
 
 def test_tiny_random_model_has_no_attention_sink(tiny):

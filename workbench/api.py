@@ -27,7 +27,8 @@ from workbench.models import DEFAULT_MODEL
 
 __all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
            "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
-           "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads"]
+           "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads",
+           "load_table", "load_summary"]
 
 _MODELS: dict[str, Any] = {}
 
@@ -120,6 +121,16 @@ def top_heads(scores: pd.DataFrame, k: int = 10, column: str = "score") -> list[
 
 def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, results.RunRecord]:
     return results.load_run(run_id, results_dir)
+
+
+def load_table(run_id: str, name: str, results_dir=None) -> pd.DataFrame:
+    """An extra table saved with a run (e.g. preplan_anchor's per-token 'tokens')."""
+    return results.load_table(run_id, name, results_dir)
+
+
+def load_summary(run_id: str, results_dir=None) -> dict:
+    """The JSON summary saved with a run (e.g. coupling vs chance, follow rate)."""
+    return results.load_summary(run_id, results_dir)
 
 
 def find_results(analysis: str | None = None, model: str | None = None, prompt_set: str | None = None,

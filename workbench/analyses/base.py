@@ -40,8 +40,20 @@ class AnalysisSpec:
         for key, value in overrides.items():
             default = getattr(self.params_type(), key)
             try:
+                if isinstance(default, bool) and isinstance(value, str):
+                    typed[key] = _parse_bool(value)
+                    continue
                 typed[key] = type(default)(value) if isinstance(value, str) and default is not None else value
             except ValueError as exc:
                 raise WorkbenchError(f"{self.name}: parameter {key}={value!r} is not a valid "
                                      f"{type(default).__name__}.") from exc
         return self.params_type(**typed)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean")

@@ -47,9 +47,9 @@ NEEDLES: tuple[Needle, ...] = (
     Needle("tortoise", "Professor Okonkwo's pet tortoise is named Captain Biscuit.",
            "What is the name of Professor Okonkwo's pet tortoise?", "Captain Biscuit"),
 )
-DEFAULT_LENGTHS = (500, 1000, 1500, 2000)
+DEFAULT_LENGTHS = (500, 2000)
 DEFAULT_DEPTHS = (0.0, 25.0, 50.0, 75.0, 100.0)
-LONG_LENGTHS = (1000, 4000, 8000)  # with up to 64 new tokens this reaches SmolLM2's 8192 context
+LONG_LENGTHS = (2048, 4096, 8168)  # with 24 new tokens the last reaches SmolLM2's full 8192 context
 
 
 def haystack_ids(tokenizer, n_tokens: int) -> list[int]:
@@ -123,12 +123,22 @@ def niah_prompts(model, lengths: Sequence[int] = DEFAULT_LENGTHS, depths: Sequen
 
 
 def _build(tok, hay: list[int], length: int, depth: float, needle: Needle, fmt: str) -> tuple[str, bool]:
+    """Prompt text of at most `length` tokens (BOS included); re-tokenisation drift is trimmed off the haystack."""
     shell, bos = _wrap(tok, "", needle.question, fmt)
-    overhead = len(tok(shell + " " + needle.sentence + " ", add_special_tokens=False)["input_ids"]) + int(bos)
-    n_hay = length - overhead
+    n_hay = length - len(tok(shell + " " + needle.sentence + " ", add_special_tokens=False)["input_ids"]) - int(bos)
+    for _ in range(5):
+        text, bos = _insert(tok, hay, n_hay, length, depth, needle, fmt)
+        excess = len(tok(text, add_special_tokens=False)["input_ids"]) + int(bos) - length
+        if excess <= 0:
+            return text, bos
+        n_hay -= excess
+    raise PromptError(f"Could not fit the needle {needle.name!r} into a {length}-token prompt.")
+
+
+def _insert(tok, hay: list[int], n_hay: int, length: int, depth: float, needle: Needle, fmt: str):
     if n_hay < 16:
         raise PromptError(f"Context length {length} leaves no room for a haystack (template, needle and question "
-                          f"take {overhead} tokens); use a longer context.")
+                          f"take {length - n_hay} tokens); use a longer context.")
     ids = hay[:n_hay]
     at = _sentence_break(tok, ids, int(round(len(ids) * depth / 100.0)))
     before, after = tok.decode(ids[:at]), tok.decode(ids[at:])

@@ -1,0 +1,171 @@
+"""Retrieval-head scoring benchmark on SmolLM2-135M: what scoring costs over plain greedy generation.
+
+- scoring_time_vs_generation: NIAH trials (chat format, 1000 tokens, 3 needles at depth 50 %) decoded
+  with per-step streaming statistics (row argmax of every head + streaming key-set mass, as
+  `retrieval_heads` does) / plain greedy generation of the same trials with HF SDPA and a KV cache,
+  for the same number of new tokens. Medians of interleaved repeats after a warm-up.    target <= 1.3
+- scoring_peak_mem_vs_generation: peak RSS of a fresh child that loads the model and scores one trial at
+  2000 tokens / the same for plain generation; the high-water mark is reset after loading (see
+  benchmarks/engine.py).                                                                 target <= 1.5
+  With --long the same is measured at the full 8192-token context (8168 prompt + 24 new tokens).
+
+    python benchmarks/retrieval.py [--long] [--out benchmarks/out/retrieval.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from engine import GB, environment, hwm_bytes, log, max_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
+
+MODEL = "smollm2-135m"
+REPEATS = 3
+NEW_TOKENS = 24
+DEFAULT_OUT = REPO / "benchmarks" / "out" / "retrieval.json"
+TARGETS = {"scoring_time_vs_generation": ("<=", 1.3), "scoring_peak_mem_vs_generation": ("<=", 1.5),
+           "scoring_peak_mem_vs_generation_8192": ("<=", 1.5)}
+
+
+def trials(bridge, length: int) -> list[list[int]]:
+    from workbench.engine.prompts import tokenize
+    from workbench.tasks.niah import niah_prompts
+
+    return tokenize(bridge, niah_prompts(bridge, lengths=(length,), depths=(50.0,), fmt="chat",
+                                         max_new_tokens=NEW_TOKENS))
+
+
+def score(bridge, ids) -> int:
+    """One scoring run as retrieval_heads does it; returns the number of new tokens."""
+    from workbench.analyses.retrieval_heads import _stream_keys
+    from workbench.engine.decode import greedy_generate
+
+    gen = greedy_generate(bridge, ids, max_new_tokens=NEW_TOKENS, stats=True, key_sets=_stream_keys(4, 128))
+    return len(gen.tokens)
+
+
+def plain(info, ids, n_new: int) -> None:
+    """Greedy decoding with HF SDPA and a DynamicCache, `n_new` tokens (prefill the whole prompt)."""
+    import torch
+    from transformers import DynamicCache
+
+    model = info.stream_model
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = "sdpa"
+    try:
+        with torch.inference_mode():
+            cache = DynamicCache(config=info.hf_config)
+            out = model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+            nxt = out.logits[0, -1].argmax()
+            for _ in range(n_new - 1):
+                out = model(input_ids=nxt.view(1, 1), past_key_values=cache, use_cache=True, logits_to_keep=1)
+                nxt = out.logits[0, -1].argmax()
+    finally:
+        model.config._attn_implementation = previous
+
+
+def timing(bridge, info) -> tuple[float, dict]:
+    prompts = trials(bridge, 1000)
+    n_new = [score(bridge, ids) for ids in prompts]  # warm-up, and the token counts to match
+    for ids, n in zip(prompts, n_new, strict=True):
+        plain(info, ids, n)
+    scored, gen = [], []
+    for i in range(REPEATS):
+        start = time.perf_counter()
+        for ids in prompts:
+            score(bridge, ids)
+        scored.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for ids, n in zip(prompts, n_new, strict=True):
+            plain(info, ids, n)
+        gen.append(time.perf_counter() - start)
+        log(f"  repeat {i + 1}: scoring {scored[-1]:.2f} s, plain generation {gen[-1]:.2f} s")
+    raw = {"trials": len(prompts), "prompt_tokens": [len(p) for p in prompts], "new_tokens": n_new,
+           "scoring_s": scored, "generation_s": gen, "pair_ratios": [s / g for s, g in zip(scored, gen, strict=True)],
+           "min_ratio": min(scored) / min(gen)}
+    return statistics.median(scored) / statistics.median(gen), raw
+
+
+def child(mode: str, length: int) -> None:
+    import torch
+
+    from workbench.models import load_model, model_info
+
+    bridge = load_model(MODEL)
+    info = model_info(bridge)
+    ids = trials(bridge, length)[0]
+    with torch.no_grad():
+        for param in [*bridge.parameters(), *info.stream_model.parameters()]:
+            param.sum()
+    after_load, max_after_load = rss_bytes(), max_rss_bytes()
+    reset = reset_peak_rss()
+    start = time.perf_counter()
+    if mode == "score":
+        score(bridge, ids)
+    else:
+        plain(info, ids, NEW_TOKENS)
+    seconds = time.perf_counter() - start
+    peak = hwm_bytes() if reset else max(max_after_load, max_rss_bytes())
+    print(json.dumps({"mode": mode, "tokens": len(ids), "seconds": seconds, "peak_reset_after_load": reset,
+                      "rss_after_load_gb": after_load / GB, "forward_peak_rss_gb": peak / GB}))
+
+
+def peak_memory(length: int) -> tuple[float, dict]:
+    runs = {}
+    for mode in ("plain", "score"):
+        log(f"peak memory: child process, {mode} at {length} tokens …")
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, str(length)],
+                              check=False, capture_output=True, text=True, cwd=REPO)
+        if proc.returncode != 0:
+            raise SystemExit(f"child {mode} {length} failed:\n{proc.stderr[-3000:]}")
+        runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+        log(f"  peak {runs[mode]['forward_peak_rss_gb']:.2f} GB (after load {runs[mode]['rss_after_load_gb']:.2f} GB),"
+            f" {runs[mode]['seconds']:.1f} s")
+    return runs["score"]["forward_peak_rss_gb"] / runs["plain"]["forward_peak_rss_gb"], runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--long", action="store_true", help="also measure peak memory at 8192 tokens")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "LENGTH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], int(args.child[1]))
+    from workbench.models import load_model, model_info
+
+    log(f"loading {MODEL} …")
+    bridge = load_model(MODEL)
+    metrics, raw = {}, {}
+    log("scoring vs plain greedy generation, 3 trials at 1000 tokens …")
+    metrics["scoring_time_vs_generation"], raw["scoring_time_vs_generation"] = timing(bridge, model_info(bridge))
+    del bridge
+    metrics["scoring_peak_mem_vs_generation"], raw["scoring_peak_mem_vs_generation"] = peak_memory(2000)
+    if args.long:
+        name = "scoring_peak_mem_vs_generation_8192"
+        metrics[name], raw[name] = peak_memory(8192 - NEW_TOKENS)
+    passed = {}
+    print(f"\n{'metric':40} {'value':>9}  target   ok")
+    for name, value in metrics.items():
+        op, bound = TARGETS[name]
+        passed[name] = value <= bound if op == "<=" else value >= bound
+        print(f"{name:40} {value:9.3f}  {op} {bound:<5} {'yes' if passed[name] else 'NO'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": MODEL, "metrics": metrics, **metrics,
+              "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items() if k in metrics},
+              "passed": passed, "raw": raw, "env": environment()}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
