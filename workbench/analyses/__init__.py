@@ -9,7 +9,9 @@ from workbench.analyses.head_divergence import SPEC as HEAD_DIVERGENCE
 from workbench.analyses.preplan_anchor import SPEC as PREPLAN_ANCHOR
 from workbench.analyses.retrieval_heads import SPEC as RETRIEVAL_HEADS
 
-REGISTRY: tuple[AnalysisSpec, ...] = (ATTENTION_PROFILE, RETRIEVAL_HEADS, ATTENTION_SINKS, PREPLAN_ANCHOR, HEAD_DIVERGENCE)
+REGISTRY: tuple[AnalysisSpec, ...] = (
+    ATTENTION_PROFILE, RETRIEVAL_HEADS, ATTENTION_SINKS, PREPLAN_ANCHOR, HEAD_DIVERGENCE,
+)
 
 
 def get_analysis(name: str) -> AnalysisSpec:
