@@ -118,3 +118,21 @@ def test_report_is_a_self_contained_page(tmp_path):
     summary = run_plan(load_plan(write_plan(tmp_path)), progress=False)
     page = write_report(summary, tmp_path / "report.html", title="Batch tiny").read_text()
     assert page.count("Top 10 heads") == 4 and "plotly" in page.lower() and "L1H" in page
+
+
+@pytest.mark.real_model
+def test_plan_of_every_analysis_on_smollm2_local_equals_ray(tmp_path, monkeypatch):
+    """The shipped all-analyses plan: local and Ray write the same scores for every cell."""
+    from workbench.analyses import REGISTRY
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "data" / "plans" / "smollm2_all.toml")
+    assert {c.analysis for c in plan.cells} == {s.name for s in REGISTRY}
+    monkeypatch.setenv("WORKBENCH_RESULTS_DIR", str(tmp_path / "local"))
+    local = run_plan(plan, "local", progress=False)
+    monkeypatch.setenv("WORKBENCH_RESULTS_DIR", str(tmp_path / "ray"))
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "ray-cache"))
+    remote = run_plan(plan, "ray", workers=2, progress=False)
+    assert (local["status"] == "done").all() and (remote["status"] == "done").all(), remote["error"].tolist()
+    a, b = _scores_by_cell(local, tmp_path / "local"), _scores_by_cell(remote, tmp_path / "ray")
+    for cell in a:
+        assert a[cell] == pytest.approx(b[cell], rel=1e-4, abs=1e-5), cell

@@ -1,0 +1,55 @@
+"""The `workbench sinks` command, the shipped letter-answer sets and the ACT search on SmolLM2."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench.cli import app
+from workbench.tasks.multiple_choice import LETTERS, load_items, mc_prompts
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_shipped_letter_sets_are_balanced_and_split_deterministically():
+    for dataset in ("first_letter", "simple_mc"):
+        cal, held, everything = (mc_prompts(s, dataset=dataset) for s in ("calibration", "heldout", "all"))
+        assert len(cal) + len(held) == len(everything) and len(held) == len(everything) // 3
+        assert not {m["id"] for m in cal.metadata} & {m["id"] for m in held.metadata}
+        assert mc_prompts("heldout", dataset=dataset).fingerprint == held.fingerprint
+        answers = [it["answer"] for it in load_items(f"data/sinks/{dataset}.json")]
+        assert set(answers) == set(LETTERS) and max(answers.count(x) for x in LETTERS) <= len(answers) / 4 + 2
+    assert everything.texts[0].startswith("<|im_start|>user\n") and everything.texts[0].endswith("Answer:")
+
+
+def test_report_command_on_tiny_shows_no_sinks(tmp_path):
+    result = invoke("sinks", "report", "-m", "tiny", "--n-prompts", "2", "--n-tokens", "32", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "sink rate" in result.output and "0.0% of 8 heads" in result.output
+    assert (tmp_path / "first_token_share.html").exists() and (tmp_path / "layer_norms.html").exists()
+
+
+def test_edit_command_rejects_unknown_kind_and_missing_heads():
+    result = invoke("sinks", "edit", "--kind", "nonsense", "-m", "tiny")
+    assert result.exit_code == 2 and "Unknown --kind" in result.output
+    result = invoke("sinks", "edit", "--kind", "gamma", "-m", "tiny")
+    assert result.exit_code == 2 and "needs --heads" in result.output
+
+
+@pytest.mark.real_model
+def test_act_search_runs_on_smollm2(smol):
+    from workbench.act_search import SearchParams, act_search
+
+    cal = mc_prompts("calibration")
+    held = mc_prompts("heldout")
+    from workbench.engine.prompts import PromptSet
+
+    cal = PromptSet(name="fl-cal-8", texts=cal.texts[:8], metadata=cal.metadata[:8], prepend_bos=False)
+    held = PromptSet(name="fl-held-8", texts=held.texts[:8], metadata=held.metadata[:8], prepend_bos=False)
+    result = act_search(smol, cal, held, SearchParams(max_candidates=2), progress=False)
+    assert len(result.trace) == len(result.candidates) <= 2
+    summary = result.summary.set_index("split")
+    assert summary.loc["calibration", "calibrated_accuracy"] >= summary.loc["calibration", "baseline_accuracy"]
+    assert summary.loc["heldout", "baseline_accuracy"] > 0.25  # SmolLM2 is above chance on first letters
