@@ -28,7 +28,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisOutput, AnalysisSpec
 from workbench.errors import PromptError
 from workbench.results import head_label
 
@@ -160,10 +160,16 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True) -> tu
     return df, trials
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
+def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
     scores, trials = score_trials(model, prompts, params, progress=progress)
     scores.attrs["trials"] = trials.to_dict("records")
-    return scores
+    done = trials[trials["skipped"] == ""]
+    summary = {"n_trials": len(trials), "n_skipped": len(trials) - len(done),
+               "share_retrieval_heads": float(scores["retrieval"].mean()),
+               "top_heads": scores.sort_values("score", ascending=False)["label"].head(10).tolist()}
+    if "correct" in done and len(done):
+        summary["accuracy"] = float(done["correct"].astype(bool).mean())
+    return AnalysisOutput(scores, {"trials": trials}, summary)
 
 
 def parse_lengths(text: str) -> tuple[int, ...]:
