@@ -4,11 +4,10 @@
   bridge on at most `max_tokens` tokens (a long prompt keeps BOS plus its last `max_tokens − 1` tokens).
 - `token_traces`: per-token curves from the streaming reducers (never a stored T×T pattern):
   sink score of key s `= Σ_t A[t,s] / (T − s)` (mean attention s receives from the queries that see it),
-  BOS mass of query t `= A[t,0]`, WAAD of query t `= Σ_{s≤t} A[t,s]·min(t−s, W)` and
-  FAI of key s `= Σ_{t≥s} A[t,s] / (T − s)` (Li et al. 2025 average over t > s; here t = s is included,
-  as the column sums hold it). WAAD is averaged over local heads, FAI over global heads, split at the
-  median of each head's mean attention distance on this prompt (as in attention_profile). Preplan marks:
-  WAAD above its `quantile`; anchor marks: FAI above its `quantile` (not among the last 8 tokens).
+  BOS mass of query t `= A[t,0]`, and the preplan/anchor traces of `analyses.preplan_anchor` on this
+  prompt: WAAD over local heads, FAI `= mean_{t>s} A[t,s]` over global heads (heads split at the median
+  of their mean attention distance on this prompt); preplan marks are WAAD peaks at or above
+  `quantile`, anchor marks FAI at or above `quantile` (BOS and the last few tokens excluded).
 """
 
 from __future__ import annotations
@@ -73,19 +72,11 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
             "n_tokens_total": len(ids), "window_start": start, "truncated": start > 0}
 
 
-def _quantile_marks(values: torch.Tensor, quantile: float, skip_last: int = 0) -> list[int]:
-    """Positions (BOS and the last `skip_last` excluded) whose value is above the `quantile` of the others."""
-    rest = values[1: values.numel() - skip_last]
-    if rest.numel() < 3:
-        return []
-    cut = torch.quantile(rest, quantile)
-    return [int(i) + 1 for i in torch.nonzero(rest > cut).flatten()]
-
-
 @torch.inference_mode()
 def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, head: str | None = None,
                  max_tokens: int = 2048) -> dict[str, Any]:
     """Per-token sink score, BOS mass, WAAD (local heads) and FAI (global heads) of one prompt."""
+    from workbench.analyses.preplan_anchor import anchor_tokens, fai_trace, head_split, preplan_tokens, waad_trace
     from workbench.engine.reducers import ReducerRequest
     from workbench.engine.run import stream_forward
 
@@ -103,7 +94,7 @@ def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, h
     has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
     ids, start = _window(ids, _check_max(min(max_tokens, info.n_ctx), high=info.n_ctx), has_bos)
     t = len(ids)
-    request = ReducerRequest(row_argmax=False, column_sums=True, distance=True, key_sets={"bos": [0]})
+    request = ReducerRequest(row_argmax=False, column_sums=True, distance=True, key_sets={"bos": [0]}, offsets=(0,))
     waad_req = ReducerRequest(row_argmax=False, column_sums=False, distance=True, distance_window=window)
     stats = stream_forward(model, torch.tensor([ids]), request).stats
     waad = stream_forward(model, torch.tensor([ids]), waad_req).stats.distance[0]  # [L, H, T]
@@ -111,15 +102,23 @@ def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, h
     received = stats.col_sum[0, :, :, :t].float() / seen_by  # [L, H, T]
     bos = stats.key_mass["bos"][0].float()  # [L, H, T]
     mean_dist = stats.distance[0, :, :, 1:].float().mean(-1) if t > 1 else stats.distance[0, :, :, :].mean(-1)
-    is_global = mean_dist > mean_dist.median()
-    waad_local = waad[~is_global].float().mean(0)
-    fai_global = received[is_global].float().mean(0) if bool(is_global.any()) else received.mean((0, 1))
+    is_global = head_split(mean_dist.float(), 0.5)
+    if not bool(is_global.any()):  # all heads equally far: call every head global for FAI
+        is_global = torch.ones_like(is_global)
+    waad_local = waad_trace(waad.float(), ~is_global) if bool((~is_global).any()) else waad.float().mean((0, 1))
+    fai_global = fai_trace(stats.col_sum[0, :, :, :t].float(), stats.offset_mass[0][0].float(), is_global)
+    skip = min(MIN_LATER, t // 4)
+    fai_marks = fai_global.clone()
+    fai_marks[0] = float("nan")  # BOS is the sink, not an anchor
+    if skip:
+        fai_marks[t - skip:] = float("nan")
+    fai_global = fai_global.nan_to_num(0.0)
     out = {"tokens": _labels(info.tokenizer, ids), "window_start": start, "truncated": start > 0,
            "n_tokens_total": total, "window": window,
            "sink": received.mean((0, 1)).tolist(), "bos_mass": bos.mean((0, 1)).tolist(),
            "waad": waad_local.tolist(), "fai": fai_global.tolist(),
-           "preplan": _quantile_marks(waad_local, quantile),
-           "anchor": _quantile_marks(fai_global, quantile, skip_last=min(MIN_LATER, t // 4)),
+           "preplan": [int(i) for i in preplan_tokens(waad_local.numpy(), quantile) if i > 0],
+           "anchor": [int(i) for i in anchor_tokens(fai_marks.numpy(), quantile)],
            "n_global_heads": int(is_global.sum()), "n_local_heads": int((~is_global).sum())}
     if ref is not None:
         out["head"] = str(ref)
