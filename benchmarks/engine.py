@@ -157,8 +157,9 @@ def child(mode: str, length: int) -> None:
                       "process_peak_rss_gb": max(max_after_load, forward_peak) / GB}))
 
 
-def run_child(mode: str, length: int) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, str(length)],
+def run_child(mode: str, length: int, script: str | Path = __file__) -> dict:
+    """Run `script --child MODE LENGTH` in a fresh process (clean peak memory) and parse its JSON line."""
+    proc = subprocess.run([sys.executable, str(Path(script).resolve()), "--child", mode, str(length)],
                           check=False, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"child {mode} {length} failed:\n{proc.stderr[-3000:]}")
@@ -256,6 +257,23 @@ def reducer_vs_sdpa_time(bridge, info, length: int) -> tuple[float, dict]:
 
 
 # ---- main ----------------------------------------------------------------------------------------
+def report(metrics: dict, targets: dict, raw: dict, out: Path, **extra) -> None:
+    """Print metric / value / target / ok, and write the figures (top level and under "metrics") as JSON."""
+    width = max(len(name) for name in metrics) + 2
+    passed = {}
+    print(f"\n{'metric':{width}} {'value':>9}  target   ok")
+    for name, value in metrics.items():
+        op, bound = targets[name]
+        passed[name] = value <= bound if op == "<=" else value >= bound
+        print(f"{name:{width}} {value:9.3f}  {op} {bound:<5} {'yes' if passed[name] else 'NO'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": MODEL, **extra, **metrics, "metrics": metrics,
+              "targets": {k: f"{op} {b}" for k, (op, b) in targets.items() if k in metrics},
+              "passed": passed, "raw": raw, "env": environment()}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {out}")
+
+
 def environment() -> dict:
     import torch
 
@@ -298,18 +316,7 @@ def main() -> None:
         name = f"reducer_peak_mem_vs_sdpa_{length}"
         metrics[name], raw[name] = peak_memory(length)
 
-    passed = {}
-    print(f"\n{'metric':34} {'value':>9}  target   ok")
-    for name, value in metrics.items():
-        op, bound = TARGETS[name]
-        passed[name] = value <= bound if op == "<=" else value >= bound
-        print(f"{name:34} {value:9.3f}  {op} {bound:<5} {'yes' if passed[name] else 'NO'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"model": MODEL, "quick": args.quick, "metrics": metrics,
-              "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items() if k in metrics},
-              "passed": passed, "raw": raw, "env": environment()}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out}")
+    report(metrics, TARGETS, raw, args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from engine import GB, environment, hwm_bytes, log, max_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
+from engine import GB, hwm_bytes, log, max_rss_bytes, report, reset_peak_rss, rss_bytes, run_child  # noqa: E402
 
 MODEL = "smollm2-135m"
 REPEATS = 3
@@ -123,11 +122,7 @@ def peak_memory(length: int) -> tuple[float, dict]:
     runs = {}
     for mode in ("plain", "score"):
         log(f"peak memory: child process, {mode} at {length} tokens …")
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, str(length)],
-                              check=False, capture_output=True, text=True, cwd=REPO)
-        if proc.returncode != 0:
-            raise SystemExit(f"child {mode} {length} failed:\n{proc.stderr[-3000:]}")
-        runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs[mode] = run_child(mode, length, __file__)
         log(f"  peak {runs[mode]['forward_peak_rss_gb']:.2f} GB (after load {runs[mode]['rss_after_load_gb']:.2f} GB),"
             f" {runs[mode]['seconds']:.1f} s")
     return runs["score"]["forward_peak_rss_gb"] / runs["plain"]["forward_peak_rss_gb"], runs
@@ -153,18 +148,7 @@ def main() -> None:
     if args.long:
         name = "scoring_peak_mem_vs_generation_8192"
         metrics[name], raw[name] = peak_memory(8192 - NEW_TOKENS)
-    passed = {}
-    print(f"\n{'metric':40} {'value':>9}  target   ok")
-    for name, value in metrics.items():
-        op, bound = TARGETS[name]
-        passed[name] = value <= bound if op == "<=" else value >= bound
-        print(f"{name:40} {value:9.3f}  {op} {bound:<5} {'yes' if passed[name] else 'NO'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"model": MODEL, "metrics": metrics, **metrics,
-              "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items() if k in metrics},
-              "passed": passed, "raw": raw, "env": environment()}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out}")
+    report(metrics, TARGETS, raw, args.out)
 
 
 if __name__ == "__main__":

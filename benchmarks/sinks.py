@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -91,14 +90,6 @@ def child(mode: str, length: int) -> None:
                       "rss_after_load_gb": after_load / eb.GB, "forward_peak_rss_gb": peak / eb.GB}))
 
 
-def run_child(mode: str, length: int) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, str(length)],
-                          check=False, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise SystemExit(f"child {mode} {length} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -121,23 +112,13 @@ def main() -> None:
     runs: dict = {}
     for mode in ("sdpa", "sinks", "column_sums_only"):
         eb.log(f"peak memory: child process, {mode} at {LENGTH} tokens …")
-        runs[mode] = run_child(mode, LENGTH)
+        runs[mode] = eb.run_child(mode, LENGTH, __file__)
         r = runs[mode]
         eb.log(f"  peak {r['forward_peak_rss_gb']:.2f} GB (after load {r['rss_after_load_gb']:.2f} GB)")
     metrics["sink_analysis_peak_mem_vs_forward_2048"] = (runs["sinks"]["forward_peak_rss_gb"]
                                                          / runs["sdpa"]["forward_peak_rss_gb"])
     raw["peak_memory"] = runs
-    passed = {}
-    print(f"\n{'metric':42} {'value':>9}  target   ok")
-    for name, value in metrics.items():
-        op, bound = TARGETS[name]
-        passed[name] = value <= bound if op == "<=" else value >= bound
-        print(f"{name:42} {value:9.3f}  {op} {bound:<5} {'yes' if passed[name] else 'NO'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"model": MODEL, "metrics": metrics, "targets": {k: f"{op} {b}" for k, (op, b) in TARGETS.items()},
-              "passed": passed, "raw": raw, "env": eb.environment()}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    eb.log(f"wrote {args.out}")
+    eb.report(metrics, TARGETS, raw, args.out)
 
 
 if __name__ == "__main__":
