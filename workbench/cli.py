@@ -107,27 +107,8 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
     console.print(summarize(table))
 
 
-@cache_app.command("ls")
-@friendly
-def cache_ls():
-    """List cached (model, prompt set) entries."""
-    import pandas as pd
-
-    from workbench.engine.store import ActivationStore
-
-    store = ActivationStore()
-    df = pd.DataFrame(store.entries())
-    if df.empty:
-        console.print(f"cache at {store.root} is empty")
-        return
-    df["size"] = df.pop("bytes").map(lambda b: f"{b / 2**20:.1f} MiB")
-    show(df.drop(columns=["path"]), f"cache at {store.root}")
-
-
-@cache_app.command("du")
-@friendly
-def cache_du():
-    """Disk use of the activation cache, per model."""
+def _cache_entries():
+    """(store root, one row per cache entry); prints a note and returns no rows when the cache is empty."""
     import pandas as pd
 
     from workbench.engine.store import ActivationStore
@@ -136,10 +117,32 @@ def cache_du():
     df = pd.DataFrame(store.entries())
     if df.empty:
         console.print(f"cache at {store.root} is empty (0 B)")
-        return
-    per_model = df.groupby(["model", "model_fingerprint"], as_index=False)["bytes"].sum()
-    per_model["size"] = per_model.pop("bytes").map(lambda b: f"{b / 2**20:.1f} MiB")
-    show(per_model, f"cache at {store.root}: {df['bytes'].sum() / 2**20:.1f} MiB in all")
+    return store.root, df
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+@cache_app.command("ls")
+@friendly
+def cache_ls():
+    """List cached (model, prompt set) entries."""
+    root, df = _cache_entries()
+    if not df.empty:
+        df["size"] = df.pop("bytes").map(_mib)
+        show(df.drop(columns=["path"]), f"cache at {root}")
+
+
+@cache_app.command("du")
+@friendly
+def cache_du():
+    """Disk use of the activation cache, per model."""
+    root, df = _cache_entries()
+    if not df.empty:
+        per_model = df.groupby(["model", "model_fingerprint"], as_index=False)["bytes"].sum()
+        per_model["size"] = per_model.pop("bytes").map(_mib)
+        show(per_model, f"cache at {root}: {_mib(df['bytes'].sum())} in all")
 
 
 @cache_app.command("rm")
