@@ -168,3 +168,15 @@ def test_smollm2_has_bos_sinks_and_massive_activations(smol):
     assert 0 in set(rep["massive"]["pos"])  # on the first token
     layers = rep["layers"]
     assert (layers["bos_norm"] > layers["median_token_norm"]).any()
+
+
+@pytest.mark.real_model
+def test_smollm2_massive_dims_to_their_mean_keep_perplexity_zero_does_not(smol):
+    from workbench.sinks import massive_perplexity
+    from workbench.tasks.natural_text import text_chunks
+
+    rep = sink_report(smol, text_chunks(smol, 4, 64), ReportParams(n_prompts=4, n_tokens=64), progress=False)
+    held_out = text_chunks(smol, 2, 96, offset=4 * 64, name="held-out")
+    ppl = massive_perplexity(smol, rep["massive_dims"], held_out).set_index("edit")["perplexity"]
+    assert ppl["zero"] > 1.5 * ppl["clean"]  # Sun et al. (2024): zeroing massive activations breaks the model
+    assert ppl["mean"] < 1.15 * ppl["clean"]  # … setting them to their (per-token) mean does not

@@ -84,6 +84,33 @@ def test_massive_dim_edit_zero_and_mean(tiny):
     assert bool((clean[0][0, 5].abs() > threshold))
 
 
+def test_massive_dim_mean_is_per_token(tiny):
+    ids = tokenize(tiny, prompts())
+    bos = ids[0][0]
+    edit = MassiveDimEdit(layer=0, dims=(5, 9), mode="mean", threshold=0.0, means=(1.0, 2.0),
+                          token_means=((bos, (-7.0, 8.0)),))
+    (before, _), (edited, lengths) = captured(tiny, H.resid_pre(1)), captured(tiny, H.resid_pre(1), [edit])
+    for seq, clean, e, n in zip(ids, before, edited, lengths, strict=True):
+        is_bos = torch.tensor([t == bos for t in seq])
+        assert is_bos.any() and (~is_bos).any()
+        assert torch.all(e[:n][is_bos][:, [5, 9]] == torch.tensor([-7.0, 8.0]))
+        torch.testing.assert_close(e[:n][~is_bos], clean[:n][~is_bos])  # tokens without a mean are kept
+
+
+def test_massive_edits_carry_per_token_means():
+    import pandas as pd
+
+    from workbench.sinks import massive_dims, massive_edits
+
+    table = pd.DataFrame({"prompt": 0, "layer": [3, 3, 3, 4], "pos": [0, 5, 9, 0], "dim": 7,
+                          "value": [100.0, 40.0, 60.0, 90.0], "median_abs": 1.0, "ratio": 50.0,
+                          "token": ["<s>", " the", " the", "<s>"], "token_id": [1, 2, 2, 1]})
+    (edit,) = massive_edits(massive_dims(table), "mean")
+    assert edit.layer == 3 and edit.dims == (7,)
+    assert edit.means == pytest.approx((200 / 3,))
+    assert dict(edit.token_means) == {1: (100.0,), 2: (50.0,)}
+
+
 def test_run_edits_changes_loss_only_under_edits(tiny):
     loss = get_metric("loss")
     clean = run_edits(tiny, prompts(), [], loss)

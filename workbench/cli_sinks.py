@@ -74,7 +74,7 @@ def report(model: str = typer.Option("smollm2-135m", "--model", "-m"),
     if dims.empty:
         console.print("none found")
     else:
-        show(dims, "massive dimensions", top)
+        show(dims.drop(columns=["token_means_first_layer"]), "massive dimensions", top)
     if ppl_prompts and not dims.empty:
         texts = text_chunks(bridge, ppl_prompts, ppl_tokens, offset=n_prompts * n_tokens, name="pydoc-heldout")
         show(massive_perplexity(bridge, dims, texts), f"perplexity on {ppl_prompts} held-out windows of "

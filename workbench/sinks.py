@@ -15,6 +15,7 @@ reductions (engine/residual.py). From those:
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -116,11 +117,12 @@ def sink_report(model, prompts, params: ReportParams = ReportParams(), *, progre
         if not m.empty:
             m.insert(0, "prompt", i)
             m["token"] = [tok.decode([seq[p]]) for p in m["pos"]]
+            m["token_id"] = [int(seq[p]) for p in m["pos"]]
             massive.append(m)
     first = data[0]
     layers = _layer_table(alphas, [r for _, _, r in data], params)
     massive_df = pd.concat(massive, ignore_index=True) if massive else pd.DataFrame(
-        columns=["prompt", "layer", "pos", "dim", "value", "median_abs", "ratio", "token"])
+        columns=["prompt", "layer", "pos", "dim", "value", "median_abs", "ratio", "token", "token_id"])
     return {"heads": heads, "layers": layers,
             "hidden_examples": pd.DataFrame(hidden_rows, columns=["prompt", "head", "layer", "pos", "token", "alpha"]),
             "secondary": pd.DataFrame(secondary_rows, columns=["prompt", "pos", "token", "lifetime", "class"]),
@@ -155,7 +157,8 @@ def _token_table(first, tok, params) -> pd.DataFrame:
 
 
 def massive_dims(massive: pd.DataFrame) -> pd.DataFrame:
-    """One row per massive dimension: first layer, peak ratio, mean value at the first layer, tokens."""
+    """One row per massive dimension: first layer, peak ratio, mean value at the first layer (pooled and per
+    token id, as JSON `{id: mean}`), tokens."""
     rows = []
     for dim, part in massive.groupby("dim"):
         first_layer = int(part["layer"].min())
@@ -164,23 +167,32 @@ def massive_dims(massive: pd.DataFrame) -> pd.DataFrame:
         rows.append({"dim": int(dim), "first_layer": first_layer, "last_layer": int(part["layer"].max()),
                      "max_ratio": float(part["ratio"].max()), "max_abs": float(part["value"].abs().max()),
                      "mean_value_first_layer": float(at_first["value"].mean()),
+                     "token_means_first_layer": json.dumps(
+                         {str(int(t)): float(v) for t, v in at_first.groupby("token_id")["value"].mean().items()}
+                         if "token_id" in at_first else {}),
                      "threshold_first_layer": float(0.5 * at_first["value"].abs().min()),
                      "positions": sorted(set(part["pos"].tolist()))[:6],
                      "tokens": ", ".join(f"{t!r}×{n}" for t, n in tokens)})
     return pd.DataFrame(rows).sort_values("max_ratio", ascending=False, ignore_index=True) if rows else \
         pd.DataFrame(columns=["dim", "first_layer", "last_layer", "max_ratio", "max_abs", "mean_value_first_layer",
-                              "threshold_first_layer", "positions", "tokens"])
+                              "token_means_first_layer", "threshold_first_layer", "positions", "tokens"])
 
 
 def massive_edits(dims: pd.DataFrame, mode: str):
-    """One MassiveDimEdit per first layer: the massive entries of its dims → 0 or their mean."""
+    """One MassiveDimEdit per first layer: the massive entries of its dims → 0 or their per-token mean."""
     from workbench.engine.sink_edits import MassiveDimEdit
 
     edits = []
     for layer, part in dims.groupby("first_layer"):
+        pooled = [float(v) for v in part["mean_value_first_layer"]]
+        per_dim = [json.loads(v) if isinstance(v, str) else {}
+                   for v in part.get("token_means_first_layer", [None] * len(part))]
+        token_ids = sorted({int(t) for means in per_dim for t in means})
+        token_means = tuple((t, tuple(float(means.get(str(t), p)) for means, p in zip(per_dim, pooled, strict=True)))
+                            for t in token_ids)
         edits.append(MassiveDimEdit(layer=int(layer), dims=tuple(int(d) for d in part["dim"]), mode=mode,
                                     threshold=float(part["threshold_first_layer"].min()),
-                                    means=tuple(float(v) for v in part["mean_value_first_layer"])))
+                                    means=tuple(pooled), token_means=token_means))
     return edits
 
 

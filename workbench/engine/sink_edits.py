@@ -2,8 +2,11 @@
 
 - `MassiveDimEdit(layer, dims, mode, threshold, means)`: in the residual stream after `layer`
   (`resid_post`), every entry of a chosen dimension whose magnitude exceeds `threshold` (a massive
-  activation) is set to 0 (`mode="zero"`) or to that dimension's mean massive value (`mode="mean"`).
-  Sun et al. (2024): zeroing them wrecks the model, setting them to their mean does not.
+  activation) is set to 0 (`mode="zero"`) or to its mean value (`mode="mean"`). With `token_means`
+  (token id → the mean massive value of each dimension on that token, e.g. BOS vs " the"), only those
+  tokens are edited, in both modes, and "mean" uses the token's own mean; without it, every entry above
+  the threshold is edited and "mean" uses the pooled `means`. Sun et al. (2024): zeroing them wrecks the
+  model, setting them to their mean does not.
 - `SinkCalibration(heads, keys, beta)` (ACT, Yu et al. 2024): attention of each head to its own
   per-prompt hidden-sink keys is multiplied by β (0.4) and the freed mass goes to the other keys in
   proportion to their attention, i.e. `log β` is added to those keys' logits.
@@ -33,7 +36,8 @@ class MassiveDimEdit:
     dims: tuple[int, ...]
     mode: str = "zero"  # "zero" | "mean"
     threshold: float = 0.0  # edit entries with |x| > threshold (0: every position)
-    means: tuple[float, ...] = ()  # per-dim replacement for mode="mean"
+    means: tuple[float, ...] = ()  # per-dim replacement for mode="mean" (tokens without their own mean)
+    token_means: tuple[tuple[int, tuple[float, ...]], ...] = ()  # (token id, one mean per dim); limits the edit
 
     def check(self, n_layers: int, d_model: int) -> None:
         if self.mode not in ("zero", "mean"):
@@ -44,6 +48,8 @@ class MassiveDimEdit:
             raise InterventionError(f"Dimensions {list(self.dims)} must be non-empty and within 0..{d_model - 1}.")
         if self.mode == "mean" and len(self.means) != len(self.dims):
             raise InterventionError("mode='mean' needs one mean per dimension (means=...).")
+        if any(len(values) != len(self.dims) for _, values in self.token_means):
+            raise InterventionError("token_means must give one mean per dimension for each token id.")
 
 
 @dataclass(frozen=True)
@@ -57,17 +63,25 @@ class SinkCalibration:
             raise InterventionError(f"β must be a finite number > 0, got {self.beta}.")
 
 
-def massive_hook(edit: MassiveDimEdit):
+def massive_hook(edit: MassiveDimEdit, batch_ids: Sequence[Sequence[int]]):
     dims = torch.tensor(edit.dims, dtype=torch.long)
+    per_token = {int(t): values for t, values in edit.token_means}
 
     def hook(x, hook=None):  # [B, T, d]
         x = x.clone()
         part = x[..., dims]
         hit = part.abs() > edit.threshold
-        if edit.mode == "zero":
-            repl = torch.zeros_like(part)
-        else:
-            repl = torch.tensor(edit.means, dtype=x.dtype).expand_as(part)
+        repl = torch.zeros_like(part) if edit.mode == "zero" else \
+            torch.tensor(edit.means, dtype=x.dtype).expand_as(part).clone()
+        if per_token:  # only the tokens that carried massive values in calibration are edited
+            known = torch.zeros(part.shape[:2], dtype=torch.bool)
+            for row, seq in enumerate(batch_ids):
+                for pos, token in enumerate(seq):
+                    if token in per_token:
+                        known[row, pos] = True
+                        if edit.mode == "mean":
+                            repl[row, pos] = torch.tensor(per_token[token], dtype=x.dtype)
+            hit &= known[..., None]
         x[..., dims] = torch.where(hit, repl, part)
         return x
     return hook
@@ -94,7 +108,7 @@ def edit_hooks(model, edits: Sequence, batch_ids: list[list[int]], rows: Sequenc
     lengths = [len(x) for x in batch_ids]
     for edit in edits:
         if isinstance(edit, MassiveDimEdit):
-            fwd.append((hooks.resid_post(edit.layer), massive_hook(edit)))
+            fwd.append((hooks.resid_post(edit.layer), massive_hook(edit, batch_ids)))
         elif isinstance(edit, SinkCalibration):
             for layer in sorted({lay for lay, _ in edit.heads}):
                 fwd.append((hooks.attn_scores(layer), calibration_hook(layer, edit, rows, lengths)))
