@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 import pandas as pd
 
-from workbench import results
+from workbench import overlap, results
 from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef, parse_heads
 
@@ -213,26 +213,21 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
     """Overlap numbers of two HeadScores and, when they share a shape, a per-head difference frame.
 
     Scores of different analyses live on different scales, so the difference map compares percentile
-    ranks (0–100, higher = higher score): `difference = pct_A − pct_B`.
+    ranks (0–100, higher = higher score): `difference = pct_A − pct_B`. The numbers come from
+    `workbench.overlap` (top-k sets, Jaccard |A∩B|/|A∪B|, Spearman over all heads), shared with the library.
     """
     k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
-    top_a = {f"L{x}H{y}" for x, y in a.nlargest(k, "score")[["layer", "head"]].itertuples(index=False)}
-    top_b = {f"L{x}H{y}" for x, y in b.nlargest(k, "score")[["layer", "head"]].itertuples(index=False)}
-    shared = sorted(top_a & top_b, key=lambda s: tuple(int(v) for v in re.findall(r"\d+", s)))
-    stats: dict[str, Any] = {"k": k, "top_k_overlap": len(shared), "jaccard": len(shared) / len(top_a | top_b),
-                             "shared_heads": shared, "same_shape": shape_of(a) == shape_of(b)}
+    result = overlap.overlap(a, b, top_k=k)
+    stats: dict[str, Any] = {"k": k, "top_k_overlap": result["n_shared"], "jaccard": result["jaccard"],
+                             "shared_heads": result["shared"], "same_shape": result["same_shape"],
+                             "spearman": result["spearman"]}
     if not stats["same_shape"]:
-        stats["spearman"] = None
         return stats, None
-    merged = a[["layer", "head", "score"]].merge(b[["layer", "head", "score"]], on=["layer", "head"],
-                                                 suffixes=("_a", "_b"))
-    pct_a = merged["score_a"].rank(pct=True) * 100
-    pct_b = merged["score_b"].rank(pct=True) * 100
-    stats["spearman"] = float(pct_a.corr(pct_b)) if len(merged) > 2 else None
-    diff = pd.DataFrame({"analysis": "difference", "model": "-", "prompt_set": "-", "layer": merged["layer"],
-                         "head": merged["head"], "difference": (pct_a - pct_b).round(2),
-                         "score_a": merged["score_a"].round(4), "score_b": merged["score_b"].round(4),
-                         "pct_a": pct_a.round(1), "pct_b": pct_b.round(1)})
+    d = overlap.difference_map(a, b)
+    diff = pd.DataFrame({"analysis": d["analysis"], "model": d["model"], "prompt_set": d["prompt_set"],
+                         "layer": d["layer"], "head": d["head"], "difference": d["score"].round(2),
+                         "score_a": d["score_a"].round(4), "score_b": d["score_b"].round(4),
+                         "pct_a": d["pct_a"].round(1), "pct_b": d["pct_b"].round(1)})
     return stats, diff
 
 

@@ -41,3 +41,20 @@ def smol():
     from workbench import api
 
     return api.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def tiny_ioi(tiny):
+    """IOI-shaped contrast set in single-byte names (the tiny model's tokenizer is bytewise)."""
+    from workbench import api
+    from workbench.models import model_info
+    from workbench.tasks.contrast import ContrastSet
+
+    tok = model_info(tiny).tokenizer
+    one = lambda ch: tok(ch, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+    names = [("M", "J", "T"), ("A", "B", "C"), ("P", "K", "L"), ("R", "S", "D")]
+    clean = [f"When {a} and {b} went out, {b} gave it to" for a, b, _ in names]
+    corrupt = [f"When {a} and {b} went out, {c} gave it to" for a, b, c in names]
+    meta = [{"answer_id": one(a), "wrong_ids": [one(b)], "wrong_id": one(b)} for a, b, _ in names]
+    return ContrastSet("tiny-ioi", api.PromptSet.from_texts("tiny-ioi", clean, metadata=meta),
+                       api.PromptSet.from_texts("tiny-ioi-abc", corrupt, metadata=meta))

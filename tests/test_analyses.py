@@ -12,12 +12,15 @@ from workbench.models import model_info
 FAST = {"attention_profile": {"n_prompts": 2, "n_tokens": 24},
         "retrieval_heads": {"lengths": "300", "n_depths": 1, "fmt": "paper", "max_new_tokens": 3,
                             "only_correct": False},
-        "preplan_anchor": {"n_problems": 2, "max_new_tokens": 16, "n_shuffles": 20}}
+        "preplan_anchor": {"n_problems": 2, "max_new_tokens": 16, "n_shuffles": 20},
+        "sae_circuits": {"n_latents": 16, "epochs": 20}}
 
 
-def _tiny_prompts(name: str, model):
+def _tiny_prompts(name: str, model, tiny_ioi):
     """A random tiny model knows no facts, so head_divergence gets its prompts without the knowledge filter
-    (and, with a byte tokenizer, answers scored by their first token)."""
+    (and, with a byte tokenizer, answers scored by their first token); head_attribution gets byte-name twins."""
+    if name in ("head_attribution", "sae_circuits"):
+        return tiny_ioi.as_prompts()
     if name != "head_divergence":
         return None
     from workbench.engine.prompts import PromptSet
@@ -32,9 +35,9 @@ def _tiny_prompts(name: str, model):
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
-def test_every_analysis_returns_valid_head_scores(tiny, spec):
-    scores, record = api.run_analysis(spec.name, tiny, _tiny_prompts(spec.name, tiny), params=FAST.get(spec.name),
-                                      progress=False)
+def test_every_analysis_returns_valid_head_scores(tiny, tiny_ioi, spec):
+    prompts = _tiny_prompts(spec.name, tiny, tiny_ioi)
+    scores, record = api.run_analysis(spec.name, tiny, prompts, params=FAST.get(spec.name), progress=False)
     info = model_info(tiny)
     assert len(scores) == info.n_layers * info.n_heads
     results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)

@@ -28,7 +28,8 @@ from workbench.models import DEFAULT_MODEL
 __all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
            "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
            "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads",
-           "load_table", "load_summary"]
+           "load_table", "load_summary", "contrast_task", "load_circuit", "list_circuits", "circuit_overlap",
+           "circuit_faithfulness", "plot_circuit_overlap"]
 
 _MODELS: dict[str, Any] = {}
 
@@ -195,3 +196,45 @@ def act_search(model, calibration: PromptSet | None = None, heldout: PromptSet |
 
     return _search(_as_model(model), calibration or mc_prompts("calibration"), heldout or mc_prompts("heldout"),
                    SearchParams(**params))
+
+
+# ---- circuits ------------------------------------------------------------------------------------------
+def contrast_task(model, task: str = "ioi", n: int = 50, seed: int = 0):
+    """A contrast set (clean prompts + corrupted twins): ioi, colored_objects, greater_than or docstring."""
+    from workbench.tasks.circuit_tasks import make_task
+
+    return make_task(_as_model(model), task, n, seed)
+
+
+def load_circuit(name: str, directory=None):
+    """A saved circuit (circuits/<name>.toml) and its score map (None if saved without one)."""
+    from workbench.circuit_files import load_with_scores
+
+    return load_with_scores(name, directory)
+
+
+def list_circuits(directory=None) -> pd.DataFrame:
+    from workbench.circuits import list_circuits as _list
+
+    return _list(directory)
+
+
+def circuit_overlap(a, b, **kwargs) -> dict:
+    """Shared heads, Jaccard, overlap coefficient, Spearman of score maps (workbench.overlap.overlap)."""
+    from workbench.overlap import overlap
+
+    return overlap(a, b, **kwargs)
+
+
+def circuit_faithfulness(model, contrast, heads, *, n_random: int = 10, seed: int = 0) -> dict:
+    """Share of the clean metric a circuit keeps with every other head mean-ablated, vs random circuits."""
+    from workbench.faithfulness import faithfulness
+
+    return faithfulness(_as_model(model), contrast, heads, n_random=n_random, seed=seed)
+
+
+def plot_circuit_overlap(a, b, names=("A", "B")):
+    """Layer × head map of two circuits: only A, only B, both."""
+    from workbench.viz.circuits import circuit_overlap_map
+
+    return circuit_overlap_map(a.n_layers, a.n_heads, a.heads, b.heads, names=names)

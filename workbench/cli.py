@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from workbench import cli_app, cli_batch, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
+from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
 from workbench.cli_common import _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
@@ -24,6 +24,7 @@ app.add_typer(cli_divergence.app, name="divergence")
 app.add_typer(cli_app.app_app, name="app")
 app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
 app.add_typer(cli_sinks.sinks_app, name="sinks")
+app.add_typer(cli_circuits.circuits_app, name="circuits")
 
 @app.command()
 @friendly

@@ -5,12 +5,15 @@ from __future__ import annotations
 from workbench.analyses.attention_profile import SPEC as ATTENTION_PROFILE
 from workbench.analyses.attention_sinks import SPEC as ATTENTION_SINKS
 from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.head_attribution import SPEC as HEAD_ATTRIBUTION
 from workbench.analyses.head_divergence import SPEC as HEAD_DIVERGENCE
 from workbench.analyses.preplan_anchor import SPEC as PREPLAN_ANCHOR
 from workbench.analyses.retrieval_heads import SPEC as RETRIEVAL_HEADS
+from workbench.analyses.sae_circuits import SPEC as SAE_CIRCUITS
 
 REGISTRY: tuple[AnalysisSpec, ...] = (
-    ATTENTION_PROFILE, RETRIEVAL_HEADS, ATTENTION_SINKS, PREPLAN_ANCHOR, HEAD_DIVERGENCE,
+    ATTENTION_PROFILE, RETRIEVAL_HEADS, ATTENTION_SINKS, PREPLAN_ANCHOR, HEAD_DIVERGENCE, HEAD_ATTRIBUTION,
+    SAE_CIRCUITS,
 )
 
 

@@ -38,7 +38,10 @@ def _token(meta: dict, key: str, tokenizer) -> int:
 
 
 def _logit_diff(logits, ids, meta, tok):
+    """logit(answer) − logit(wrong), or − max over `wrong_ids` when a prompt has several wrong answers."""
     last = logits[len(ids) - 1]
+    if "wrong_ids" in meta:
+        return last[_token(meta, "answer", tok)] - last[list(meta["wrong_ids"])].max()
     return last[_token(meta, "answer", tok)] - last[_token(meta, "wrong", tok)]
 
 

@@ -1,0 +1,102 @@
+"""Faithfulness (mean ablation outside a circuit) and the Colored Objects repair edit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import api
+from workbench.engine import hooks as H
+from workbench.engine.prompts import pad_batch, tokenize
+from workbench.faithfulness import MeanAblation, faithfulness
+from workbench.models import model_info
+from workbench.repair import FinalQueryBias, _hooks, evaluate, wrong_color_positions
+from workbench.tasks.contrast import ContrastSet
+
+
+def test_mean_ablation_endpoints(tiny, tiny_ioi):
+    cs = tiny_ioi
+    info = model_info(tiny)
+    ablation = MeanAblation(tiny, cs)
+    every = [f"L{lay}H{h}" for lay in range(info.n_layers) for h in range(info.n_heads)]
+    assert ablation.metric(every) == pytest.approx(ablation.metric(None), abs=1e-5)  # keep all = clean
+    f = faithfulness(tiny, cs, every[:3], n_random=4, seed=0)
+    assert f["all_ablated"] == pytest.approx(ablation.metric(()), abs=1e-5)
+    assert f["kept"] == pytest.approx(f["circuit"] / f["clean"])
+    assert f["n_random"] == 4 and 0 <= f["random_above_circuit"] <= 4
+
+
+def test_mean_ablation_uses_the_corrupted_mean_at_each_position(tiny, tiny_ioi):
+    """Ablating every head of layer 0 = replacing layer 0's z by the corrupted prompts' per-position mean."""
+    cs = tiny_ioi
+    info = model_info(tiny)
+    ablation = MeanAblation(tiny, cs)
+    keep = [f"L{lay}H{h}" for lay in range(1, info.n_layers) for h in range(info.n_heads)]
+    ids = tokenize(tiny, cs.corrupt)
+    tokens, _ = pad_batch(ids, 0)
+    _, cache = tiny.run_with_cache(tokens, names_filter=lambda n: n == H.z(0))
+    mean = cache[H.z(0)].mean(0)  # all twins have one length here
+    assert len({len(x) for x in ids}) == 1
+
+    def patch(z, hook=None):
+        return mean.expand_as(z).clone()
+    clean_ids = tokenize(tiny, cs.clean)
+    with torch.no_grad():
+        logits = tiny.run_with_hooks(pad_batch(clean_ids, 0)[0], fwd_hooks=[(H.z(0), patch)])[:, -1]
+    want = np.mean([float(logits[i, m["answer_id"]] - logits[i, m["wrong_ids"]].max())
+                    for i, m in enumerate(cs.clean.metadata)])
+    assert ablation.metric(keep) == pytest.approx(want, abs=1e-4)
+
+
+def _colored_tiny(model) -> ContrastSet:
+    tok = model_info(model).tokenizer
+    one = lambda ch: tok(ch, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+    clean = ["Q: a r x, a b y. x?\nA: R\nQ: a g x, a p y. x?\nA:"]
+    corrupt = ["Q: a r x, a b y. x?\nA: R\nQ: a g x, a p y. y?\nA:"]
+    meta = [{"answer_id": one("G"), "wrong_ids": [one("P")]}]
+    return ContrastSet("co-tiny", api.PromptSet.from_texts("co", clean, metadata=meta),
+                       api.PromptSet.from_texts("co-c", corrupt, metadata=meta))
+
+
+def test_repair_edit_biases_only_the_last_query_towards_wrong_colors(tiny):
+    cs = _colored_tiny(tiny)
+    (keys,) = wrong_color_positions(tiny, cs)
+    ids = tokenize(tiny, cs.clean)[0]
+    assert [chr(ids[k]) if ids[k] < 256 else "?" for k in keys] and len(keys) == 1  # the one 'p' of the question
+    edit = FinalQueryBias(((1, 2),), (keys,), 2.0)
+    tokens = torch.tensor([ids])
+    _, clean = tiny.run_with_cache(tokens, names_filter=lambda n: n == H.pattern(1))
+    with tiny.hooks(fwd_hooks=_hooks(edit, [0], [len(ids)])):
+        _, edited = tiny.run_with_cache(tokens, names_filter=lambda n: n == H.pattern(1))
+    c, e = clean[H.pattern(1)][0], edited[H.pattern(1)][0]
+    torch.testing.assert_close(e[:, :-1], c[:, :-1])  # earlier queries untouched
+    torch.testing.assert_close(e[[0, 1, 3], -1], c[[0, 1, 3], -1])  # other heads untouched
+    k = keys[0]
+    a = c[2, -1, k]
+    assert float(e[2, -1, k]) == pytest.approx(float(np.e ** 2 * a / ((np.e ** 2 - 1) * a + 1)), rel=1e-4)
+    acc, ld = evaluate(tiny, cs, edit)
+    assert 0 <= acc <= 1 and np.isfinite(ld)
+
+
+@pytest.mark.real_model
+def test_smollm2_ioi_circuit_is_more_faithful_than_random_circuits(smol):
+    from workbench.circuits import load_circuit
+    from workbench.tasks.circuit_tasks import make_task
+
+    circuit = load_circuit("smollm2-135m_ioi")
+    f = faithfulness(smol, make_task(smol, "ioi", 8, seed=1), circuit.heads, n_random=3)
+    assert f["kept"] > f["random_kept_mean"] + 0.2
+    assert f["clean"] > 1.0 and f["all_ablated"] < f["clean"]
+
+
+@pytest.mark.real_model
+def test_smollm2_repair_search_runs_on_held_out_prompts(smol):
+    from workbench.repair import repair
+    from workbench.tasks.circuit_tasks import make_task
+
+    fit, held = make_task(smol, "colored_objects", 12, seed=3).split(0.5, 0)
+    result = repair(smol, fit, held, ["L15H7", "L17H4"], max_heads=1, progress=False)
+    assert len(result["heads"]) <= 1 and len(result["table"]) == 2
+    assert all(0 <= x <= 1 for x in (result["before"][0], result["after"][0]))
+    assert set(result["trials"]["head"]) == {"L15H7", "L17H4"}

@@ -1,0 +1,126 @@
+"""Patching engine: activation patching against the bridge's own hooks, attribution patching against a
+finite difference, path patching against activation patching where they must agree; task checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import api
+from workbench.engine import patching
+from workbench.engine.head_io import last_logits
+from workbench.engine.intervene import PatchHead, build_hooks, run_metric
+from workbench.engine.metrics import get_metric
+from workbench.errors import PromptError, WorkbenchError
+from workbench.models import model_info
+from workbench.tasks.contrast import ContrastSet, flag_unchanged_answers, metric_values
+
+
+def test_activation_patching_matches_patching_through_the_bridge(tiny, tiny_ioi):
+    cs = tiny_ioi
+    base = patching.baseline(tiny, cs)
+    scores = patching.activation_patching(tiny, cs, base, progress=False)
+    metric = get_metric("logit_diff")
+    clean = np.mean(run_metric(tiny, cs.clean, metric))
+    assert base.m_clean == pytest.approx(clean, abs=1e-4)
+    for layer, head in [(0, 1), (1, 3)]:
+        edit = PatchHead(((layer, head),), cs.corrupt)
+        from workbench.engine.intervene import _normalise, _prepare
+
+        edit = _normalise(edit)
+        ctx = _prepare(tiny, cs.clean, [edit])
+        hooks_for = lambda ids, rows, e=edit, c=ctx: build_hooks(tiny, [e], ids, rows, c)  # noqa: E731
+        patched = np.mean(run_metric(tiny, cs.clean, metric, fwd_hooks_for=hooks_for))
+        want = (patched - base.m_clean) / (base.m_corrupt - base.m_clean)
+        assert scores[layer, head] == pytest.approx(want, abs=1e-4)
+
+
+def test_attribution_patching_is_the_first_order_term(tiny, tiny_ioi):
+    cs = tiny_ioi
+    base = patching.baseline(tiny, cs)
+    attr = patching.attribution_patching(tiny, cs, base)
+    layer, head, eps = 1, 2, 1e-3
+    totals = 0.0
+    for g, rows in enumerate(base.groups):
+        diff = base.corrupt_z[g][layer] - base.clean_z[g][layer]
+
+        def nudge(lay, z, g=g, diff=diff):
+            if lay != layer:
+                return z
+            z = z.clone()
+            z[:, :, head] += eps * diff[:, :, head]
+            return z
+        with torch.no_grad():
+            logits = last_logits(tiny, base.suffix_ids[g], nudge, base.prefixes[g])
+        totals += float(metric_values(logits, [cs.clean.metadata[i] for i in rows], cs.metric).sum())
+    slope = (totals / len(cs) - base.m_clean) / eps
+    assert attr[layer, head] == pytest.approx(base.normalise(base.m_clean + slope), rel=2e-2, abs=1e-3)
+
+
+def test_direct_path_of_the_last_layer_equals_activation_patching(tiny, tiny_ioi):
+    cs = tiny_ioi
+    base = patching.baseline(tiny, cs)
+    info = model_info(tiny)
+    last = info.n_layers - 1
+    act = patching.activation_patching(tiny, cs, base, layers=[last], progress=False)
+    senders = [f"L{last}H{h}" for h in range(info.n_heads)]
+    path = patching.path_patching(tiny, cs, [], base, senders=senders, progress=False)
+    np.testing.assert_allclose(path[last], act[last], atol=1e-4)
+    assert np.isnan(path[0]).all()
+    with pytest.raises(WorkbenchError, match="No sender heads"):
+        patching.path_patching(tiny, cs, ["L0H0"], base, progress=False)
+
+
+def test_bad_twins_fail_or_are_flagged(tiny, tiny_ioi):
+    cs = tiny_ioi
+    same = ContrastSet("same", cs.clean, cs.clean)
+    with pytest.raises(PromptError, match="identical"):
+        patching.baseline(tiny, same)
+    longer = api.PromptSet.from_texts("long", [t + " now" for t in cs.corrupt.texts], metadata=cs.clean.metadata)
+    with pytest.raises(PromptError, match="differ in token length"):
+        patching.baseline(tiny, ContrastSet("x", cs.clean, longer))
+    with pytest.raises(PromptError, match="2 clean prompts but 4"):
+        ContrastSet("x", cs.clean.__class__.from_texts("c", cs.clean.texts[:2], metadata=cs.clean.metadata[:2]),
+                    cs.corrupt)
+    meta = [{**m, "corrupt_answer_id": m["answer_id"] if i == 1 else -1} for i, m in enumerate(cs.clean.metadata)]
+    flagged = ContrastSet("f", api.PromptSet.from_texts("f", cs.clean.texts, metadata=meta), cs.corrupt)
+    assert flag_unchanged_answers(flagged) == [1]
+    with pytest.raises(PromptError, match="no corrupted twins"):
+        ContrastSet.from_prompts(cs.clean)
+    assert ContrastSet.from_prompts(cs.as_prompts()).corrupt.texts == cs.corrupt.texts
+
+
+@pytest.mark.real_model
+def test_multi_token_names_are_rejected_with_a_list(smol):
+    from workbench.tasks import ioi
+
+    with pytest.raises(PromptError, match="Bartholomew.*Xiomara|Xiomara.*Bartholomew"):
+        ioi.make(smol, n=4, names=("Mary", "John", "Bartholomew", "Xiomara"))
+
+
+@pytest.mark.real_model
+def test_smollm2_tasks_have_working_twins(smol):
+    from workbench.tasks.circuit_tasks import TASKS, make_task
+
+    for task in TASKS:
+        cs = make_task(smol, task, n=6, seed=1)
+        base = patching.baseline(smol, cs)
+        assert base.m_corrupt < base.m_clean, task  # every corruption removes some of the behaviour
+        assert not flag_unchanged_answers(cs), task
+    ioi = patching.baseline(smol, make_task(smol, "ioi", n=12))
+    assert (ioi.clean_metric > 0).mean() >= 0.75 and ioi.m_clean > 1.5
+
+
+@pytest.mark.real_model
+def test_smollm2_ioi_late_heads_carry_the_effect_and_attribution_tracks_them(smol):
+    from workbench.tasks.circuit_tasks import make_task
+
+    cs = make_task(smol, "ioi", n=8)
+    base = patching.baseline(smol, cs)
+    act = patching.activation_patching(smol, cs, base, layers=range(17, 30), progress=False)
+    attr = patching.attribution_patching(smol, cs, base)
+    late = act[17:]
+    assert np.nanmax(late) > 0.2  # some single head moves the logit difference a fifth of the way
+    top = np.unravel_index(np.nanargmax(late), late.shape)
+    assert attr[17:][top] > 0.1  # … and attribution patching sees that head too

@@ -1,0 +1,113 @@
+"""Head attribution on a contrast task: per-head effect by activation patching (exact), attribution
+patching (one backward pass) and, with receivers, path patching (see workbench.engine.patching for the
+formulas; Wang et al. 2022, Merullo et al. 2024). Score = the normalised patching effect
+`(M_patched − M_clean) / (M_corrupt − M_clean)` of the chosen method; the other method's score sits in its
+own column, and the summary gives their Spearman rank correlation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.errors import WorkbenchError
+from workbench.results import head_label
+from workbench.tasks.contrast import ContrastSet, flag_unchanged_answers
+
+METHODS = ("activation", "attribution", "both", "path")
+
+
+@dataclass(frozen=True)
+class Params:
+    task: str = "ioi"
+    n_prompts: int = 50
+    seed: int = 0
+    method: str = "both"  # activation | attribution | both | path
+    receivers: str = ""  # path patching: heads like 'L23H3,L29H1' ('' = direct path to the logits)
+    layers: str = ""  # activation patching only on these layers, e.g. '20-29' ('' = all)
+
+
+def parse_layers(text: str, n_layers: int) -> list[int] | None:
+    if not text.strip():
+        return None
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise WorkbenchError(f"layers must look like '0-5,20'; got {text!r}.") from None
+    bad = sorted(x for x in out if not 0 <= x < n_layers)
+    if bad:
+        raise WorkbenchError(f"Layers {bad} do not exist (0..{n_layers - 1}).")
+    return sorted(out)
+
+
+def default_prompts(model, params: Params):
+    from workbench.tasks.circuit_tasks import make_task
+
+    return make_task(model, params.task, params.n_prompts, params.seed).as_prompts()
+
+
+def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
+    from workbench.engine import patching
+    from workbench.models import model_info
+
+    if params.method not in METHODS:
+        raise WorkbenchError(f"Unknown method {params.method!r}; choose one of {', '.join(METHODS)}.")
+    info = model_info(model)
+    contrast = ContrastSet.from_prompts(prompts)
+    base = patching.baseline(model, contrast)
+    maps, seconds = {}, {}
+    if params.method in ("activation", "both"):
+        t = time.perf_counter()
+        maps["activation"] = patching.activation_patching(
+            model, contrast, base, layers=parse_layers(params.layers, info.n_layers), progress=progress)
+        seconds["activation"] = time.perf_counter() - t
+    if params.method in ("attribution", "both"):
+        t = time.perf_counter()
+        maps["attribution"] = patching.attribution_patching(model, contrast, base)
+        seconds["attribution"] = time.perf_counter() - t
+    if params.method == "path":
+        t = time.perf_counter()
+        maps["path"] = patching.path_patching(model, contrast, params.receivers, base, progress=progress)
+        seconds["path"] = time.perf_counter() - t
+    main = "path" if params.method == "path" else "activation" if "activation" in maps else "attribution"
+    rows = []
+    for layer in range(info.n_layers):
+        for head in range(info.n_heads):
+            row = {"analysis": SPEC.name, "model": info.spec.name, "prompt_set": prompts.name, "layer": layer,
+                   "head": head, "label": head_label(layer, head), "score": float(maps[main][layer, head])}
+            row.update({f"{k}_score": float(v[layer, head]) for k, v in maps.items()})
+            rows.append(row)
+    scores = pd.DataFrame(rows)
+    summary = summarize(contrast, base, maps, seconds, params)
+    per_prompt = pd.DataFrame({"prompt": range(len(contrast)), "text": [t[-80:] for t in contrast.clean.texts],
+                               "clean_metric": base.clean_metric, "corrupt_metric": base.corrupt_metric,
+                               "corruption_moves_metric": base.corrupt_metric < base.clean_metric})
+    return AnalysisOutput(scores, {"prompts": per_prompt}, summary)
+
+
+def summarize(contrast, base, maps, seconds, params) -> dict:
+    summary = {"task": params.task, "metric": contrast.metric, "n_prompts": len(contrast),
+               "clean_metric": base.m_clean, "corrupt_metric": base.m_corrupt,
+               "clean_accuracy": float((base.clean_metric > 0).mean()),
+               "corrupt_accuracy": float((base.corrupt_metric > 0).mean()),
+               "unchanged_answer_twins": flag_unchanged_answers(contrast),
+               "twins_not_lowering_metric": [int(i) for i in np.flatnonzero(base.corrupt_metric >= base.clean_metric)],
+               "seconds": seconds}
+    if "activation" in maps and "attribution" in maps:
+        a, b = maps["activation"].ravel(), maps["attribution"].ravel()
+        ok = ~np.isnan(a)
+        summary["attribution_vs_activation_spearman"] = float(spearmanr(a[ok], b[ok]).statistic)
+    return summary
+
+
+SPEC = AnalysisSpec(name="head_attribution", summary="Per-head effect on a contrast task (IOI, Colored Objects, "
+                    "greater-than, docstring) by activation, attribution or path patching",
+                    params_type=Params, default_prompts=default_prompts, run=run)

@@ -1,0 +1,123 @@
+"""Per-head access on the SDPA twin: read or overwrite each head's output z (the input of the attention
+output projection, `[B, T, H·d_head]`) and score only the last real position of each prompt.
+
+Working on the twin rather than the bridge makes patching ~1.5× faster on SmolLM2 (no eager attention,
+no hook bookkeeping, logits only where the metric reads them); the twin shares the bridge's weights and
+its logits equal the bridge's. `Prefix`: clean and corrupted twins often share their first P tokens,
+where patching changes nothing (z_clean = z_corrupt there); their keys and values are computed once and
+only the suffix is re-run (3–4× less work on IOI).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Sequence
+
+import torch
+
+from workbench.engine.prompts import pad_batch
+from workbench.errors import ModelError
+from workbench.models import model_info
+
+PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense")
+
+
+def output_projections(model) -> list[torch.nn.Module]:
+    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen)."""
+    twin = model_info(model).stream_model
+    layers = getattr(getattr(twin, "model", None), "layers", None)
+    if layers is None:
+        layers = getattr(getattr(twin, "transformer", None), "h", None)
+    if layers is None:
+        raise ModelError(f"Cannot find the decoder layers of {type(twin).__name__} for head patching.")
+    out = []
+    for layer in layers:
+        attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+        proj = next((getattr(attn, n) for n in PROJECTIONS if hasattr(attn, n)), None)
+        if proj is None:
+            raise ModelError(f"{type(twin).__name__}: no attention output projection named {PROJECTIONS}.")
+        out.append(proj)
+    return out
+
+
+# z_edit(layer, z) -> z  with z: [B, T, H, d_head]; return the (possibly new) tensor
+ZEdit = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def editing_z(model, z_edit: ZEdit | None):
+    """Apply `z_edit` to every layer's head outputs while the context is open."""
+    if z_edit is None:
+        yield
+        return
+    info = model_info(model)
+    handles = []
+    for layer, proj in enumerate(output_projections(model)):
+        def pre_hook(module, args, layer=layer):
+            x = args[0]
+            z = x.view(*x.shape[:-1], info.n_heads, info.d_head)
+            return (z_edit(layer, z).reshape(x.shape), *args[1:])
+        handles.append(proj.register_forward_pre_hook(pre_hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class Prefix:
+    """Keys and values of a shared token prefix `[B, P]` of equal-length prompts, reusable across passes."""
+
+    def __init__(self, model, prefix_ids: torch.Tensor):
+        info = model_info(model)
+        self.length = prefix_ids.shape[1]
+        self.config = info.stream_model.config
+        with torch.no_grad():
+            cache = info.stream_model.model(input_ids=prefix_ids, use_cache=True).past_key_values
+        self.kv = [(layer.keys, layer.values) for layer in cache.layers]
+
+    def cache(self, copies: int):
+        """A fresh DynamicCache holding the prefix, tiled `copies` times along the batch."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.config)
+        for i, (k, v) in enumerate(self.kv):
+            cache.update(k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1), i)
+        return cache
+
+
+def last_logits(model, batch_ids: Sequence[Sequence[int]], z_edit: ZEdit | None = None,
+                prefix: Prefix | None = None, copies: int = 1) -> torch.Tensor:
+    """Logits `[B, V]` at each prompt's last real token (right padding), under an optional z edit.
+
+    With `prefix`, `batch_ids` are the equal-length suffixes of `copies` tiles of the prefix's prompts.
+    """
+    info = model_info(model)
+    twin = info.stream_model
+    tokens, mask = pad_batch(batch_ids, info.tokenizer.pad_token_id or 0)
+    kwargs = dict(input_ids=tokens, attention_mask=mask)
+    if prefix is not None:
+        if not bool(mask.all()):
+            raise ValueError("A shared prefix needs suffixes of equal length.")
+        kwargs = dict(input_ids=tokens, past_key_values=prefix.cache(copies), use_cache=True)
+    with editing_z(model, z_edit):
+        hidden = twin.model(**kwargs).last_hidden_state
+    last = hidden[torch.arange(len(batch_ids)), mask.sum(-1) - 1]
+    logits = twin.lm_head(last)
+    cap = getattr(info.hf_config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def capture_z(model, batch_ids: Sequence[Sequence[int]], prefix: Prefix | None = None):
+    """(last logits `[B, V]`, head outputs `[L, B, T, H, d_head]`) of one clean forward (suffix only with a
+    prefix)."""
+    info = model_info(model)
+    width = max(len(x) for x in batch_ids)
+    zs = torch.zeros(info.n_layers, len(batch_ids), width, info.n_heads, info.d_head)
+
+    def keep(layer, z):
+        zs[layer] = z.detach()
+        return z
+    with torch.no_grad():
+        logits = last_logits(model, batch_ids, keep, prefix)
+    return logits, zs
