@@ -52,7 +52,8 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     heads = select_heads(scores, top_fraction=top_fraction)
     circuit = Circuit(name=name or f"{model}_{task}", model=model, task=task, heads=heads,
                       n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1,
-                      method=method if method != "both" else "activation_patching",
+                      method={"both": "activation", "path": f"path (receivers {receivers or 'logits'})"}.get(
+                          method, method) + "_patching",
                       selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
                       metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
                               "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
@@ -66,7 +67,9 @@ def ls(directory: Optional[Path] = typer.Option(None)):
     """List the saved circuits."""
     from workbench.circuits import list_circuits
 
-    show(list_circuits(directory), "circuits", 200)
+    table = list_circuits(directory)
+    show(table.drop(columns=[c for c in ("path", "error") if c in table and (c == "path" or table[c].isna().all())]),
+         f"circuits in {directory or 'the repo circuits/ folder'}", 200)
 
 
 @circuits_app.command("overlap")
@@ -77,8 +80,8 @@ def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = 
     import pandas as pd
 
     from workbench.circuit_files import load_with_scores
+    from workbench.overlap import chance_p_value, random_overlap_baseline
     from workbench.overlap import overlap as overlap_of
-    from workbench.overlap import random_overlap_baseline
 
     (ca, ma), (cb, mb) = load_with_scores(a, directory), load_with_scores(b, directory)
     sets = overlap_of(ca, cb)
@@ -95,9 +98,11 @@ def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = 
         rows.append(("chance (random circuits of these sizes): Jaccard / overlap coefficient",
                      f"{chance['mean_jaccard']:.3f} ± {chance['sd_jaccard']:.3f} / "
                      f"{chance['mean_overlap_coefficient']:.3f}"))
+        p = chance_p_value(ca.n_layers, ca.n_heads, len(ca.heads), len(cb.heads), sets["n_shared"])
+        rows.append((f"P(≥ {sets['n_shared']} shared heads by chance)", f"{p:.2g}"))
     if maps.get("spearman") is not None:
         rows.append(("Spearman of the full score maps", f"{maps['spearman']:.3f} (p = {maps['spearman_p']:.2g})"))
-    for note in sets.get("notes", []) + maps.get("notes", []):
+    for note in (maps.get("notes", []) if maps else sets.get("notes", [])):
         rows.append(("note", note))
     show(pd.DataFrame(rows, columns=["measure", "value"]), "overlap", 50)
     if out is not None:

@@ -40,14 +40,13 @@ class Params:
 
 def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_size: int = 32) -> torch.Tensor:
     """`[N, L, H, d_model]`: each head's write z·W_O, averaged over real positions or at the last one."""
-    from workbench.engine.head_io import capture_z, output_projections
+    from workbench.engine.head_io import capture_z, output_weights
     from workbench.models import model_info
 
     if positions not in ("mean", "last"):
         raise WorkbenchError(f"positions must be 'mean' or 'last', got {positions!r}.")
     info = model_info(model)
-    w_o = torch.stack([p.weight.detach().float() for p in output_projections(model)])  # [L, d_model, H·d]
-    w_o = w_o.view(info.n_layers, info.d_model, info.n_heads, info.d_head)
+    w_o = output_weights(model).view(info.n_layers, info.d_model, info.n_heads, info.d_head)
     out = torch.zeros(len(ids), info.n_layers, info.n_heads, info.d_model)
     for s in range(0, len(ids), batch_size):
         batch = ids[s:s + batch_size]

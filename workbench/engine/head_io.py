@@ -40,6 +40,15 @@ def output_projections(model) -> list[torch.nn.Module]:
     return out
 
 
+def output_weights(model) -> torch.Tensor:
+    """W_O of every layer as `[L, d_model, H·d_head]` (nn.Linear layout; GPT-2's Conv1D is transposed)."""
+    weights = []
+    for proj in output_projections(model):
+        w = proj.weight.detach().float()
+        weights.append(w.T if type(proj).__name__ == "Conv1D" else w)
+    return torch.stack(weights)
+
+
 # z_edit(layer, z) -> z  with z: [B, T, H, d_head]; return the (possibly new) tensor
 ZEdit = Callable[[int, torch.Tensor], torch.Tensor]
 

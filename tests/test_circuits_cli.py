@@ -1,0 +1,54 @@
+"""The `workbench circuits` command: committed circuits, overlap, clear errors; `find` end to end on SmolLM2."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench.circuits import load_circuit
+from workbench.cli import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_committed_smollm2_circuits_load_with_their_score_maps():
+    from workbench.circuit_files import load_with_scores
+
+    for task in ("ioi", "colored_objects", "greater_than", "docstring"):
+        circuit, scores = load_with_scores(f"smollm2-135m_{task}")
+        assert (circuit.n_layers, circuit.n_heads) == (30, 9) and len(circuit.heads) == 14
+        assert scores is not None and len(scores) == 270
+        top = set(scores.nlargest(14, "score")[["layer", "head"]].itertuples(index=False, name=None))
+        assert {(h.layer, h.head) for h in circuit.heads} == top  # the file holds the map that chose it
+    assert len(load_circuit("gpt2-small_ioi").heads) == 26 and len(load_circuit("gpt2-small_greater_than").heads) == 9
+
+
+def test_overlap_command_reports_shared_heads_and_chance(tmp_path):
+    result = invoke("circuits", "overlap", "smollm2-135m_ioi", "smollm2-135m_colored_objects",
+                    "--out", str(tmp_path / "map.html"))
+    assert result.exit_code == 0, result.output
+    for text in ("shared heads", "Jaccard", "chance", "Spearman of the full score maps"):
+        assert text in result.output
+    assert (tmp_path / "map.html").exists()
+
+
+def test_bad_names_fail_with_what_to_do():
+    result = invoke("circuits", "overlap", "smollm2-135m_ioi", "no_such_circuit")
+    assert result.exit_code == 2 and "smollm2-135m_ioi" in result.output  # lists what exists
+    result = invoke("circuits", "find", "--task", "ioi", "-m", "tiny", "--directory", "/nonexistent")
+    assert result.exit_code == 2 and "not single tokens" in result.output
+    result = invoke("circuits", "find", "--task", "sudoku", "-m", "tiny")
+    assert result.exit_code == 2 and "colored_objects" in result.output
+
+
+@pytest.mark.real_model
+def test_find_on_smollm2_writes_a_circuit_with_its_map(tmp_path):
+    result = invoke("circuits", "find", "--task", "greater_than", "--n-prompts", "6", "--method", "attribution",
+                    "--top-fraction", "0.02", "--name", "gt-test", "--directory", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "attribution" in result.output
+    circuit = load_circuit("gt-test", tmp_path)
+    assert len(circuit.heads) == 6 and circuit.method == "attribution_patching"
+    assert (tmp_path / "gt-test.scores.parquet").exists()
