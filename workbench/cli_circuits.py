@@ -137,9 +137,14 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
         ("share of the clean metric kept", f"{f['kept']:.1%}"),
         ("normalised (M_circuit − M_none)/(M_clean − M_none)", f"{f['normalised']:.1%}"),
         (f"{n_random} random circuits of {f['n_heads']} heads: kept", f"{f['random_kept_mean']:.1%} ± "
-         f"{f['random_kept_sd']:.1%} (normalised {f['random_normalised_mean']:.1%})"),
-        ("random circuits at least as faithful", f"{f['random_above_circuit']} of {n_random}")],
+         f"{f['random_kept_sd']:.1%}"),
+        (f"{n_random} random circuits: normalised", f"{f['random_normalised_mean']:.1%} ± "
+         f"{f['random_normalised_sd']:.1%}"),
+        ("random circuits at least as faithful (normalised)", f"{f['random_above_circuit']} of {n_random}")],
         columns=["measure", f"mean {f['metric']}"]), "faithfulness", 20)
+    if f["clean"] <= 0:
+        console.print("[yellow]note:[/] the clean metric is not positive, so 'share kept' has no meaning here; "
+                      "read the normalised share.")
 
 
 @circuits_app.command("repair")

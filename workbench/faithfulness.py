@@ -3,7 +3,8 @@ and keep the circuit; the share of the clean metric that remains,
   `kept = M_circuit / M_clean`   and   `normalised = (M_circuit − M_none) / (M_clean − M_none)`,
 where M_none ablates every head. Mean ablation replaces a head's z by its mean over the corrupted
 prompts at the same position (prompts of one token length share a template), as in Wang et al.
-Random circuits of the same size give the chance level.
+Random circuits of the same size give the chance level (compared on the normalised share, which stays
+meaningful when the clean metric is near zero or negative, as on Colored Objects).
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def faithfulness(model, contrast: ContrastSet, heads: Sequence, *, n_random: int
     kept = lambda m: m / m_clean if abs(m_clean) > 1e-9 else float("nan")  # noqa: E731
     norm = lambda m: (m - m_none) / (m_clean - m_none) if abs(m_clean - m_none) > 1e-9 else float("nan")  # noqa: E731
     random_kept = np.array([kept(m) for m in randoms])
+    random_norm = np.array([norm(m) for m in randoms])
     return {"n_heads": len(heads), "metric": contrast.metric, "clean": m_clean, "all_ablated": m_none,
             "circuit": m_circuit, "kept": kept(m_circuit), "normalised": norm(m_circuit),
             "random_kept_mean": float(random_kept.mean()), "random_kept_sd": float(random_kept.std(ddof=1))
-            if n_random > 1 else 0.0, "random_normalised_mean": float(np.mean([norm(m) for m in randoms])),
-            "random_above_circuit": int((random_kept >= kept(m_circuit)).sum()), "n_random": n_random}
+            if n_random > 1 else 0.0, "random_normalised_mean": float(random_norm.mean()),
+            "random_normalised_sd": float(random_norm.std(ddof=1)) if n_random > 1 else 0.0,
+            "random_above_circuit": int((random_norm >= norm(m_circuit)).sum()), "n_random": n_random}
