@@ -17,6 +17,7 @@ class AppContext:
     results_dir: Path | None
     worker: Any  # app.worker_client.WorkerClient (or None: model views disabled)
     model_facts: dict[str, Any] = field(default_factory=dict)
+    circuits_dir: Path | None = None  # None: the repository's circuits/
 
     @property
     def shape(self) -> tuple[int, int]:

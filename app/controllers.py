@@ -25,8 +25,8 @@ MAX_PROMPTS = 16
 EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
          "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
 METRICS = ("loss", "logit_diff", "answer_logprob")
-PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/interventions": "Interventions",
-         "/tokens": "Tokens"}
+PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/circuits": "Circuits",
+         "/interventions": "Interventions", "/tokens": "Tokens"}
 _QUERY_KEYS = {"run", "col", "head", "prompt", "a", "b", "k", "heads", "edit", "alpha", "keys", "metric", "n",
                "tokens", "window", "text"}
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}")
@@ -229,6 +229,37 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
                          "score_a": d["score_a"].round(4), "score_b": d["score_b"].round(4),
                          "pct_a": d["pct_a"].round(1), "pct_b": d["pct_b"].round(1)})
     return stats, diff
+
+
+# ---- circuits ----------------------------------------------------------------------------------------
+def circuit_table(directory: Path | str | None = None) -> pd.DataFrame:
+    """The saved circuits that load (circuits/*.toml by default); broken files are left out of the choices."""
+    from workbench.circuits import list_circuits
+
+    table = list_circuits(directory)
+    return table[table["error"].isna()].reset_index(drop=True)
+
+
+def circuit_options(table: pd.DataFrame) -> list[dict[str, str]]:
+    return [{"label": f"{r['name']} · {r['task']} · {r['n_heads_in_circuit']} heads ({r['method']}, {r['selection']})",
+             "value": r["name"]} for r in table.to_dict("records")]
+
+
+def circuit_name(value: Any, table: pd.DataFrame, which: str) -> str:
+    """A circuit name picked in the app or the URL, checked against the saved circuits."""
+    if not isinstance(value, str) or value not in set(table["name"]):
+        known = ", ".join(table["name"]) or "none saved"
+        raise AppInputError(f"Circuit {which} {value!r} is not a saved circuit; pick one of: {known}.")
+    return value
+
+
+def circuit_facts(circuit) -> pd.DataFrame:
+    """One row per circuit attribute worth reading next to the maps (model, task, how it was found)."""
+    metric = dict(circuit.metric or {})
+    return pd.DataFrame([{"circuit": circuit.name, "model": circuit.model, "task": circuit.task,
+                          "heads": len(circuit.heads), "method": circuit.method, "selection": circuit.selection,
+                          "prompts": metric.get("n_prompts", "-"), "clean metric": metric.get("clean", "-"),
+                          "run": circuit.run_id or "-"}])
 
 
 # ---- prompts and interventions -----------------------------------------------------------------------

@@ -46,6 +46,16 @@ CM_MAP_B = "cm-map-b"
 CM_DIFF = "cm-diff"
 CM_MESSAGE = "cm-message"
 
+# circuits
+CC_A = "cc-a"
+CC_B = "cc-b"
+CC_STATS = "cc-stats"
+CC_OVERLAP = "cc-overlap"
+CC_MAP_A = "cc-map-a"
+CC_MAP_B = "cc-map-b"
+CC_META = "cc-meta"
+CC_MESSAGE = "cc-message"
+
 # interventions
 IV_RUN_MAP = "iv-run"
 IV_MAP = "iv-map"

@@ -16,6 +16,7 @@ import dash
 from dash import Input, Output, State, dcc, html
 
 from app import controllers, ids
+from app.callbacks import circuits as circuits_cb
 from app.callbacks import compare as compare_cb
 from app.callbacks import heads as heads_cb
 from app.callbacks import interventions as interventions_cb
@@ -23,11 +24,11 @@ from app.callbacks import overview as overview_cb
 from app.callbacks import tokens as tokens_cb
 from app.callbacks.common import log
 from app.context import AppContext
-from app.pages import compare, heads, interventions, overview, tokens
+from app.pages import circuits, compare, heads, interventions, overview, tokens
 from app.pages.common import alert, card, page
 from workbench.errors import WorkbenchError
 
-PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout,
+PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout, "/circuits": circuits.layout,
          "/interventions": interventions.layout, "/tokens": tokens.layout}
 
 
@@ -58,15 +59,16 @@ def shell() -> html.Div:
 
 
 def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = None, worker=None,
-               start_worker: bool = True) -> dash.Dash:
-    """The dashboard. `worker`: a WorkerClient (default: one for `model`, started now unless start_worker=False)."""
+               start_worker: bool = True, circuits_dir: Path | str | None = None) -> dash.Dash:
+    """The dashboard. `worker`: a WorkerClient (default: one for `model`, started now unless start_worker=False);
+    `circuits_dir`: where saved circuits live (default: the repository's circuits/)."""
     if worker is None and start_worker:
         from app.worker_client import WorkerClient
 
         worker = WorkerClient(model)
         worker.start()
     ctx = AppContext(model=model, results_dir=Path(results_dir) if results_dir else None, worker=worker,
-                     model_facts=_model_facts(model))
+                     model_facts=_model_facts(model), circuits_dir=Path(circuits_dir) if circuits_dir else None)
     app = dash.Dash(__name__, title="Attention workbench", suppress_callback_exceptions=True,
                     assets_folder=str(Path(__file__).parent / "assets"), update_title=None)
     app.layout = shell()
@@ -93,6 +95,6 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
             return page("Cannot show this page", "", alert(str(exc) if isinstance(exc, WorkbenchError) else
                                                            f"{type(exc).__name__}: {exc}"))
 
-    for module in (overview_cb, heads_cb, compare_cb, interventions_cb, tokens_cb):
+    for module in (overview_cb, heads_cb, compare_cb, circuits_cb, interventions_cb, tokens_cb):
         module.register(app, ctx)
     return app

@@ -80,7 +80,8 @@ def no_error_page(driver) -> None:
 def test_every_page_loads(live):
     url, driver, run_ids = live
     checks = {"/": ("#ov-runs-table", run_ids[0]), "/heads": ("#hm-map g.hm", None),
-              "/compare": ("#cm-stats .stat-value", None), "/interventions": ("#iv-map g.hm", None),
+              "/compare": ("#cm-stats .stat-value", None), "/circuits": ("#cc-overlap-table", "shared heads"),
+              "/interventions": ("#iv-map g.hm", None),
               "/tokens": ("#tk-progress .progress-done", None)}
     for path, (css, needle) in checks.items():
         driver.get(url + path)
@@ -91,6 +92,18 @@ def test_every_page_loads(live):
         no_error_page(driver)
     driver.get(url + "/compare")
     assert "/ 8" in wait_text(driver, "#cm-stats", "/ 8")  # tiny has 8 heads, so top-10 = 8
+
+
+def test_circuits_page_shows_the_committed_overlap(live):
+    url, driver, _ = live
+    driver.get(f"{url}/circuits?a=smollm2-135m_ioi&b=smollm2-135m_colored_objects")
+    text = wait_text(driver, "#cc-overlap-table", "shared heads")
+    assert "smollm2-135m_colored_objects" in text and "P(≥" in text
+    browser.wait_for(driver, "#cc-map-a g.hm")
+    driver.get(f"{url}/circuits?a=no_such_circuit")  # an unknown name in the URL falls back to a saved one
+    wait_text(driver, "#cc-overlap-table", "shared heads")
+    assert not text_of(driver, ".alert-error")
+    no_error_page(driver)
 
 
 def test_head_map_click_shows_pattern_and_other_analyses(live):

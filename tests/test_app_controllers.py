@@ -101,6 +101,28 @@ def test_compare_identical_reversed_and_different_shapes():
     assert diff is None and stats["same_shape"] is False and stats["spearman"] is None
 
 
+def test_circuits_page_logic_skips_broken_files_and_rejects_unknown_names(tmp_path):
+    from workbench.circuit_report import compare_circuits
+    from workbench.circuits import Circuit, save_circuit
+
+    for name, heads in (("a", ["L0H1", "L1H2", "L1H3"]), ("b", ["L1H2", "L1H3"])):
+        save_circuit(Circuit(name=name, model="tiny", task="ioi", heads=heads, n_layers=2, n_heads=4,
+                             method="activation_patching", selection="top 3"), tmp_path)
+    (tmp_path / "broken.toml").write_text("heads = [")
+    saved = C.circuit_table(tmp_path)
+    assert list(saved["name"]) == ["a", "b"]  # the broken file is not offered
+    assert [o["value"] for o in C.circuit_options(saved)] == ["a", "b"]
+    assert C.circuit_name("b", saved, "B") == "b"
+    for bad in ("broken", "../a", None):
+        with pytest.raises(C.AppInputError, match="pick one of: a, b"):
+            C.circuit_name(bad, saved, "A")
+    result = compare_circuits("a", "b", tmp_path)
+    rows = dict(result.rows().itertuples(index=False))
+    assert rows["shared heads"] == "2: L1H2, L1H3" and rows["Jaccard |A∩B|/|A∪B|"] == "0.667"
+    assert rows["overlap coefficient |A∩B|/min(|A|,|B|)"] == "1.000"
+    assert C.circuit_facts(result.a)["heads"].item() == 3
+
+
 def test_catalog_lookup_and_head_across_runs(tmp_path):
     a = save(frame(np.arange(8, dtype=float).reshape(2, 4)), tmp_path)
     b = save(frame(-np.arange(8, dtype=float).reshape(2, 4), analysis="other", prompt_set="q"), tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -31,7 +33,8 @@ def test_overlap_command_reports_shared_heads_and_chance(tmp_path):
     assert result.exit_code == 0, result.output
     for text in ("shared heads", "Jaccard", "chance", "Spearman of the full score maps"):
         assert text in result.output
-    assert (tmp_path / "map.html").exists()
+    html = (tmp_path / "map.html").read_text()
+    assert "Plotly.newPlot" in html and not re.search(r"<script[^>]*\bsrc=", html)  # self-contained: opens offline
 
 
 def test_bad_names_fail_with_what_to_do():

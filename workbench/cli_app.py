@@ -18,6 +18,7 @@ app_app = typer.Typer(help="The Dash dashboard: head maps, patterns, comparisons
                       invoke_without_command=True)
 
 PAGES = (("head-map", "/heads?head={head}"), ("compare", "/compare"),
+         ("circuits", "/circuits?a=smollm2-135m_ioi&b=smollm2-135m_colored_objects"),
          ("interventions", "/interventions?heads={head}&edit=uniform&n=4&tokens=64"), ("tokens", "/tokens"),
          ("overview", "/"))  # overview last: by then the worker has loaded the model
 

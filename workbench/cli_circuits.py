@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, show
+from workbench.cli_common import console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
@@ -77,40 +77,17 @@ def ls(directory: Optional[Path] = typer.Option(None)):
 def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = typer.Argument(...),
             directory: Optional[Path] = typer.Option(None), out: Optional[Path] = typer.Option(None, help="HTML map")):
     """Shared heads, Jaccard, overlap coefficient, rank correlation of the score maps, chance level."""
-    import pandas as pd
+    from workbench.circuit_report import compare_circuits
 
-    from workbench.circuit_files import load_with_scores
-    from workbench.overlap import chance_p_value, random_overlap_baseline
-    from workbench.overlap import overlap as overlap_of
-
-    (ca, ma), (cb, mb) = load_with_scores(a, directory), load_with_scores(b, directory)
-    sets = overlap_of(ca, cb)
-    maps = overlap_of(ma, mb, top_k=1) if ma is not None and mb is not None else {}
-    chance = random_overlap_baseline(ca.n_layers, ca.n_heads, len(ca.heads), len(cb.heads)) \
-        if (ca.n_layers, ca.n_heads) == (cb.n_layers, cb.n_heads) else None
+    result = compare_circuits(a, b, directory)
+    ca, cb = result.a, result.b
     console.rule(f"{ca.name} ({len(ca.heads)} heads) vs {cb.name} ({len(cb.heads)} heads)")
-    rows = [("shared heads", f"{sets['n_shared']}: {', '.join(sets['shared']) or '-'}"),
-            (f"share of {ca.name}'s heads also in {cb.name}", f"{sets['shared_of_a']:.1%}"),
-            (f"share of {cb.name}'s heads also in {ca.name}", f"{sets['shared_of_b']:.1%}"),
-            ("Jaccard |A∩B|/|A∪B|", f"{sets['jaccard']:.3f}"),
-            ("overlap coefficient |A∩B|/min(|A|,|B|)", f"{sets['overlap_coefficient']:.3f}")]
-    if chance:
-        rows.append(("chance (random circuits of these sizes): Jaccard / overlap coefficient",
-                     f"{chance['mean_jaccard']:.3f} ± {chance['sd_jaccard']:.3f} / "
-                     f"{chance['mean_overlap_coefficient']:.3f}"))
-        p = chance_p_value(ca.n_layers, ca.n_heads, len(ca.heads), len(cb.heads), sets["n_shared"])
-        rows.append((f"P(≥ {sets['n_shared']} shared heads by chance)", f"{p:.2g}"))
-    if maps.get("spearman") is not None:
-        rows.append(("Spearman of the full score maps", f"{maps['spearman']:.3f} (p = {maps['spearman_p']:.2g})"))
-    for note in (maps.get("notes", []) if maps else sets.get("notes", [])):
-        rows.append(("note", note))
-    show(pd.DataFrame(rows, columns=["measure", "value"]), "overlap", 50)
+    show(result.rows(), "overlap", 50)
     if out is not None:
         from workbench.viz.circuits import circuit_overlap_map
 
         fig = circuit_overlap_map(ca.n_layers, ca.n_heads, ca.heads, cb.heads, names=(ca.name, cb.name))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(out, include_plotlyjs="cdn")
+        save_figure(fig, out)
         console.print(f"map written to {out}")
 
 
@@ -215,6 +192,5 @@ def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m
     if out is not None:
         from workbench.viz.circuits import roc_by_examples
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        roc_by_examples(summary, title=f"{task}: ROC-AUC against {ref}").write_html(out, include_plotlyjs="cdn")
+        save_figure(roc_by_examples(summary, title=f"{task}: ROC-AUC against {ref}"), out)
         console.print(f"plot written to {out}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import List
 
 import typer
@@ -51,3 +52,11 @@ def _params(items: List[str]) -> dict:
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
+
+
+def save_figure(fig, path) -> Path:
+    """Write a plotly figure as self-contained HTML (plotly.js inlined: the workbench runs offline)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(path, include_plotlyjs=True)
+    return path

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, show
+from workbench.cli_common import console, friendly, save_figure, show
 
 app = typer.Typer(help="Head divergence with vs without a passage (He et al. 2024, adapted).", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def report(model: str = typer.Option("smollm2-135m", "-m"), metric: str = typer.
                   f"ignoring {summary['divergence_when_ignoring']}; point-biserial r = {summary['point_biserial_r']}")
     show(prompts.round(3), "per prompt")
     if out:
-        out.write_text(api.plot_heads(scores, title=f"Head divergence ({metric})").to_html(include_plotlyjs="inline"))
+        save_figure(api.plot_heads(scores, title=f"Head divergence ({metric})"), out)
         console.print(f"map: {out}")
     console.print(f"run {record.run_id}")
 

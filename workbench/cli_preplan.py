@@ -48,7 +48,7 @@ def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option
                   f"p = {summary['p_value']:.3g}; {summary['n_preplan']} preplan, {summary['n_anchor']} anchor tokens")
     if out:
         figs = [trace_figure(tokens, t, title=f"Trace {t}") for t in range(min(examples, summary["n_traces"]))]
-        out.write_text("".join(f.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
+        out.write_text("".join(f.to_html(full_html=False, include_plotlyjs=(i == 0))
                                for i, f in enumerate(figs)))
         console.print(f"figures: {out}")
     console.print(f"run {record.run_id}")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, show
+from workbench.cli_common import console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 retrieval_app = typer.Typer(help="Retrieval heads (Wu et al. 2024): scores, causal check, KV budget.",
@@ -85,10 +85,7 @@ def _reasons(skipped) -> str:
 
 
 def _write(out, name, fig) -> None:
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    fig.write_html(path / name, include_plotlyjs="cdn")
-    console.print(f"wrote {path / name}")
+    console.print(f"wrote {save_figure(fig, Path(out) / name)}")
 
 
 def _baseline(trials) -> float | None:

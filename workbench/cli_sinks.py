@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, show
+from workbench.cli_common import console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 sinks_app = typer.Typer(help="Attention sinks: BOS/hidden/secondary sinks, massive activations, ACT.",
@@ -17,9 +17,8 @@ sinks_app = typer.Typer(help="Attention sinks: BOS/hidden/secondary sinks, massi
 def _save(figures: dict, out: Optional[Path]) -> None:
     if out is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
-        fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
+        save_figure(fig, out / f"{name}.html")
     console.print(f"figures written to {out}/ ({', '.join(f'{n}.html' for n in figures)})")
 
 

@@ -29,7 +29,7 @@ def write_report(summary: pd.DataFrame, path: str | Path, *, title: str = "Batch
                      f"{html.escape(record.prompt_set)}</h2><p>run {html.escape(record.run_id)}, "
                      f"{record.timings.get('total', 0):.1f} s, params {html.escape(str(record.params))}</p>")
         fig = head_heatmap(scores, title=f"{record.analysis}: score per head")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if first_figure else False))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=first_figure))
         first_figure = False
         shown = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]
         best = scores.sort_values("score", ascending=False)[shown].head(top)

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from workbench.errors import WorkbenchError
 from workbench.heads import parse_heads
-from workbench.viz.heads import FONT
+from workbench.viz.heads import head_grid_layout
 
 OVERLAP_COLORS = ("#f2f2f2", "#4c78a8", "#f58518", "#54a24b")  # neither, only A, only B, both
 
@@ -49,17 +49,9 @@ def circuit_overlap_map(n_layers: int, n_heads: int, a_heads: Iterable, b_heads:
         text=hover, hovertemplate="%{text}<extra></extra>", xgap=1, ygap=1,
         colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=[f"{c} ({n})" for c, n in zip(cats, counts, strict=True)],
                       thickness=14, len=0.6, title=dict(text="heads", side="top"))))
-    tick_every = 1 if n_layers <= 32 else max(1, n_layers // 24)
     default_title = (f"{names[0]} vs {names[1]}: {counts[3]} shared of {counts[1] + counts[3]} / "
                      f"{counts[2] + counts[3]} heads")
-    fig.update_layout(
-        title=dict(text=title or default_title, x=0.01, font=dict(size=15)), font=FONT, template="plotly_white",
-        height=height or max(360, min(900, 80 + 20 * n_layers)), margin=dict(l=60, r=20, t=64, b=50),
-        xaxis=dict(title="head", tickvals=list(range(n_heads)), ticktext=[f"H{h}" for h in range(n_heads)],
-                   side="bottom", showgrid=False),
-        yaxis=dict(title="layer", tickvals=list(range(0, n_layers, tick_every)),
-                   ticktext=[f"L{x}" for x in range(0, n_layers, tick_every)], autorange="reversed",
-                   showgrid=False))
+    head_grid_layout(fig, n_layers, n_heads, title=title or default_title, height=height)
     return fig
 
 

@@ -58,17 +58,22 @@ def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | No
         fig.add_trace(go.Scatter(x=[h for _, h in highlight], y=[layer for layer, _ in highlight], mode="markers",
                                  marker=dict(symbol="square-open", size=16, color="#ff3b30", line=dict(width=3)),
                                  hoverinfo="skip", showlegend=False))
+    head_grid_layout(fig, n_layers, n_heads, title=title or column, height=height)
+    fig.update_layout(clickmode="event")
+    return fig
+
+
+def head_grid_layout(fig: go.Figure, n_layers: int, n_heads: int, *, title: str, height: int | None = None) -> None:
+    """The shared look of every layer × head map: L0 at the top, H0 on the left, sparse layer ticks past 32."""
     tick_every = 1 if n_layers <= 32 else max(1, n_layers // 24)
     fig.update_layout(
-        title=dict(text=title or column, x=0.01, font=dict(size=15)), font=FONT, template="plotly_white",
+        title=dict(text=title, x=0.01, font=dict(size=15)), font=FONT, template="plotly_white",
         height=height or max(360, min(900, 80 + 20 * n_layers)), margin=dict(l=60, r=20, t=64, b=50),
         xaxis=dict(title="head", tickvals=list(range(n_heads)), ticktext=[f"H{h}" for h in range(n_heads)],
                    side="bottom", showgrid=False),
         yaxis=dict(title="layer", tickvals=list(range(0, n_layers, tick_every)),
                    ticktext=[f"L{x}" for x in range(0, n_layers, tick_every)], autorange="reversed",
-                   showgrid=False),
-        clickmode="event")
-    return fig
+                   showgrid=False))
 
 
 def _downsample(pattern: np.ndarray, limit: int) -> tuple[np.ndarray, int]:

@@ -1,0 +1,44 @@
+"""Circuits wiring: two circuit names → the overlap table, the membership map and both score maps."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dash import Input, Output
+
+from app import controllers, ids
+from app.callbacks.common import guarded
+from app.context import AppContext
+from app.pages.common import table
+from workbench.viz import heads as viz
+from workbench.viz.circuits import circuit_overlap_map
+
+
+def _score_map(circuit, scores, label: str):
+    if scores is None:
+        return viz.placeholder(f"{circuit.name} was saved without a score map.")
+    return viz.head_heatmap(scores, highlight=[(h.layer, h.head) for h in circuit.heads], colorscale=viz.DIVERGING,
+                            zmid=0.0, title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined</sup>")
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.CC_STATS, "children"), Output(ids.CC_META, "children"), Output(ids.CC_OVERLAP, "figure"),
+                  Output(ids.CC_MAP_A, "figure"), Output(ids.CC_MAP_B, "figure"),
+                  Output(ids.URL, "search", allow_duplicate=True), Output(ids.CC_MESSAGE, "children"),
+                  Input(ids.CC_A, "value"), Input(ids.CC_B, "value"), prevent_initial_call="initial_duplicate")
+    @guarded
+    def show(a, b):
+        from workbench.circuit_report import compare_circuits
+
+        saved = controllers.circuit_table(ctx.circuits_dir)
+        a, b = controllers.circuit_name(a, saved, "A"), controllers.circuit_name(b, saved, "B")
+        result = compare_circuits(a, b, ctx.circuits_dir)
+        ca, cb = result.a, result.b
+        if (ca.n_layers, ca.n_heads) == (cb.n_layers, cb.n_heads):
+            overlap_fig = circuit_overlap_map(ca.n_layers, ca.n_heads, ca.heads, cb.heads, names=("A", "B"))
+        else:
+            overlap_fig = viz.placeholder(f"A has {ca.n_layers} × {ca.n_heads} heads and B {cb.n_layers} × "
+                                          f"{cb.n_heads} (two models): no shared map; read the numbers.")
+        facts = pd.concat([controllers.circuit_facts(ca), controllers.circuit_facts(cb)], ignore_index=True)
+        return (table(result.rows(), id="cc-overlap-table"), table(facts, id="cc-facts-table"), overlap_fig,
+                _score_map(ca, result.a_scores, "A"), _score_map(cb, result.b_scores, "B"),
+                controllers.build_query({"a": a, "b": b}), [])
