@@ -253,13 +253,19 @@ def circuit_name(value: Any, table: pd.DataFrame, which: str) -> str:
     return value
 
 
-def circuit_facts(circuit) -> pd.DataFrame:
-    """One row per circuit attribute worth reading next to the maps (model, task, how it was found)."""
-    metric = dict(circuit.metric or {})
-    return pd.DataFrame([{"circuit": circuit.name, "model": circuit.model, "task": circuit.task,
-                          "heads": len(circuit.heads), "method": circuit.method, "selection": circuit.selection,
-                          "prompts": metric.get("n_prompts", "-"), "clean metric": metric.get("clean", "-"),
-                          "run": circuit.run_id or "-"}])
+def circuit_facts(a, b) -> pd.DataFrame:
+    """Two circuits' attributes side by side (attribute, A, B): model, task, size and how each was found."""
+    def facts(c) -> dict[str, Any]:
+        metric = dict(c.metric or {})
+        clean = metric.get("clean")
+        return {"circuit": c.name, "model": c.model, "task": c.task, "heads": len(c.heads), "method": c.method,
+                "selection": c.selection, "prompts": metric.get("n_prompts", "-"),
+                f"clean {metric.get('metric', 'metric')}": "-" if clean is None else
+                (f"{clean:.3g}" if isinstance(clean, float) else clean),
+                "run": c.run_id or "-"}
+    fa, fb = facts(a), facts(b)
+    return pd.DataFrame({"attribute": list(fa), "A": [str(v) for v in fa.values()],
+                         "B": [str(v) for v in fb.values()]})
 
 
 # ---- prompts and interventions -----------------------------------------------------------------------

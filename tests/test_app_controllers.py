@@ -120,7 +120,8 @@ def test_circuits_page_logic_skips_broken_files_and_rejects_unknown_names(tmp_pa
     rows = dict(result.rows().itertuples(index=False))
     assert rows["shared heads"] == "2: L1H2, L1H3" and rows["Jaccard |A∩B|/|A∪B|"] == "0.667"
     assert rows["overlap coefficient |A∩B|/min(|A|,|B|)"] == "1.000"
-    assert C.circuit_facts(result.a)["heads"].item() == 3
+    facts = C.circuit_facts(result.a, result.b).set_index("attribute")
+    assert facts.loc["heads", "A"] == "3" and facts.loc["heads", "B"] == "2" and facts.loc["task", "B"] == "ioi"
 
 
 def test_catalog_lookup_and_head_across_runs(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from dash import Input, Output
 
 from app import controllers, ids
@@ -16,8 +15,9 @@ from workbench.viz.circuits import circuit_overlap_map
 def _score_map(circuit, scores, label: str):
     if scores is None:
         return viz.placeholder(f"{circuit.name} was saved without a score map.")
-    return viz.head_heatmap(scores, highlight=[(h.layer, h.head) for h in circuit.heads], colorscale=viz.DIVERGING,
-                            zmid=0.0, title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined</sup>")
+    return viz.head_heatmap(scores, highlight=[(h.layer, h.head) for h in circuit.heads], highlight_color="#111111",
+                            colorscale=viz.DIVERGING, zmid=0.0,
+                            title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined</sup>")
 
 
 def register(app, ctx: AppContext) -> None:
@@ -38,7 +38,7 @@ def register(app, ctx: AppContext) -> None:
         else:
             overlap_fig = viz.placeholder(f"A has {ca.n_layers} × {ca.n_heads} heads and B {cb.n_layers} × "
                                           f"{cb.n_heads} (two models): no shared map; read the numbers.")
-        facts = pd.concat([controllers.circuit_facts(ca), controllers.circuit_facts(cb)], ignore_index=True)
+        facts = controllers.circuit_facts(ca, cb)
         return (table(result.rows(), id="cc-overlap-table"), table(facts, id="cc-facts-table"), overlap_fig,
                 _score_map(ca, result.a_scores, "A"), _score_map(cb, result.b_scores, "B"),
                 controllers.build_query({"a": a, "b": b}), [])

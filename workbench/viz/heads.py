@@ -37,7 +37,8 @@ def _fmt(value) -> str:
 
 
 def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | None = None,
-                 highlight: Sequence[tuple[int, int]] = (), colorscale: str = SEQUENTIAL,
+                 highlight: Sequence[tuple[int, int]] = (), highlight_color: str = "#ff3b30",
+                 colorscale: str = SEQUENTIAL,
                  zmid: float | None = None, height: int | None = None) -> go.Figure:
     """Layer × head heatmap of `column`; hover shows L{l}H{h}, the value and the extra columns."""
     grid, n_layers, n_heads = _grid(scores, column)
@@ -56,7 +57,7 @@ def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | No
         colorbar=dict(title=dict(text=column, side="right"), thickness=14)))
     if highlight:
         fig.add_trace(go.Scatter(x=[h for _, h in highlight], y=[layer for layer, _ in highlight], mode="markers",
-                                 marker=dict(symbol="square-open", size=16, color="#ff3b30", line=dict(width=3)),
+                                 marker=dict(symbol="square-open", size=16, color=highlight_color, line=dict(width=3)),
                                  hoverinfo="skip", showlegend=False))
     head_grid_layout(fig, n_layers, n_heads, title=title or column, height=height)
     fig.update_layout(clickmode="event")
