@@ -72,6 +72,21 @@ def test_direct_path_of_the_last_layer_equals_activation_patching(tiny, tiny_ioi
         patching.path_patching(tiny, cs, ["L0H0"], base, progress=False)
 
 
+def test_receivers_in_the_last_layer_act_only_through_the_final_position(tiny, tiny_ioi):
+    """Last-layer heads reach the logits only at the final position, so patching them there equals patching
+    them everywhere."""
+    base = patching.baseline(tiny, tiny_ioi)
+    info = model_info(tiny)
+    last = info.n_layers - 1
+    receivers = [f"L{last}H{h}" for h in range(info.n_heads)]
+    all_pos = patching.path_patching(tiny, tiny_ioi, receivers, base, progress=False)
+    last_pos = patching.path_patching(tiny, tiny_ioi, receivers, base, receiver_positions="last", progress=False)
+    np.testing.assert_allclose(last_pos, all_pos, atol=1e-5, equal_nan=True)
+    assert np.isfinite(all_pos[:last]).all() and np.abs(all_pos[:last]).max() > 1e-3
+    with pytest.raises(WorkbenchError, match="receiver_positions"):
+        patching.path_patching(tiny, tiny_ioi, receivers, base, receiver_positions="first", progress=False)
+
+
 def test_bad_twins_fail_or_are_flagged(tiny, tiny_ioi):
     cs = tiny_ioi
     same = ContrastSet("same", cs.clean, cs.clean)

@@ -21,6 +21,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          n_prompts: int = typer.Option(50), seed: int = typer.Option(0),
          method: str = typer.Option("both", help="activation | attribution | both | path"),
          receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
+         receiver_positions: str = typer.Option("all", help="path patching: patch receivers at all | last"),
          top_fraction: float = typer.Option(0.05, help="circuit = this share of heads with the highest score"),
          name: Optional[str] = typer.Option(None, help="circuit file name (default <model>_<task>)"),
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
@@ -31,7 +32,8 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     from workbench.circuits import Circuit, select_heads
 
     bridge = api.load_model(model)
-    params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers}
+    params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
+              "receiver_positions": receiver_positions}
     scores, record = api.run_analysis("head_attribution", bridge, params=params)
     s = scores.attrs["summary"]
     console.rule(f"{task} · {model} · {s['n_prompts']} prompts · metric {s['metric']}")
@@ -50,9 +52,10 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     cols = [c for c in ("label", "score", "activation_score", "attribution_score", "path_score") if c in scores]
     show(scores.sort_values("score", ascending=False)[cols], f"top {top} heads by {method} score", top)
     heads = select_heads(scores, top_fraction=top_fraction)
+    path_method = f"path (receivers {receivers or 'logits'}, {receiver_positions} positions)"
     circuit = Circuit(name=name or f"{model}_{task}", model=model, task=task, heads=heads,
                       n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1,
-                      method={"both": "activation", "path": f"path (receivers {receivers or 'logits'})"}.get(
+                      method={"both": "activation", "path": path_method}.get(
                           method, method) + "_patching",
                       selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
                       metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],

@@ -29,6 +29,7 @@ class Params:
     seed: int = 0
     method: str = "both"  # activation | attribution | both | path
     receivers: str = ""  # path patching: heads like 'L23H3,L29H1' ('' = direct path to the logits)
+    receiver_positions: str = "all"  # path patching: patch the receivers at all positions or only the last
     layers: str = ""  # activation patching only on these layers, e.g. '20-29' ('' = all)
 
 
@@ -60,6 +61,9 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
 
     if params.method not in METHODS:
         raise WorkbenchError(f"Unknown method {params.method!r}; choose one of {', '.join(METHODS)}.")
+    if params.receiver_positions not in patching.RECEIVER_POSITIONS:
+        raise WorkbenchError(f"receiver_positions must be one of {', '.join(patching.RECEIVER_POSITIONS)}; "
+                             f"got {params.receiver_positions!r}.")
     info = model_info(model)
     contrast = ContrastSet.from_prompts(prompts)
     base = patching.baseline(model, contrast)
@@ -75,7 +79,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
         seconds["attribution"] = time.perf_counter() - t
     if params.method == "path":
         t = time.perf_counter()
-        maps["path"] = patching.path_patching(model, contrast, params.receivers, base, progress=progress)
+        maps["path"] = patching.path_patching(model, contrast, params.receivers, base,
+                                               receiver_positions=params.receiver_positions, progress=progress)
         seconds["path"] = time.perf_counter() - t
     main = "path" if params.method == "path" else "activation" if "activation" in maps else "attribution"
     rows = []

@@ -8,8 +8,9 @@ With M the mean metric over prompts (always scored with the clean answer tokens)
   `ΔM[h] ≈ Σ_{n,t} (z_corrupt − z_clean)[n,t,h] · ∂M/∂z[n,t,h]`, normalised the same way.
 - path patching to a receiver set R (Wang et al. 2022; Goldowsky-Dill et al. 2023): for sender h,
   (1) run clean with h's z corrupted, every other head outside R frozen at its clean z (MLPs recompute),
-  and record R's z; (2) run clean with R's z set to the recorded values; score as above. R = ∅ is the
-  sender's path to the logits that bypasses all other heads.
+  and record R's z; (2) run clean with R's z set to the recorded values (at every position, or only at the
+  final one, the END position of Wang et al.); score as above. R = ∅ is the sender's path to the logits
+  that bypasses all other heads.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef, check_heads, parse_heads
 from workbench.models import model_info
 from workbench.tasks.contrast import ContrastSet, aligned_ids, metric_values
+
+RECEIVER_POSITIONS = ("all", "last")
 
 
 @dataclass
@@ -159,9 +162,17 @@ def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = N
 
 
 def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Baseline | None = None, *,
-                  senders: Sequence | None = None, max_rows: int = 256, progress: bool = True) -> np.ndarray:
-    """Path-patching scores `[L, H]` of senders → receiver heads (NaN for heads that are not senders)."""
+                  senders: Sequence | None = None, receiver_positions: str = "all", max_rows: int = 256,
+                  progress: bool = True) -> np.ndarray:
+    """Path-patching scores `[L, H]` of senders → receiver heads (NaN for heads that are not senders).
+
+    `receiver_positions`: "all" patches the receivers' z at every position, "last" only at the final one."""
     from tqdm.auto import tqdm
+
+    if receiver_positions not in RECEIVER_POSITIONS:
+        raise WorkbenchError(f"receiver_positions must be one of {', '.join(RECEIVER_POSITIONS)}; "
+                             f"got {receiver_positions!r}.")
+    at = slice(None) if receiver_positions == "all" else slice(-1, None)
 
     info = model_info(model)
     receivers = parse_heads(receivers) if receivers else ()
@@ -205,7 +216,8 @@ def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Basel
                     if layer not in recorded:
                         return z
                     z = z.clone()
-                    z[:, :, recv[layer]] = recorded[layer]
+                    heads = recv[layer]
+                    z[:, at, heads] = recorded[layer][:, at]
                     return z
                 sums = _group_metric(model, contrast, base, g, copies, stage2)
             totals[start:start + copies] += sums
