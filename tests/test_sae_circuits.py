@@ -65,6 +65,22 @@ def test_fit_is_deterministic_and_leaves_global_rng_alone():
     SAECircuitFinder(seed=8, **FAST).fit(pos, neg)  # another seed runs; it may or may not agree
 
 
+def test_training_does_not_depend_on_the_thread_count():
+    """1 thread (a Ray worker) and 2 threads (a notebook) train bit-identical SAEs; the count is restored."""
+    x = torch.randn(1000, 128, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 10, 128)
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model, _ = train_sae(x, n_latents=64, epochs=10, seed=0)
+            weights.append(model.W_enc.detach().clone())
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(weights[0], weights[1])
+
+
 def test_sae_standardises_inputs_and_losses_fall():
     x = planted_data()[0].reshape(-1, D)
     model, losses = train_sae(x, n_latents=16, epochs=150, seed=1)

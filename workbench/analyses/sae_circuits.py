@@ -62,9 +62,16 @@ def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_siz
 
 
 def collect(model, contrast: ContrastSet, positions: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
-    """(positives, negatives) head outputs of a contrast set."""
+    """(positives, negatives) head outputs of a contrast set.
+
+    Runs on one thread: the SAE amplifies 1e-6 differences in its inputs (matmul summation order
+    depends on the thread count) into different codes, so this keeps notebook and batch runs equal.
+    """
+    from workbench.sae.autoencoder import one_thread
+
     clean, corrupt = aligned_ids(model, contrast)
-    return head_outputs(model, clean, positions), head_outputs(model, corrupt, positions)
+    with one_thread():
+        return head_outputs(model, clean, positions), head_outputs(model, corrupt, positions)
 
 
 def reference_mask(name: str, n_layers: int, n_heads: int) -> np.ndarray:

@@ -6,12 +6,15 @@
     loss = MSE(r, x̂) + l1 · mean_batch Σ_k |z_k|
 
 Training is deterministic under `seed`: initialisation and shuffling use a local torch.Generator, so
-the global torch RNG is never touched.
+the global torch RNG is never touched, and it runs on one thread, so the result does not depend on
+torch's thread count (a Ray worker with 1 thread and a notebook with 2 train the same SAE; summation
+order changes would otherwise grow over the epochs and flip the argmax codes).
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -24,6 +27,17 @@ def standardisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not torch.isfinite(std) or std <= 0:
         std = torch.ones((), dtype=x.dtype)
     return mean, std
+
+
+@contextmanager
+def one_thread():
+    """Run the block with torch on one intra-op thread (fixed summation order), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> nn.Parameter:
@@ -85,6 +99,11 @@ def train_sae(
         raise ValueError(f"x must be a non-empty [N, d] matrix (got shape {tuple(x.shape)})")
     if epochs < 0 or l1 < 0 or lr <= 0:
         raise ValueError(f"need epochs >= 0, l1 >= 0, lr > 0 (got {epochs}, {l1}, {lr})")
+    with one_thread():
+        return _train(x, n_latents, l1, lr, epochs, seed, batch_size, progress)
+
+
+def _train(x, n_latents, l1, lr, epochs, seed, batch_size, progress) -> tuple[SparseAutoencoder, list[float]]:
     g = torch.Generator().manual_seed(int(seed))
     model = SparseAutoencoder(x.shape[1], n_latents, generator=g)
     model.set_normalisation(x)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from workbench.sae.autoencoder import SparseAutoencoder, train_sae
+from workbench.sae.autoencoder import SparseAutoencoder, one_thread, train_sae
 
 
 def _as_matrix(x) -> torch.Tensor:
@@ -40,7 +40,7 @@ class SAECodebook:
     def codes(self, x) -> torch.Tensor:
         if self.model_ is None:
             raise RuntimeError("SAECodebook is not fitted: call fit(x) first")
-        with torch.no_grad():
+        with torch.no_grad(), one_thread():
             z = self.model_.encode(_as_matrix(x))
         code = z.argmax(dim=1)
         return torch.where(z.amax(dim=1) > 0, code, torch.full_like(code, self.n_latents)).long()
