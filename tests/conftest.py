@@ -37,6 +37,28 @@ def tiny_mha():
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    """A seeded random 2-layer GPT-2 (Conv1D projections, fused QKV, learned positions) loaded from a local
+    directory, with the tiny models' byte tokenizer: the architecture of the GPT-2 reference circuits."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from workbench.models import load_model
+    from workbench.tiny_models import byte_tokenizer
+
+    tok = byte_tokenizer()
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(cfg).eval()
+    directory = tmp_path_factory.mktemp("tiny-gpt2")
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return load_model(str(directory))
+
+
+@pytest.fixture(scope="session")
 def smol():
     from workbench import api
 

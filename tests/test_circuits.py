@@ -160,3 +160,16 @@ def test_random_circuits_deterministic_and_excluding():
     assert len({h for c in first for h in c}) == 18  # every allowed head turns up
     with pytest.raises(CircuitError, match="cannot draw 19 distinct heads"):
         random_circuits(4, 5, 19, 1, seed=0, exclude=("L0H0", "L1H1"))
+
+
+def test_circuit_with_its_map_round_trips_and_a_bad_map_writes_nothing(tmp_path):
+    from workbench.circuit_files import load_with_scores, save_with_scores
+
+    values = np.arange(144, dtype=float).reshape(12, 12)
+    path = save_with_scores(make(), scores(values), tmp_path)
+    circuit, back = load_with_scores("gpt2_ioi", tmp_path)
+    assert path == tmp_path / "gpt2_ioi.toml" and circuit == make()
+    assert back["score"].to_numpy() == pytest.approx(values.ravel())
+    with pytest.raises(WorkbenchError):  # a 13-layer map does not belong to a 12-layer circuit
+        save_with_scores(make(name="other"), scores(np.zeros((13, 12))), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2_ioi.scores.parquet", "gpt2_ioi.toml"]

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from workbench.circuits import load_circuit
 from workbench.cli import app
+from workbench.errors import WorkbenchError
 
 
 def invoke(*args):
@@ -24,7 +25,10 @@ def test_committed_smollm2_circuits_load_with_their_score_maps():
         assert scores is not None and len(scores) == 270
         top = set(scores.nlargest(14, "score")[["layer", "head"]].itertuples(index=False, name=None))
         assert {(h.layer, h.head) for h in circuit.heads} == top  # the file holds the map that chose it
-    assert len(load_circuit("gpt2-small_ioi").heads) == 26 and len(load_circuit("gpt2-small_greater_than").heads) == 9
+    ioi = {str(h) for h in load_circuit("gpt2-small_ioi").heads}
+    assert len(ioi) == 26 and {"L9H6", "L9H9", "L10H0", "L9H0", "L10H7", "L11H10"} <= ioi and "L11H3" not in ioi
+    gt = {str(h) for h in load_circuit("gpt2-small_greater_than").heads}
+    assert len(gt) == 9 and {"L5H5", "L6H9", "L9H1", "L0H1"} <= gt
 
 
 def test_overlap_command_reports_shared_heads_and_chance(tmp_path):
@@ -44,6 +48,30 @@ def test_bad_names_fail_with_what_to_do():
     assert result.exit_code == 2 and "not single tokens" in result.output
     result = invoke("circuits", "find", "--task", "sudoku", "-m", "tiny")
     assert result.exit_code == 2 and "colored_objects" in result.output
+    result = invoke("circuits", "find", "-m", "no-such-model", "--top-fraction", "5")
+    assert result.exit_code == 2 and "(0, 1]" in result.output  # before loading anything
+    result = invoke("circuits", "find", "-m", "tiny", "--name", "../escape")
+    assert result.exit_code == 2 and "file name" in result.output
+
+
+def test_parameters_of_other_methods_are_refused_not_ignored(tiny, tiny_ioi):
+    from workbench import api
+
+    prompts = tiny_ioi.as_prompts()
+    for params, text in [({"method": "both", "receivers": "L1H0"}, "path patching"),
+                         ({"method": "attribution", "receiver_positions": "last"}, "path patching"),
+                         ({"method": "path", "layers": "0-1"}, "limits activation patching"),
+                         ({"method": "activation", "layers": "1-0"}, "low-high")]:
+        with pytest.raises(WorkbenchError, match=text):
+            api.run_analysis("head_attribution", tiny, prompts, params=params, save=False, progress=False)
+
+
+def test_default_circuit_names_are_file_names():
+    from workbench.circuits import default_circuit_name
+
+    assert default_circuit_name("smollm2-135m", "ioi") == "smollm2-135m_ioi"
+    assert default_circuit_name("openai-community/gpt2", "ioi") == "openai-community--gpt2_ioi"
+    assert default_circuit_name("/models/my llama", "docstring") == "my-llama_docstring"
 
 
 @pytest.mark.real_model

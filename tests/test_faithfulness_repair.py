@@ -9,6 +9,7 @@ import torch
 from workbench import api
 from workbench.engine import hooks as H
 from workbench.engine.prompts import pad_batch, tokenize
+from workbench.errors import WorkbenchError
 from workbench.faithfulness import MeanAblation, faithfulness
 from workbench.models import model_info
 from workbench.repair import FinalQueryBias, _hooks, evaluate, wrong_color_positions
@@ -23,8 +24,15 @@ def test_mean_ablation_endpoints(tiny, tiny_ioi):
     assert ablation.metric(every) == pytest.approx(ablation.metric(None), abs=1e-5)  # keep all = clean
     f = faithfulness(tiny, cs, every[:3], n_random=4, seed=0)
     assert f["all_ablated"] == pytest.approx(ablation.metric(()), abs=1e-5)
-    assert f["kept"] == pytest.approx(f["circuit"] / f["clean"])
-    assert f["n_random"] == 4 and 0 <= f["random_above_circuit"] <= 4
+    assert f["circuit"] == pytest.approx(ablation.metric(every[:3]), abs=1e-5)
+    from workbench.circuits import random_circuits
+
+    norm = [(ablation.metric(c) - f["all_ablated"]) / (f["clean"] - f["all_ablated"])
+            for c in random_circuits(info.n_layers, info.n_heads, 3, 4, 0)]  # the same random circuits, by hand
+    assert f["random_normalised_mean"] == pytest.approx(np.mean(norm), abs=1e-5)
+    assert f["random_above_circuit"] == sum(x >= f["normalised"] - 1e-9 for x in norm)
+    with pytest.raises(WorkbenchError, match="n_random"):
+        faithfulness(tiny, cs, every[:3], n_random=0)
 
 
 def test_mean_ablation_uses_the_corrupted_mean_at_each_position(tiny, tiny_ioi):
@@ -63,7 +71,8 @@ def test_repair_edit_biases_only_the_last_query_towards_wrong_colors(tiny):
     cs = _colored_tiny(tiny)
     (keys,) = wrong_color_positions(tiny, cs)
     ids = tokenize(tiny, cs.clean)[0]
-    assert [chr(ids[k]) if ids[k] < 256 else "?" for k in keys] and len(keys) == 1  # the one 'p' of the question
+    tok = model_info(tiny).tokenizer
+    assert [tok.decode([ids[k]]) for k in keys] == ["p"]  # the one wrong color ('p') of the last question
     edit = FinalQueryBias(((1, 2),), (keys,), 2.0)
     tokens = torch.tensor([ids])
     _, clean = tiny.run_with_cache(tokens, names_filter=lambda n: n == H.pattern(1))
@@ -76,7 +85,7 @@ def test_repair_edit_biases_only_the_last_query_towards_wrong_colors(tiny):
     a = c[2, -1, k]
     assert float(e[2, -1, k]) == pytest.approx(float(np.e ** 2 * a / ((np.e ** 2 - 1) * a + 1)), rel=1e-4)
     acc, ld = evaluate(tiny, cs, edit)
-    assert 0 <= acc <= 1 and np.isfinite(ld)
+    assert np.isfinite(ld) and acc == float(ld > 0)  # one prompt: right iff the answer beats the wrong color
 
 
 @pytest.mark.real_model

@@ -123,7 +123,7 @@ def test_edge_scores_by_hand():
     assert torch.equal(edges, expected)
 
 
-def test_edge_scores_are_fast_enough():
+def test_edge_scores_cover_each_pair_of_a_full_size_model_once():
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randint(0, 300, (50, 30, 9), generator=g), torch.randint(0, 300, (50, 30, 9), generator=g)
     edges = edge_scores(pos, neg)

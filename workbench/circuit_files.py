@@ -19,13 +19,25 @@ def scores_path(toml_path: Path) -> Path:
 
 
 def save_with_scores(circuit: Circuit, scores: pd.DataFrame, directory: Path | None = None) -> Path:
-    """Save the circuit TOML and its score map; returns the TOML path."""
-    path = save_circuit(circuit, directory)
+    """Save the circuit TOML and its score map; returns the TOML path.
+
+    The map is written to a temporary file first, so a failed write leaves the old pair untouched."""
+    import os
+    import uuid
+
+    from workbench.circuits import circuit_path
+
+    scores = validate_head_scores(scores, n_layers=circuit.n_layers, n_heads=circuit.n_heads)
     keep = [c for c in scores.columns if c in MAP_COLUMNS or c.endswith("_score")]
-    target = scores_path(path)
-    tmp = target.with_suffix(".tmp")
-    scores[keep].to_parquet(tmp, index=False)
-    tmp.replace(target)
+    target = scores_path(circuit_path(circuit.name, directory))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        scores[keep].to_parquet(tmp, index=False)
+        path = save_circuit(circuit, directory)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -26,6 +26,20 @@ class CircuitComparison:
     chance: dict | None = None
     p_value: float | None = None
 
+    @property
+    def same_shape(self) -> bool:
+        """Both circuits are of one layer × head shape (one model), so they share a membership map."""
+        return (self.a.n_layers, self.a.n_heads) == (self.b.n_layers, self.b.n_heads)
+
+    def overlap_figure(self, names: tuple[str, str] | None = None):
+        """The membership map (A only, B only, both), or None for circuits of two shapes."""
+        from workbench.viz.circuits import circuit_overlap_map
+
+        if not self.same_shape:
+            return None
+        return circuit_overlap_map(self.a.n_layers, self.a.n_heads, self.a.heads, self.b.heads,
+                                   names=names or (self.a.name, self.b.name))
+
     def rows(self) -> pd.DataFrame:
         """The measures as a two-column table (measure, value)."""
         a, b, s = self.a.name, self.b.name, self.sets
@@ -54,7 +68,7 @@ def compare_circuits(a: str | Path, b: str | Path, directory: Path | str | None 
     result = CircuitComparison(ca, cb, ma, mb, sets=overlap(ca, cb))
     if ma is not None and mb is not None:
         result.maps = overlap(ma, mb, top_k=1)
-    if (ca.n_layers, ca.n_heads) == (cb.n_layers, cb.n_heads):
+    if result.same_shape:
         result.chance = random_overlap_baseline(ca.n_layers, ca.n_heads, len(ca.heads), len(cb.heads))
         result.p_value = chance_p_value(ca.n_layers, ca.n_heads, len(ca.heads), len(cb.heads),
                                         result.sets["n_shared"])

@@ -93,11 +93,7 @@ class Circuit:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise CircuitError("a circuit needs a non-empty name, e.g. 'gpt2_ioi'; it is also its file name.")
-        if not _NAME_RE.fullmatch(self.name):
-            raise CircuitError(f"circuit name {self.name!r} cannot be a file name; use letters, digits, '_', '-' "
-                               "and '.', not starting with '.' or '-' (e.g. 'smollm2-135m_ioi').")
+        check_circuit_name(self.name)
         for key in ("model", "task", "method", "selection", "notes"):
             if not isinstance(getattr(self, key), str):
                 raise CircuitError(f"circuit {key} must be a string, got {getattr(self, key)!r}.")
@@ -251,6 +247,23 @@ def _from_toml(data: Mapping[str, Any], source: str) -> Circuit:
                        notes=data.get("notes", ""))
     except CircuitError as exc:
         raise CircuitError(f"{source}: {exc}") from None
+
+
+def check_circuit_name(name) -> str:
+    """`name` if it can be a circuit's file name, else a CircuitError saying what a name may hold."""
+    if not isinstance(name, str) or not name:
+        raise CircuitError("a circuit needs a non-empty name, e.g. 'gpt2_ioi'; it is also its file name.")
+    if not _NAME_RE.fullmatch(name):
+        raise CircuitError(f"circuit name {name!r} cannot be a file name; use letters, digits, '_', '-' "
+                           "and '.', not starting with '.' or '-' (e.g. 'smollm2-135m_ioi').")
+    return name
+
+
+def default_circuit_name(model: str, task: str) -> str:
+    """`<model>_<task>` as a file name: an HF id's '/' becomes '--', a local path gives its folder name."""
+    is_path = model.startswith((".", "/", "~")) or Path(model).expanduser().is_dir()
+    stem = Path(model).expanduser().name if is_path else model.replace("/", "--")
+    return check_circuit_name(f"{re.sub(r'[^A-Za-z0-9_.-]', '-', stem).lstrip('.-')}_{task}")
 
 
 def _directory(directory: Path | str | None) -> Path:

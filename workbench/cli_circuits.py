@@ -23,14 +23,17 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
          receiver_positions: str = typer.Option("all", help="path patching: patch receivers at all | last"),
          top_fraction: float = typer.Option(0.05, help="circuit = this share of heads with the highest score"),
-         name: Optional[str] = typer.Option(None, help="circuit file name (default <model>_<task>)"),
+         name: Optional[str] = typer.Option(None, help="circuit file name (default <model>_<task>, '/' → '--')"),
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
          top: int = typer.Option(15, help="rows of the top-head table")):
     """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
     from workbench import api
     from workbench.circuit_files import save_with_scores
-    from workbench.circuits import Circuit, select_heads
+    from workbench.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
 
+    if not 0 < top_fraction <= 1:  # checked before minutes of patching, not after
+        raise WorkbenchError(f"--top-fraction must be in (0, 1], e.g. 0.05 for the top 5 %; got {top_fraction}.")
+    circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
     bridge = api.load_model(model)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
@@ -52,11 +55,10 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     cols = [c for c in ("label", "score", "activation_score", "attribution_score", "path_score") if c in scores]
     show(scores.sort_values("score", ascending=False)[cols], f"top {top} heads by {method} score", top)
     heads = select_heads(scores, top_fraction=top_fraction)
-    path_method = f"path (receivers {receivers or 'logits'}, {receiver_positions} positions)"
-    circuit = Circuit(name=name or f"{model}_{task}", model=model, task=task, heads=heads,
+    path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
+    circuit = Circuit(name=circuit_name, model=model, task=task, heads=heads,
                       n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1,
-                      method={"both": "activation", "path": path_method}.get(
-                          method, method) + "_patching",
+                      method={"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching"),
                       selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
                       metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
                               "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
@@ -87,9 +89,10 @@ def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = 
     console.rule(f"{ca.name} ({len(ca.heads)} heads) vs {cb.name} ({len(cb.heads)} heads)")
     show(result.rows(), "overlap", 50)
     if out is not None:
-        from workbench.viz.circuits import circuit_overlap_map
-
-        fig = circuit_overlap_map(ca.n_layers, ca.n_heads, ca.heads, cb.heads, names=(ca.name, cb.name))
+        fig = result.overlap_figure()
+        if fig is None:
+            raise WorkbenchError(f"{ca.name} is {ca.n_layers}×{ca.n_heads} and {cb.name} {cb.n_layers}×{cb.n_heads} "
+                                 "(two models): there is no shared head map to draw; drop --out.")
         save_figure(fig, out)
         console.print(f"map written to {out}")
 
@@ -101,6 +104,10 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
                  n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None)):
     """Mean-ablate every head outside the circuit; share of the clean metric kept vs random circuits."""
     import pandas as pd
+
+    if n_prompts < 1 or n_random < 1:
+        raise WorkbenchError(f"need --n-prompts ≥ 1 and --n-random ≥ 1 (random circuits to compare with); got "
+                             f"{n_prompts}, {n_random}.")
 
     from workbench import api
     from workbench.circuits import load_circuit
@@ -141,7 +148,13 @@ def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
     from workbench.repair import repair as repair_with
     from workbench.tasks.circuit_tasks import make_task
 
+    if n_prompts < 4 or max_heads < 1:
+        raise WorkbenchError(f"need --n-prompts ≥ 4 (half choose heads, half are held out) and --max-heads ≥ 1; "
+                             f"got {n_prompts}, {max_heads}.")
     a, b = load_circuit(ioi, directory), load_circuit(colored, directory)
+    if (a.task, b.task) != ("ioi", "colored_objects"):
+        raise WorkbenchError(f"repair takes an IOI circuit and a Colored Objects circuit; got tasks {a.task!r} "
+                             f"({a.name}) and {b.task!r} ({b.name}).")
     if a.model != b.model:
         raise WorkbenchError(f"The circuits come from different models ({a.model}, {b.model}); repair needs one.")
     candidates = [h for h in a.heads if h not in set(b.heads)]
@@ -156,21 +169,25 @@ def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
     show(result["table"], f"Colored Objects, {result['n_held_out']} held-out prompts")
     if result["heads"]:
         layers = sorted({h.layer for h in candidates})
-        control = random_heads_control(bridge, held, len(result["heads"]), bias=bias, layers=layers)
+        control = random_heads_control(bridge, held, len(result["heads"]), bias=bias, layers=layers,
+                                       exclude=result["heads"])
         accs = ", ".join(f"{acc:.1%}" for acc, _ in control)
-        console.print(f"control: the same edit on {len(result['heads'])} random heads of layers "
-                      f"{layers[0]}–{layers[-1]} (3 seeds): held-out accuracy {accs}")
+        console.print(f"control: the same edit on {len(result['heads'])} other random heads of layers "
+                      f"{', '.join(map(str, layers))} (3 seeds): held-out accuracy {accs}")
 
 
 @circuits_app.command("sae")
 @friendly
 def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m", "--model", "-m"),
-        reference: Optional[str] = typer.Option(None, help="reference circuit (default <model>_<task>)"),
+        reference: Optional[str] = typer.Option(None, help="reference circuit (default: the saved one for model "
+                                                "and task, e.g. smollm2-135m_ioi, gpt2-small_ioi)"),
         sizes: str = typer.Option("5,10,20,50", help="numbers of examples"), seeds: int = typer.Option(5),
         discretiser: str = typer.Option("both", help="sae | kmeans | both"), epochs: int = typer.Option(500),
         n_latents: int = typer.Option(300), out: Optional[Path] = typer.Option(None, help="HTML plot of ROC-AUC")):
     """SAE circuit discovery vs a patching circuit: ROC-AUC / F1 by number of examples and seed, runtime."""
     from workbench import api
+    from workbench.analyses.sae_circuits import default_reference
+    from workbench.circuits import load_circuit
     from workbench.sae_report import patching_seconds, summarize, sweep
 
     try:
@@ -180,7 +197,14 @@ def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m
     kinds = {"sae": ("sae",), "kmeans": ("kmeans",), "both": ("sae", "kmeans")}
     if discretiser not in kinds:
         raise WorkbenchError(f"--discretiser must be sae, kmeans or both; got {discretiser!r}.")
-    ref = reference or f"{model}_{task}"
+    if min(n_list, default=0) < 1 or seeds < 1 or epochs < 0 or n_latents < 1:
+        raise WorkbenchError(f"need --sizes ≥ 1 each, --seeds ≥ 1, --epochs ≥ 0, --n-latents ≥ 1; got {sizes!r}, "
+                             f"{seeds}, {epochs}, {n_latents}.")
+    ref = reference or default_reference(model, task)
+    if ref is None:
+        raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "
+                             f"`workbench circuits find --task {task} -m {model}` or pass --reference.")
+    load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
     bridge = api.load_model(model)
     table = sweep(bridge, task, ref, sizes=n_list, seeds=seeds, discretisers=kinds[discretiser], epochs=epochs,
                   n_latents=n_latents)
@@ -188,10 +212,10 @@ def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m
     show(summary, f"{task}: node scores vs {ref} (mean ± sd over {seeds} seeds; each seed draws its own prompts)", 60)
     n0 = n_list[0]
     secs = patching_seconds(bridge, task, n0)
-    sae_secs = float(table[(table["n_examples"] == n0) & (table["method"] != "norm-difference baseline")]
-                     ["seconds"].mean())
-    console.print(f"runtime on {n0} examples: SAE discovery {sae_secs:.1f} s vs activation patching of every head "
-                  f"{secs:.1f} s (ratio {sae_secs / secs:.2f})")
+    method = f"{kinds[discretiser][0]} codes"
+    sae_secs = float(table[(table["n_examples"] == n0) & (table["method"] == method)]["seconds"].mean())
+    console.print(f"runtime on {n0} examples: discovery with {method} {sae_secs:.1f} s vs activation patching of "
+                  f"every head {secs:.1f} s (ratio {sae_secs / secs:.2f})")
     if out is not None:
         from workbench.viz.circuits import roc_by_examples
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.engine.intervene import ScaleHead, intervene
+from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef
 
 
@@ -24,7 +25,7 @@ def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n
     kept, _ = known_facts(model, facts)
     _, test = split(kept, held_out, seed)
     if not test:
-        raise ValueError("No held-out facts: lower held_out or add facts the model knows.")
+        raise WorkbenchError("No held-out facts: lower held_out or add facts the model knows.")
     counterfactual = prompt_set(test, "counterfactual", f"counterfactual-qa-heldout-{len(test)}")
     neutral_set = prompt_set(test, "neutral", f"neutral-qa-heldout-{len(test)}", neutral)
     ranked = scores.sort_values("score", ascending=False)

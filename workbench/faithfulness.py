@@ -16,6 +16,8 @@ import torch
 
 from workbench.circuits import random_circuits
 from workbench.engine.head_io import capture_z, last_logits
+from workbench.engine.patching import by_length
+from workbench.errors import WorkbenchError
 from workbench.heads import check_heads, parse_heads
 from workbench.models import model_info
 from workbench.tasks.contrast import ContrastSet, aligned_ids, metric_values
@@ -26,11 +28,8 @@ class MeanAblation:
 
     def __init__(self, model, contrast: ContrastSet, batch_size: int = 64):
         clean, corrupt = aligned_ids(model, contrast)
-        by_len: dict[int, list[int]] = {}
-        for i, ids in enumerate(clean):
-            by_len.setdefault(len(ids), []).append(i)
         self.model, self.contrast = model, contrast
-        self.groups = list(by_len.values())
+        self.groups = by_length(clean)
         self.clean_ids = clean
         self.means = []
         for rows in self.groups:
@@ -72,6 +71,8 @@ class MeanAblation:
 
 def faithfulness(model, contrast: ContrastSet, heads: Sequence, *, n_random: int = 10, seed: int = 0) -> dict:
     """Share of the clean metric the circuit keeps, against `n_random` random circuits of the same size."""
+    if n_random < 1:
+        raise WorkbenchError(f"n_random must be ≥ 1 (random circuits to compare with); got {n_random}.")
     info = model_info(model)
     heads = parse_heads(heads)
     ablation = MeanAblation(model, contrast)

@@ -21,6 +21,7 @@ from workbench.engine import hooks
 from workbench.engine.intervene import run_metric
 from workbench.engine.metrics import get_metric
 from workbench.engine.prompts import tokenize
+from workbench.errors import PromptError
 from workbench.heads import HeadRef, parse_heads
 from workbench.models import model_info
 from workbench.tasks.contrast import ContrastSet
@@ -42,10 +43,13 @@ def wrong_color_positions(model, contrast: ContrastSet) -> list[tuple[int, ...]]
     """Per prompt: positions of the table's wrong colors (lower-case tokens) in the final question."""
     tok = model_info(model).tokenizer
     out = []
-    for ids, meta in zip(tokenize(model, contrast.clean), contrast.clean.metadata, strict=True):
+    for n, (ids, meta) in enumerate(zip(tokenize(model, contrast.clean), contrast.clean.metadata, strict=True)):
         wanted = {tok(tok.decode([w]).lower(), add_special_tokens=False)["input_ids"][0] for w in meta["wrong_ids"]}
-        start = max(i for i, t in enumerate(ids) if tok.decode([t]).strip() == "Q")  # the last question
-        out.append(tuple(i for i in range(start, len(ids)) if ids[i] in wanted))
+        questions = [i for i, t in enumerate(ids) if tok.decode([t]).strip() == "Q"]
+        if not questions:
+            raise PromptError(f"prompt {n} has no 'Q:' question; the repair edits Colored Objects prompts "
+                              "(workbench.tasks.colored_objects).")
+        out.append(tuple(i for i in range(questions[-1], len(ids)) if ids[i] in wanted))  # in the last question
     return out
 
 
@@ -110,11 +114,15 @@ def repair(model, fit: ContrastSet, held_out: ContrastSet, candidates: Sequence,
 
 
 def random_heads_control(model, held_out: ContrastSet, n_heads: int, *, bias: float = 3.0, seeds: int = 3,
-                         layers: Sequence[int] | None = None) -> list[tuple[float, float]]:
-    """Held-out (accuracy, logit diff) with the same edit on random heads (a control)."""
+                         layers: Sequence[int] | None = None,
+                         exclude: Sequence = ()) -> list[tuple[float, float]]:
+    """Held-out (accuracy, logit diff) with the same edit on random heads of `layers`, never those in `exclude`
+    (the chosen ones): a control."""
     info = model_info(model)
     keys = tuple(wrong_color_positions(model, held_out))
-    pool = [HeadRef(lay, h) for lay in (layers or range(info.n_layers)) for h in range(info.n_heads)]
+    skip = set(parse_heads(exclude)) if exclude else set()
+    pool = [HeadRef(lay, h) for lay in (layers or range(info.n_layers)) for h in range(info.n_heads)
+            if HeadRef(lay, h) not in skip]
     out = []
     for seed in range(seeds):
         pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n_heads].tolist()

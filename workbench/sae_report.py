@@ -37,7 +37,7 @@ def sweep(model, task: str, reference: str, *, sizes: Sequence[int] = (5, 10, 20
             collect_s = time.perf_counter() - t
             base = norm_difference_baseline(pos, neg)
             rows.append({"n_examples": n, "seed": seed, "method": "norm-difference baseline",
-                         **evaluate(base.numpy() if hasattr(base, "numpy") else base, mask), "seconds": collect_s})
+                         **evaluate(base.numpy(), mask), "seconds": collect_s})
             for disc in discretisers:
                 finder = SAECircuitFinder(n_latents=n_latents, l1=l1, epochs=epochs, seed=seed,
                                           discretiser=disc).fit(pos, neg)

@@ -9,7 +9,6 @@ from app.callbacks.common import guarded
 from app.context import AppContext
 from app.pages.common import table
 from workbench.viz import heads as viz
-from workbench.viz.circuits import circuit_overlap_map
 
 
 def _score_map(circuit, scores, label: str):
@@ -33,9 +32,8 @@ def register(app, ctx: AppContext) -> None:
         a, b = controllers.circuit_name(a, saved, "A"), controllers.circuit_name(b, saved, "B")
         result = compare_circuits(a, b, ctx.circuits_dir)
         ca, cb = result.a, result.b
-        if (ca.n_layers, ca.n_heads) == (cb.n_layers, cb.n_heads):
-            overlap_fig = circuit_overlap_map(ca.n_layers, ca.n_heads, ca.heads, cb.heads, names=("A", "B"))
-        else:
+        overlap_fig = result.overlap_figure(names=("A", "B"))
+        if overlap_fig is None:
             overlap_fig = viz.placeholder(f"A has {ca.n_layers} × {ca.n_heads} heads and B {cb.n_layers} × "
                                           f"{cb.n_heads} (two models): no shared map; read the numbers.")
         facts = controllers.circuit_facts(ca, cb)

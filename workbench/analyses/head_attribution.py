@@ -40,9 +40,12 @@ def parse_layers(text: str, n_layers: int) -> list[int] | None:
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
-            out.update(range(int(lo), int(hi or lo) + 1))
+            lo, hi = int(lo), int(hi or lo)
+            if hi < lo:
+                raise ValueError
+            out.update(range(lo, hi + 1))
     except ValueError:
-        raise WorkbenchError(f"layers must look like '0-5,20'; got {text!r}.") from None
+        raise WorkbenchError(f"layers must look like '0-5,20' (ranges low-high); got {text!r}.") from None
     bad = sorted(x for x in out if not 0 <= x < n_layers)
     if bad:
         raise WorkbenchError(f"Layers {bad} do not exist (0..{n_layers - 1}).")
@@ -64,6 +67,12 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     if params.receiver_positions not in patching.RECEIVER_POSITIONS:
         raise WorkbenchError(f"receiver_positions must be one of {', '.join(patching.RECEIVER_POSITIONS)}; "
                              f"got {params.receiver_positions!r}.")
+    if params.method != "path" and (params.receivers.strip() or params.receiver_positions != "all"):
+        raise WorkbenchError("receivers and receiver_positions belong to path patching; add method='path' "
+                             "(--method path) or leave them out.")
+    if params.layers.strip() and params.method not in ("activation", "both"):
+        raise WorkbenchError(f"layers limits activation patching; method {params.method!r} scores every layer. "
+                             "Use method='activation' or leave layers out.")
     info = model_info(model)
     contrast = ContrastSet.from_prompts(prompts)
     base = patching.baseline(model, contrast)

@@ -35,7 +35,8 @@ class Params:
     l1: float = 0.02
     epochs: int = 500
     discretiser: str = "sae"  # sae | kmeans
-    reference: str = ""  # circuit name in circuits/ ('' = <model>_<task> if it exists)
+    top_fraction: float = 0.05  # the circuit_: this share of heads by node score (the patching circuits' 5 %)
+    reference: str = ""  # circuit name in circuits/ ('' = the saved one for this model and task, if any)
 
 
 def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_size: int = 32) -> torch.Tensor:
@@ -89,11 +90,18 @@ def reference_mask(name: str, n_layers: int, n_heads: int) -> np.ndarray:
 
 
 def default_reference(model_name: str, task: str) -> str | None:
+    """The saved circuit for (model, task): `<model>_<task>` if it exists, else the first by name whose file
+    names this model and task (e.g. gpt2-small_ioi for openai-community/gpt2)."""
     from workbench.circuits import list_circuits
 
-    name = f"{model_name}_{task}"
     listed = list_circuits()
-    return name if not listed.empty and name in set(listed["name"]) else None
+    if listed.empty:
+        return None
+    name = f"{model_name}_{task}"
+    if name in set(listed["name"]):
+        return name
+    match = listed[(listed["model"] == model_name) & (listed["task"] == task)].sort_values("name")
+    return str(match["name"].iloc[0]) if len(match) else None
 
 
 def default_prompts(model, params: Params):
@@ -120,9 +128,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     pos, neg = collect(model, contrast, params.positions)
     collect_s = time.perf_counter() - t
     finder = SAECircuitFinder(n_latents=params.n_latents, l1=params.l1, epochs=params.epochs, seed=params.seed,
-                              discretiser=params.discretiser).fit(pos, neg)
-    baseline = norm_difference_baseline(pos, neg)
-    baseline = baseline.numpy() if isinstance(baseline, torch.Tensor) else np.asarray(baseline)
+                              discretiser=params.discretiser, top_fraction=params.top_fraction).fit(pos, neg)
+    baseline = norm_difference_baseline(pos, neg).numpy()
     ref = params.reference or default_reference(info.spec.name, params.task)
     mask = reference_mask(ref, info.n_layers, info.n_heads) if ref else None
     in_circuit = set(finder.circuit_)

@@ -23,11 +23,13 @@ PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense")
 
 
 def output_projections(model) -> list[torch.nn.Module]:
-    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen)."""
+    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen, c_proj
+    for GPT-2)."""
     twin = model_info(model).stream_model
-    layers = getattr(getattr(twin, "model", None), "layers", None)
+    base = twin.base_model  # .model (Llama, Gemma, Qwen) or .transformer (GPT-2)
+    layers = getattr(base, "layers", None)
     if layers is None:
-        layers = getattr(getattr(twin, "transformer", None), "h", None)
+        layers = getattr(base, "h", None)
     if layers is None:
         raise ModelError(f"Cannot find the decoder layers of {type(twin).__name__} for head patching.")
     out = []
@@ -82,7 +84,7 @@ class Prefix:
         self.length = prefix_ids.shape[1]
         self.config = info.stream_model.config
         with torch.no_grad():
-            cache = info.stream_model.model(input_ids=prefix_ids, use_cache=True).past_key_values
+            cache = info.stream_model.base_model(input_ids=prefix_ids, use_cache=True).past_key_values
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
 
     def cache(self, copies: int):
@@ -110,9 +112,9 @@ def last_logits(model, batch_ids: Sequence[Sequence[int]], z_edit: ZEdit | None 
             raise ValueError("A shared prefix needs suffixes of equal length.")
         kwargs = dict(input_ids=tokens, past_key_values=prefix.cache(copies), use_cache=True)
     with editing_z(model, z_edit):
-        hidden = twin.model(**kwargs).last_hidden_state
+        hidden = twin.base_model(**kwargs).last_hidden_state
     last = hidden[torch.arange(len(batch_ids)), mask.sum(-1) - 1]
-    logits = twin.lm_head(last)
+    logits = twin.get_output_embeddings()(last)
     cap = getattr(info.hf_config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 

@@ -58,13 +58,18 @@ class Baseline:
         return (np.asarray(m_patched) - self.m_clean) / gap
 
 
+def by_length(ids: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Indices of `ids` grouped by token length (first-seen order): prompts of a group batch without padding."""
+    groups: dict[int, list[int]] = {}
+    for i, seq in enumerate(ids):
+        groups.setdefault(len(seq), []).append(i)
+    return list(groups.values())
+
+
 def baseline(model, contrast: ContrastSet, *, batch_size: int = 64) -> Baseline:
     """Clean/corrupted metrics and every head's z on both, batched by token length."""
     clean_ids, corrupt_ids = aligned_ids(model, contrast)
-    by_len: dict[int, list[int]] = {}
-    for i, ids in enumerate(clean_ids):
-        by_len.setdefault(len(ids), []).append(i)
-    groups = [rows[s:s + batch_size] for rows in by_len.values() for s in range(0, len(rows), batch_size)]
+    groups = [rows[s:s + batch_size] for rows in by_length(clean_ids) for s in range(0, len(rows), batch_size)]
     meta = contrast.clean.metadata
     clean_m, corrupt_m = np.zeros(len(contrast)), np.zeros(len(contrast))
     clean_z, corrupt_z, prefixes, suffixes = [], [], [], []
@@ -133,7 +138,10 @@ def activation_patching(model, contrast: ContrastSet, base: Baseline | None = No
 
 
 def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = None) -> np.ndarray:
-    """First-order estimate of the activation-patching scores `[L, H]`: one backward pass per group."""
+    """First-order estimate of the activation-patching scores `[L, H]`: one backward pass per group.
+
+    effect(h) ≈ M(clean) + Σ_{b,t,d} (z_corrupt − z_clean)[h] · ∂M/∂z[h] (Nanda 2023; Syed et al. 2023),
+    the gradient taken through every downstream path, later attention heads included."""
     info = model_info(model)
     base = base or baseline(model, contrast)
     params = [p for p in info.stream_model.parameters() if p.requires_grad]
@@ -145,9 +153,9 @@ def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = N
             leaves: dict[int, torch.Tensor] = {}
 
             def edit(layer, z, leaves=leaves):
-                z = z.detach().requires_grad_(True)
-                leaves[layer] = z
-                return z
+                # z + 0 with a zero leaf: ∂M/∂leaf is the total derivative, through later heads too
+                leaves[layer] = torch.zeros_like(z, requires_grad=True)
+                return z + leaves[layer]
             with torch.enable_grad():
                 logits = last_logits(model, base.suffix_ids[g], edit, base.prefixes[g])
                 metric = metric_values(logits, [contrast.clean.metadata[i] for i in rows], contrast.metric).sum()

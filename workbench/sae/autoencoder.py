@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from workbench.errors import WorkbenchError
+
 
 def standardisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-feature mean [d], one global std scalar) of x [N, d]; a constant input gets std 1."""
@@ -50,7 +52,7 @@ class SparseAutoencoder(nn.Module):
     def __init__(self, d_in: int, n_latents: int, generator: torch.Generator | None = None):
         super().__init__()
         if d_in < 1 or n_latents < 1:
-            raise ValueError(f"d_in and n_latents must be >= 1 (got {d_in}, {n_latents})")
+            raise WorkbenchError(f"d_in and n_latents must be >= 1 (got {d_in}, {n_latents})")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         self.d_in, self.n_latents = d_in, n_latents
         self.W_enc = _uniform((d_in, n_latents), 1 / math.sqrt(d_in), g)
@@ -96,9 +98,9 @@ def train_sae(
     """Train a SparseAutoencoder on x [N, d] with Adam; returns (model in eval mode, mean loss per epoch)."""
     x = torch.as_tensor(x, dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"x must be a non-empty [N, d] matrix (got shape {tuple(x.shape)})")
+        raise WorkbenchError(f"x must be a non-empty [N, d] matrix (got shape {tuple(x.shape)})")
     if epochs < 0 or l1 < 0 or lr <= 0:
-        raise ValueError(f"need epochs >= 0, l1 >= 0, lr > 0 (got {epochs}, {l1}, {lr})")
+        raise WorkbenchError(f"need epochs >= 0, l1 >= 0, lr > 0 (got {epochs}, {l1}, {lr})")
     with one_thread():
         return _train(x, n_latents, l1, lr, epochs, seed, batch_size, progress)
 

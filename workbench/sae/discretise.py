@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.sae.autoencoder import SparseAutoencoder, one_thread, train_sae
 
 
 def _as_matrix(x) -> torch.Tensor:
     x = torch.as_tensor(x, dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"expected a non-empty [N, d] matrix (got shape {tuple(x.shape)})")
+        raise WorkbenchError(f"expected a non-empty [N, d] matrix (got shape {tuple(x.shape)})")
     return x
 
 
@@ -57,7 +58,7 @@ class KMeansCodebook:
         from sklearn.cluster import KMeans
 
         if self.n_codes < 1:
-            raise ValueError(f"n_codes must be >= 1 (got {self.n_codes})")
+            raise WorkbenchError(f"n_codes must be >= 1 (got {self.n_codes})")
         data = _as_matrix(x).numpy()
         k = min(int(self.n_codes), len(np.unique(data, axis=0)))
         self.kmeans_ = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(data)

@@ -26,6 +26,7 @@ def make(model, n: int = 50, seed: int = 0) -> ContrastSet:
     """`n` 1-shot prompts; the example and the question use different tables."""
     tok = model_info(model).tokenizer
     single_token_ids(tok, [f" {o}" for o in OBJECTS], "objects")  # twins must align token by token
+    single_token_ids(tok, [f" {c}" for c in COLORS], "colors")  # the table's colors, found by the repair edit
     ids = single_token_ids(tok, [f" {c.capitalize()}" for c in COLORS], "colors")
     rng = random.Random(seed)
     clean, corrupt, meta = [], [], []

@@ -6,8 +6,8 @@ by position). Metadata of each clean prompt carries token ids:
   (IOI: IO − S, Wang et al. 2022). Accuracy: metric > 0 (the answer beats every wrong candidate).
 - `prob_diff`: `good_ids`, `bad_ids`; metric = Σ p(good) − Σ p(bad) (greater-than, Hanna et al. 2023).
 The corrupted run is always scored with the *clean* prompt's tokens, so `M_corrupt` says how much of the
-clean behaviour the corruption removes. `corrupt_answer_id` (when a task knows it) lets `check` flag twins
-whose corruption does not change the answer.
+clean behaviour the corruption removes. `corrupt_answer_id` (when a task knows it) lets
+`flag_unchanged_answers` flag twins whose corruption does not change the answer.
 """
 
 from __future__ import annotations

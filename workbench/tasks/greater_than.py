@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 from workbench.engine.prompts import PromptSet
+from workbench.errors import PromptError
 from workbench.models import model_info
 from workbench.tasks.contrast import ContrastSet, single_token_ids
 
@@ -22,7 +23,7 @@ def make(model, n: int = 50, seed: int = 0) -> ContrastSet:
     digits = single_token_ids(tok, [str(d) for d in range(10)], "digits")
     prefix = tok("year 1732", add_special_tokens=False)["input_ids"]
     if not all(len(tok(str(d), add_special_tokens=False)["input_ids"]) == 1 for d in range(10)) or len(prefix) < 5:
-        raise ValueError("greater-than here assumes a tokenizer that writes each digit as its own token.")
+        raise PromptError("greater-than here assumes a tokenizer that writes each digit as its own token.")
     rng = random.Random(seed)
     clean, corrupt, meta = [], [], []
     for _ in range(n):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 
 from workbench.engine.prompts import PromptSet
+from workbench.errors import PromptError
 from workbench.models import model_info
 from workbench.tasks.contrast import ContrastSet, single_token_ids
 
@@ -29,9 +30,10 @@ THINGS = ("drink", "book", "ball", "gift", "letter", "key", "bag", "ring")
 def make(model, n: int = 50, seed: int = 0, names: tuple[str, ...] = NAMES) -> ContrastSet:
     """`n` IOI prompts alternating ABBA/BABA over the templates, with ABC twins."""
     tok = model_info(model).tokenizer
-    ids = single_token_ids(tok, [f" {name}" for name in names], "names")
     if len(names) < 3:
-        raise ValueError("IOI needs at least three names.")
+        raise PromptError(f"IOI needs at least three names (two in the sentence, one for the corruption); "
+                          f"got {len(names)}.")
+    ids = single_token_ids(tok, [f" {name}" for name in names], "names")
     rng = random.Random(seed)
     clean, corrupt, meta = [], [], []
     for i in range(n):
