@@ -4,11 +4,13 @@ without the local results catalog."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
 
-from workbench.circuits import Circuit, load_circuit, save_circuit
+from workbench.circuits import Circuit, circuit_path, load_circuit, save_circuit
 from workbench.results import validate_head_scores
 
 MAP_COLUMNS = ("analysis", "model", "prompt_set", "layer", "head", "score")
@@ -22,11 +24,6 @@ def save_with_scores(circuit: Circuit, scores: pd.DataFrame, directory: Path | N
     """Save the circuit TOML and its score map; returns the TOML path.
 
     The map is written to a temporary file first, so a failed write leaves the old pair untouched."""
-    import os
-    import uuid
-
-    from workbench.circuits import circuit_path
-
     scores = validate_head_scores(scores, n_layers=circuit.n_layers, n_heads=circuit.n_heads)
     keep = [c for c in scores.columns if c in MAP_COLUMNS or c.endswith("_score")]
     target = scores_path(circuit_path(circuit.name, directory))
@@ -43,8 +40,6 @@ def save_with_scores(circuit: Circuit, scores: pd.DataFrame, directory: Path | N
 
 def load_with_scores(name_or_path: str | Path, directory: Path | None = None) -> tuple[Circuit, pd.DataFrame | None]:
     """The circuit and its score map (None when the circuit was written without one)."""
-    from workbench.circuits import circuit_path
-
     circuit = load_circuit(name_or_path, directory)
     target = scores_path(circuit_path(name_or_path, directory))
     if not target.exists():
