@@ -3,6 +3,9 @@ finite difference, path patching against activation patching where they must agr
 
 from __future__ import annotations
 
+import types
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -38,27 +41,66 @@ def test_activation_patching_matches_patching_through_the_bridge(request, tiny_i
         assert scores[layer, head] == pytest.approx(want, abs=1e-4)
 
 
-@pytest.mark.parametrize("layer", [0, 1])  # layer 0's effect also runs through layer 1's attention
-def test_attribution_patching_is_the_first_order_term(tiny, tiny_ioi, layer):
-    cs = tiny_ioi
-    base = patching.baseline(tiny, cs)
-    attr = patching.attribution_patching(tiny, cs, base)
-    head, eps = 2, 1e-3
-    totals = 0.0
-    for g, rows in enumerate(base.groups):
-        diff = base.corrupt_z[g][layer] - base.clean_z[g][layer]
+def _rms_norm_in_input_dtype(self, x: torch.Tensor) -> torch.Tensor:
+    """Llama's RMSNorm, `w · x / sqrt(mean(x²) + ε)`, in the input's own dtype."""
+    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
 
-        def nudge(lay, z, g=g, diff=diff):
-            if lay != layer:
+
+@contextmanager
+def default_float64():
+    """Tensors the engine creates (captured z, accumulators) follow torch's default dtype."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny64():
+    """A fresh tiny model in float64, so a finite difference checks attribution patching, not rounding."""
+    with default_float64():
+        model = api.load_model("tiny")
+    twin = model_info(model).stream_model.double()
+    for module in twin.modules():  # HF's RMSNorm computes in float32 whatever the input; keep float64
+        if type(module).__name__.endswith("RMSNorm"):
+            module.forward = types.MethodType(_rms_norm_in_input_dtype, module)
+    return model
+
+
+@pytest.mark.parametrize("layer", [0, 1])  # layer 0's effect also runs through layer 1's attention
+def test_attribution_patching_is_the_first_order_term(tiny64, tiny_ioi, layer):
+    """Attribution patching equals dM/dε of M(z_clean + ε·(z_corrupt − z_clean)) at ε = 0. In float64 a
+    central difference with ε = 1e-4 has truncation error O(ε²) ≈ 1e-8 and rounding error ≈ 1e-16 / ε, far
+    below the 1e-6 tolerance."""
+    tiny, cs = tiny64, tiny_ioi
+    assert model_info(tiny).stream_model.dtype == torch.float64
+    with default_float64():
+        base = patching.baseline(tiny, cs)
+        attr = patching.attribution_patching(tiny, cs, base)
+    head, eps = 2, 1e-4
+
+    def metric_at(step: float) -> float:
+        total = 0.0
+        for g, rows in enumerate(base.groups):
+            diff = base.corrupt_z[g][layer] - base.clean_z[g][layer]
+
+            def nudge(lay, z, diff=diff):
+                if lay != layer:
+                    return z
+                z = z.clone()
+                z[:, :, head] += step * diff[:, :, head]
                 return z
-            z = z.clone()
-            z[:, :, head] += eps * diff[:, :, head]
-            return z
-        with torch.no_grad():
-            logits = last_logits(tiny, base.suffix_ids[g], nudge, base.prefixes[g])
-        totals += float(metric_values(logits, [cs.clean.metadata[i] for i in rows], cs.metric).sum())
-    slope = (totals / len(cs) - base.m_clean) / eps
-    assert attr[layer, head] == pytest.approx(base.normalise(base.m_clean + slope), rel=2e-2, abs=1e-3)
+            with torch.no_grad():
+                logits = last_logits(tiny, base.suffix_ids[g], nudge, base.prefixes[g])
+            total += float(metric_values(logits, [cs.clean.metadata[i] for i in rows], cs.metric).sum())
+        return total / len(cs)
+
+    with default_float64():
+        slope = (metric_at(eps) - metric_at(-eps)) / (2 * eps)
+    assert abs(slope) > 1e-3  # the head matters, so the comparison is not 0 ≈ 0
+    assert attr[layer, head] == pytest.approx(float(base.normalise(base.m_clean + slope)), rel=1e-6, abs=1e-9)
 
 
 def test_direct_path_of_the_last_layer_equals_activation_patching(tiny, tiny_ioi):
