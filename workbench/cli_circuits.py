@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, save_figure, show
+from workbench.cli_common import MODEL, console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
+from workbench.models import DEFAULT_MODEL
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
                            no_args_is_help=True)
@@ -17,7 +18,7 @@ circuits_app = typer.Typer(help="Circuits: find them by patching, save them, com
 @circuits_app.command("find")
 @friendly
 def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_than | docstring"),
-         model: str = typer.Option("smollm2-135m", "--model", "-m"),
+         model: str = MODEL,
          n_prompts: int = typer.Option(50), seed: int = typer.Option(0),
          method: str = typer.Option("both", help="activation | attribution | both | path"),
          receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
@@ -136,8 +137,8 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
 
 @circuits_app.command("repair")
 @friendly
-def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
-           colored: str = typer.Option("smollm2-135m_colored_objects", help="the Colored Objects circuit"),
+def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit"),
+           colored: str = typer.Option(f"{DEFAULT_MODEL}_colored_objects", help="the Colored Objects circuit"),
            n_prompts: int = typer.Option(80, help="Colored Objects prompts (half to choose heads, half held out)"),
            seed: int = typer.Option(1), bias: float = typer.Option(3.0, help="attention logit bias to wrong colors"),
            max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None)):
@@ -178,7 +179,7 @@ def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
 
 @circuits_app.command("sae")
 @friendly
-def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m", "--model", "-m"),
+def sae(task: str = typer.Option("ioi"), model: str = MODEL,
         reference: Optional[str] = typer.Option(None, help="reference circuit (default: the saved one for model "
                                                 "and task, e.g. smollm2-135m_ioi, gpt2-small_ioi)"),
         sizes: str = typer.Option("5,10,20,50", help="numbers of examples"), seeds: int = typer.Option(5),
