@@ -67,9 +67,11 @@ def run(analysis: str = typer.Argument("attention_profile"),
         save: bool = typer.Option(True, help="save to the results catalog")):
     """Run an analysis on a model and save its head scores to the catalog."""
     from workbench import api
+    from workbench.analyses import get_analysis
 
+    params = get_analysis(analysis).make_params(_params(param))  # bad names and values fail before the model loads
     bridge = api.load_model(model)
-    scores, record = api.run_analysis(analysis, bridge, params=_params(param), save=save)
+    scores, record = api.run_analysis(analysis, bridge, params=params, save=save)
     cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")]
     show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
     if record:
@@ -91,7 +93,6 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
     from workbench.engine.intervene import summarize
     from workbench.heads import parse_heads
     from workbench.tasks.natural_text import text_chunks
-
     from workbench.validation import parse_int_list
 
     refs = parse_heads(heads)

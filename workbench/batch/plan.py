@@ -121,6 +121,6 @@ def _entry_params(entry: Any, number: int) -> list[dict[str, Any]]:
             spec.make_params(params)  # unknown names, wrong types and out-of-range numbers fail now
         except WorkbenchError as exc:
             cell = ", ".join(f"{k}={v!r}" for k, v in sorted(params.items())) or "defaults"
-            raise type(exc)(f"{where}, cell {cell}: {exc}") from None
+            raise PlanError(f"{where}, cell {cell}: {exc}") from None
         out.append(params)
     return out

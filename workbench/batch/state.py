@@ -68,9 +68,8 @@ def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
     import dataclasses
 
     from workbench.analyses import get_analysis
-    from workbench.models import resolve_spec
-
     from workbench.errors import WorkbenchError
+    from workbench.models import resolve_spec
 
     try:
         want = _canonical(dataclasses.asdict(get_analysis(cell.analysis).make_params(cell.params)))
