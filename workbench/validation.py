@@ -56,7 +56,8 @@ RULES: dict[str, Range] = {
     "depths": COUNT, "n_depths": COUNT, "n_positions": COUNT, "holdout_every": Range(2),
     # how many heads, rows, candidates
     "top": COUNT, "top_k": COUNT, "k": COUNT, "max_candidates": COUNT, "max_heads": COUNT, "coupling_k": COUNT,
-    "top_fraction": Range(0, 1, lo_open=True), "full_share": SHARE, "min_queries": COUNT, "min_future": NON_NEGATIVE,
+    "top_fraction": Range(0, 1, lo_open=True), "full_share": Range(0, 1, hi_open=True),
+    "min_queries": COUNT, "min_future": NON_NEGATIVE,
     # randomness
     "seed": NON_NEGATIVE, "seeds": COUNT, "n_random": COUNT, "n_shuffles": COUNT,
     # thresholds and quantiles
@@ -66,7 +67,7 @@ RULES: dict[str, Range] = {
     # edits: scale factors may be negative (a flipped head), attention scales may not
     "alpha": ANY, "bias": ANY, "scale": NON_NEGATIVE, "gamma": POSITIVE, "beta": POSITIVE,
     # KV budget
-    "sink": NON_NEGATIVE, "recent": NON_NEGATIVE, "sink_tokens": NON_NEGATIVE, "recent_tokens": NON_NEGATIVE,
+    "sink": NON_NEGATIVE, "recent": COUNT, "sink_tokens": NON_NEGATIVE, "recent_tokens": COUNT,
     # training
     "epochs": NON_NEGATIVE, "n_latents": COUNT, "l1": NON_NEGATIVE,
     # processes
