@@ -51,5 +51,17 @@ def test_act_search_runs_on_smollm2(smol):
     result = act_search(smol, cal, held, SearchParams(max_candidates=2), progress=False)
     assert len(result.trace) == len(result.candidates) <= 2
     summary = result.summary.set_index("split")
-    assert summary.loc["calibration", "calibrated_accuracy"] >= summary.loc["calibration", "baseline_accuracy"]
+    cal = summary.loc["calibration"]
+    best = cal["baseline_accuracy"]  # a head is kept exactly when it beats the best accuracy so far
+    for row in result.trace.itertuples():
+        assert row.kept == (row.calibration_accuracy > best), row
+        best = max(best, row.calibration_accuracy)
+    kept = result.trace[result.trace["kept"]]
+    assert result.selected == kept["head"].tolist()
+    if len(kept):  # the summary re-scores the kept heads: it must reproduce the search's last kept step
+        assert cal["calibrated_accuracy"] == kept["calibration_accuracy"].iloc[-1]
+        assert cal["calibrated_margin"] == pytest.approx(kept["calibration_margin"].iloc[-1], abs=1e-5)
+    else:
+        assert (cal["calibrated_accuracy"], cal["calibrated_margin"]) == (cal["baseline_accuracy"],
+                                                                         cal["baseline_margin"])
     assert summary.loc["heldout", "baseline_accuracy"] > 0.25  # SmolLM2 is above chance on first letters

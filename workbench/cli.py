@@ -9,11 +9,11 @@ from typing import List, Optional
 import typer
 
 from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
-from workbench.cli_common import _params, console, friendly, show
+from workbench.cli_common import MODEL, OneLineErrors, _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=OneLineErrors)
 cache_app = typer.Typer(help="The on-disk activation cache.", no_args_is_help=True)
 results_app = typer.Typer(help="Saved analysis runs (the catalog).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
@@ -49,7 +49,7 @@ def analyses():
 
 @app.command()
 @friendly
-def hooks(model: str = typer.Option("smollm2-135m", help="model name"),
+def hooks(model: str = MODEL,
           contains: str = typer.Option("blocks.0.", help="only names containing this")):
     """List the model's real hook names."""
     from workbench import api
@@ -61,15 +61,17 @@ def hooks(model: str = typer.Option("smollm2-135m", help="model name"),
 @app.command()
 @friendly
 def run(analysis: str = typer.Argument("attention_profile"),
-        model: str = typer.Option("smollm2-135m", "--model", "-m"),
+        model: str = MODEL,
         param: List[str] = typer.Option(None, "--param", "-p", help="name=value, repeatable"),
         top: int = typer.Option(10, help="show this many top heads"),
         save: bool = typer.Option(True, help="save to the results catalog")):
     """Run an analysis on a model and save its head scores to the catalog."""
     from workbench import api
+    from workbench.analyses import get_analysis
 
+    params = get_analysis(analysis).make_params(_params(param))  # bad names and values fail before the model loads
     bridge = api.load_model(model)
-    scores, record = api.run_analysis(analysis, bridge, params=_params(param), save=save)
+    scores, record = api.run_analysis(analysis, bridge, params=params, save=save)
     cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")]
     show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
     if record:
@@ -84,19 +86,17 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
               alpha: float = typer.Option(0.0, help="scale factor (scale) or attention scale (reweight)"),
               keys: str = typer.Option("0", help="key positions for reweight, e.g. '0,1'"),
               metric: str = typer.Option("loss", help="loss | logit_diff | answer_logprob"),
-              model: str = typer.Option("smollm2-135m", "--model", "-m"),
+              model: str = MODEL,
               n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """Edit heads on natural-text prompts and show the metric before and after, per prompt."""
     from workbench import api
     from workbench.engine.intervene import summarize
     from workbench.heads import parse_heads
     from workbench.tasks.natural_text import text_chunks
+    from workbench.validation import parse_int_list
 
     refs = parse_heads(heads)
-    try:
-        key_positions = tuple(int(k) for k in keys.split(","))
-    except ValueError:
-        raise WorkbenchError(f"--keys must be comma-separated integers, e.g. '0,1'; got {keys!r}.") from None
+    key_positions = parse_int_list(keys, "--keys")
     bridge = api.load_model(model)
     edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
              "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
@@ -164,7 +164,7 @@ def cache_rm(model_fingerprint: Optional[str] = typer.Option(None, "--model-fp")
 
 @results_app.command("ls")
 @friendly
-def results_ls(analysis: Optional[str] = None, model: Optional[str] = None,
+def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Option(None, "--model", "-m"),
                prompt_set: Optional[str] = typer.Option(None, "--prompt-set")):
     """List saved runs, newest first, filtered by analysis, model, prompt set."""
     from workbench import api
@@ -178,7 +178,7 @@ def results_ls(analysis: Optional[str] = None, model: Optional[str] = None,
 
 @results_app.command("show")
 @friendly
-def results_show(run_id: str, top: int = 10):
+def results_show(run_id: str, top: int = typer.Option(10, help="show this many top heads")):
     """Top heads of a saved run."""
     from workbench import api
 

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import typer
 
+from workbench.cli_common import MODEL, friendly
 from workbench.errors import WorkbenchError
+from workbench.models import DEFAULT_MODEL
 
 app_app = typer.Typer(help="The Dash dashboard: head maps, patterns, comparisons, interventions, tokens.",
                       invoke_without_command=True)
 
 PAGES = (("head-map", "/heads?head={head}"), ("compare", "/compare"),
-         ("circuits", "/circuits?a=smollm2-135m_ioi&b=smollm2-135m_colored_objects"),
+         ("circuits", f"/circuits?a={DEFAULT_MODEL}_ioi&b={DEFAULT_MODEL}_colored_objects"),
          ("interventions", "/interventions?heads={head}&edit=uniform&n=4&tokens=64"), ("tokens", "/tokens"),
          ("overview", "/"))  # overview last: by then the worker has loaded the model
 
@@ -34,67 +36,60 @@ def _check_host(host: str) -> str:
 
 
 @app_app.callback()
+@friendly
 def app(ctx: typer.Context,
         port: int = typer.Option(8050, min=1, max=65535, help="port to serve on"),
         host: str = typer.Option("127.0.0.1", help="address to bind (default: this machine only)"),
-        model: str = typer.Option("smollm2-135m", "--model", "-m", help="model for live views")):
+        model: str = MODEL):
     """Start the dashboard (debug off) on the bundled default model; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
         return
-    from workbench.cli_common import err, friendly
+    from workbench.cli_common import err
     from workbench.models import resolve_spec
 
-    @friendly
-    def serve():
-        resolve_spec(model)
-        _check_host(host)
-        from app.main import create_app
+    resolve_spec(model)
+    _check_host(host)
+    from app.main import create_app
 
-        dash_app = create_app(model, start_worker=True)
-        err.print(f"workbench app: http://{host}:{port}/  (model {model}; Ctrl-C to stop)")
-        try:
-            dash_app.run(host=host, port=port, debug=False)
-        finally:
-            dash_app.workbench_context.worker.stop()
-
-    serve()
+    dash_app = create_app(model, start_worker=True)
+    err.print(f"workbench app: http://{host}:{port}/  (model {model}; Ctrl-C to stop)")
+    try:
+        dash_app.run(host=host, port=port, debug=False)
+    finally:
+        dash_app.workbench_context.worker.stop()
 
 
 @app_app.command("screenshots")
+@friendly(out_dirs=("out",))
 def screenshots(out: Path = typer.Option(Path("docs/screenshots"), help="directory for the PNGs"),
-                model: str = typer.Option("smollm2-135m", "--model", "-m"),
+                model: str = MODEL,
                 head: str = typer.Option("L3H0", help="head to select on the head map and intervene on"),
                 width: int = typer.Option(1500, min=800, max=3000)):
     """Save a PNG of each page (headless Chromium), after running attention_profile if no run exists."""
-    from workbench.cli_common import console, friendly
+    from app import browser
+    from app.main import create_app
+    from workbench.cli_common import console
 
-    @friendly
-    def take():
-        from app import browser
-        from app.main import create_app
-
-        out.mkdir(parents=True, exist_ok=True)
-        dash_app = create_app(model, start_worker=True)
-        ctx = dash_app.workbench_context
-        try:
-            if ctx.model_runs().empty:
-                console.print(f"no saved run for {model}: running attention_profile (n_prompts=2, n_tokens=128)")
-                job = ctx.worker.submit("run_analysis", {"analysis": "attention_profile",
-                                                         "params": {"n_prompts": "2", "n_tokens": "128"}})
-                _wait(ctx.worker, job, 600)
-            with browser.serve(dash_app) as url, browser.chromium(width=width) as driver:
-                for name, path in PAGES:
-                    driver.set_window_size(width, 1000)
-                    driver.get(url + path.format(head=head))
-                    browser.wait_for(driver, ".page-title", 30)
-                    _settle(driver)
-                    target = out / f"{name}.png"
-                    browser.full_page_screenshot(driver, str(target), width)
-                    console.print(f"saved {target}")
-        finally:
-            ctx.worker.stop()
-
-    take()
+    out.mkdir(parents=True, exist_ok=True)
+    dash_app = create_app(model, start_worker=True)
+    ctx = dash_app.workbench_context
+    try:
+        if ctx.model_runs().empty:
+            console.print(f"no saved run for {model}: running attention_profile (n_prompts=2, n_tokens=128)")
+            job = ctx.worker.submit("run_analysis", {"analysis": "attention_profile",
+                                                     "params": {"n_prompts": "2", "n_tokens": "128"}})
+            _wait(ctx.worker, job, 600)
+        with browser.serve(dash_app) as url, browser.chromium(width=width) as driver:
+            for name, path in PAGES:
+                driver.set_window_size(width, 1000)
+                driver.get(url + path.format(head=head))
+                browser.wait_for(driver, ".page-title", 30)
+                _settle(driver)
+                target = out / f"{name}.png"
+                browser.full_page_screenshot(driver, str(target), width)
+                console.print(f"saved {target}")
+    finally:
+        ctx.worker.stop()
 
 
 def _wait(worker, job: str, timeout: float) -> dict:

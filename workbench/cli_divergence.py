@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, save_figure, show
+from workbench.cli_common import MODEL, console, friendly, save_figure, show
 
 app = typer.Typer(help="Head divergence with vs without a passage (He et al. 2024, adapted).", no_args_is_help=True)
 
@@ -22,7 +22,7 @@ def _run(model: str, metric: str, top_k: int):
 
 @app.command()
 @friendly
-def report(model: str = typer.Option("smollm2-135m", "-m"), metric: str = typer.Option("l2", help="l2 | cosine"),
+def report(model: str = MODEL, metric: str = typer.Option("l2", help="l2 | cosine"),
            top_k: int = typer.Option(10), out: Optional[Path] = typer.Option(None, help="HTML divergence map")):
     """The divergence map, the top heads, and whether ignored passages come with low divergence."""
     from workbench import api
@@ -42,7 +42,7 @@ def report(model: str = typer.Option("smollm2-135m", "-m"), metric: str = typer.
 
 @app.command()
 @friendly
-def reinforce(model: str = typer.Option("smollm2-135m", "-m"), k: int = typer.Option(10),
+def reinforce(model: str = MODEL, k: int = typer.Option(10),
               alpha: float = typer.Option(2.0), n_random: int = typer.Option(3), metric: str = typer.Option("l2")):
     """Scale the top-k divergence heads by α: follow rate on held-out prompts vs k random heads, neutral cost."""
     from workbench.divergence_checks import reinforce as run_reinforce

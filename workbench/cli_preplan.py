@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, show
+from workbench.cli_common import MODEL, console, friendly, show
 
 app = typer.Typer(help="Preplan/anchor tokens in reasoning traces (Li et al. 2025).", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def _run(n_problems: int, max_new_tokens: int, window: int, model: str):
 @app.command()
 @friendly
 def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option(256),
-           window: int = typer.Option(10, help="WAAD window W"), model: str = typer.Option("smollm2-135m", "-m"),
+           window: int = typer.Option(10, help="WAAD window W"), model: str = MODEL,
            examples: int = typer.Option(2), out: Optional[Path] = typer.Option(None, help="HTML figures")):
     """Head split, traces with preplan (P) and anchor (A) marks, and the coupling against chance."""
     from workbench import results
@@ -59,7 +59,7 @@ def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option
 def intervene(scale: float = typer.Option(0.1, help="attention scale on the chosen keys (0 removes them)"),
               n_random: int = typer.Option(3), n_problems: int = typer.Option(8),
               max_new_tokens: int = typer.Option(256), window: int = typer.Option(10),
-              model: str = typer.Option("smollm2-135m", "-m")):
+              model: str = MODEL):
     """Lower global heads' attention to the anchors vs to as many random tokens; effect on the trace."""
     from workbench.preplan_checks import anchor_intervention, summarize_intervention
     from workbench.tasks.reasoning import generate_traces, problem_prompts

@@ -8,13 +8,13 @@ from typing import Optional
 
 import typer
 
+from workbench.cli_common import MODEL as _MODEL
 from workbench.cli_common import console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 retrieval_app = typer.Typer(help="Retrieval heads (Wu et al. 2024): scores, causal check, KV budget.",
                             no_args_is_help=True)
 
-_MODEL = typer.Option("smollm2-135m", "--model", "-m")
 _LENGTHS = typer.Option(None, help="prompt lengths in tokens, e.g. '500,1000,2000' (default: the preset's)")
 _PRESET = typer.Option("default", help="default (500,2000 tokens) | long (2048,4096,8168: full 8192 context)")
 _DEPTHS = typer.Option(5, "--depths", help="number of needle depths, linspace(0, 100)")
@@ -142,7 +142,7 @@ def _budget(bridge, prompts, scores, baseline, full_share, sink, recent, seeds, 
 
 
 @retrieval_app.command("score")
-@friendly
+@friendly(out_dirs=("out",))
 def score(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
           fmt: str = _FMT, max_new_tokens: int = _NEW, out: Optional[Path] = _OUT):
     """Retrieval score per head on NIAH trials; baseline accuracy, share above 0.1, top 10 heads."""
@@ -155,7 +155,7 @@ def score(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = 
 
 
 @retrieval_app.command("mask")
-@friendly
+@friendly(out_dirs=("out",))
 def mask(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
          fmt: str = _FMT, max_new_tokens: int = _NEW, scores_run: Optional[str] = _RUN,
          k: Optional[int] = typer.Option(None, help="heads to mask (default 5 % of heads)"), seeds: int = _SEEDS,
@@ -170,7 +170,7 @@ def mask(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _
 
 
 @retrieval_app.command("budget")
-@friendly
+@friendly(out_dirs=("out",))
 def budget(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
            fmt: str = _FMT, max_new_tokens: int = _NEW, scores_run: Optional[str] = _RUN,
            full_share: float = typer.Option(0.25, help="share of KV heads that keep the full cache"),
@@ -187,7 +187,7 @@ def budget(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str =
 
 
 @retrieval_app.command("all")
-@friendly
+@friendly(out_dirs=("out",))
 def run_all(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
             fmt: str = _FMT, max_new_tokens: int = _NEW, scores_run: Optional[str] = _RUN,
             k: Optional[int] = typer.Option(None), seeds: int = _SEEDS, full_share: float = typer.Option(0.25),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, save_figure, show
+from workbench.cli_common import MODEL, console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 sinks_app = typer.Typer(help="Attention sinks: BOS/hidden/secondary sinks, massive activations, ACT.",
@@ -23,8 +23,8 @@ def _save(figures: dict, out: Optional[Path]) -> None:
 
 
 @sinks_app.command("report")
-@friendly
-def report(model: str = typer.Option("smollm2-135m", "--model", "-m"),
+@friendly(out_dirs=("out",))
+def report(model: str = MODEL,
            n_prompts: int = typer.Option(16, help="natural-text prompts"),
            n_tokens: int = typer.Option(64, help="tokens per prompt (paper: 64); up to the context"),
            epsilon: float = typer.Option(0.3, help="sink threshold on α[0]"),
@@ -86,7 +86,7 @@ def report(model: str = typer.Option("smollm2-135m", "--model", "-m"),
 
 @sinks_app.command("search")
 @friendly
-def search(model: str = typer.Option("smollm2-135m", "--model", "-m"),
+def search(model: str = MODEL,
            beta: float = typer.Option(0.4), max_candidates: int = typer.Option(20),
            holdout_every: int = typer.Option(3, help="every n-th question is held out"),
            dataset: str = typer.Option("first_letter", help="first_letter | simple_mc (shipped in data/sinks)")):
@@ -111,7 +111,7 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
          gamma: float = typer.Option(0.5, help="initial-token scale γ (gamma)"),
          keys: str = typer.Option("0", help="sink key positions (remove)"),
          beta: float = typer.Option(0.4, help="ACT β (act)"),
-         model: str = typer.Option("smollm2-135m", "--model", "-m"),
+         model: str = MODEL,
          n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """One sink intervention on held-out natural text; loss before and after (perplexity in the summary)."""
     import math
@@ -122,16 +122,22 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
     from workbench.engine.sink_edits import SinkCalibration, run_edits
     from workbench.heads import parse_heads
     from workbench.tasks.natural_text import text_chunks
+    from workbench.validation import parse_int_list
 
-    bridge = api.load_model(model)
-    texts = text_chunks(bridge, n_prompts, n_tokens, offset=4096, name="pydoc-edit")
+    kinds = ("gamma", "remove", "act", "massive-zero", "massive-mean")
+    if kind not in kinds:
+        raise WorkbenchError(f"Unknown --kind {kind!r}; choose gamma, remove, act, massive-zero or massive-mean.")
     refs = parse_heads(heads) if heads else ()
     if kind in ("gamma", "remove", "act") and not refs:
         raise WorkbenchError(f"--kind {kind} needs --heads, e.g. --heads L3H5,L10H2.")
+    if kind == "remove":
+        parse_int_list(keys, "--keys")  # malformed keys fail before the model loads
+    bridge = api.load_model(model)
+    texts = text_chunks(bridge, n_prompts, n_tokens, offset=4096, name="pydoc-edit")
     if kind == "gamma":
         edits = [api.AttentionEdit(refs, (0,), logit_bias=math.log(gamma))]
     elif kind == "remove":
-        edits = [api.AttentionEdit(refs, tuple(int(k) for k in keys.split(",")), scale=0.0)]
+        edits = [api.AttentionEdit(refs, parse_int_list(keys, "--keys"), scale=0.0)]
     elif kind == "act":
         from workbench.act_search import SearchParams, sink_keys
 

@@ -20,7 +20,11 @@ def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n
               held_out: float = 0.5) -> pd.DataFrame:
     """One row per condition: baseline, top-k, random-k (per seed); follow rate and neutral preference."""
     from workbench.tasks.counterfactual_qa import known_facts, load_facts, prompt_set, split
+    from workbench.validation import check_number
 
+    for name, value, kind in (("k", k, int), ("alpha", alpha, float), ("n_random", n_random, int),
+                              ("seed", seed, int), ("held_out", held_out, float)):
+        check_number(name, value, kind)  # before the facts are scored, not after
     facts, neutral = load_facts()
     kept, _ = known_facts(model, facts)
     _, test = split(kept, held_out, seed)

@@ -25,3 +25,7 @@ class StoreError(WorkbenchError):
 
 class InterventionError(WorkbenchError):
     """An intervention that names heads, positions or sources the model or prompts do not have."""
+
+
+class InputError(WorkbenchError):
+    """A number that is not finite, out of range or of the wrong type; an output path that cannot be written."""

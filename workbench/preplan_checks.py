@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from workbench.engine.intervene import AttentionEdit, build_hooks
+from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef
 
 
@@ -39,6 +40,10 @@ def anchor_intervention(model, traces, tokens: pd.DataFrame, heads: pd.DataFrame
     """One row per (trace, condition): condition is 'anchors' or 'random-<seed>'; deltas vs the clean run."""
     from tqdm.auto import tqdm
 
+    from workbench.validation import check_number
+
+    check_number("scale", scale, float, label="scale")
+    check_number("n_random", n_random, int, label="n_random")
     global_heads = tuple(HeadRef(int(r.layer), int(r.head)) for r in heads.itertuples() if r.kind == "global")
     rng = np.random.default_rng(seed)
     rows = []
@@ -59,11 +64,18 @@ def anchor_intervention(model, traces, tokens: pd.DataFrame, heads: pd.DataFrame
                          "logprob_before": clean[0], "logprob_after": edited[0], "delta_logprob": edited[0] - clean[0],
                          "agreement_before": clean[1], "agreement_after": edited[1],
                          "delta_agreement": edited[1] - clean[1]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+_COLUMNS = ["trace", "condition", "n_keys", "logprob_before", "logprob_after", "delta_logprob", "agreement_before",
+            "agreement_after", "delta_agreement"]
 
 
 def summarize_intervention(table: pd.DataFrame) -> pd.DataFrame:
     """Mean deltas for anchors vs the random controls (pooled over seeds)."""
+    if table.empty:
+        raise WorkbenchError("No trace has an anchor token to lower attention to; use more problems (--n-problems) "
+                             "or longer traces (--max-new-tokens).")
     kind = table["condition"].where(table["condition"] == "anchors", "random")
     return (table.assign(kind=kind).groupby("kind")[["delta_logprob", "delta_agreement", "n_keys"]]
             .agg(["mean", "std", "count"]).round(4))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,33 +28,19 @@ class AnalysisSpec:
     run: Callable[..., "pd.DataFrame | AnalysisOutput"]  # (model, prompts, params, *, progress)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
-        """Params from string/typed overrides, with a clear error for unknown names or bad values."""
+        """Params from string/typed overrides: unknown names, wrong types (16.5 for an int, a list) and numbers
+        out of range (workbench.validation) fail with one clear line."""
         from workbench.errors import WorkbenchError
+        from workbench.validation import coerce_param
 
+        if overrides is not None and not isinstance(overrides, dict):
+            raise WorkbenchError(f"{self.name}: parameters must be a table of name = value; got {overrides!r}.")
         overrides = dict(overrides or {})
         known = {f.name: f for f in dataclasses.fields(self.params_type)}
-        unknown = sorted(set(overrides) - set(known))
+        unknown = sorted(set(overrides) - set(known), key=str)
         if unknown:
-            raise WorkbenchError(f"{self.name} has no parameter {', '.join(unknown)}; "
+            raise WorkbenchError(f"{self.name} has no parameter {', '.join(map(str, unknown))}; "
                                  f"its parameters are {', '.join(known)}.")
-        typed = {}
-        for key, value in overrides.items():
-            default = getattr(self.params_type(), key)
-            try:
-                if isinstance(default, bool) and isinstance(value, str):
-                    typed[key] = _parse_bool(value)
-                    continue
-                typed[key] = type(default)(value) if isinstance(value, str) and default is not None else value
-            except ValueError as exc:
-                raise WorkbenchError(f"{self.name}: parameter {key}={value!r} is not a valid "
-                                     f"{type(default).__name__}.") from exc
+        hints = typing.get_type_hints(self.params_type)
+        typed = {key: coerce_param(self.name, key, value, hints[key]) for key, value in overrides.items()}
         return self.params_type(**typed)
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean")

@@ -1,5 +1,6 @@
 """Run a plan's cells: locally in this process, or on a Ray cluster (a task per cell, models loaded once
-per worker). Both write every run to the same catalog and skip cells that are already finished."""
+per worker). Both write every run to the same catalog and skip cells that are already finished. A cell
+that raises anything is recorded as failed with its error, and the batch goes on."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Callable
 import pandas as pd
 
 from workbench.batch.plan import Cell, Plan
-from workbench.batch.state import finished_run, mark_finished
+from workbench.batch.state import finished_run, mark_finished, mark_started
 from workbench.errors import WorkbenchError
 
 
@@ -25,12 +26,21 @@ class CellOutcome:
     error: str = ""
 
 
-def run_cell(cell: Cell) -> tuple[str, float]:
+EXECUTORS = ("local", "ray")
+
+
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise WorkbenchError(f"Unknown executor {executor!r}; use 'local' or 'ray'.")
+
+
+def run_cell(cell: Cell, results_dir: Path | None = None) -> tuple[str, float]:
     """Run one cell through the facade; returns (run id, seconds). Models stay loaded per process."""
     from workbench import api
 
     started = time.perf_counter()
-    _, record = api.run_analysis(cell.analysis, cell.model, params=dict(cell.params), progress=False)
+    _, record = api.run_analysis(cell.analysis, cell.model, params=dict(cell.params), progress=False,
+                                 results_dir=results_dir)
     return record.run_id, time.perf_counter() - started
 
 
@@ -38,6 +48,8 @@ def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress:
              results_dir: Path | None = None, on_done: Callable[[CellOutcome], None] | None = None) -> pd.DataFrame:
     """Run every unfinished cell; return a summary table (one row per cell)."""
     from tqdm.auto import tqdm
+
+    check_executor(executor)
 
     outcomes = {c.cell_id: CellOutcome(c, "skipped", finished_run(c, results_dir)) for c in plan.cells}
     todo = [c for c in plan.cells if outcomes[c.cell_id].run_id is None]
@@ -53,26 +65,31 @@ def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress:
         if on_done:
             on_done(outcome)
 
+    for cell in todo:
+        mark_started(cell, results_dir)
     if executor == "local":
         for cell in todo:
-            record(_run_safely(cell))
-    elif executor == "ray":
-        _run_on_ray(todo, workers, record)
+            record(_run_safely(cell, results_dir))
     else:
-        raise WorkbenchError(f"Unknown executor {executor!r}; use 'local' or 'ray'.")
+        _run_on_ray(todo, workers, record, results_dir)
     bar.close()
     return summary(outcomes.values())
 
 
-def _run_safely(cell: Cell) -> CellOutcome:
+def _run_safely(cell: Cell, results_dir: Path | None = None) -> CellOutcome:
+    started = time.perf_counter()
     try:
-        run_id, seconds = run_cell(cell)
+        run_id, seconds = run_cell(cell, results_dir)
         return CellOutcome(cell, "done", run_id, seconds)
     except WorkbenchError as exc:  # bad input in one cell must not stop the batch
-        return CellOutcome(cell, "failed", error=str(exc))
+        return CellOutcome(cell, "failed", seconds=time.perf_counter() - started, error=str(exc))
+    except Exception as exc:  # nor a bug or a crash in one analysis: record it and go on
+        return CellOutcome(cell, "failed", seconds=time.perf_counter() - started,
+                           error=f"{type(exc).__name__}: {exc}")
 
 
-def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome], None]) -> None:
+def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome], None],
+                results_dir: Path | None = None) -> None:
     import ray
     from ray.util import ActorPool
 
@@ -84,7 +101,7 @@ def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome],
     try:
         actor = ray.remote(num_cpus=1)(_CellWorker)
         pool = ActorPool([actor.remote() for _ in range(workers)])
-        for outcome in pool.map_unordered(lambda a, c: a.run.remote(c), cells):
+        for outcome in pool.map_unordered(lambda a, c: a.run.remote(c, results_dir), cells):
             record(outcome)
     finally:
         if started_here:
@@ -99,8 +116,8 @@ class _CellWorker:
 
         torch.set_num_threads(1)
 
-    def run(self, cell: Cell) -> CellOutcome:
-        return _run_safely(cell)
+    def run(self, cell: Cell, results_dir: Path | None = None) -> CellOutcome:
+        return _run_safely(cell, results_dir)
 
 
 def summary(outcomes) -> pd.DataFrame:

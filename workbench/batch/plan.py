@@ -59,17 +59,20 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     if not path.exists():
         raise PlanError(f"No plan file at {path}; write a TOML plan (see workbench/batch/plan.py).")
+    if path.is_dir():
+        raise PlanError(f"{path} is a directory; give a TOML plan file (see workbench/batch/plan.py).")
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path} is not valid TOML: {exc}.") from exc
+        raise PlanError(f"{path} is not valid TOML: {' '.join(str(exc).split())}.") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read the plan {path}: {exc.strerror or exc}.") from None
     return parse_plan(raw, source=str(path))
 
 
 def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     """Validate a plan dict and expand it to cells, checking analyses, parameters and models early."""
-    from workbench.analyses import get_analysis
-    from workbench.models import resolve_spec
+    from workbench.models import DEFAULT_MODEL, resolve_spec
 
     unknown = sorted(set(raw) - {"name", "models", "analyses"})
     if unknown:
@@ -77,26 +80,47 @@ def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     name = raw.get("name") or Path(source).stem or "batch"
     models = raw.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-        raise PlanError("`models` must be a non-empty list of model names, e.g. models = [\"smollm2-135m\"].")
+        raise PlanError(f"`models` must be a non-empty list of model names, e.g. models = [{DEFAULT_MODEL!r}].")
     for model in models:
         resolve_spec(model)  # unknown names fail now, not mid-batch
     entries = raw.get("analyses")
     if not isinstance(entries, list) or not entries:
         raise PlanError("A plan needs at least one [[analyses]] table with a `name`.")
     cells = []
-    for entry in entries:
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise PlanError(f"Each [[analyses]] table needs a name; got {entry!r}.")
-        spec = get_analysis(entry["name"])
-        base, grid = dict(entry.get("params", {})), dict(entry.get("grid", {}))
-        bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
-        if bad:
-            raise PlanError(f"grid values must be non-empty lists; fix {bad} in analysis {entry['name']!r}.")
-        keys = sorted(grid)
-        for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-            params = {**base, **dict(zip(keys, combo, strict=True))}
-            spec.make_params(params)  # unknown or mistyped parameters fail now
+    for number, entry in enumerate(entries, 1):
+        for params in _entry_params(entry, number):
             for model in models:
-                cells.append(Cell(spec.name, model, params))
+                cells.append(Cell(entry["name"], model, params))
     unique = tuple(dict((c.cell_id, c) for c in cells).values())
     return Plan(name=str(name), cells=unique, source=source)
+
+
+def _entry_params(entry: Any, number: int) -> list[dict[str, Any]]:
+    """The parameter sets of one [[analyses]] table, each checked against the analysis's typed Params."""
+    from workbench.analyses import get_analysis
+
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise PlanError(f"Each [[analyses]] table needs a name; table {number} is {entry!r}.")
+    where = f"[[analyses]] table {number} ({entry['name']!r})"
+    extra = sorted(set(entry) - {"name", "params", "grid"})
+    if extra:
+        raise PlanError(f"{where}: unknown keys {extra}; a table has name, params and grid.")
+    spec = get_analysis(entry["name"])
+    base, grid = entry.get("params", {}), entry.get("grid", {})
+    for key, value in (("params", base), ("grid", grid)):
+        if not isinstance(value, dict):
+            raise PlanError(f"{where}: {key} must be a table, e.g. {key} = {{ n_prompts = 2 }}; got {value!r}.")
+    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+    if bad:
+        raise PlanError(f"{where}: grid values must be non-empty lists; fix {bad}.")
+    keys = sorted(grid)
+    out = []
+    for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+        params = {**base, **dict(zip(keys, combo, strict=True))}
+        try:
+            spec.make_params(params)  # unknown names, wrong types and out-of-range numbers fail now
+        except WorkbenchError as exc:
+            cell = ", ".join(f"{k}={v!r}" for k, v in sorted(params.items())) or "defaults"
+            raise PlanError(f"{where}, cell {cell}: {exc}") from None
+        out.append(params)
+    return out

@@ -3,12 +3,17 @@
 Markers live in `<results_dir>/batches/<cell_id>.json` and name the catalog run the cell produced; a
 cell whose marker exists and whose run still loads is skipped, so a killed batch loses only the cell
 in flight. Markers are keyed by cell, not by plan, so plans that share cells share the work.
+
+Before a cell runs, `<cell_id>.pending` records when it started. A batch killed after the run was saved
+but before its marker was written leaves that file behind; on resume the run saved since then for the
+same analysis, model and parameters is adopted (and marked) instead of running the cell again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench import results
@@ -20,10 +25,10 @@ def state_dir(results_dir: Path | None = None) -> Path:
 
 
 def finished_run(cell: Cell, results_dir: Path | None = None) -> str | None:
-    """The run id recorded for `cell`, if its marker exists and the run is still in the catalog."""
+    """The run id recorded for `cell` (or saved for it by a batch killed before its marker), if it still loads."""
     marker = state_dir(results_dir) / f"{cell.cell_id}.json"
     if not marker.exists():
-        return None
+        return _adopt_saved_run(cell, results_dir)
     try:
         run_id = json.loads(marker.read_text())["run_id"]
         results.load_run(run_id, results_dir)
@@ -32,11 +37,58 @@ def finished_run(cell: Cell, results_dir: Path | None = None) -> str | None:
     return run_id
 
 
+def mark_started(cell: Cell, results_dir: Path | None = None) -> None:
+    """Record that `cell` is about to run (see the module docstring)."""
+    _write_atomic(state_dir(results_dir) / f"{cell.cell_id}.pending",
+                  {"started": datetime.now(timezone.utc).isoformat(), "analysis": cell.analysis,
+                   "model": cell.model, "params": cell.params})
+
+
 def mark_finished(cell: Cell, run_id: str, seconds: float, results_dir: Path | None = None) -> None:
     folder = state_dir(results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / f"{cell.cell_id}.json"
-    tmp = folder / f".{marker.name}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"run_id": run_id, "seconds": seconds, "analysis": cell.analysis,
-                               "model": cell.model, "params": cell.params}, sort_keys=True))
-    os.replace(tmp, marker)
+    _write_atomic(folder / f"{cell.cell_id}.json", {"run_id": run_id, "seconds": seconds, "analysis": cell.analysis,
+                                                    "model": cell.model, "params": cell.params})
+    (folder / f"{cell.cell_id}.pending").unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
+    """A run of this cell saved after its pending note (the batch died before the marker); marks it finished."""
+    pending = state_dir(results_dir) / f"{cell.cell_id}.pending"
+    try:
+        started = datetime.fromisoformat(json.loads(pending.read_text())["started"])
+    except (OSError, ValueError, KeyError):
+        return None
+    import dataclasses
+
+    from workbench.analyses import get_analysis
+    from workbench.errors import WorkbenchError
+    from workbench.models import resolve_spec
+
+    try:
+        want = _canonical(dataclasses.asdict(get_analysis(cell.analysis).make_params(cell.params)))
+        model = resolve_spec(cell.model).name
+    except WorkbenchError:
+        return None  # the cell will run (and fail) with this error
+    root = Path(results_dir or results.default_results_dir()) / cell.analysis
+    for run_json in sorted(root.glob("*/run.json")):
+        try:
+            record = json.loads(run_json.read_text())
+            if (record["model"] == model and _canonical(record["params"]) == want
+                    and datetime.fromisoformat(record["created"]) >= started):
+                results.load_run(record["run_id"], results_dir)
+                mark_finished(cell, record["run_id"], float(sum(record["timings"].values())), results_dir)
+                return record["run_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _canonical(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
