@@ -8,9 +8,11 @@ lock is ours; one written without a lock is stale when its writer is gone and it
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
+import struct
 import time
 from pathlib import Path
 
@@ -99,3 +101,29 @@ def remove_temps(directory: Path, *, only_stale: bool) -> list[Path]:
             child.unlink(missing_ok=True)
         removed.append(child)
     return removed
+
+
+def safetensors_header(fh) -> dict:
+    """The parsed header of an open safetensors file; ValueError unless the file is exactly as long as it says."""
+    size = os.fstat(fh.fileno()).st_size
+    fh.seek(0)
+    try:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        if n > size - 8:
+            raise ValueError("header longer than the file")
+        header = json.loads(fh.read(n).decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        end = 0
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            start, stop = info["data_offsets"]
+            if not (isinstance(info["shape"], list) and all(isinstance(d, int) for d in info["shape"])):
+                raise ValueError(f"tensor {key!r} has no valid shape")
+            end = max(end, int(stop), int(start))
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable header ({type(exc).__name__})") from None
+    if size != 8 + n + end:
+        raise ValueError(f"{size} bytes, header says {8 + n + end} (truncated?)")
+    return header

@@ -18,13 +18,12 @@ import importlib.util
 import json
 import os
 import shutil
-import struct
 import sys
 import time
 from pathlib import Path
 
 from workbench.errors import ModelError
-from workbench.integrity import atomic_write_text, is_temp, sha256_file
+from workbench.integrity import atomic_write_text, is_temp, safetensors_header, sha256_file
 
 SOURCE_FILE = "source.json"
 WEIGHTS_FILE = "weights.json"
@@ -175,18 +174,10 @@ def verify(target: Path) -> str | None:
 def safetensors_problem(path: Path) -> str | None:
     """None if the header parses and the file is exactly as long as the header says; else the problem."""
     try:
-        size = path.stat().st_size
         with path.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            if n > size - 8:
-                return "header longer than the file"
-            header = json.loads(fh.read(n).decode("utf-8"))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
-            IndexError, AttributeError) as exc:
-        return f"unreadable header ({type(exc).__name__})"
-    if size != 8 + n + end:
-        return f"{size} bytes, header says {8 + n + end} (truncated?)"
+            safetensors_header(fh)
+    except (OSError, ValueError) as exc:
+        return str(exc)
     return None
 
 
