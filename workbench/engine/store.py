@@ -89,6 +89,9 @@ class CachedActivations:
         for fh in self.handles.values():
             fh.close()
 
+    def __del__(self) -> None:
+        self.close()
+
 
 def _file_name(hook: str) -> str:
     return f"{hook}.safetensors"
