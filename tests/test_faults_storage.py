@@ -307,6 +307,39 @@ def test_concurrent_remove_all_never_crashes_a_reader(tiny):
     assert errors == []
 
 
+REMOVER = """
+import sys, time
+from workbench.engine.store import ActivationStore
+store = ActivationStore(sys.argv[1])
+print("ready", flush=True)
+for _ in range(400):
+    store.remove(everything=True)
+    time.sleep(0.003)
+"""
+
+
+def test_remove_all_in_another_process_never_crashes_a_reader(tiny):
+    import subprocess
+    import sys
+
+    store = ActivationStore()
+    store.root.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", REMOVER, str(store.root)], cwd=repo, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        want = {hook: reference(tiny, hook) for hook in HOOKS}
+        for _ in range(15):
+            acts = ensure(tiny, store)
+            for hook in HOOKS:
+                for got, ref in zip(acts[hook], want[hook], strict=True):
+                    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    finally:
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+
 def test_killed_writer_temp_files_are_cleaned_on_ls_and_write(tiny):
     store = ActivationStore()
     acts = ensure(tiny, store)
