@@ -265,7 +265,7 @@ class ActivationStore:
         """One row per cached (model, prompt set) entry with its hooks and size on disk (temp files of
         killed writers are deleted on the way)."""
         rows = []
-        for entry in sorted(p for p in self.root.glob("*/*") if not p.parent.name.startswith(".")):
+        for entry in sorted(p for p in self.root.glob("*/*") if not p.parent.name.startswith(".") and p.is_dir()):
             self._clean_if_idle(entry)
             manifest_path = entry / MANIFEST
             if not manifest_path.exists():
