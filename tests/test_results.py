@@ -234,6 +234,10 @@ def test_load_missing_or_corrupt_parquet(tmp_path):
     record = save(make_scores(), tmp_path)
     parquet = tmp_path / "induction" / record.run_id / "scores.parquet"
     parquet.write_bytes(b"garbage")
+    with pytest.raises(ResultsError, match="scores.parquet does not match the checksum.*re-run the analysis"):
+        load_run(record.run_id, results_dir=tmp_path)
+    run_json = parquet.parent / "run.json"  # a run saved before checksums: the parquet reader still refuses it
+    run_json.write_text(json.dumps({k: v for k, v in record.to_json().items() if k != "checksums"}))
     with pytest.raises(ResultsError, match="cannot read .*scores.parquet"):
         load_run(record.run_id, results_dir=tmp_path)
     parquet.unlink()

@@ -150,7 +150,7 @@ def load_model(name: str = DEFAULT_MODEL):
     elif spec.source == "gguf-package":
         ckpt = model_cache.ensure_converted(spec)
         hf, tok = _from_pretrained(ckpt, local_only=True)
-        weights_id = (ckpt / model_cache.SOURCE_FILE).read_text()
+        weights_id = model_cache.weights_identity(ckpt)  # includes the verified sha256 of every file
     elif spec.source == "local":
         hf, tok = _from_pretrained(Path(spec.hf_id), local_only=True)
         weights_id = model_cache.local_dir_identity(Path(spec.hf_id))

@@ -1,7 +1,9 @@
 """Saved analysis results: tidy per-head scores, run provenance, and a DuckDB catalog.
 
 Each run lives in ``<results_dir>/<analysis>/<run_id>/`` as ``scores.parquet`` (one row per
-head, see :func:`validate_head_scores`) plus ``run.json`` (a :class:`RunRecord`).
+head, see :func:`validate_head_scores`) plus ``run.json`` (a :class:`RunRecord`, which records the size
+and sha256 of every table the run saved; loading checks them, so a damaged file is an error, never
+shown). The catalog (:func:`find_runs`, :func:`query_catalog`) lives in ``results_catalog``.
 """
 
 from __future__ import annotations
@@ -16,121 +18,31 @@ import re
 import shutil
 import subprocess
 import uuid
-import warnings
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from workbench.errors import WorkbenchError
+from workbench.integrity import remove_temps, sha256_file
+from workbench.results_schema import (  # noqa: F401  (re-exported: the public names of workbench.results)
+    IDENTITY_COLUMNS,
+    REQUIRED_COLUMNS,
+    ResultsError,
+    head_label,
+    parse_head_label,
+    validate_head_scores,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REQUIRED_COLUMNS = ("analysis", "model", "prompt_set", "layer", "head", "score")
-IDENTITY_COLUMNS = ("analysis", "model", "prompt_set")
 CATALOG_COLUMNS = ("run_id", "analysis", "model", "prompt_set", "created", "n_rows", "model_fingerprint",
                    "prompts_fingerprint", "git_commit", "path", "seconds")
 PROVENANCE_DISTRIBUTIONS = ("torch", "transformers", "transformer-lens", "numpy", "pandas", "pyarrow",
                             "duckdb", "attention-workbench")
-_LABEL_RE = re.compile(r"L(\d+)H(\d+)")
 _SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-
-
-class ResultsError(WorkbenchError):
-    """Invalid head scores, run record or results directory."""
-
-
-def head_label(layer: int, head: int) -> str:
-    """Format a head as ``L{layer}H{head}``."""
-    if not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0 for x in (layer, head)):
-        raise ResultsError(f"head_label needs non-negative integers, got layer={layer!r}, head={head!r}.")
-    return f"L{int(layer)}H{int(head)}"
-
-
-def parse_head_label(label: str) -> tuple[int, int]:
-    """Parse ``"L3H5"`` into ``(3, 5)``."""
-    match = _LABEL_RE.fullmatch(label) if isinstance(label, str) else None
-    if match is None:
-        raise ResultsError(f"malformed head label {label!r}; write heads as L{{layer}}H{{head}} with "
-                           "non-negative integers, e.g. 'L3H5' for layer 3, head 5.")
-    return int(match.group(1)), int(match.group(2))
-
-
-def _labels(df: pd.DataFrame, mask: pd.Series, limit: int = 5) -> str:
-    rows = df.loc[mask, ["layer", "head"]].head(limit)
-    return ", ".join(f"L{r.layer}H{r.head}" for r in rows.itertuples(index=False))
-
-
-def _coerce_index_column(df: pd.DataFrame, col: str, limit: int | None, limit_name: str) -> pd.Series:
-    num = pd.to_numeric(df[col], errors="coerce")
-    bad = num.isna() | (num % 1 != 0) | (num < 0)
-    if bad.any():
-        sample = df.loc[bad, col].head(5).tolist()
-        raise ResultsError(f"column {col!r} must hold non-negative integers (0-based); bad values: {sample}. "
-                           f"Fix them or convert with df[{col!r}].astype(int).")
-    num = num.astype("int64")
-    if limit is not None and (num >= limit).any():
-        sample = sorted(set(num[num >= limit].tolist()))[:5]
-        raise ResultsError(f"column {col!r} has values {sample} out of range for {limit_name}={limit}; "
-                           f"valid values are 0..{limit - 1}. Check that the scores belong to this model.")
-    return num
-
-
-def validate_head_scores(
-    df: pd.DataFrame, n_layers: int | None = None, n_heads: int | None = None
-) -> pd.DataFrame:
-    """Check a HeadScores frame and return a cleaned copy with coerced dtypes.
-
-    Required columns: analysis, model, prompt_set (str, one value each), layer, head
-    (int >= 0, unique pairs), score (float; NaN allowed, inf not). Extra columns are kept.
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise ResultsError(f"head scores must be a pandas DataFrame, got {type(df).__name__}.")
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ResultsError(f"head scores are missing required column(s) {missing}; add them "
-                           f"(required: {', '.join(REQUIRED_COLUMNS)}).")
-    if df.empty:
-        raise ResultsError("head scores frame is empty; an analysis must produce one row per (layer, head). "
-                           "Check that the analysis actually ran over at least one head.")
-    out = df.copy().reset_index(drop=True)
-    for col in IDENTITY_COLUMNS:
-        if out[col].isna().any():
-            raise ResultsError(f"column {col!r} has missing values; fill it with the {col} name.")
-        out[col] = out[col].astype(str)
-        values = sorted(out[col].unique().tolist())
-        if len(values) != 1:
-            raise ResultsError(f"column {col!r} has {len(values)} distinct values {values[:5]}; a run holds "
-                               "one (analysis, model, prompt_set). Split the frame, e.g. with "
-                               "df.groupby(['analysis', 'model', 'prompt_set']), and save each part.")
-    out["layer"] = _coerce_index_column(out, "layer", n_layers, "n_layers")
-    out["head"] = _coerce_index_column(out, "head", n_heads, "n_heads")
-
-    score = pd.to_numeric(out["score"], errors="coerce")
-    non_numeric = score.isna() & out["score"].notna()
-    if non_numeric.any():
-        sample = out.loc[non_numeric, "score"].head(5).tolist()
-        raise ResultsError(f"column 'score' has non-numeric values {sample} (heads "
-                           f"{_labels(out, non_numeric)}); convert scores to float (NaN if undefined).")
-    score = score.astype("float64")
-    infinite = np.isinf(score)
-    if infinite.any():
-        raise ResultsError(f"column 'score' has infinite values for heads {_labels(out, infinite)}; replace "
-                           "them with finite numbers, or NaN if the score is undefined.")
-    out["score"] = score
-
-    dup = out.duplicated(["layer", "head"], keep=False)
-    if dup.any():
-        ident = tuple(out.loc[0, c] for c in IDENTITY_COLUMNS)
-        raise ResultsError(f"duplicate rows for heads {_labels(out, dup)} in (analysis, model, prompt_set)="
-                           f"{ident}; each head must appear once. Aggregate (e.g. groupby(['layer', 'head'])"
-                           ".mean()) or drop duplicates first.")
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +62,8 @@ class RunRecord:
     created: str
     workbench_version: str
     n_rows: int
+    # relative path -> {"bytes", "sha256"} of each file saved with the run; {} for runs saved before checksums
+    checksums: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-compatible dict."""
@@ -161,10 +75,11 @@ class RunRecord:
         if not isinstance(data, Mapping):
             raise ResultsError(f"run record must be a JSON object, got {type(data).__name__}.")
         fields = {f.name for f in dataclasses.fields(cls)}
+        data = {"checksums": {}, **data}
         missing = sorted(fields - set(data))
         if missing:
             raise ResultsError(f"run record is missing field(s) {missing}.")
-        kinds = {"params": dict, "package_versions": dict, "timings": dict, "n_rows": int}
+        kinds = {"params": dict, "package_versions": dict, "timings": dict, "n_rows": int, "checksums": dict}
         for name in fields:
             value, kind = data[name], kinds.get(name, str)
             ok = isinstance(value, kind) and not isinstance(value, bool)
@@ -172,6 +87,10 @@ class RunRecord:
                 raise ResultsError(f"run record field {name!r} should be {kind.__name__}, got {value!r}.")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["timings"].values()):
             raise ResultsError("run record field 'timings' must map names to seconds (numbers).")
+        for name, entry in data["checksums"].items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                    and isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool)):
+                raise ResultsError(f"run record field 'checksums' has a malformed entry for {name!r}.")
         try:
             datetime.fromisoformat(data["created"])
         except ValueError:
@@ -255,18 +174,11 @@ def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prom
     clean_params, clean_timings = _check_params(params), _check_timings(timings)
     versions, commit = collect_provenance()
     now = _utcnow()
-    run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    record = RunRecord(
-        run_id=run_id, analysis=analysis, model=clean.loc[0, "model"],
-        prompt_set=clean.loc[0, "prompt_set"], params=clean_params,
-        model_fingerprint=str(model_fingerprint), prompts_fingerprint=str(prompts_fingerprint),
-        package_versions=versions, git_commit=commit, timings=clean_timings,
-        created=now.isoformat(timespec="microseconds"),
-        workbench_version=versions.get("attention-workbench", "unknown"),
-        n_rows=len(clean),
-    )
-    analysis_dir = Path(results_dir or default_results_dir()) / analysis
+    root = Path(results_dir or default_results_dir())
+    analysis_dir = root / analysis
     analysis_dir.mkdir(parents=True, exist_ok=True)
+    remove_temps(analysis_dir, only_stale=True)  # left by killed writers
+    run_id = _new_run_id(root, now)
     tmp = analysis_dir / f".{run_id}.tmp-{os.getpid()}"
     try:
         tmp.mkdir()
@@ -277,32 +189,86 @@ def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prom
                 table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
         if clean_summary:
             (tmp / "summary.json").write_text(json.dumps(clean_summary, sort_keys=True, indent=2) + "\n")
+        checksums = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)}
+                     for rel in _run_files(tmp)}
+        record = RunRecord(
+            run_id=run_id, analysis=analysis, model=clean.loc[0, "model"],
+            prompt_set=clean.loc[0, "prompt_set"], params=clean_params,
+            model_fingerprint=str(model_fingerprint), prompts_fingerprint=str(prompts_fingerprint),
+            package_versions=versions, git_commit=commit, timings=clean_timings,
+            created=now.isoformat(timespec="microseconds"),
+            workbench_version=versions.get("attention-workbench", "unknown"),
+            n_rows=len(clean), checksums=checksums,
+        )
         (tmp / "run.json").write_text(json.dumps(record.to_json(), sort_keys=True, indent=2) + "\n")
-        os.rename(tmp, analysis_dir / run_id)
+        os.rename(tmp, analysis_dir / run_id)  # fails rather than merge if the id was taken meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
 
 
+def _new_run_id(root: Path, now: datetime) -> str:
+    """A run id no run under `root` has (in any analysis), so a bare id always names one run."""
+    while True:
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        if not any(root.glob(f"*/{run_id}")):
+            return run_id
+
+
+def _run_files(run_dir: Path) -> list[str]:
+    """Relative paths of the data files of a run (everything but run.json)."""
+    names = ["scores.parquet", "summary.json"] + [f"tables/{p.name}" for p in sorted(run_dir.glob("tables/*.parquet"))]
+    return [n for n in names if (run_dir / n).is_file()]
+
+
+def verify_file(run_dir: Path, record: RunRecord, rel: str, *, full: bool = True) -> None:
+    """Raise a ResultsError unless `rel` matches the size (and, if `full`, the sha256) in run.json."""
+    if not record.checksums:  # saved before checksums were recorded
+        return
+    path, expected = run_dir / rel, record.checksums.get(rel)
+    fix = f"re-run the analysis ({record.analysis}) and delete {run_dir}"
+    if expected is None:
+        raise ResultsError(f"run {record.run_id}: {rel} was not saved with the run (no checksum in run.json); "
+                           f"{fix}.")
+    if not path.is_file():
+        raise ResultsError(f"run {record.run_id}: {rel} is missing; {fix}.")
+    if path.stat().st_size != expected["bytes"] or (full and sha256_file(path) != expected["sha256"]):
+        raise ResultsError(f"run {record.run_id}: {rel} does not match the checksum in its run.json (the file is "
+                           f"damaged); {fix}.")
+
+
 def load_table(run_dir_or_id: str | Path, name: str, results_dir: Path | None = None) -> pd.DataFrame:
     """A named extra table of a run (e.g. per-token traces), saved with ``save_run(tables=...)``."""
-    path = _find_run_dir(run_dir_or_id, results_dir) / "tables" / f"{name}.parquet"
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    path = run_dir / "tables" / f"{name}.parquet"
     if not path.exists():
         raise ResultsError(f"run {run_dir_or_id} has no table {name!r}; it was not saved by this analysis.")
-    return pd.read_parquet(path)
+    record = _read_record(run_dir / "run.json")
+    verify_file(run_dir, record, f"tables/{name}.parquet")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot read {path} ({type(exc).__name__}); re-run the analysis.") from None
 
 
 def load_summary(run_dir_or_id: str | Path, results_dir: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run ({} when the analysis saved none)."""
-    path = _find_run_dir(run_dir_or_id, results_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return {}
+    verify_file(run_dir, _read_record(run_dir / "run.json"), "summary.json")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); re-run the analysis.") from None
 
 
 def _read_record(path: Path) -> RunRecord:
     hint = "delete the run directory or re-run the analysis"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ResultsError(f"{path} is missing; the run is incomplete — {hint}.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -325,9 +291,19 @@ def _find_run_dir(run_dir_or_id: str | Path, results_dir: Path | None) -> Path:
     if not matches:
         raise ResultsError(f"no run with id {run_id!r} under {root}; list saved runs with find_runs() "
                            "or pass the run directory path.")
+    if len(matches) > 1:  # a copied run: prefer the one whose run.json agrees with where it lives
+        matches = [p for p in matches if _names_itself(p)] or matches
     if len(matches) > 1:
         raise ResultsError(f"run id {run_id!r} is ambiguous: {sorted(map(str, matches))}; pass a path.")
     return matches[0]
+
+
+def _names_itself(run_dir: Path) -> bool:
+    try:
+        record = _read_record(run_dir / "run.json")
+    except ResultsError:
+        return False
+    return record.run_id == run_dir.name and record.analysis == run_dir.parent.name
 
 
 def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tuple[pd.DataFrame, RunRecord]:
@@ -335,6 +311,7 @@ def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tupl
     run_dir = _find_run_dir(run_dir_or_id, results_dir)
     record = _read_record(run_dir / "run.json")
     parquet = run_dir / "scores.parquet"
+    verify_file(run_dir, record, "scores.parquet")
     try:
         scores = pd.read_parquet(parquet)
     except (OSError, ValueError, pa.ArrowException) as exc:
@@ -347,67 +324,6 @@ def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tupl
     return scores, record
 
 
-def _good_run_files(root: Path) -> list[str]:
-    """run.json paths under root/*/*/ that parse as RunRecords; warn about and skip the rest."""
-    if not root.is_dir():
-        return []
-    good = []
-    for analysis_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for run_dir in sorted(p for p in analysis_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            try:
-                _read_record(run_dir / "run.json")
-            except ResultsError as exc:
-                warnings.warn(f"skipping run in catalog: {exc}", stacklevel=3)
-                continue
-            good.append(str(run_dir / "run.json"))
-    return good
 
 
-# Fields DuckDB reads from run.json (params and package_versions are not catalogued).
-_CATALOG_SCHEMA = {c: "VARCHAR" for c in CATALOG_COLUMNS[:-2]}
-_CATALOG_SCHEMA |= {"n_rows": "BIGINT", "timings": "MAP(VARCHAR, DOUBLE)"}
-
-
-def _empty_catalog() -> pd.DataFrame:
-    dtypes = {"n_rows": "int64", "seconds": "float64"}
-    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, str)) for c in CATALOG_COLUMNS})
-
-
-def find_runs(results_dir: Path | None = None, *, analysis: str | None = None, model: str | None = None,
-              prompt_set: str | None = None) -> pd.DataFrame:
-    """One row per saved run, newest first, optionally filtered. Malformed runs are skipped with a warning."""
-    files = _good_run_files(Path(results_dir or default_results_dir()))
-    if not files:
-        return _empty_catalog()
-    where, args = [], [files, _CATALOG_SCHEMA]
-    for column, value in (("analysis", analysis), ("model", model), ("prompt_set", prompt_set)):
-        if value is not None:
-            where.append(f"{column} = ?")  # column names are constants; values are bound
-            args.append(value)
-    sql = (
-        "SELECT run_id, analysis, model, prompt_set, created, n_rows, model_fingerprint, "
-        "prompts_fingerprint, git_commit, filename AS path, "
-        "coalesce(list_sum(map_values(timings)), 0.0)::DOUBLE AS seconds "
-        "FROM read_json(?, columns = ?, filename = true, format = 'auto') "
-        + (f"WHERE {' AND '.join(where)} " if where else "")
-        + "ORDER BY TRY_CAST(created AS TIMESTAMPTZ) DESC NULLS LAST, run_id DESC"
-    )
-    with duckdb.connect() as con:
-        df = con.execute(sql, args).df()
-    if df.empty:
-        return _empty_catalog()
-    df["path"] = [str(Path(f).parent) for f in df["path"]]
-    df["git_commit"] = df["git_commit"].astype(object).where(df["git_commit"].notna(), None)
-    return df[list(CATALOG_COLUMNS)]
-
-
-def query_catalog(sql: str, results_dir: Path | None = None) -> pd.DataFrame:
-    """Run user SQL against the catalog, exposed as a DuckDB view named ``runs``."""
-    runs = find_runs(results_dir)
-    with duckdb.connect() as con:
-        con.register("runs", runs)
-        try:
-            return con.execute(sql).df()
-        except duckdb.Error as exc:
-            raise ResultsError(f"catalog query failed: {exc}. Query the view 'runs' with columns "
-                               f"{', '.join(CATALOG_COLUMNS)}.") from None
+from workbench.results_catalog import find_runs, query_catalog  # noqa: E402,F401  (the catalog, re-exported)

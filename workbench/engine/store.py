@@ -2,10 +2,13 @@
 
 Layout: `<root>/<model_fp>/<prompts_fp>/<hook>.safetensors` (one tensor per prompt, `p0`, `p1`, …,
 unpadded) plus `manifest.json` (model, prompt set, and per hook: file size and sha256). Writes go to a
-temp file and are renamed into place; a per-entry file lock serialises writers, so two processes
-asking for the same entry compute it once and both read one valid copy. A file whose size, hash or
-header does not match the manifest (truncated, foreign, written by another format version) is
-reported and recomputed, never read.
+temp file and are renamed into place; a per-entry file lock (`<root>/.locks/`, outside the entry, so
+removing an entry never removes a lock someone waits on) serialises writers, so two processes asking
+for the same entry compute it once and both read one valid copy. The manifest is validated as data
+(every field's type); a damaged manifest, or a file whose size, hash, header or shapes do not match it
+(truncated, foreign, another format version) is reported and recomputed, never read. Readers open the
+checked files under the lock and read through those handles, so a concurrent `remove` cannot pull a
+file from under them; temp files of killed writers are deleted on the next write or listing.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Sequence
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from safetensors import safe_open
+from safetensors.torch import load as load_bytes
 from safetensors.torch import save
 
 from workbench.engine import hooks as hook_names
@@ -35,13 +39,20 @@ from workbench.engine.reducers import (
     stats_to_tensors,
 )
 from workbench.engine.run import stream_forward
+from workbench.engine.store_checks import (  # noqa: F401  (FORMAT, MANIFEST, prompt_keys are public here too)
+    FORMAT,
+    MANIFEST,
+    PAIRWISE_SUFFIXES,
+    dir_size,
+    file_problem,
+    load_manifest,
+    prompt_keys,
+    record_problem,
+)
+from workbench.integrity import atomic_write_text, remove_temps, temp_name
 from workbench.models import model_info
 
-FORMAT = "workbench-activations-1"
-MANIFEST = "manifest.json"
 LOCK_TIMEOUT_S = 3600
-# Hooks whose tensors carry positions on two axes ([batch, head, q, k]).
-_PAIRWISE_SUFFIXES = ("hook_pattern", "hook_attn_scores")
 
 
 def default_cache_dir() -> Path:
@@ -66,29 +77,34 @@ class CachedActivations:
     hooks: tuple[str, ...]
     lengths: tuple[int, ...]
     report: EnsureReport
+    handles: dict[str, BinaryIO] = field(default_factory=dict, repr=False)  # opened (checked) under the lock
 
     def __getitem__(self, hook: str) -> list[torch.Tensor]:
         if hook not in self.hooks:
             raise KeyError(f"{hook!r} was not requested; available: {list(self.hooks)}")
-        path = self.entry / _file_name(hook)
-        with safe_open(str(path), framework="pt") as fh:
-            return [fh.get_tensor(f"p{i}") for i in range(len(self.lengths))]
+        tensors = _read_tensors(self.handles[hook])
+        return [tensors[f"p{i}"] for i in range(len(self.lengths))]
 
+    def close(self) -> None:
+        for fh in self.handles.values():
+            fh.close()
 
-def prompt_keys(n_prompts: int) -> set[str]:
-    return {f"p{i}" for i in range(n_prompts)}
+    def __del__(self) -> None:
+        self.close()
 
 
 def _file_name(hook: str) -> str:
     return f"{hook}.safetensors"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _read_tensors(fh: BinaryIO) -> dict[str, torch.Tensor]:
+    """Every tensor of an open file: through /proc/self/fd (mmap; works after unlink) or its bytes."""
+    proc = Path(f"/proc/self/fd/{fh.fileno()}")
+    if proc.exists():
+        with safe_open(str(proc), framework="pt") as st:
+            return {k: st.get_tensor(k) for k in st.keys()}
+    fh.seek(0)
+    return load_bytes(fh.read())
 
 
 class ActivationStore:
@@ -100,15 +116,22 @@ class ActivationStore:
     def entry_dir(self, model_fp: str, prompts_fp: str) -> Path:
         return self.root / model_fp / prompts_fp
 
+    def lock(self, entry: Path) -> FileLock:
+        """The entry's lock; it lives in `<root>/.locks`, so removing the entry leaves it in place."""
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{entry.parent.name}-{entry.name}.lock"), timeout=LOCK_TIMEOUT_S)
+
     def ensure(self, model, prompts: PromptSet, hooks: Iterable[str], *, batch_size: int = 8,
                progress: bool = True) -> CachedActivations:
         """Return activations for `hooks`, computing (batched) only those not validly on disk."""
         hooks = tuple(dict.fromkeys(hook_names.validate(model, hooks)))
         ids = tokenize(model, prompts)
-        entry, report = self._ensure_items(
-            model, prompts, hooks, len(ids),
+        lengths = tuple(len(x) for x in ids)
+        entry, report, handles = self._ensure_items(
+            model, prompts, hooks, lengths,
             lambda missing: _compute(model, ids, missing, batch_size, progress, prompts.name))
-        return CachedActivations(entry, hooks, tuple(len(x) for x in ids), report)
+        return CachedActivations(entry, hooks, lengths, report, handles)
 
     def ensure_stats(self, model, prompts: PromptSet, request: ReducerRequest, *,
                      progress: bool = True) -> tuple[list[AttentionStats], EnsureReport]:
@@ -127,13 +150,13 @@ class ActivationStore:
                 out.update({f"p{i}.{k}": t for k, t in stats_to_tensors(result.stats).items()})
             return {name: out}
 
-        entry, report = self._ensure_items(model, prompts, (name,), len(ids), compute)
+        entry, report, handles = self._ensure_items(model, prompts, (name,), tuple(len(x) for x in ids), compute)
         if progress and report.reused:
             from tqdm.auto import tqdm
 
             tqdm.write(f"streaming stats for {prompts.name}: reused from the cache (no model run), {entry}")
-        with safe_open(str(entry / _file_name(name)), framework="pt") as fh:
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        with handles[name] as fh:
+            tensors = _read_tensors(fh)
         per_prompt = []
         for i in range(len(ids)):
             prefix = f"p{i}."
@@ -141,21 +164,26 @@ class ActivationStore:
                 {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}, request))
         return per_prompt, report
 
-    def _ensure_items(self, model, prompts: PromptSet, names: Sequence[str], n_prompts: int,
-                      compute) -> tuple[Path, EnsureReport]:
-        """Under the entry's lock: reuse valid items, recompute missing or invalid ones, update the manifest."""
+    def _ensure_items(self, model, prompts: PromptSet, names: Sequence[str], lengths: tuple[int, ...],
+                      compute) -> tuple[Path, EnsureReport, dict[str, BinaryIO]]:
+        """Under the entry's lock: reuse valid items, recompute missing or invalid ones, update the manifest,
+        and open every item (a snapshot that a later removal cannot take away)."""
         info = model_info(model)
         entry = self.entry_dir(info.fingerprint, prompts.fingerprint)
-        entry.mkdir(parents=True, exist_ok=True)
         report = EnsureReport()
         started = time.perf_counter()
-        with FileLock(str(entry / ".lock"), timeout=LOCK_TIMEOUT_S):
+        handles: dict[str, BinaryIO] = {}
+        with self.lock(entry):
+            entry.mkdir(parents=True, exist_ok=True)
+            remove_temps(entry, only_stale=False)  # we hold the writers' lock: these are from killed writers
             manifest = self._read_manifest(entry)
             missing = []
             for name in names:
-                problem = self._check(entry, manifest, name, info.fingerprint, prompts.fingerprint, n_prompts)
+                problem, fh = self._open_checked(entry, manifest, name, info.fingerprint, prompts.fingerprint,
+                                                 lengths)
                 if problem is None:
                     report.reused.append(name)
+                    handles[name] = fh
                     continue
                 if problem != "absent":
                     warnings.warn(f"Cache file for {name} in {entry} is invalid ({problem}); recomputing.",
@@ -167,63 +195,59 @@ class ActivationStore:
                 for name in missing:
                     manifest["hooks"][name] = self._write_hook(entry, name, computed[name], info.fingerprint,
                                                                prompts.fingerprint)
+                    handles[name] = (entry / _file_name(name)).open("rb")
                     report.computed.append(name)
                 manifest.update(model=info.spec.name, model_fingerprint=info.fingerprint,
                                 prompt_set=prompts.name, prompts_fingerprint=prompts.fingerprint,
-                                n_prompts=n_prompts, format=FORMAT)
-                _atomic_write_text(entry / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+                                n_prompts=len(lengths), format=FORMAT)
+                atomic_write_text(entry / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
         report.seconds = time.perf_counter() - started
-        return entry, report
+        return entry, report, handles
 
     # ---- validation -------------------------------------------------------------------------------
-    def _read_manifest(self, entry: Path) -> dict:
+    def _read_manifest(self, entry: Path, *, warn: bool = True) -> dict:
+        """The entry's manifest, validated; a fresh one if absent or damaged. Bad hook records are dropped."""
         path = entry / MANIFEST
         fresh = {"format": FORMAT, "hooks": {}}
-        if not path.exists():
+        manifest, problem = load_manifest(path)
+        if manifest is None:
+            if problem and warn:
+                warnings.warn(f"{path} is unreadable ({problem}); its entries will be recomputed.", stacklevel=3)
             return fresh
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            warnings.warn(f"{path} is unreadable ({exc}); its entries will be recomputed.", stacklevel=3)
-            return fresh
-        if manifest.get("format") != FORMAT or not isinstance(manifest.get("hooks"), dict):
-            warnings.warn(f"{path} was written by another cache format ({manifest.get('format')!r}); "
-                          "recomputing.", stacklevel=3)
-            return fresh
-        return manifest
+        hooks = {}
+        for name, record in manifest["hooks"].items():
+            problem = record_problem(record)
+            if problem is None:
+                hooks[name] = record
+            elif warn:
+                warnings.warn(f"{path}: the record of {name} is damaged ({problem}); recomputing it.", stacklevel=3)
+        return {**manifest, "hooks": hooks}
 
-    def _check(self, entry: Path, manifest: dict, hook: str, model_fp: str, prompts_fp: str,
-               n_prompts: int) -> str | None:
-        """None if the hook's file is valid, 'absent' if missing, else a reason it cannot be used."""
-        record = manifest["hooks"].get(hook)
-        path = entry / _file_name(hook)
+    def _open_checked(self, entry: Path, manifest: dict, name: str, model_fp: str, prompts_fp: str,
+                      lengths: tuple[int, ...]) -> tuple[str | None, BinaryIO | None]:
+        """(None, open file) if the item's file is valid; else ('absent' or the reason, None)."""
+        record = manifest["hooks"].get(name)
+        path = entry / _file_name(name)
         if record is None:
-            return "absent" if not path.exists() else "not in manifest"
-        if not path.exists():
-            return "file missing"
-        if path.stat().st_size != record.get("bytes"):
-            return f"size {path.stat().st_size} != {record.get('bytes')} (truncated?)"
-        if _sha256(path) != record.get("sha256"):
-            return "checksum mismatch"
+            return ("absent" if not path.exists() else "not in manifest"), None
         try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-                keys = set(fh.keys())
-        except Exception as exc:  # safetensors raises its own error types for bad headers
-            return f"unreadable header ({exc})"
-        expected = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
-                    "prompts_fingerprint": prompts_fp}
-        if any(meta.get(k) != v for k, v in expected.items()):
-            return "written for another model, prompt set, hook or format"
-        if len(keys) != record.get("n_tensors") or not all(k.split(".")[0] in prompt_keys(n_prompts) for k in keys):
-            return "wrong number of prompts or tensors"
-        return None
+            fh = path.open("rb")
+        except FileNotFoundError:
+            return "file missing", None
+        try:
+            problem = file_problem(fh, record, name, model_fp, prompts_fp, lengths)
+        except OSError as exc:
+            problem = f"unreadable ({exc})"
+        if problem is not None:
+            fh.close()
+            return problem, None
+        return None, fh
 
     def _write_hook(self, entry: Path, hook: str, tensors: "Sequence[torch.Tensor] | dict[str, torch.Tensor]",
                     model_fp: str, prompts_fp: str) -> dict:
         """Write one item atomically: a list (one tensor per prompt) or a dict of named tensors."""
         final = entry / _file_name(hook)
-        tmp = entry / f".{final.name}.tmp-{os.getpid()}"
+        tmp = temp_name(final)
         meta = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
                 "prompts_fingerprint": prompts_fp}
         named = tensors if isinstance(tensors, dict) else {f"p{i}": t for i, t in enumerate(tensors)}
@@ -238,24 +262,38 @@ class ActivationStore:
 
     # ---- listing ----------------------------------------------------------------------------------
     def entries(self) -> list[dict]:
-        """One row per cached (model, prompt set) entry with its hooks and size on disk."""
+        """One row per cached (model, prompt set) entry with its hooks and size on disk (temp files of
+        killed writers are deleted on the way)."""
         rows = []
-        for manifest_path in sorted(self.root.glob(f"*/*/{MANIFEST}")):
-            entry = manifest_path.parent
-            try:
-                manifest = json.loads(manifest_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                manifest = {"hooks": {}, "model": "?", "prompt_set": "? (unreadable manifest)"}
-            size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+        for entry in sorted(p for p in self.root.glob("*/*") if not p.parent.name.startswith(".") and p.is_dir()):
+            self._clean_if_idle(entry)
+            manifest_path = entry / MANIFEST
+            if not manifest_path.exists():
+                continue
+            manifest, problem = load_manifest(manifest_path)
+            if manifest is None:
+                manifest = {"hooks": {}, "model": "?", "prompt_set": f"? (damaged manifest: {problem})"}
             rows.append({"model": manifest.get("model"), "model_fingerprint": entry.parent.name,
                          "prompt_set": manifest.get("prompt_set"), "prompts_fingerprint": entry.name,
                          "n_prompts": manifest.get("n_prompts"), "hooks": len(manifest.get("hooks", {})),
-                         "bytes": size, "path": str(entry)})
+                         "bytes": dir_size(entry), "path": str(entry)})
         return rows
+
+    def _clean_if_idle(self, entry: Path) -> None:
+        """Delete temp files of an entry whose lock is free (no writer can be running)."""
+        lock = self.lock(entry)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            remove_temps(entry, only_stale=False)
+        finally:
+            lock.release()
 
     def remove(self, *, model_fingerprint: str | None = None, prompts_fingerprint: str | None = None,
                everything: bool = False) -> int:
-        """Delete matching entries (under their locks); returns how many were removed."""
+        """Delete matching entries (each under its lock); returns how many were removed."""
         if not (everything or model_fingerprint or prompts_fingerprint):
             raise ValueError("Say what to remove: a model fingerprint, a prompt-set fingerprint, or everything.")
         removed = 0
@@ -265,19 +303,10 @@ class ActivationStore:
             if prompts_fingerprint and not row["prompts_fingerprint"].startswith(prompts_fingerprint):
                 continue
             entry = Path(row["path"])
-            with FileLock(str(entry / ".lock"), timeout=LOCK_TIMEOUT_S):
-                for f in entry.iterdir():
-                    if f.name != ".lock":
-                        f.unlink()
-            shutil.rmtree(entry, ignore_errors=True)
+            with self.lock(entry):
+                shutil.rmtree(entry, ignore_errors=True)
             removed += 1
         return removed
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @torch.inference_mode()
@@ -307,7 +336,7 @@ def _compute(model, ids: list[list[int]], hooks: Sequence[str], batch_size: int,
                 for j, i in enumerate(rows):
                     n = len(ids[i])
                     row = 0 if act.shape[0] == 1 else j  # rotary cos/sin are shared by the batch
-                    piece = act[row, :, :n, :n] if hook.endswith(_PAIRWISE_SUFFIXES) else act[row, :n]
+                    piece = act[row, :, :n, :n] if hook.endswith(PAIRWISE_SUFFIXES) else act[row, :n]
                     out[hook][i] = piece.detach().clone()
             bar.update(len(rows))
     return out
