@@ -60,8 +60,10 @@ def default_float64():
 @pytest.fixture(scope="module")
 def tiny64():
     """A fresh tiny model in float64, so a finite difference checks attribution patching, not rounding."""
+    from workbench.models import load_model  # not api.load_model: that one is shared by the whole session
+
     with default_float64():
-        model = api.load_model("tiny")
+        model = load_model("tiny")
     twin = model_info(model).stream_model.double()
     for module in twin.modules():  # HF's RMSNorm computes in float32 whatever the input; keep float64
         if type(module).__name__.endswith("RMSNorm"):
