@@ -25,3 +25,7 @@ class StoreError(WorkbenchError):
 
 class InterventionError(WorkbenchError):
     """An intervention that names heads, positions or sources the model or prompts do not have."""
+
+
+class DeviceError(WorkbenchError):
+    """A device or dtype this machine or model cannot use (CUDA asked for where there is none)."""
