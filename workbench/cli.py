@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
-from workbench.cli_common import _params, console, friendly, show
+from workbench.cli_common import DEVICE, DTYPE, _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
@@ -50,11 +50,12 @@ def analyses():
 @app.command()
 @friendly
 def hooks(model: str = typer.Option("smollm2-135m", help="model name"),
+          device: str = DEVICE, dtype: str = DTYPE,
           contains: str = typer.Option("blocks.0.", help="only names containing this")):
     """List the model's real hook names."""
     from workbench import api
 
-    names = [n for n in api.load_model(model).hook_dict if contains in n]
+    names = [n for n in api.load_model(model, device=device, dtype=dtype).hook_dict if contains in n]
     console.print("\n".join(names))
 
 
@@ -62,13 +63,14 @@ def hooks(model: str = typer.Option("smollm2-135m", help="model name"),
 @friendly
 def run(analysis: str = typer.Argument("attention_profile"),
         model: str = typer.Option("smollm2-135m", "--model", "-m"),
+        device: str = DEVICE, dtype: str = DTYPE,
         param: List[str] = typer.Option(None, "--param", "-p", help="name=value, repeatable"),
         top: int = typer.Option(10, help="show this many top heads"),
         save: bool = typer.Option(True, help="save to the results catalog")):
     """Run an analysis on a model and save its head scores to the catalog."""
     from workbench import api
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     scores, record = api.run_analysis(analysis, bridge, params=_params(param), save=save)
     cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")]
     show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
@@ -85,6 +87,7 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
               keys: str = typer.Option("0", help="key positions for reweight, e.g. '0,1'"),
               metric: str = typer.Option("loss", help="loss | logit_diff | answer_logprob"),
               model: str = typer.Option("smollm2-135m", "--model", "-m"),
+              device: str = DEVICE, dtype: str = DTYPE,
               n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """Edit heads on natural-text prompts and show the metric before and after, per prompt."""
     from workbench import api
@@ -97,7 +100,7 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
         key_positions = tuple(int(k) for k in keys.split(","))
     except ValueError:
         raise WorkbenchError(f"--keys must be comma-separated integers, e.g. '0,1'; got {keys!r}.") from None
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
              "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
              "reweight": lambda: api.AttentionEdit(refs, key_positions, scale=alpha)}

