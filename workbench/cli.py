@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
+from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks, paths
 from workbench.cli_common import DEVICE, DTYPE, _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
@@ -25,6 +26,15 @@ app.add_typer(cli_app.app_app, name="app")
 app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
 app.add_typer(cli_sinks.sinks_app, name="sinks")
 app.add_typer(cli_circuits.circuits_app, name="circuits")
+
+
+@app.callback()
+def _global_options(home: Optional[Path] = typer.Option(
+        None, "--home", help="keep the activation cache, results, converted models and saved circuits under DIR "
+        "(default: your user cache/data dirs, or WORKBENCH_CACHE_DIR, WORKBENCH_RESULTS_DIR, …)")):
+    """Attention-head interpretability workbench."""
+    if home is not None:
+        paths.set_home(home)
 
 @app.command()
 @friendly

@@ -48,7 +48,7 @@ def app(ctx: typer.Context,
     def serve():
         resolve_spec(model)
         _check_host(host)
-        from app.main import create_app
+        from workbench_app.main import create_app
 
         dash_app = create_app(model, start_worker=True)
         err.print(f"workbench app: http://{host}:{port}/  (model {model}; Ctrl-C to stop)")
@@ -70,8 +70,8 @@ def screenshots(out: Path = typer.Option(Path("docs/screenshots"), help="directo
 
     @friendly
     def take():
-        from app import browser
-        from app.main import create_app
+        from workbench_app import browser
+        from workbench_app.main import create_app
 
         out.mkdir(parents=True, exist_ok=True)
         dash_app = create_app(model, start_worker=True)

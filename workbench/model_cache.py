@@ -28,12 +28,9 @@ KNOWN_ARCHITECTURES = {
 
 def cache_root() -> Path:
     """`$WORKBENCH_MODEL_CACHE`, else `<user cache dir>/attention-workbench/models`."""
-    env = os.environ.get("WORKBENCH_MODEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+    from workbench.paths import model_cache_dir
 
-    return Path(user_cache_dir("attention-workbench")) / "models"
+    return model_cache_dir()
 
 
 def converted_dir(spec) -> Path:

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from workbench import paths
 from workbench.errors import WorkbenchError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_COLUMNS = ("analysis", "model", "prompt_set", "layer", "head", "score")
 IDENTITY_COLUMNS = ("analysis", "model", "prompt_set")
 CATALOG_COLUMNS = ("run_id", "analysis", "model", "prompt_set", "created", "n_rows", "model_fingerprint",
@@ -187,7 +187,7 @@ def collect_provenance() -> tuple[dict[str, str], str | None]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    return versions, _git_commit(REPO_ROOT)
+    return versions, _git_commit(paths.SOURCE_ROOT) if paths.SOURCE_ROOT is not None else None
 
 
 def _git_commit(repo_root: Path) -> str | None:
@@ -201,9 +201,8 @@ def _git_commit(repo_root: Path) -> str | None:
 
 
 def default_results_dir() -> Path:
-    """``$WORKBENCH_RESULTS_DIR`` if set, else ``<repo root>/data/results``."""
-    env = os.environ.get("WORKBENCH_RESULTS_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "data" / "results"
+    """``$WORKBENCH_RESULTS_DIR`` if set, else the user's data dir (workbench.paths)."""
+    return paths.results_dir()
 
 
 def _utcnow() -> datetime:

@@ -25,6 +25,7 @@ from filelock import FileLock
 from safetensors import safe_open
 from safetensors.torch import save
 
+from workbench import paths
 from workbench.engine import hooks as hook_names
 from workbench.engine.prompts import PromptSet, pad_batch, tokenize
 from workbench.engine.reducers import (
@@ -45,9 +46,8 @@ _PAIRWISE_SUFFIXES = ("hook_pattern", "hook_attn_scores")
 
 
 def default_cache_dir() -> Path:
-    """`$WORKBENCH_CACHE_DIR`, else `data/cache` in the repository."""
-    env = os.environ.get("WORKBENCH_CACHE_DIR")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data" / "cache"
+    """`$WORKBENCH_CACHE_DIR`, else the user's cache dir (workbench.paths)."""
+    return paths.cache_dir()
 
 
 @dataclass
