@@ -107,9 +107,9 @@ def main() -> None:
             eb.log(f"{n} tokens: skipped (context {info.n_ctx})")
             continue
         ids = torch.tensor([eb.token_ids(info.tokenizer, n)], device=device)
-        runs = {"sdpa": measure(lambda: eb.sdpa_forward(info, ids), device),
-                "reducer": measure(lambda: eb.reducer_forward(bridge, ids), device),
-                "bridge_run_with_cache": measure(lambda: run_with_cache(bridge, ids, patterns), device)}
+        runs = {"sdpa": measure(lambda ids=ids: eb.sdpa_forward(info, ids), device),
+                "reducer": measure(lambda ids=ids: eb.reducer_forward(bridge, ids), device),
+                "bridge_run_with_cache": measure(lambda ids=ids: run_with_cache(bridge, ids, patterns), device)}
         for name, r in runs.items():
             eb.log(f"{n} tokens, {name}: " + (r["error"] if "error" in r else
                                               f"{r['median_s']:.3f} s, peak {r['peak_above_weights_gb']} GB"))
