@@ -87,9 +87,11 @@ def _convert(spec, target: Path) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from workbench.models import quiet_hf_progress  # one bar: transformers' nested ones are silenced
+
     src = gguf_path(spec)
     started = time.time()
-    with tqdm(total=3, desc=f"convert {spec.name} (one-off)", unit="step") as bar:
+    with tqdm(total=3, desc=f"convert {spec.name} (one-off)", unit="step") as bar, quiet_hf_progress():
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
         bar.update()
         hf = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)

@@ -19,7 +19,9 @@ import importlib.util
 import json
 import os
 import weakref
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +186,25 @@ def _cast_parameters(hf, dtype) -> None:
                 module._parameters[key] = type(param)(param.data.to(dtype), requires_grad=param.requires_grad)
 
 
+@contextmanager
+def quiet_hf_progress():
+    """Silence transformers' own tqdm bars (weight loading, GGUF de-quantising) so a long step shows one bar."""
+    from unittest import mock
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with mock.patch.object(gguf_utils, "tqdm", partial(tqdm, disable=True)):
+            yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dtype=None, device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -191,8 +212,9 @@ def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dt
     extra = {"device_map": "auto"} if device == "map" else {}
     try:
         tok = AutoTokenizer.from_pretrained(where, local_files_only=local_only, revision=revision)
-        hf = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32, local_files_only=local_only,
-                                                  revision=revision, **extra)
+        with quiet_hf_progress():
+            hf = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32,
+                                                      local_files_only=local_only, revision=revision, **extra)
     except OSError as exc:
         raise ModelError(
             f"Could not load {where} without the network ({exc.__class__.__name__}: {str(exc)[:200]}). "
