@@ -54,7 +54,7 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | Non
     if attention_mask is not None and past_len:
         full_mask = torch.cat([attention_mask.new_ones(b, past_len), attention_mask], dim=1)
     valid = None if full_mask is None else full_mask.bool()
-    pos = _resolve_positions(output_positions, full_mask, b, past_len + t)
+    pos = _resolve_positions(output_positions, full_mask, b, past_len + t, device)
     twin = info.stream_model
     # request=None: no statistics, every layer runs plain SDPA (stream edits, if active, still apply)
     with (streaming.collecting(request, valid, pos) if request is not None else nullcontext()) as collector:
@@ -70,13 +70,13 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | Non
     return StreamResult(stats, out_logits, cache)
 
 
-def _resolve_positions(positions, mask, b: int, total: int) -> torch.Tensor | None:
+def _resolve_positions(positions, mask, b: int, total: int, device) -> torch.Tensor | None:
     if positions is None:
         return None
-    pos = torch.as_tensor(positions, dtype=torch.long, device=None if mask is None else mask.device)
+    pos = torch.as_tensor(positions, dtype=torch.long, device=device)
     if pos.dim() == 1:
         pos = pos[None].expand(b, -1).clone()
-    lengths = mask.sum(-1) if mask is not None else torch.full((b,), total)
+    lengths = mask.sum(-1) if mask is not None else torch.full((b,), total, device=pos.device)
     pos = torch.where(pos < 0, pos + lengths[:, None], pos)
     if bool((pos < 0).any()) or bool((pos >= lengths[:, None]).any()):
         raise PromptError(f"Output positions {positions} fall outside prompts of lengths {lengths.tolist()}.")

@@ -180,7 +180,7 @@ def _gather_head_outputs(collector, acc, module, out, q_pos, start, stop) -> Non
         if not bool(inside.any()):
             continue
         rel = (pos - q_pos[0] + start).clamp(start, stop - 1)
-        z = out[torch.arange(b), :, rel]  # [B, H, D]
+        z = out[torch.arange(b, device=out.device), :, rel]  # [B, H, D]
         vec = torch.einsum("bhd,hdm->bhm", z, w_heads)
         prev = acc.head_out.get(p, torch.zeros_like(vec))
         acc.head_out[p] = torch.where(inside[:, None, None], vec, prev)
