@@ -117,7 +117,9 @@ def last_logits(model, batch_ids: Sequence[Sequence[int]], z_edit: ZEdit | None 
     with editing_z(model, z_edit):
         hidden = twin.base_model(**kwargs).last_hidden_state
     last = hidden[torch.arange(len(batch_ids), device=mask.device), mask.sum(-1) - 1]
-    logits = twin.get_output_embeddings()(last).float().cpu()  # metrics and their differences in float32
+    logits = twin.get_output_embeddings()(last).cpu()
+    if logits.dtype in (torch.bfloat16, torch.float16):  # metrics and their differences at least in float32
+        logits = logits.float()
     cap = getattr(info.hf_config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
