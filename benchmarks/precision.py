@@ -11,7 +11,7 @@ On SmolLM2-135M (or --model), the same analyses run once in float32 and once in 
 - bf16_peak_mem_vs_fp32: peak memory of loading the model and one reducer forward (2048 tokens), bfloat16 /
   float32, each in a fresh child process. On CUDA: torch.cuda.max_memory_allocated (weights + activations).
   On the CPU: peak RSS minus the RSS before the model was loaded (torch, transformers and the workbench
-  already imported), so the libraries' ~1 GB, the same in both dtypes, does not dilute it.    target <= 0.6
+  imported first), so the libraries' RSS, the same in both dtypes, does not dilute it.        target <= 0.6
 
 Ties get average ranks (scipy.stats.spearmanr). The numbers are reported as found.
 
@@ -71,8 +71,10 @@ def spearman(a, b, column: str) -> float:
 def child(model: str, device: str, dtype: str) -> None:
     """Load `model` in `dtype`, run one reducer forward; print the peak memory as a JSON line."""
     import torch
+    import transformers  # noqa: F401  (the libraries are imported before the baseline is taken)
+    from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
 
-    import workbench.engine.run  # noqa: F401  (imports everything the forward needs before the baseline)
+    import workbench.engine.run  # noqa: F401
     from workbench.models import load_model, model_info
 
     cuda = device.startswith("cuda")
