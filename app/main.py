@@ -1,10 +1,10 @@
 """create_app: the Dash app on one model, reading the results catalog, with a model worker for live views.
 
-    from app.main import create_app
+    from workbench_app.main import create_app
     create_app(model="smollm2-135m").run(host="127.0.0.1", port=8050, debug=False)
 
 The app process never imports torch: model work (patterns, token traces, interventions, running an
-analysis) goes to `workbench.worker` in a child process (app.worker_client.WorkerClient).
+analysis) goes to `workbench.worker` in a child process (workbench_app.worker_client.WorkerClient).
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from pathlib import Path
 import dash
 from dash import Input, Output, State, dcc, html
 
-from app import controllers, ids
-from app.callbacks import circuits as circuits_cb
-from app.callbacks import compare as compare_cb
-from app.callbacks import heads as heads_cb
-from app.callbacks import interventions as interventions_cb
-from app.callbacks import overview as overview_cb
-from app.callbacks import tokens as tokens_cb
-from app.callbacks.common import log
-from app.context import AppContext
-from app.pages import circuits, compare, heads, interventions, overview, tokens
-from app.pages.common import alert, card, page
 from workbench.errors import WorkbenchError
+from workbench_app import controllers, ids
+from workbench_app.callbacks import circuits as circuits_cb
+from workbench_app.callbacks import compare as compare_cb
+from workbench_app.callbacks import heads as heads_cb
+from workbench_app.callbacks import interventions as interventions_cb
+from workbench_app.callbacks import overview as overview_cb
+from workbench_app.callbacks import tokens as tokens_cb
+from workbench_app.callbacks.common import log
+from workbench_app.context import AppContext
+from workbench_app.pages import circuits, compare, heads, interventions, overview, tokens
+from workbench_app.pages.common import alert, card, page
 
 PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout, "/circuits": circuits.layout,
          "/interventions": interventions.layout, "/tokens": tokens.layout}
@@ -63,7 +63,7 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
     """The dashboard. `worker`: a WorkerClient (default: one for `model`, started now unless start_worker=False);
     `circuits_dir`: where saved circuits live (default: the repository's circuits/)."""
     if worker is None and start_worker:
-        from app.worker_client import WorkerClient
+        from workbench_app.worker_client import WorkerClient
 
         worker = WorkerClient(model)
         worker.start()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert, table
-from app.pages.heads import map_view
 from workbench.heads import HeadRef
 from workbench.viz import heads as viz
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert, table
+from workbench_app.pages.heads import map_view
 
 HEAD_MESSAGE = "hm-head-message"
 

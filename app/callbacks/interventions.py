@@ -5,14 +5,14 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert, table
 from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef
 from workbench.viz import heads as viz
 from workbench.viz.interventions import before_after_figure
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert, table
 
 
 def _highlight(text, n_layers, n_heads):

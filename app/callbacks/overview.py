@@ -5,11 +5,11 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert
-from app.pages.overview import runs_table
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert
+from workbench_app.pages.overview import runs_table
 
 
 def parse_params(text: str | None) -> dict[str, str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app import controllers, ids
-from app.context import AppContext
-from app.pages.common import card, field, job_slots, page, table
 from workbench.heads import HeadRef
 from workbench.viz import heads as viz
+from workbench_app import controllers, ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, job_slots, page, table
 
 
 def prompt_options() -> list[dict]:

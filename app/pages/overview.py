@@ -7,9 +7,9 @@ from urllib.parse import quote
 import pandas as pd
 from dash import dcc, html
 
-from app import ids
-from app.context import AppContext
-from app.pages.common import card, field, job_slots, page, table
+from workbench_app import ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, job_slots, page, table
 
 RUN_COLUMNS = ["run_id", "analysis", "model", "prompt_set", "created", "n_rows", "seconds"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app import controllers, ids
-from app.context import AppContext
-from app.pages.common import card, field, job_slots, page
-from app.pages.heads import prompt_options
+from workbench_app import controllers, ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, job_slots, page
+from workbench_app.pages.heads import prompt_options
 
 
 def layout(state: dict, ctx: AppContext):
