@@ -22,8 +22,8 @@ def map_view(ctx: AppContext, run_id: str, column: str | None, head: str | None)
     runs = ctx.runs()
     scores = controllers.load_scores(run_id, runs)
     columns = controllers.numeric_columns(scores)
-    column = column if column in columns else "score"
-    ref = HeadRef.parse(head) if head else None
+    column = column if isinstance(column, str) and column in columns else "score"
+    ref = HeadRef.parse(head) if isinstance(head, str) and head else None
     row = runs.loc[runs["run_id"] == run_id].iloc[0]
     fig = viz.head_heatmap(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
                            title=f"{row['analysis']} · {column}<br><sup>{row['model']} · {row['prompt_set']}</sup>")
