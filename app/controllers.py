@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import overlap, results
-from workbench.budget import MAX_PROMPT_CHARS, MAX_PROMPTS, MAX_TOKENS
+from workbench.budget import MAX_PROMPT_CHARS, MAX_PROMPTS
 from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef, parse_heads
 
@@ -38,7 +38,7 @@ class AppInputError(WorkbenchError):
 # ---- URL state ---------------------------------------------------------------------------------------
 def parse_query(search: str | None) -> dict[str, str]:
     """Known keys of a URL query string (unknown keys are dropped, values are capped in length)."""
-    if not search:
+    if not search or not isinstance(search, str):
         return {}
     pairs = parse_qsl(search.lstrip("?"), keep_blank_values=False)
     return {k: v[:2000] for k, v in pairs if k in _QUERY_KEYS}
@@ -51,7 +51,7 @@ def build_query(state: Mapping[str, Any]) -> str:
 
 
 def page_title(pathname: str | None) -> str:
-    return PAGES.get(pathname or "/", "Not found")
+    return PAGES.get(pathname if isinstance(pathname, str) and pathname else "/", "Not found")
 
 
 def shown(value: Any) -> str:
@@ -348,9 +348,6 @@ def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric
     elif source == "natural":
         args["n_prompts"] = int_in(n_prompts, 1, MAX_PROMPTS, "Number of prompts")
         args["n_tokens"] = int_in(n_tokens, 8, 1024, "Tokens per prompt")
-        if 2 * args["n_prompts"] * args["n_tokens"] > MAX_TOKENS:
-            raise AppInputError(f"{args['n_prompts']} prompts × {args['n_tokens']} tokens × 2 runs is over the "
-                                f"budget of {MAX_TOKENS:,} tokens per request; use fewer prompts or tokens.")
     else:
         raise AppInputError("Choose a prompt set: bundled natural text or typed prompts.")
     if edit == "patch" and isinstance(patch_text, str) and patch_text.strip():

@@ -96,9 +96,9 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
                   Input(ids.URL, "pathname"), State(ids.URL, "search"))
     def route(pathname, search):
         classes = ["nav-link active" if p == pathname else "nav-link" for p in controllers.PAGES]
-        render = PAGES.get(pathname)
+        render = PAGES.get(pathname) if isinstance(pathname, str) else None
         if render is None:
-            return page("Not found", f"There is no page {pathname!r}.",
+            return page("Not found", f"There is no page {str(pathname)[:80]!r}.",
                         card(None, dcc.Link("Go to the overview", href="/"))), *classes
         return _render(render, controllers.parse_query(search)), *classes
 

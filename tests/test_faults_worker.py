@@ -199,3 +199,76 @@ def test_an_unknown_circuit_name_is_refused(tiny_worker):
     analyses = [{"analysis": "sae_circuits", "params": {"reference": ""}}]
     with pytest.raises(C.AppInputError, match="not a saved circuit; name one of: smollm2-135m_ioi"):
         R.analysis_request("sae_circuits", "reference=nope", analyses, ["smollm2-135m_ioi"])
+
+
+class FakeWorker:
+    """Stands in for WorkerClient: knows one analysis, records submits, every job has failed."""
+
+    info = {"model": "tiny", "n_layers": 2, "n_heads": 4, "n_ctx": 512,
+            "analyses": [{"analysis": "attention_profile", "summary": "s", "params": {"n_prompts": 4, "n_tokens": 8}}]}
+
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, op, args, on_done=None):
+        json.dumps(args)
+        self.submitted.append((op, args))
+        return "job1"
+
+    def status(self, job):
+        return {"status": "error", "message": "failed", "result": None, "elapsed": 0.0}
+
+
+GARBAGE = [None, 7, -1e308, [1, 2], {"a": "b"}, "x" * 100_000, True, "nan", "/etc/passwd"]
+
+
+def _outputs(key: str) -> list[dict] | dict:
+    """The renderer's `outputs`: a list for a multi-output callback ('..a.b...c.d..'), else one dict."""
+    parts = [dict(zip(("id", "property"), p.rsplit(".", 1), strict=True)) for p in key.strip(".").split("...")]
+    return parts if key.startswith("..") else parts[0]
+
+
+def _arg(spec: dict, value) -> dict:
+    if spec["id"].startswith("{"):  # a pattern-matching ALL input: a list of matched components
+        return {"id": json.loads(spec["id"]) | {"index": "L0H0"}, "property": spec["property"], "value": value}
+    return {"id": spec["id"], "property": spec["property"], "value": value}
+
+
+def test_malformed_payloads_to_every_callback_get_a_clear_answer(tmp_path):
+    from app.main import create_app
+
+    app = create_app("tiny", worker=FakeWorker(), results_dir=tmp_path / "results")
+    http = app.server.test_client()
+    failures, alerts = [], 0
+    for key, cb in app.callback_map.items():
+        specs = cb["inputs"] + cb["state"]
+        cases = [[g] * len(specs) for g in GARBAGE]
+        cases += [[g if i == j else None for j in range(len(specs))] for i in range(len(specs)) for g in GARBAGE]
+        for values in cases:
+            args = [_arg(s, [v] if s["id"].startswith("{") else v) for s, v in zip(specs, values, strict=True)]
+            body = {"output": key, "outputs": _outputs(key), "inputs": args[:len(cb["inputs"])],
+                    "state": args[len(cb["inputs"]):], "changedPropIds": [f"{specs[0]['id']}.{specs[0]['property']}"]}
+            response = http.post("/_dash-update-component", json=body)
+            text = response.get_data(as_text=True)
+            alerts += "alert-error" in text
+            if response.status_code not in (200, 204) or "Something went wrong" in text or "Traceback" in text:
+                failures.append((key[:60], [str(v)[:20] for v in values], response.status_code, text[:300]))
+    assert not failures, failures[:5]
+    assert alerts > 100  # most garbage is answered with a message in the page, not silently dropped
+    assert http.post("/_dash-update-component", json={}).status_code == 400
+    assert "Malformed callback request" in http.post("/_dash-update-component", json={"output": 5}).get_json()["error"]
+
+
+def test_number_fields_name_the_field_and_range():
+    with pytest.raises(C.AppInputError, match=r"^Max tokens must be a whole number between 8 and 512; the field is em"):
+        C.int_in(None, 8, 512, "Max tokens")
+    with pytest.raises(C.AppInputError, match="between 8 and 512; got a list"):
+        C.int_in([3], 8, 512, "Max tokens")
+    with pytest.raises(C.AppInputError, match="got a bool"):
+        C.int_in(True, 0, 3, "Sample prompt")
+    with pytest.raises(C.AppInputError, match=r"α must be a number between 0 and 100; got 'inf'"):
+        C.float_in("inf", 0, 100, "α")
+    with pytest.raises(C.AppInputError, match="must be text; got a dict"):
+        C.check_text({"a": 1}, "Your prompt")
+    with pytest.raises(C.AppInputError, match="not a parameter name"):
+        R.parse_params("n prompts=3")

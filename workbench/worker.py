@@ -19,8 +19,8 @@ import io
 import json
 import math
 import os
-import re
 import queue
+import re
 import sys
 import threading
 import time
