@@ -171,6 +171,7 @@ def test_over_budget_requests_are_refused_by_the_worker_and_the_app(tiny_worker,
         {"n_prompts": "60", "n_tokens": "509"}
     with pytest.raises(C.AppInputError, match="finite"):
         R.analysis_request("attention_profile", "n_prompts=nan", analyses, [])
+    budget.refuse_paths({"top_fraction": ".05", "layers": "20-29", "receivers": "L23H3,L29H1"})  # not paths
     assert "65,536" in budget.BUDGET_TEXT
 
 

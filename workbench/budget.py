@@ -109,7 +109,7 @@ def refuse_paths(params: Mapping[str, Any]) -> None:
     """PathRefused if any string parameter looks like a file path (the app names saved things only)."""
     for key, value in params.items():
         text = str(value)
-        if isinstance(value, str) and ("/" in text or "\\" in text or text.startswith(("~", ".")) or
+        if isinstance(value, str) and ("/" in text or "\\" in text or text.startswith("~") or
                                        text.endswith(".toml") or ".." in text):
             raise PathRefused(f"Parameter {key}={text[:60]!r} looks like a file path; the app takes only names "
                               "of saved circuits (like smollm2-135m_ioi). Use the CLI for files.")
