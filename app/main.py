@@ -51,6 +51,20 @@ def _warm_up() -> None:
     head_heatmap(pd.DataFrame({"layer": [0], "head": [0], "score": [0.0]})).to_plotly_json()
 
 
+def _request_failed(exc):
+    """A request Dash itself cannot route (a malformed callback payload): a one-line 400, not a 500 page."""
+    from flask import jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return exc
+    log.error("request %s failed:\n%s", request.path, traceback.format_exc())
+    if request.path.endswith("/_dash-update-component"):
+        return jsonify(error=f"Malformed callback request ({type(exc).__name__}: {str(exc)[:200]}); reload the "
+                             "page."), 400
+    return jsonify(error=f"The server could not answer ({type(exc).__name__}); see the server log."), 500
+
+
 def shell() -> html.Div:
     nav = html.Nav([html.Span("◉ attention workbench", className="brand")] +
                    [dcc.Link(title, href=path, className="nav-link", id=f"nav-{path.strip('/') or 'overview'}")
@@ -75,15 +89,16 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
     _warm_up()
     app.server.config["MAX_CONTENT_LENGTH"] = 8 * 2**20  # a pasted book gets a clear 413, not a stuck server
     app.workbench_context = ctx
+    app.server.register_error_handler(Exception, _request_failed)
 
     @app.callback(Output(ids.CONTENT, "children"), *[Output(f"nav-{p.strip('/') or 'overview'}", "className")
                                                      for p in controllers.PAGES],
                   Input(ids.URL, "pathname"), State(ids.URL, "search"))
     def route(pathname, search):
         classes = ["nav-link active" if p == pathname else "nav-link" for p in controllers.PAGES]
-        render = PAGES.get(pathname)
+        render = PAGES.get(pathname) if isinstance(pathname, str) else None
         if render is None:
-            return page("Not found", f"There is no page {pathname!r}.",
+            return page("Not found", f"There is no page {str(pathname)[:80]!r}.",
                         card(None, dcc.Link("Go to the overview", href="/"))), *classes
         return _render(render, controllers.parse_query(search)), *classes
 

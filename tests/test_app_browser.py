@@ -243,4 +243,4 @@ def test_run_an_analysis_from_the_overview(live):
     params.send_keys("n_prompts=oops", Keys.TAB)
     time.sleep(0.3)
     driver.find_element(By.ID, "ov-run-button").click()
-    wait_text(driver, "#ov-message", "not a valid int", timeout=60)
+    wait_text(driver, "#ov-message", "n_prompts must be a whole number", timeout=60)
