@@ -73,13 +73,14 @@ def shell() -> html.Div:
 
 
 def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = None, worker=None,
-               start_worker: bool = True, circuits_dir: Path | str | None = None) -> dash.Dash:
-    """The dashboard. `worker`: a WorkerClient (default: one for `model`, started now unless start_worker=False);
-    `circuits_dir`: where saved circuits live (default: the repository's circuits/)."""
+               start_worker: bool = True, circuits_dir: Path | str | None = None, device: str = "auto",
+               dtype: str = "float32") -> dash.Dash:
+    """The dashboard. `worker`: a WorkerClient (default: one for `model` on `device` in `dtype`, started now
+    unless start_worker=False); `circuits_dir`: where saved circuits live (default: the repository's circuits/)."""
     if worker is None and start_worker:
         from workbench_app.worker_client import WorkerClient
 
-        worker = WorkerClient(model)
+        worker = WorkerClient(model, worker_args=("--device", device, "--dtype", dtype))
         worker.start()
     ctx = AppContext(model=model, results_dir=Path(results_dir) if results_dir else None, worker=worker,
                      model_facts=_model_facts(model), circuits_dir=Path(circuits_dir) if circuits_dir else None)

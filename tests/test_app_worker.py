@@ -91,6 +91,18 @@ def wait(client, job, timeout=120.0):
     raise AssertionError(f"job {job} did not finish: {client.status(job)}")
 
 
+def test_worker_loads_the_model_on_the_device_and_in_the_dtype_it_is_given():
+    from workbench_app.worker_client import WorkerClient
+
+    client = WorkerClient("tiny", worker_args=("--device", "cpu", "--dtype", "bfloat16"))
+    try:
+        client.start()
+        wait(client, client.submit("head_pattern", {"text": "hello there", "head": "L1H0", "max_tokens": 16}))
+        assert client.info["dtype"] == "bfloat16" and client.info["device"] == "cpu"
+    finally:
+        client.stop()
+
+
 def test_worker_answers_errors_with_messages_and_keeps_serving(worker):
     bad = wait(worker, worker.submit("head_pattern", {"text": "hello", "head": "L7H0"}))
     assert bad["status"] == "error" and "do not exist" in bad["message"]

@@ -53,10 +53,35 @@ def test_plan_expands_the_grid_over_models(tmp_path):
     ('models = ["tiny"]', PlanError, "at least one [[analyses]]"),
     ('models = ["tiny"]\nanalysis = 3', PlanError, "Unknown top-level keys"),
     ('models = ["tiny"\n', PlanError, "not valid TOML"),
+    ('models = ["tiny"]\ndtype = "fp8"\n[[analyses]]\nname = "attention_profile"', PlanError, "Unknown dtype"),
+    ('models = ["tiny"]\ndevice = "gpu"\n[[analyses]]\nname = "attention_profile"', PlanError, "Unknown device"),
+    ('models = ["tiny"]\ndtype = 16\n[[analyses]]\nname = "attention_profile"', PlanError, "must be strings"),
 ])
 def test_bad_plans_fail_before_running(tmp_path, text, error, message):
     with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_plan(write_plan(tmp_path, text))
+
+
+def test_a_plan_in_bfloat16_is_other_work_and_runs_in_bfloat16(tmp_path):
+    """dtype is part of a cell's identity (different numbers), the device is not (the model fingerprint's rule);
+    float32 cells keep the ids they had before plans named a dtype."""
+    fp32 = load_plan(write_plan(tmp_path))
+    bf16 = parse_plan({"models": ["tiny"], "dtype": "bfloat16", "device": "cpu",
+                       "analyses": [{"name": "attention_profile", "params": {"n_prompts": 1, "n_tokens": 16}}]})
+    same = parse_plan({"models": ["tiny"], "dtype": "float32", "device": "cpu",
+                       "analyses": [{"name": "attention_profile", "params": {"n_prompts": 1, "n_tokens": 16}}]})
+    default = parse_plan({"models": ["tiny"],
+                          "analyses": [{"name": "attention_profile", "params": {"n_prompts": 1, "n_tokens": 16}}]})
+    assert same.cells[0].cell_id == default.cells[0].cell_id != bf16.cells[0].cell_id
+    assert "bfloat16" in bf16.cells[0].label() and all(c.dtype == "float32" for c in fp32.cells)
+    table = run_plan(bf16, progress=False)
+    assert (table["status"] == "done").all()
+    _, run = results.load_run(table["run_id"][0])
+    from workbench import api
+    from workbench.models import model_info
+
+    assert run.model_fingerprint == model_info(api.load_model("tiny", dtype="bfloat16")).fingerprint
+    assert run.model_fingerprint != model_info(api.load_model("tiny")).fingerprint
 
 
 def test_missing_plan_file(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli_common import MODEL, friendly
+from workbench.cli_common import DEVICE, DTYPE, MODEL, check_device_names, friendly
 from workbench.errors import WorkbenchError
 from workbench.models import DEFAULT_MODEL
 
@@ -40,7 +40,7 @@ def _check_host(host: str) -> str:
 def app(ctx: typer.Context,
         port: int = typer.Option(8050, min=1, max=65535, help="port to serve on"),
         host: str = typer.Option("127.0.0.1", help="address to bind (default: this machine only)"),
-        model: str = MODEL):
+        model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE):
     """Start the dashboard (debug off) on the bundled default model; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
         return
@@ -49,9 +49,10 @@ def app(ctx: typer.Context,
 
     resolve_spec(model)
     _check_host(host)
+    check_device_names(device, dtype)  # availability is the worker's to say (the app process has no torch)
     from workbench_app.main import create_app
 
-    dash_app = create_app(model, start_worker=True)
+    dash_app = create_app(model, start_worker=True, device=device, dtype=dtype)
     err.print(f"workbench app: http://{host}:{port}/  (model {model}; Ctrl-C to stop)")
     try:
         dash_app.run(host=host, port=port, debug=False)

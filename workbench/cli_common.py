@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - older typer on the real click
 from workbench import validation
 from workbench.errors import WorkbenchError
 from workbench.models import DEFAULT_MODEL
+from workbench.validation import check_device_names  # noqa: F401  (re-exported for the CLI modules)
 
 # One definition of the model-placement options, added right after --model on every model command.
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps | map (device_map='auto')")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,15 @@ def coerce_param(scope: str, name: str, value: Any, kind: type):
     if kind is str and not isinstance(value, str):
         raise InputError(f"{label} must be a string; got {value!r}.")
     return value
+
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def check_device_names(device: str, dtype: str) -> None:
+    """Refuse a misspelt --device / --dtype without importing torch (whether the device exists is checked
+    where the model loads)."""
+    if dtype not in DTYPE_NAMES:
+        raise InputError(f"Unknown --dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}.")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps|map", str(device).strip().lower()):
+        raise InputError(f"Unknown --device {device!r}; choose one of auto, cpu, cuda, cuda:N, mps, map.")

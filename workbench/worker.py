@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from workbench import budget
 from workbench.errors import WorkbenchError
+from workbench.models import DEFAULT_MODEL
 
 MAX_QUEUED = 32
 BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. Wait for them to finish, "
@@ -38,8 +39,10 @@ EDIT_KINDS = ("ablate", "mean-ablate", "scale", "uniform", "reweight", "patch")
 
 
 class Worker:
-    def __init__(self, model_name: str, emit: Callable[[dict], None]):
+    def __init__(self, model_name: str, emit: Callable[[dict], None], *, device: str = "auto",
+                 dtype: str = "float32"):
         self.model_name = model_name
+        self.device, self.dtype = device, dtype
         self.emit = emit
         self._model = None
         self.current: str | None = None  # the job being handled (for progress from tqdm)
@@ -49,7 +52,7 @@ class Worker:
         if self._model is None:
             from workbench import api
 
-            self._model = api.load_model(self.model_name)
+            self._model = api.load_model(self.model_name, device=self.device, dtype=self.dtype)
         return self._model
 
     def progress(self, job_id: str, message: str) -> None:
@@ -95,7 +98,9 @@ class Worker:
         analyses = api.list_analyses().to_dict("records")
         for row in analyses:  # defaults let the app check the budget before it submits
             row["params"] = dataclasses.asdict(get_analysis(row["analysis"]).make_params({}))
+        weights = next(self.model.parameters())
         return {"model": info.spec.name, "n_layers": info.n_layers, "n_heads": info.n_heads, "n_ctx": info.n_ctx,
+                "device": str(weights.device), "dtype": str(weights.dtype).removeprefix("torch."),
                 "analyses": analyses, "budget": budget.BUDGET_TEXT}
 
     def op_head_pattern(self, job_id: str, text: str, head: str, max_tokens: int = 256) -> dict:
@@ -289,7 +294,9 @@ def read_requests(stream, jobs: "queue.Queue", emit: Callable[[dict], None]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--max-queued", type=int, default=MAX_QUEUED)
     ns = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # the app went away: nothing left to answer
             os._exit(0)
 
-    worker = Worker(ns.model, emit)
+    worker = Worker(ns.model, emit, device=ns.device, dtype=ns.dtype)
     sys.stderr = sys.stdout = ProgressTee(sys.__stderr__, worker)
     jobs: queue.Queue = queue.Queue(maxsize=max(1, ns.max_queued))
     threading.Thread(target=read_requests, args=(sys.stdin, jobs, emit), daemon=True).start()

@@ -39,7 +39,8 @@ def run_cell(cell: Cell, results_dir: Path | None = None) -> tuple[str, float]:
     from workbench import api
 
     started = time.perf_counter()
-    _, record = api.run_analysis(cell.analysis, cell.model, params=dict(cell.params), progress=False,
+    model = api.load_model(cell.model, device=cell.device, dtype=cell.dtype)
+    _, record = api.run_analysis(cell.analysis, model, params=dict(cell.params), progress=False,
                                  results_dir=results_dir)
     return record.run_id, time.perf_counter() - started
 

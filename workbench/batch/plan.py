@@ -2,13 +2,16 @@
 
     name = "overview"
     models = ["smollm2-135m"]
+    device = "auto"                     # optional: auto | cpu | cuda | cuda:N | mps | map
+    dtype = "float32"                   # optional: float32 | bfloat16 | float16
 
     [[analyses]]
     name = "attention_profile"
     params = { n_prompts = 2 }
     grid = { n_tokens = [64, 128] }     # every combination becomes a cell
 
-A cell's id hashes (analysis, model, params), so the same cell in two plans is the same work.
+A cell's id hashes (analysis, model, params and a non-default dtype), so the same cell in two plans is the
+same work; the device is not part of it (the same numbers on any device, as in the model fingerprint).
 """
 
 from __future__ import annotations
@@ -33,15 +36,21 @@ class Cell:
     analysis: str
     model: str
     params: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    device: str = "auto"
 
     @property
     def cell_id(self) -> str:
-        payload = json.dumps({"a": self.analysis, "m": self.model, "p": self.params}, sort_keys=True)
+        fields: dict[str, Any] = {"a": self.analysis, "m": self.model, "p": self.params}
+        if self.dtype != "float32":  # float32 cells keep the ids they had before dtypes existed
+            fields["d"] = self.dtype
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def label(self) -> str:
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return f"{self.analysis} · {self.model}" + (f" · {params}" if params else "")
+        dtype = f" · {self.dtype}" if self.dtype != "float32" else ""
+        return f"{self.analysis} · {self.model}{dtype}" + (f" · {params}" if params else "")
 
 
 @dataclass(frozen=True)
@@ -73,10 +82,20 @@ def load_plan(path: str | Path) -> Plan:
 def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     """Validate a plan dict and expand it to cells, checking analyses, parameters and models early."""
     from workbench.models import DEFAULT_MODEL, resolve_spec
+    from workbench.validation import check_device_names
 
-    unknown = sorted(set(raw) - {"name", "models", "analyses"})
+    unknown = sorted(set(raw) - {"name", "models", "analyses", "device", "dtype"})
     if unknown:
-        raise PlanError(f"Unknown top-level keys {unknown}; a plan has name, models and [[analyses]].")
+        raise PlanError(f"Unknown top-level keys {unknown}; a plan has name, models, device, dtype and "
+                        "[[analyses]].")
+    device, dtype = raw.get("device", "auto"), raw.get("dtype", "float32")
+    if not isinstance(device, str) or not isinstance(dtype, str):
+        raise PlanError(f"`device` and `dtype` must be strings, e.g. device = \"cuda\", dtype = \"bfloat16\"; "
+                        f"got {device!r} and {dtype!r}.")
+    try:
+        check_device_names(device, dtype)
+    except WorkbenchError as exc:
+        raise PlanError(str(exc).replace("--", "")) from None
     name = raw.get("name") or Path(source).stem or "batch"
     models = raw.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
@@ -90,7 +109,7 @@ def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     for number, entry in enumerate(entries, 1):
         for params in _entry_params(entry, number):
             for model in models:
-                cells.append(Cell(entry["name"], model, params))
+                cells.append(Cell(entry["name"], model, params, dtype=dtype, device=device))
     unique = tuple(dict((c.cell_id, c) for c in cells).values())
     return Plan(name=str(name), cells=unique, source=source)
 
