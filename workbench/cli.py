@@ -116,7 +116,11 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
              "reweight": lambda: api.AttentionEdit(refs, key_positions, scale=alpha)}
     if edit not in edits:
         raise WorkbenchError(f"Unknown edit {edit!r}; choose one of {', '.join(edits)}.")
-    table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), edits[edit](), metric)
+    from workbench.budget import edit_batch_size
+    from workbench.models import model_info
+
+    batch = edit_batch_size(n_tokens, model_info(bridge).n_heads)  # batch × heads × T² scores stay bounded
+    table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), edits[edit](), metric, batch_size=batch)
     show(table, f"{table.attrs['edits'][0]} · {metric}")
     console.print(summarize(table))
 
