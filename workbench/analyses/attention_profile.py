@@ -1,12 +1,19 @@
 """Attention profile: where each head looks, from streaming statistics on natural text.
 
 Per head (l, h), averaged over the real query tokens t ≥ 1 of every prompt:
-- score = mean attention distance  `D = mean_t Σ_s A[t,s]·(t−s)` in tokens (higher: looks further back);
+- `distance = mean_t D_t`, `D_t = Σ_s A[t,s]·(t−s)` in tokens: mean attention distance, sink included;
+- score = `distance_non_sink = mean_t Σ_{s≥1} A[t,s]·(t−s) / Σ_{s≥1} A[t,s]` = `mean_t (D_t − t·A[t,0]) / (1 − A[t,0])`:
+  how far back the head looks with the first-token sink removed and the rest renormalised, in tokens, in
+  [0, t−1] (higher: looks further back). Averaged over queries t ≥ 2 (at t = 1 the only non-sink key is t
+  itself) whose non-sink mass `1 − A[t,0]` is at least MIN_NON_SINK (1 %); NaN for a head with no such
+  query. A pure sink head (A[t,0] ≈ 1) has a large `distance` (≈ t) but says nothing about content keys;
+  ranking by the raw distance lists sinks, ranking by this lists long-range heads;
 - `bos_mass = mean_t A[t,0]`: the share of attention parked on the first token (attention-sink behaviour);
 - `max_attention = mean_t max_s A[t,s]`: how peaked the head is (1: one key per query);
 - `prev_token = mean_t A[t,t−1]`: previous-token behaviour.
-The local/global split of Li et al. (2025) thresholds D; here `kind` is "global" for heads whose D is
-above the median over heads, else "local". Query 0 is skipped (it can only attend to itself).
+The local/global split of Li et al. (2025) thresholds the raw distance D, as the preplan_anchor analysis does:
+`kind` is "global" for heads whose `distance` is above the median over heads, else "local". Query 0 is
+skipped (it can only attend to itself).
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from workbench.analyses.base import AnalysisSpec
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.results import head_label
 
+MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
+COLUMNS = ("distance_non_sink", "distance", "bos_mass", "max_attention", "prev_token")
+
 
 @dataclass(frozen=True)
 class Params:
@@ -27,14 +37,27 @@ class Params:
     n_tokens: int = 256
 
 
+def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: torch.Tensor,
+                      min_mass: float = MIN_NON_SINK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query `(D_t − t·A[t,0]) / (1 − A[t,0])` from `distance[..., T]`, `sink_mass[..., T]`, `q_pos[T]`.
+
+    Returns (value, valid): value is 0 where `1 − A[t,0] < min_mass` or t < 2 (valid False there)."""
+    rest = 1.0 - sink_mass
+    valid = (rest >= min_mass) & (q_pos >= 2)
+    value = (distance - q_pos.to(distance.dtype) * sink_mass) / rest.clamp_min(min_mass)
+    return torch.where(valid, value, torch.zeros_like(value)), valid
+
+
 def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
-    """Per-head means `[L, H]` over the queries t ≥ 1 of every prompt (stats with batch dim 1)."""
+    """Per-head means `[L, H]` over the queries t ≥ 1 of every prompt (stats with batch dim 1); the non-sink
+    distance over its own valid queries (see the module docstring)."""
     sums: dict[str, torch.Tensor] = {}
     count = 0
+    non_sink, non_sink_n = 0, 0
     for s in stats:
         rows = slice(1, None)
         parts = {
-            "score": s.distance[0, :, :, rows],
+            "distance": s.distance[0, :, :, rows],
             "bos_mass": s.key_mass["bos"][0, :, :, rows],
             "max_attention": s.argmax_val[0, :, :, rows],
             "prev_token": s.offset_mass[1][0, :, :, rows],
@@ -42,7 +65,13 @@ def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
         for key, value in parts.items():
             sums[key] = sums.get(key, 0) + value.sum(-1)
         count += s.distance.shape[-1] - 1
-    return {k: v / max(count, 1) for k, v in sums.items()}
+        value, valid = non_sink_distance(s.distance[0], s.key_mass["bos"][0], s.q_pos)
+        non_sink = non_sink + value.sum(-1)
+        non_sink_n = non_sink_n + valid.sum(-1)
+    out = {k: v / max(count, 1) for k, v in sums.items()}
+    out["distance_non_sink"] = torch.where(non_sink_n > 0, non_sink / torch.as_tensor(non_sink_n).clamp_min(1),
+                                           torch.full_like(out["distance"], float("nan")))
+    return out
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
@@ -57,13 +86,11 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     rows = []
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
+            values = {key: float(means[key][layer, head]) for key in COLUMNS}
             rows.append({"layer": layer, "head": head, "label": head_label(layer, head),
-                         "score": float(means["score"][layer, head]),
-                         "bos_mass": float(means["bos_mass"][layer, head]),
-                         "max_attention": float(means["max_attention"][layer, head]),
-                         "prev_token": float(means["prev_token"][layer, head])})
+                         "score": values["distance_non_sink"], **values})
     df = pd.DataFrame(rows)
-    df["kind"] = (df["score"] > df["score"].median()).map({True: "global", False: "local"})
+    df["kind"] = (df["distance"] > df["distance"].median()).map({True: "global", False: "local"})
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
     df.insert(0, "analysis", SPEC.name)
@@ -76,5 +103,7 @@ def default_prompts(model, params: Params):
     return text_chunks(model, params.n_prompts, params.n_tokens)
 
 
-SPEC = AnalysisSpec(name="attention_profile", summary="mean attention distance, BOS mass, peakedness per head",
+SPEC = AnalysisSpec(name="attention_profile",
+                    summary="mean attention distance without the first-token sink, raw distance, BOS mass, "
+                            "peakedness per head",
                     params_type=Params, default_prompts=default_prompts, run=run)
