@@ -79,6 +79,7 @@ def test_non_sink_distance_equals_full_pattern_computation(tiny):
         assert row.distance_non_sink == pytest.approx(float(want[row.layer, row.head]), abs=1e-4)
         assert row.distance == pytest.approx(float(want_raw[row.layer, row.head]), abs=1e-4)
         assert row.score == row.distance_non_sink
+        assert row.non_sink_queries == pytest.approx(float(den[row.layer, row.head]) / (raw_n - len(prompts)))
     median = scores["distance"].median()
     assert ((scores["kind"] == "global") == (scores["distance"] > median)).all()
 

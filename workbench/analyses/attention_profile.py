@@ -3,11 +3,13 @@
 Per head (l, h), averaged over the real query tokens t ≥ 1 of every prompt:
 - `distance = mean_t D_t`, `D_t = Σ_s A[t,s]·(t−s)` in tokens: mean attention distance, sink included;
 - score = `distance_non_sink = mean_t Σ_{s≥1} A[t,s]·(t−s) / Σ_{s≥1} A[t,s]` = `mean_t (D_t − t·A[t,0]) / (1 − A[t,0])`:
-  how far back the head looks with the first-token sink removed and the rest renormalised, in tokens, in
-  [0, t−1] (higher: looks further back). Averaged over queries t ≥ 2 (at t = 1 the only non-sink key is t
-  itself) whose non-sink mass `1 − A[t,0]` is at least MIN_NON_SINK (1 %); NaN for a head with no such
-  query. A pure sink head (A[t,0] ≈ 1) has a large `distance` (≈ t) but says nothing about content keys;
-  ranking by the raw distance lists sinks, ranking by this lists long-range heads;
+  how far back the head looks once the first-token sink is removed and the rest renormalised, in tokens
+  (per query in [0, t−1]; higher: looks further back; uniform attention gives ≈ t/2). Averaged over the
+  queries t ≥ 2 (at t = 1 the only non-sink key is t itself) whose non-sink mass `1 − A[t,0]` is at least
+  MIN_NON_SINK (1 %); NaN for a head with no such query. `non_sink_queries` is the share of queries t ≥ 2
+  that qualify (small for pure sinks: their non-sink distance rests on few queries). A sink head
+  (A[t,0] ≈ 1) has a large raw distance (≈ t) that says nothing about content keys: ranking by `distance`
+  lists sinks, ranking by `distance_non_sink` lists heads that read far back;
 - `bos_mass = mean_t A[t,0]`: the share of attention parked on the first token (attention-sink behaviour);
 - `max_attention = mean_t max_s A[t,s]`: how peaked the head is (1: one key per query);
 - `prev_token = mean_t A[t,t−1]`: previous-token behaviour.
@@ -28,7 +30,7 @@ from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.results import head_label
 
 MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
-COLUMNS = ("distance_non_sink", "distance", "bos_mass", "max_attention", "prev_token")
+COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max_attention", "prev_token")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
     distance over its own valid queries (see the module docstring)."""
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    non_sink, non_sink_n = 0, 0
+    non_sink, non_sink_n, n_eligible = 0, 0, 0
     for s in stats:
         rows = slice(1, None)
         parts = {
@@ -68,9 +70,11 @@ def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
         value, valid = non_sink_distance(s.distance[0], s.key_mass["bos"][0], s.q_pos)
         non_sink = non_sink + value.sum(-1)
         non_sink_n = non_sink_n + valid.sum(-1)
+        n_eligible += int((s.q_pos >= 2).sum())
     out = {k: v / max(count, 1) for k, v in sums.items()}
     out["distance_non_sink"] = torch.where(non_sink_n > 0, non_sink / torch.as_tensor(non_sink_n).clamp_min(1),
                                            torch.full_like(out["distance"], float("nan")))
+    out["non_sink_queries"] = torch.as_tensor(non_sink_n).float() / max(n_eligible, 1)
     return out
 
 
