@@ -107,18 +107,27 @@ def test_ablation_check_returns_one_row_per_condition(tiny):
         induction_ablation_check(tiny, prompts, k=0)
 
 
-def test_induction_cli_validates_numbers():
+def test_induction_cli_runs_the_check_and_validates_numbers():
     from typer.testing import CliRunner
 
     from workbench.cli import app
 
+    result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--device", "cpu", "--n-prompts", "2",
+                                      "--half-len", "8", "--k", "2", "--seeds", "1", "--mode", "zero"])
+    assert result.exit_code == 0, result.output
+    assert "top 2 induction heads" in result.stdout and "top-2 induction heads: Δloss" in result.stdout
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--half-len", "1"])
     assert result.exit_code == 2 and "--half-len must be an integer >= 2" in result.stderr
+    result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--mode", "half"])
+    assert result.exit_code == 2 and "Ablation mode must be 'zero' or 'mean'" in result.stderr
 
 
 @pytest.mark.real_model
 def test_smollm2_top_induction_heads_matter_more_than_random_heads(smol):
     prompts = repeated_tokens(smol, 4, 32, seed=0)
+    tok = model_info(smol).tokenizer
+    special = {i for i, t in tok.added_tokens_decoder.items() if t.special}  # SmolLM2: ids 0–16
+    assert len(special) > 3 and not special & {i for ids in prompts.token_ids for i in ids[1:]}
     scores, _ = api.run_analysis("induction_heads", smol, prompts, params={"half_len": 32}, progress=False,
                                  save=False)
     assert scores["induction"].max() > 0.3

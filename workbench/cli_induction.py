@@ -41,12 +41,14 @@ def check(model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, n_prompt
           seeds: int = typer.Option(3, help="random-head seeds"),
           mode: str = typer.Option("mean", help="mean | zero ablation of the head output z")):
     """Loss on the repeated half with the top-k induction heads ablated vs k random heads (per seed)."""
-    from workbench.induction_checks import induction_ablation_check
-    from workbench.tasks.repeated_tokens import repeated_tokens
+    from workbench import api
+    from workbench.errors import InterventionError
 
+    if mode not in ("zero", "mean"):  # before the model loads
+        raise InterventionError(f"Ablation mode must be 'zero' or 'mean', got {mode!r}.")
     bridge, scores = _scores(model, device, dtype, n_prompts, half_len, seed, k)
-    prompts = repeated_tokens(bridge, n_prompts, half_len, seed)
-    table = induction_ablation_check(bridge, prompts, scores, k=k, seeds=tuple(range(seeds)), mode=mode)
+    prompts = api.repeated_tokens(bridge, n_prompts, half_len, seed)
+    table = api.induction_ablation_check(bridge, prompts, scores, k=k, seeds=tuple(range(seeds)), mode=mode)
     show(table.drop(columns=["k", "n_prompts"]).round(4), f"{mode}-ablation · loss on the repeated half")
     top, rand = table.iloc[0], table.iloc[1:]
     console.print(f"top-{k} induction heads: Δloss {top['delta']:+.3f}; random heads: Δloss "
