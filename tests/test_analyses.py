@@ -74,6 +74,8 @@ def test_smollm2_profile_finds_sinks_and_previous_token_heads(smol):
     # A trained Llama parks most attention on BOS in many heads, and has previous-token heads.
     assert (scores["bos_mass"] > 0.5).mean() > 0.2
     assert scores["prev_token"].max() > 0.5
+    # The raw distance ranks sinks first; the non-sink distance (score) does not.
+    assert scores.nlargest(10, "score")["bos_mass"].mean() < scores.nlargest(10, "distance")["bos_mass"].mean() - 0.15
     again, _ = api.run_analysis("attention_profile", smol, params={"n_prompts": 2, "n_tokens": 128},
                                 progress=False)
     assert again["score"].tolist() == scores["score"].tolist()

@@ -29,7 +29,7 @@ __all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_resul
            "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
            "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads",
            "load_table", "load_summary", "contrast_task", "load_circuit", "list_circuits", "circuit_overlap",
-           "circuit_faithfulness", "plot_circuit_overlap"]
+           "circuit_faithfulness", "plot_circuit_overlap", "repeated_tokens", "induction_ablation_check"]
 
 _MODELS: dict[str, Any] = {}
 
@@ -177,6 +177,21 @@ def retrieval_budget_check(model, prompts: PromptSet, scores: pd.DataFrame, **kw
     from workbench.retrieval_checks import budget_check
 
     return budget_check(_as_model(model), prompts, scores, **kwargs)
+
+
+def repeated_tokens(model=DEFAULT_MODEL, n_prompts: int = 8, half_len: int = 64, seed: int = 0) -> PromptSet:
+    """`[BOS] + r + r` with r = half_len random non-special token ids, seeded (workbench.tasks.repeated_tokens)."""
+    from workbench.tasks.repeated_tokens import repeated_tokens as build
+
+    return build(_as_model(model), n_prompts, half_len, seed)
+
+
+def induction_ablation_check(model, prompts: PromptSet | None = None, scores: pd.DataFrame | None = None,
+                             **kwargs) -> pd.DataFrame:
+    """Repeated-half loss with the top-k induction heads vs k random heads ablated (workbench.induction_checks)."""
+    from workbench.induction_checks import induction_ablation_check as check
+
+    return check(_as_model(model), prompts, scores, **kwargs)
 
 
 def sink_report(model, prompts: PromptSet | None = None, *, n_prompts: int = 16, n_tokens: int = 64,

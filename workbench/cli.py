@@ -9,7 +9,17 @@ from typing import List, Optional
 
 import typer
 
-from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks, paths
+from workbench import (
+    cli_app,
+    cli_batch,
+    cli_circuits,
+    cli_divergence,
+    cli_induction,
+    cli_preplan,
+    cli_retrieval,
+    cli_sinks,
+    paths,
+)
 from workbench.cli_common import DEVICE, DTYPE, MODEL, OneLineErrors, _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
@@ -26,6 +36,7 @@ app.add_typer(cli_app.app_app, name="app")
 app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
 app.add_typer(cli_sinks.sinks_app, name="sinks")
 app.add_typer(cli_circuits.circuits_app, name="circuits")
+app.add_typer(cli_induction.induction_app, name="induction")
 
 
 @app.callback()

@@ -54,7 +54,7 @@ RULES: dict[str, Range] = {
     # prompts, tokens, traces
     "n_prompts": COUNT, "n_tokens": Range(2), "ppl_prompts": NON_NEGATIVE, "ppl_tokens": Range(2),
     "n_problems": COUNT, "n_examples": COUNT, "max_new_tokens": COUNT, "window": COUNT, "examples": NON_NEGATIVE,
-    "depths": COUNT, "n_depths": COUNT, "n_positions": COUNT, "holdout_every": Range(2),
+    "depths": COUNT, "n_depths": COUNT, "half_len": Range(2), "n_positions": COUNT, "holdout_every": Range(2),
     # how many heads, rows, candidates
     "top": COUNT, "top_k": COUNT, "k": COUNT, "max_candidates": COUNT, "max_heads": COUNT, "coupling_k": COUNT,
     "top_fraction": Range(0, 1, lo_open=True), "full_share": Range(0, 1, hi_open=True),

@@ -7,13 +7,14 @@ from workbench.analyses.attention_sinks import SPEC as ATTENTION_SINKS
 from workbench.analyses.base import AnalysisSpec
 from workbench.analyses.head_attribution import SPEC as HEAD_ATTRIBUTION
 from workbench.analyses.head_divergence import SPEC as HEAD_DIVERGENCE
+from workbench.analyses.induction_heads import SPEC as INDUCTION_HEADS
 from workbench.analyses.preplan_anchor import SPEC as PREPLAN_ANCHOR
 from workbench.analyses.retrieval_heads import SPEC as RETRIEVAL_HEADS
 from workbench.analyses.sae_circuits import SPEC as SAE_CIRCUITS
 
 REGISTRY: tuple[AnalysisSpec, ...] = (
     ATTENTION_PROFILE, RETRIEVAL_HEADS, ATTENTION_SINKS, PREPLAN_ANCHOR, HEAD_DIVERGENCE, HEAD_ATTRIBUTION,
-    SAE_CIRCUITS,
+    SAE_CIRCUITS, INDUCTION_HEADS,
 )
 
 

@@ -1,12 +1,21 @@
 """Attention profile: where each head looks, from streaming statistics on natural text.
 
 Per head (l, h), averaged over the real query tokens t ≥ 1 of every prompt:
-- score = mean attention distance  `D = mean_t Σ_s A[t,s]·(t−s)` in tokens (higher: looks further back);
+- `distance = mean_t D_t`, `D_t = Σ_s A[t,s]·(t−s)` in tokens: mean attention distance, sink included;
+- score = `distance_non_sink = mean_t Σ_{s≥1} A[t,s]·(t−s) / Σ_{s≥1} A[t,s]` = `mean_t (D_t − t·A[t,0]) / (1 − A[t,0])`:
+  how far back the head looks once the first-token sink is removed and the rest renormalised, in tokens
+  (per query in [0, t−1]; higher: looks further back; uniform attention gives ≈ t/2). Averaged over the
+  queries t ≥ 2 (at t = 1 the only non-sink key is t itself) whose non-sink mass `1 − A[t,0]` is at least
+  MIN_NON_SINK (1 %); NaN for a head with no such query. `non_sink_queries` is the share of queries t ≥ 2
+  that qualify (small for pure sinks: their non-sink distance rests on few queries). A sink head
+  (A[t,0] ≈ 1) has a large raw distance (≈ t) that says nothing about content keys: ranking by `distance`
+  lists sinks, ranking by `distance_non_sink` lists heads that read far back;
 - `bos_mass = mean_t A[t,0]`: the share of attention parked on the first token (attention-sink behaviour);
 - `max_attention = mean_t max_s A[t,s]`: how peaked the head is (1: one key per query);
 - `prev_token = mean_t A[t,t−1]`: previous-token behaviour.
-The local/global split of Li et al. (2025) thresholds D; here `kind` is "global" for heads whose D is
-above the median over heads, else "local". Query 0 is skipped (it can only attend to itself).
+The local/global split of Li et al. (2025) thresholds the raw distance D, as the preplan_anchor analysis does:
+`kind` is "global" for heads whose `distance` is above the median over heads, else "local". Query 0 is
+skipped (it can only attend to itself).
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ from workbench.analyses.base import AnalysisSpec
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.results import head_label
 
+MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
+COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max_attention", "prev_token")
+
 
 @dataclass(frozen=True)
 class Params:
@@ -27,14 +39,27 @@ class Params:
     n_tokens: int = 256
 
 
+def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: torch.Tensor,
+                      min_mass: float = MIN_NON_SINK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query `(D_t − t·A[t,0]) / (1 − A[t,0])` from `distance[..., T]`, `sink_mass[..., T]`, `q_pos[T]`.
+
+    Returns (value, valid): value is 0 where `1 − A[t,0] < min_mass` or t < 2 (valid False there)."""
+    rest = 1.0 - sink_mass
+    valid = (rest >= min_mass) & (q_pos >= 2)
+    value = (distance - q_pos.to(distance.dtype) * sink_mass) / rest.clamp_min(min_mass)
+    return torch.where(valid, value, torch.zeros_like(value)), valid
+
+
 def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
-    """Per-head means `[L, H]` over the queries t ≥ 1 of every prompt (stats with batch dim 1)."""
+    """Per-head means `[L, H]` over the queries t ≥ 1 of every prompt (stats with batch dim 1); the non-sink
+    distance over its own valid queries (see the module docstring)."""
     sums: dict[str, torch.Tensor] = {}
     count = 0
+    non_sink, non_sink_n, n_eligible = 0, 0, 0
     for s in stats:
         rows = slice(1, None)
         parts = {
-            "score": s.distance[0, :, :, rows],
+            "distance": s.distance[0, :, :, rows],
             "bos_mass": s.key_mass["bos"][0, :, :, rows],
             "max_attention": s.argmax_val[0, :, :, rows],
             "prev_token": s.offset_mass[1][0, :, :, rows],
@@ -42,7 +67,15 @@ def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
         for key, value in parts.items():
             sums[key] = sums.get(key, 0) + value.sum(-1)
         count += s.distance.shape[-1] - 1
-    return {k: v / max(count, 1) for k, v in sums.items()}
+        value, valid = non_sink_distance(s.distance[0], s.key_mass["bos"][0], s.q_pos)
+        non_sink = non_sink + value.sum(-1)
+        non_sink_n = non_sink_n + valid.sum(-1)
+        n_eligible += int((s.q_pos >= 2).sum())
+    out = {k: v / max(count, 1) for k, v in sums.items()}
+    out["distance_non_sink"] = torch.where(non_sink_n > 0, non_sink / torch.as_tensor(non_sink_n).clamp_min(1),
+                                           torch.full_like(out["distance"], float("nan")))
+    out["non_sink_queries"] = torch.as_tensor(non_sink_n).float() / max(n_eligible, 1)
+    return out
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
@@ -57,13 +90,11 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     rows = []
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
+            values = {key: float(means[key][layer, head]) for key in COLUMNS}
             rows.append({"layer": layer, "head": head, "label": head_label(layer, head),
-                         "score": float(means["score"][layer, head]),
-                         "bos_mass": float(means["bos_mass"][layer, head]),
-                         "max_attention": float(means["max_attention"][layer, head]),
-                         "prev_token": float(means["prev_token"][layer, head])})
+                         "score": values["distance_non_sink"], **values})
     df = pd.DataFrame(rows)
-    df["kind"] = (df["score"] > df["score"].median()).map({True: "global", False: "local"})
+    df["kind"] = (df["distance"] > df["distance"].median()).map({True: "global", False: "local"})
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
     df.insert(0, "analysis", SPEC.name)
@@ -76,5 +107,7 @@ def default_prompts(model, params: Params):
     return text_chunks(model, params.n_prompts, params.n_tokens)
 
 
-SPEC = AnalysisSpec(name="attention_profile", summary="mean attention distance, BOS mass, peakedness per head",
+SPEC = AnalysisSpec(name="attention_profile",
+                    summary="mean attention distance without the first-token sink, raw distance, BOS mass, "
+                            "peakedness per head",
                     params_type=Params, default_prompts=default_prompts, run=run)

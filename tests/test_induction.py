@@ -1,0 +1,136 @@
+"""Induction and previous-token scores, the non-sink attention distance and the ablation check, against full
+attention patterns from the bridge (tiny model) and on SmolLM2 (real_model)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from workbench import api
+from workbench.analyses.attention_profile import MIN_NON_SINK
+from workbench.engine import hooks
+from workbench.engine.prompts import tokenize
+from workbench.errors import InputError, PromptError
+from workbench.induction_checks import induction_ablation_check
+from workbench.models import model_info
+from workbench.tasks.repeated_tokens import repeated_tokens
+
+
+def _patterns(model, ids: list[int]) -> torch.Tensor:
+    """Full post-softmax patterns `[L, H, T, T]` of one sequence, from run_with_cache."""
+    n_layers = model_info(model).n_layers
+    names = [hooks.pattern(x) for x in range(n_layers)]
+    _, cache = model.run_with_cache(torch.tensor([ids]), names_filter=lambda n: n in names)
+    return torch.stack([cache[hooks.pattern(x)][0].double() for x in range(n_layers)])
+
+
+def test_repeated_tokens_are_seeded_repeated_and_never_special(tiny):
+    a, b, c = (repeated_tokens(tiny, 3, 16, seed) for seed in (0, 0, 1))
+    assert a.token_ids == b.token_ids and a.fingerprint == b.fingerprint
+    assert a.token_ids != c.token_ids
+    tok = model_info(tiny).tokenizer
+    special = set(tok.all_special_ids)
+    for ids in a.token_ids:
+        assert len(ids) == 33 and ids[0] == tok.bos_token_id
+        assert ids[1:17] == ids[17:]
+        assert not special & set(ids[1:])
+    with pytest.raises(PromptError, match="half_len >= 2"):
+        repeated_tokens(tiny, 2, 1)
+
+
+def test_induction_scores_equal_full_pattern_computation(tiny):
+    half = 12
+    prompts = repeated_tokens(tiny, 3, half, seed=4)
+    scores, _ = api.run_analysis("induction_heads", tiny, prompts, params={"half_len": half}, progress=False,
+                                 save=False)
+    pats = torch.stack([_patterns(tiny, list(ids)) for ids in prompts.token_ids])  # [P, L, H, T, T]
+    t = torch.arange(half + 1, 2 * half + 1)
+    induction = pats[..., t, t - half + 1].mean(-1).mean(0)
+    prev = pats[..., t, t - 1].mean(-1).mean(0)
+    got = scores.set_index(["layer", "head"])
+    for (layer, head), row in got.iterrows():
+        assert row["induction"] == pytest.approx(float(induction[layer, head]), abs=1e-5)
+        assert row["prev_token_random"] == pytest.approx(float(prev[layer, head]), abs=1e-5)
+        assert row["score"] == row["induction"]
+    assert (got["induction"] > 0).all()
+
+
+def test_non_sink_distance_equals_full_pattern_computation(tiny):
+    prompts = api.text_prompts(tiny, n_prompts=2, n_tokens=40)
+    scores, _ = api.run_analysis("attention_profile", tiny, prompts, params={"n_prompts": 2, "n_tokens": 40},
+                                 progress=False, save=False)
+    num, den = 0.0, 0.0
+    raw, raw_n = 0.0, 0
+    for ids in tokenize(tiny, prompts):
+        pat = _patterns(tiny, ids)  # [L, H, T, T]
+        n = pat.shape[-1]
+        dist = (torch.arange(n)[:, None] - torch.arange(n)[None, :]).clamp(min=0).double()
+        rest = pat[..., 1:].sum(-1)  # [L, H, T]
+        ratio = (pat[..., 1:] * dist[:, 1:]).sum(-1) / rest
+        keep = (rest >= MIN_NON_SINK) & (torch.arange(n) >= 2)
+        num = num + torch.where(keep, ratio, 0).sum(-1)
+        den = den + keep.sum(-1)
+        raw = raw + (pat * dist).sum(-1)[..., 1:].sum(-1)
+        raw_n += n - 1
+    want, want_raw = num / den, raw / raw_n
+    for row in scores.itertuples():
+        assert row.distance_non_sink == pytest.approx(float(want[row.layer, row.head]), abs=1e-4)
+        assert row.distance == pytest.approx(float(want_raw[row.layer, row.head]), abs=1e-4)
+        assert row.score == row.distance_non_sink
+        assert row.non_sink_queries == pytest.approx(float(den[row.layer, row.head]) / (raw_n - len(prompts)))
+    median = scores["distance"].median()
+    assert ((scores["kind"] == "global") == (scores["distance"] > median)).all()
+
+
+def test_non_sink_distance_removes_a_pure_sink():
+    from workbench.analyses.attention_profile import non_sink_distance
+
+    # query t = 4: 0.5 on key 0, 0.5 on key 3 → D = 0.5·4 + 0.5·1 = 2.5; without the sink: 1.
+    q = torch.tensor([4, 5, 1])
+    d = torch.tensor([2.5, 5.0, 1.0])
+    a0 = torch.tensor([0.5, 1.0, 0.5])
+    value, valid = non_sink_distance(d, a0, q)
+    assert valid.tolist() == [True, False, False]
+    assert value[0].item() == pytest.approx(1.0) and value[1].item() == 0.0
+
+
+def test_ablation_check_returns_one_row_per_condition(tiny):
+    prompts = repeated_tokens(tiny, 2, 8, seed=0)
+    table = induction_ablation_check(tiny, prompts, k=2, seeds=(0, 1), mode="zero")
+    assert table["condition"].tolist() == ["top-k induction", "random", "random"]
+    assert table["seed"].tolist()[1:] == [0, 1]
+    assert len(set(table["loss_before"].round(6))) == 1 and all(math.isfinite(x) for x in table["loss_after"])
+    assert not set(table["heads"][0].split(",")) & set(table["heads"][1].split(","))
+    with pytest.raises(InputError, match="k must be"):
+        induction_ablation_check(tiny, prompts, k=0)
+
+
+def test_induction_cli_runs_the_check_and_validates_numbers():
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--device", "cpu", "--n-prompts", "2",
+                                      "--half-len", "8", "--k", "2", "--seeds", "1", "--mode", "zero"])
+    assert result.exit_code == 0, result.output
+    assert "top 2 induction heads" in result.stdout and "top-2 induction heads: Δloss" in result.stdout
+    result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--half-len", "1"])
+    assert result.exit_code == 2 and "--half-len must be an integer >= 2" in result.stderr
+    result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--mode", "half"])
+    assert result.exit_code == 2 and "Ablation mode must be 'zero' or 'mean'" in result.stderr
+
+
+@pytest.mark.real_model
+def test_smollm2_top_induction_heads_matter_more_than_random_heads(smol):
+    prompts = repeated_tokens(smol, 4, 32, seed=0)
+    tok = model_info(smol).tokenizer
+    special = {i for i, t in tok.added_tokens_decoder.items() if t.special}  # SmolLM2: ids 0–16
+    assert len(special) > 3 and not special & {i for ids in prompts.token_ids for i in ids[1:]}
+    scores, _ = api.run_analysis("induction_heads", smol, prompts, params={"half_len": 32}, progress=False,
+                                 save=False)
+    assert scores["induction"].max() > 0.3
+    table = induction_ablation_check(smol, prompts, scores, k=5, seeds=(0, 1, 2), mode="mean")
+    top, rand = table.iloc[0], table.iloc[1:]
+    assert top["delta"] > 0.5 and top["delta"] > 3 * rand["delta"].max()
