@@ -95,7 +95,8 @@ def run(analysis: str = typer.Argument("attention_profile"),
     params = get_analysis(analysis).make_params(_params(param))  # bad names and values fail before the model loads
     bridge = api.load_model(model, device=device, dtype=dtype)
     scores, record = api.run_analysis(analysis, bridge, params=params, save=save)
-    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")]
+    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")
+            and not (c != "score" and scores[c].equals(scores["score"]))]  # a named copy of the score: once
     show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
     if record:
         console.print(f"saved run [bold]{record.run_id}[/] ({record.timings['total']:.1f} s) — "
