@@ -190,7 +190,7 @@ def test_trials_with_lost_answers_are_skipped_and_counted(tiny, monkeypatch):
     from workbench.analyses import retrieval_heads
 
     monkeypatch.setattr(retrieval_heads, "rouge1_recall", lambda response, answer: 1.0)  # count every answer
-    scores, trials = score_trials(tiny, lost, Params(max_new_tokens=4), progress=False)
+    scores, trials = score_trials(tiny, lost, Params(max_new_tokens=4), progress=False, resume=False)
     assert trials["skipped"].tolist() == ["", "answer span not found in the tokenised prompt"]
     assert (scores["n_trials"] == 1).all()  # the skipped trial is reported, not scored as zero
     all_lost = PromptSet(name="all-lost", texts=ps.texts[:1], metadata=({**meta[0], "answer": "zqxj vvkw"},))
