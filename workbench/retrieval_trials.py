@@ -77,7 +77,7 @@ class TrialLog:
         if not inputs.exists():
             atomic_write_text(inputs, json.dumps(self.inputs, indent=1, sort_keys=True))
         path = self.path(int(record["trial"]))
-        atomic_write_text(path, json.dumps(record, sort_keys=True))
+        atomic_write_text(path, json.dumps(record))  # key order kept: it is the table's column order
         return path
 
 

@@ -121,7 +121,6 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
     """
     from tqdm.auto import tqdm
 
-    from workbench.engine import stream_edits
     from workbench.engine.prompts import tokenize
     from workbench.models import model_info
     from workbench.retrieval_trials import TrialLog, estimate_seconds, format_duration
@@ -129,8 +128,7 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
     info = model_info(model)
     ids = tokenize(model, prompts)
     shape = (info.n_layers, info.n_heads)
-    edited = any(stream_edits.for_layer(layer) is not None for layer in range(info.n_layers))
-    log = TrialLog.for_run(info, prompts, params) if resume and not edited else None  # edits are not in the key
+    log = TrialLog.for_run(info, prompts, params) if resume else None
     records: list[dict | None] = [None] * len(ids)
     for i, record in (log.load([len(x) for x in ids], shape) if log else {}).items():
         records[i] = record
@@ -141,6 +139,7 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
             f"{log.directory} (a rerun with the same inputs resumes there)")
     with tqdm(total=len(ids), initial=len(ids) - len(todo), desc="retrieval scoring", unit="trial",
               disable=not progress) as bar:
+        estimated = False
         for n_done, i in enumerate(todo):
             start = time.perf_counter()
             record = _score_trial(model, info, i, ids[i], prompts.metadata[i], params)
@@ -148,10 +147,12 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
                 log.save(record)
             records[i] = record
             bar.update(1)
-            if n_done == 0 and len(todo) > 1 and record["events"] is not None:
-                left = estimate_seconds(record, [len(ids[j]) for j in todo[1:]])
+            rest = todo[n_done + 1:]
+            if not estimated and rest and record["events"] is not None:  # the first trial that was decoded
+                estimated = True
+                left = estimate_seconds(record, [len(ids[j]) for j in rest])
                 say(f"first trial took {time.perf_counter() - start:.1f} s ({len(ids[i])} tokens); estimated time "
-                    f"for the other {len(todo) - 1} trials: ~{format_duration(left)}")
+                    f"for the other {len(rest)} trials: ~{format_duration(left)}")
             if on_trial is not None:
                 on_trial(i, record, time.perf_counter() - start)
     return _aggregate_records(records, info, prompts, params)
