@@ -156,3 +156,39 @@ def test_estimate_from_the_first_trial():
     first = {"row": {"n_tokens": 500, "prefill_s": 2.0, "decode_s": 3.0}}
     assert estimate_seconds(first, [500, 2000]) == pytest.approx((2 + 3) + (8 + 3))
     assert format_duration(42) == "42 s" and format_duration(600) == "10.0 min" and format_duration(7200) == "2.0 h"
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from workbench.analyses.retrieval_heads import Params, score_trials
+from workbench.models import load_model
+from workbench.tasks.niah import niah_prompts
+
+tiny = load_model("tiny")
+trials = niah_prompts(tiny, lengths=(300,), depths=(0.0, 50.0, 100.0), fmt="paper", max_new_tokens=5)
+params = Params(lengths="300", n_depths=3, fmt="paper", max_new_tokens=5, only_correct=False)
+
+def on_trial(i, record, seconds):
+    if i + 1 >= int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: a hard kill
+
+score_trials(tiny, trials, params, progress=False, on_trial=on_trial)
+"""
+
+
+def test_run_killed_in_a_subprocess_resumes(tiny, trials, monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ref_scores, _ = score_trials(tiny, trials, PARAMS, progress=False, resume=False)
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_CHILD)
+    proc = subprocess.run([sys.executable, str(script), "3"], env=dict(os.environ), capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    directory = log_dir(model_info(tiny).fingerprint, trials.fingerprint, PARAMS)
+    assert sorted(p.name for p in directory.glob("trial-*.json")) == [f"trial-0000{i}.json" for i in range(3)]
+    calls = _counting(monkeypatch)
+    scores, _ = score_trials(tiny, trials, PARAMS, progress=False)
+    assert len(calls) == len(trials) - 3
+    pd.testing.assert_frame_equal(scores, ref_scores)
