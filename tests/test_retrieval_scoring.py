@@ -113,7 +113,7 @@ def wide_spans(monkeypatch):
     monkeypatch.setattr(retrieval_heads, "locate_answer", lambda tok, ids, answer, overlap: (0, len(ids)))
 
 
-def test_interrupted_run_resumes_without_redoing_trials(tiny, trials, monkeypatch, wide_spans):
+def test_interrupted_run_resumes_without_redoing_trials(tiny, trials, monkeypatch, wide_spans, capsys):
     ref_scores, ref_trials = score_trials(tiny, trials, PARAMS, progress=False, resume=False)
     info = model_info(tiny)
     directory = log_dir(info.fingerprint, trials.fingerprint, PARAMS)
@@ -122,8 +122,12 @@ def test_interrupted_run_resumes_without_redoing_trials(tiny, trials, monkeypatc
     with pytest.raises(_Stop):
         score_trials(tiny, trials, PARAMS, progress=False, on_trial=_stop_after(4))
     assert len(calls) == 4 and len(list(directory.glob("trial-*.json"))) == 4
-    scores, table = score_trials(tiny, trials, PARAMS, progress=False)
+    capsys.readouterr()
+    scores, table = score_trials(tiny, trials, PARAMS, progress=True)
     assert len(calls) == len(trials)  # the 4 finished trials were not redone
+    said = capsys.readouterr().out
+    assert f"4/9 trials already finished; finished trials are kept in {directory}" in said
+    assert "estimated time for the 5 trials left" in said and "first trial took" not in said
     pd.testing.assert_frame_equal(scores, ref_scores)
     pd.testing.assert_frame_equal(table.drop(columns=_TIMES), ref_trials.drop(columns=_TIMES))
     assert ref_scores["n_events"].sum() > 0 and ref_scores["streaming_score"].gt(0).all()  # not all zeros

@@ -137,9 +137,13 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
     if log is not None:
         say(f"{len(ids) - len(todo)}/{len(ids)} trials already finished; finished trials are kept in "
             f"{log.directory} (a rerun with the same inputs resumes there)")
+    timed = [r for r in records if r is not None and r["events"] is not None]
+    estimated = bool(timed and todo)  # a resumed run estimates from a trial it already has
+    if estimated:
+        left = estimate_seconds(max(timed, key=lambda r: r["row"]["n_tokens"]), [len(ids[j]) for j in todo])
+        say(f"estimated time for the {len(todo)} trials left: ~{format_duration(left)} (from a finished trial)")
     with tqdm(total=len(ids), initial=len(ids) - len(todo), desc="retrieval scoring", unit="trial",
               disable=not progress) as bar:
-        estimated = False
         for n_done, i in enumerate(todo):
             start = time.perf_counter()
             record = _score_trial(model, info, i, ids[i], prompts.metadata[i], params)
