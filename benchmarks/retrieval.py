@@ -11,8 +11,8 @@
 - scoring_time_vs_generation_{2048,8192}: one NIAH trial (chat format, needle at depth 50 %) of 2048 (or
   8168 + 24 new = the full 8192 context, with --long) tokens scored as `retrieval_heads` does (prefill with
   plain SDPA and no statistics, then statistics for each decoding query) / plain greedy generation of the
-  same trial for the same number of new tokens. Medians of interleaved repeats after a warm-up; the
-  scoring run's prefill/decode split is kept under "raw".                               target <= 1.3
+  same trial for the same number of new tokens. Medians of interleaved repeats (3; 2 at 8192) after a
+  warm-up; the scoring run's prefill/decode split is kept under "raw".                               target <= 1.3
 
     python benchmarks/retrieval.py [--long] [--only-trials] [--out benchmarks/out/retrieval.json]
 """
@@ -174,10 +174,10 @@ def main() -> None:
     log(f"loading {MODEL} …")
     bridge = load_model(MODEL)
     metrics, raw = {}, {}
-    for length, name in [(2048, "scoring_time_vs_generation_2048")] + (
-            [(8192 - NEW_TOKENS, "scoring_time_vs_generation_8192")] if args.long else []):
-        log(f"one trial at {length} tokens: scoring vs plain greedy generation …")
-        metrics[name], raw[name] = single_trial(bridge, model_info(bridge), length)
+    for length, name, repeats in [(2048, "scoring_time_vs_generation_2048", REPEATS)] + (
+            [(8192 - NEW_TOKENS, "scoring_time_vs_generation_8192", 2)] if args.long else []):
+        log(f"one trial at {length} tokens: scoring vs plain greedy generation, {repeats} repeats …")
+        metrics[name], raw[name] = single_trial(bridge, model_info(bridge), length, repeats)
     if args.only_trials:
         return report(metrics, TARGETS, raw, args.out)
     log("scoring vs plain greedy generation, 3 trials at 1000 tokens …")
