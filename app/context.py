@@ -8,14 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-from app import controllers
+from workbench_app import controllers
 
 
 @dataclass
 class AppContext:
     model: str
     results_dir: Path | None
-    worker: Any  # app.worker_client.WorkerClient (or None: model views disabled)
+    worker: Any  # workbench_app.worker_client.WorkerClient (or None: model views disabled)
     model_facts: dict[str, Any] = field(default_factory=dict)
     circuits_dir: Path | None = None  # None: the repository's circuits/
 

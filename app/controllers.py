@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from workbench import overlap, results
+from workbench.budget import MAX_PROMPT_CHARS, MAX_PROMPTS
 from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef, parse_heads
 
-MAX_PROMPT_CHARS = 20_000
-MAX_PROMPTS = 16
 EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
          "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
 METRICS = ("loss", "logit_diff", "answer_logprob")
@@ -39,7 +38,7 @@ class AppInputError(WorkbenchError):
 # ---- URL state ---------------------------------------------------------------------------------------
 def parse_query(search: str | None) -> dict[str, str]:
     """Known keys of a URL query string (unknown keys are dropped, values are capped in length)."""
-    if not search:
+    if not search or not isinstance(search, str):
         return {}
     pairs = parse_qsl(search.lstrip("?"), keep_blank_values=False)
     return {k: v[:2000] for k, v in pairs if k in _QUERY_KEYS}
@@ -52,19 +51,37 @@ def build_query(state: Mapping[str, Any]) -> str:
 
 
 def page_title(pathname: str | None) -> str:
-    return PAGES.get(pathname or "/", "Not found")
+    return PAGES.get(pathname if isinstance(pathname, str) and pathname else "/", "Not found")
+
+
+def shown(value: Any) -> str:
+    """How a bad field value reads in a message: 'the field is empty', 'got 1e+99', 'got a list'."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "the field is empty"
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = repr(value)
+        return f"got {text[:40]}…" if len(text) > 40 else f"got {text}"
+    return f"got a {type(value).__name__}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (isinstance(value, str) and
+                                                                             len(value) > 40):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def int_in(value: Any, low: int, high: int, name: str, default: int | None = None) -> int:
-    """An integer in [low, high] from a field or URL value, else AppInputError."""
+    """An integer in [low, high] from a field or URL value, else AppInputError naming the field and range."""
     if value in (None, "") and default is not None:
         return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise AppInputError(f"{name} must be a whole number between {low} and {high}; got {value!r}.") from None
-    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
-        raise AppInputError(f"{name} must be a whole number between {low} and {high}; got {value!r}.")
+    number = _number(value)
+    if number is None or number != int(number) or not low <= number <= high:
+        raise AppInputError(f"{name} must be a whole number between {low:,} and {high:,}; {shown(value)}.")
     return int(number)
 
 
@@ -77,13 +94,18 @@ def int_or(value: Any, low: int, high: int, default: int) -> int:
 
 
 def float_in(value: Any, low: float, high: float, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise AppInputError(f"{name} must be a number between {low:g} and {high:g}; got {value!r}.") from None
-    if not math.isfinite(number) or not low <= number <= high:
-        raise AppInputError(f"{name} must be a number between {low:g} and {high:g}; got {value!r}.")
+    """A finite number in [low, high], else AppInputError naming the field and range."""
+    number = _number(value)
+    if number is None or not low <= number <= high:
+        raise AppInputError(f"{name} must be a number between {low:g} and {high:g}; {shown(value)}.")
     return number
+
+
+def choice(value: Any, options, name: str) -> str:
+    """One of `options` (a dropdown's value), else AppInputError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise AppInputError(f"Choose {name}: one of {', '.join(map(str, options))}; {shown(value)}.")
+    return value
 
 
 # ---- catalog -----------------------------------------------------------------------------------------
@@ -270,6 +292,8 @@ def circuit_facts(a, b) -> pd.DataFrame:
 
 # ---- prompts and interventions -----------------------------------------------------------------------
 def check_text(text: Any, name: str = "The prompt", limit: int = MAX_PROMPT_CHARS) -> str:
+    if text is not None and not isinstance(text, str):
+        raise AppInputError(f"{name} must be text; {shown(text)}.")
     if not isinstance(text, str) or not text.strip():
         raise AppInputError(f"{name} is empty; type or pick some text.")
     if len(text) > limit:
@@ -306,18 +330,18 @@ def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric
                          n_heads: int) -> dict[str, Any]:
     """Validated arguments for the worker's `intervene` op."""
     labels = parse_head_field(heads, n_layers, n_heads)
-    if edit not in EDITS:
-        raise AppInputError(f"Unknown edit {edit!r}; choose one of {', '.join(EDITS)}.")
-    if metric not in METRICS:
-        raise AppInputError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
+    if not isinstance(edit, str) or edit not in EDITS:
+        raise AppInputError(f"Unknown edit {str(edit)[:40]!r}; choose one of {', '.join(EDITS)}.")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise AppInputError(f"Unknown metric {str(metric)[:40]!r}; choose one of {', '.join(METRICS)}.")
     args: dict[str, Any] = {"heads": ",".join(labels), "edit": edit, "metric": metric}
     if edit == "scale":
         args["alpha"] = float_in(alpha, 0.0, 100.0, "α")
     if edit == "reweight":
         args["alpha"] = float_in(alpha, 0.0, 1000.0, "α")
-        if not isinstance(keys, str) or not re.fullmatch(r"\s*-?\d+(\s*,\s*-?\d+)*\s*", keys):
+        if not isinstance(keys, str) or len(keys) > 200 or not re.fullmatch(r"\s*-?\d+(\s*,\s*-?\d+)*\s*", keys):
             raise AppInputError(f"Key positions must be integers separated by commas, like '0' or '0, -1'; "
-                                f"got {keys!r}.")
+                                f"{shown(keys)}.")
         args["keys"] = keys.replace(" ", "")
     if source == "typed":
         args["texts"] = split_prompts(typed, "Typed prompts")

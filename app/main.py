@@ -1,10 +1,10 @@
 """create_app: the Dash app on one model, reading the results catalog, with a model worker for live views.
 
-    from app.main import create_app
+    from workbench_app.main import create_app
     create_app(model="smollm2-135m").run(host="127.0.0.1", port=8050, debug=False)
 
 The app process never imports torch: model work (patterns, token traces, interventions, running an
-analysis) goes to `workbench.worker` in a child process (app.worker_client.WorkerClient).
+analysis) goes to `workbench.worker` in a child process (workbench_app.worker_client.WorkerClient).
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from pathlib import Path
 import dash
 from dash import Input, Output, State, dcc, html
 
-from app import controllers, ids
-from app.callbacks import circuits as circuits_cb
-from app.callbacks import compare as compare_cb
-from app.callbacks import heads as heads_cb
-from app.callbacks import interventions as interventions_cb
-from app.callbacks import overview as overview_cb
-from app.callbacks import tokens as tokens_cb
-from app.callbacks.common import log
-from app.context import AppContext
-from app.pages import circuits, compare, heads, interventions, overview, tokens
-from app.pages.common import alert, card, page
 from workbench.errors import WorkbenchError
+from workbench_app import controllers, ids
+from workbench_app.callbacks import circuits as circuits_cb
+from workbench_app.callbacks import compare as compare_cb
+from workbench_app.callbacks import heads as heads_cb
+from workbench_app.callbacks import interventions as interventions_cb
+from workbench_app.callbacks import overview as overview_cb
+from workbench_app.callbacks import tokens as tokens_cb
+from workbench_app.callbacks.common import log
+from workbench_app.context import AppContext
+from workbench_app.pages import circuits, compare, heads, interventions, overview, tokens
+from workbench_app.pages.common import alert, card, page
 
 PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout, "/circuits": circuits.layout,
          "/interventions": interventions.layout, "/tokens": tokens.layout}
@@ -51,6 +51,20 @@ def _warm_up() -> None:
     head_heatmap(pd.DataFrame({"layer": [0], "head": [0], "score": [0.0]})).to_plotly_json()
 
 
+def _request_failed(exc):
+    """A request Dash itself cannot route (a malformed callback payload): a one-line 400, not a 500 page."""
+    from flask import jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return exc
+    log.error("request %s failed:\n%s", request.path, traceback.format_exc())
+    if request.path.endswith("/_dash-update-component"):
+        return jsonify(error=f"Malformed callback request ({type(exc).__name__}: {str(exc)[:200]}); reload the "
+                             "page."), 400
+    return jsonify(error=f"The server could not answer ({type(exc).__name__}); see the server log."), 500
+
+
 def shell() -> html.Div:
     nav = html.Nav([html.Span("◉ attention workbench", className="brand")] +
                    [dcc.Link(title, href=path, className="nav-link", id=f"nav-{path.strip('/') or 'overview'}")
@@ -63,7 +77,7 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
     """The dashboard. `worker`: a WorkerClient (default: one for `model`, started now unless start_worker=False);
     `circuits_dir`: where saved circuits live (default: the repository's circuits/)."""
     if worker is None and start_worker:
-        from app.worker_client import WorkerClient
+        from workbench_app.worker_client import WorkerClient
 
         worker = WorkerClient(model)
         worker.start()
@@ -75,15 +89,16 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
     _warm_up()
     app.server.config["MAX_CONTENT_LENGTH"] = 8 * 2**20  # a pasted book gets a clear 413, not a stuck server
     app.workbench_context = ctx
+    app.server.register_error_handler(Exception, _request_failed)
 
     @app.callback(Output(ids.CONTENT, "children"), *[Output(f"nav-{p.strip('/') or 'overview'}", "className")
                                                      for p in controllers.PAGES],
                   Input(ids.URL, "pathname"), State(ids.URL, "search"))
     def route(pathname, search):
         classes = ["nav-link active" if p == pathname else "nav-link" for p in controllers.PAGES]
-        render = PAGES.get(pathname)
+        render = PAGES.get(pathname) if isinstance(pathname, str) else None
         if render is None:
-            return page("Not found", f"There is no page {pathname!r}.",
+            return page("Not found", f"There is no page {str(pathname)[:80]!r}.",
                         card(None, dcc.Link("Go to the overview", href="/"))), *classes
         return _render(render, controllers.parse_query(search)), *classes
 

@@ -1,10 +1,10 @@
 """The app's handle on the model worker (`python -m workbench.worker`): submit jobs, poll their status.
 
-The worker process imports torch and keeps the model loaded; this side only writes JSON lines to its
-stdin and reads events from its stdout on a background thread. Jobs run one at a time in the worker;
-`status(job_id)` tells a page whether a job is queued, running (with its last progress message), done
-(with its result) or failed (with a message). If the worker dies, its jobs fail with a message and
-the next submit starts a fresh worker.
+The worker process imports torch and keeps the model loaded; this side queues JSON lines for a writer
+thread (no lock is ever held across a pipe write) and reads events on a reader thread. At most
+`MAX_PENDING` jobs may be queued or running; `submit` beyond that raises `WorkerBusy`. Records of queued
+and running jobs are always kept; finished ones are dropped oldest first beyond `MAX_FINISHED`. If the
+worker dies, its jobs fail with a message and the next submit starts a fresh worker.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -19,16 +20,34 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-MAX_JOBS = 64
+from workbench.errors import WorkbenchError
+
+MAX_PENDING = 32  # queued + running; the worker's own queue holds as many (workbench.worker.MAX_QUEUED)
+MAX_FINISHED = 256
+PENDING = ("queued", "running")
+
+
+class WorkerBusy(WorkbenchError):
+    """Too many jobs waiting for the model worker."""
+
+
+class _Process:
+    """One worker process with its writer queue (None = stop writing)."""
+
+    def __init__(self, popen: subprocess.Popen):
+        self.popen, self.lines, self.dead = popen, queue.Queue(), False
 
 
 class WorkerClient:
-    def __init__(self, model: str, *, python: str | None = None, env: dict[str, str] | None = None):
+    def __init__(self, model: str, *, python: str | None = None, env: dict[str, str] | None = None,
+                 max_pending: int = MAX_PENDING, worker_args: tuple[str, ...] = ()):
         self.model = model
         self.python = python or sys.executable
         self.env = env
-        self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
+        self.max_pending = max_pending
+        self.worker_args = tuple(worker_args)
+        self._proc: _Process | None = None
+        self._lock = threading.Lock()  # guards _proc and _jobs; never held across I/O on a pipe
         self._jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._ids = itertools.count(1)
         self.info: dict[str, Any] | None = None
@@ -36,84 +55,130 @@ class WorkerClient:
     # ---- process ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker (if not running) and ask it to load the model in the background."""
-        with self._lock:
-            self._ensure_process()
         self.submit("load", {}, on_done=self._remember_info)
 
     def _remember_info(self, result: dict) -> None:
         self.info = result
 
-    def _ensure_process(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            return
+    def _ensure_process(self) -> _Process:
+        """The live worker, started if needed (call with the lock held; starting writes nothing)."""
+        if self._proc is not None and not self._proc.dead and self._proc.popen.poll() is None:
+            return self._proc
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self._proc = subprocess.Popen([self.python, "-m", "workbench.worker", "--model", self.model],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
-                                      bufsize=1, env=env)
-        threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
+        popen = subprocess.Popen([self.python, "-m", "workbench.worker", "--model", self.model, *self.worker_args],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
+                                 bufsize=1, env=env)
+        proc = self._proc = _Process(popen)
+        threading.Thread(target=self._read, args=(proc,), daemon=True, name="worker-reader").start()
+        threading.Thread(target=self._write, args=(proc,), daemon=True, name="worker-writer").start()
+        return proc
 
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
+    def _write(self, proc: _Process) -> None:
+        while (item := proc.lines.get()) is not None:
+            job_id, line = item
+            try:
+                proc.popen.stdin.write(line)
+                proc.popen.stdin.flush()
+            except (OSError, ValueError) as exc:  # the worker is gone; the reader fails the rest
+                self._fail(job_id, f"Cannot reach the model worker ({exc}); run the request again to restart it.")
+                return
+
+    def _read(self, proc: _Process) -> None:
+        for line in proc.popen.stdout:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            self._apply(event)
-        with self._lock:  # the worker exited: fail whatever it had
+            if isinstance(event, dict):
+                self._apply(event)
+        code = proc.popen.wait()
+        proc.lines.put(None)
+        with self._lock:  # the worker exited: fail whatever it had, and start afresh on the next submit
+            proc.dead = True
+            if self._proc is proc:
+                self._proc = None
             for job in self._jobs.values():
-                if job["status"] in ("queued", "running") and job.get("proc") is proc:
-                    job.update(status="error", message="The model worker stopped (see the terminal); "
-                                                       "run the request again to restart it.")
+                if job["status"] in PENDING and job.get("proc") is proc:
+                    job.update(status="error", message=f"The model worker stopped (exit code {code}; see the "
+                                                       "terminal); run the request again to restart it.")
+                    job.pop("on_done", None)
+                    job.pop("proc", None)
+
+    def _fail(self, job_id: str, message: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job["status"] in PENDING:
+                job.update(status="error", message=message)
 
     def _apply(self, event: dict) -> None:
         callback = None
         with self._lock:
             job = self._jobs.get(str(event.get("id")))
-            if job is None:
+            if job is None or job["status"] not in PENDING:
                 return
             kind = event.get("event")
-            if kind == "progress":
-                job.update(status="running", message=event.get("message", ""))
+            if kind in ("started", "progress"):
+                job.update(status="running", message=str(event.get("message", "")))
             elif kind == "done":
                 job.update(status="done", result=event.get("result"), seconds=event.get("seconds"), message="")
                 callback = job.pop("on_done", None)
             elif kind == "error":
-                job.update(status="error", message=event.get("message", "unknown error"))
+                job.update(status="error", message=str(event.get("message", "unknown error")))
+            if job["status"] not in PENDING:
+                job.pop("proc", None)
+                job["finished"] = time.time()
         if callback is not None:
             callback(event.get("result"))
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.popen.poll() is None:
+            proc.lines.put(("", json.dumps({"op": "quit"}) + "\n"))
+            proc.lines.put(None)
             try:
-                proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-                proc.stdin.flush()
-                proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
+                proc.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+
+    def kill(self) -> None:
+        """Kill the worker process now (tests, a stuck model); its jobs fail and the next submit restarts it."""
+        with self._lock:
+            proc = self._proc
+        if proc is not None:
+            proc.popen.kill()
 
     # ---- jobs ---------------------------------------------------------------------------------------
-    def submit(self, op: str, args: dict[str, Any], on_done=None) -> str:
-        """Queue a request; returns the job id to poll with `status`."""
+    def pending(self) -> int:
         with self._lock:
-            self._ensure_process()
-            job_id = f"job{next(self._ids)}"
+            return sum(job["status"] in PENDING for job in self._jobs.values())
+
+    def submit(self, op: str, args: dict[str, Any], on_done=None) -> str:
+        """Queue a request; returns the job id to poll with `status`. WorkerBusy if too many are waiting."""
+        job_id = f"job{next(self._ids)}"
+        line = json.dumps({"id": job_id, "op": op, "args": args}) + "\n"  # TypeError here on values JSON cannot hold
+        with self._lock:
+            waiting = sum(job["status"] in PENDING for job in self._jobs.values())
+            if waiting >= self.max_pending:
+                raise WorkerBusy(f"The model worker is busy: {waiting} requests are waiting or running. Wait for "
+                                 "them to finish, then run this again.")
+            proc = self._ensure_process()
             self._jobs[job_id] = {"op": op, "status": "queued", "message": "queued", "result": None,
-                                  "started": time.time(), "proc": self._proc, "on_done": on_done}
-            while len(self._jobs) > MAX_JOBS:
-                self._jobs.popitem(last=False)
-            try:
-                self._proc.stdin.write(json.dumps({"id": job_id, "op": op, "args": args}) + "\n")
-                self._proc.stdin.flush()
-            except OSError as exc:
-                self._jobs[job_id].update(status="error", message=f"cannot reach the model worker: {exc}")
+                                  "started": time.time(), "proc": proc, "on_done": on_done}
+            self._evict()
+        proc.lines.put((job_id, line))
         return job_id
 
-    def status(self, job_id: str | None) -> dict[str, Any]:
+    def _evict(self) -> None:
+        finished = [k for k, job in self._jobs.items() if job["status"] not in PENDING]
+        for key in finished[:max(0, len(finished) - MAX_FINISHED)]:
+            del self._jobs[key]
+
+    def status(self, job_id: Any) -> dict[str, Any]:
         """{status: queued|running|done|error|unknown, message, result, elapsed}."""
         with self._lock:
-            job = self._jobs.get(str(job_id)) if job_id else None
+            job = self._jobs.get(job_id) if isinstance(job_id, str) and job_id else None
             if job is None:
                 return {"status": "unknown", "message": "no such job (the app may have restarted); run it again",
                         "result": None, "elapsed": 0.0}

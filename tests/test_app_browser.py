@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from app import browser
+from workbench_app import browser
 
 pytestmark = pytest.mark.skipif(None in browser.find_browser(),
                                 reason="needs chromium + chromedriver (scripts/setup.sh installs them)")
@@ -30,8 +30,8 @@ def _saved_runs(model_name: str, root, n_tokens: tuple[int, ...]) -> list[str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """(base url, driver, run ids) for an app on the tiny model with two saved runs."""
-    from app.main import create_app
-    from app.worker_client import WorkerClient
+    from workbench_app.main import create_app
+    from workbench_app.worker_client import WorkerClient
 
     root = tmp_path_factory.mktemp("app")
     run_ids = _saved_runs("tiny", root, (48, 24))
@@ -191,8 +191,8 @@ def test_bad_input_shows_messages_and_the_server_keeps_serving(live):
 def test_real_smollm2_pattern_click_and_intervention(tmp_path):
     from selenium.webdriver.common.by import By
 
-    from app.main import create_app
-    from app.worker_client import WorkerClient
+    from workbench_app.main import create_app
+    from workbench_app.worker_client import WorkerClient
 
     (run_id,) = _saved_runs("smollm2-135m", tmp_path, (32,))
     env = {**os.environ, "WORKBENCH_CACHE_DIR": str(tmp_path / "cache"),
@@ -243,4 +243,4 @@ def test_run_an_analysis_from_the_overview(live):
     params.send_keys("n_prompts=oops", Keys.TAB)
     time.sleep(0.3)
     driver.find_element(By.ID, "ov-run-button").click()
-    wait_text(driver, "#ov-message", "not a valid int", timeout=60)
+    wait_text(driver, "#ov-message", "n_prompts must be a whole number", timeout=60)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import controllers as C
 from workbench import results
 from workbench.viz import heads as viz
+from workbench_app import controllers as C
 
 
 def frame(values: np.ndarray, analysis: str = "attention_profile", model: str = "tiny", prompt_set: str = "p"):
@@ -31,7 +31,7 @@ def save(df: pd.DataFrame, results_dir):
 def test_app_process_never_imports_torch():
     code = textwrap.dedent("""
         import sys
-        from app.main import create_app
+        from workbench_app.main import create_app
         import workbench.cli, workbench.cli_app
         app = create_app("smollm2-135m", start_worker=False)
         app.server.test_client().get("/")

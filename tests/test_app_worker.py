@@ -1,5 +1,5 @@
 """The model side of the app: workbench.probe (pattern and per-token views) against full-pattern references,
-and the worker process driven through app.worker_client (errors come back as messages; it keeps serving)."""
+and the worker process driven through workbench_app.worker_client (errors come back as messages; it keeps serving)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_token_traces_match_full_patterns(tiny):
 
 @pytest.fixture()
 def worker():
-    from app.worker_client import WorkerClient
+    from workbench_app.worker_client import WorkerClient
 
     client = WorkerClient("tiny")
     client.start()

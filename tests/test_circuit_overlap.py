@@ -155,6 +155,6 @@ def test_analyses_module_reexports_the_torch_free_code():
     imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 for alias in node.names}
     assert {("workbench.overlap", n) for n in ("overlap", "difference_map", "random_overlap_baseline")} <= imported
-    code = ("import sys, app.controllers, workbench.overlap, workbench.circuits, workbench.viz.circuits\n"
+    code = ("import sys, workbench_app.controllers, workbench.overlap, workbench.circuits, workbench.viz.circuits\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

@@ -204,7 +204,9 @@ def test_default_results_dir(monkeypatch, tmp_path):
     record = save(make_scores(), None)
     assert (tmp_path / "induction" / record.run_id / "run.json").is_file()
     monkeypatch.delenv("WORKBENCH_RESULTS_DIR")
-    assert default_results_dir() == Path(results.__file__).resolve().parent.parent / "data" / "results"
+    from platformdirs import user_data_dir
+
+    assert default_results_dir() == Path(user_data_dir("attention-workbench")) / "results"  # never in the package
 
 
 def test_load_unknown_id(tmp_path):

@@ -131,9 +131,9 @@ def test_stream_window_equals_masked_bridge_and_decoding(tiny, monkeypatch):
         full = stream_forward(tiny, ids, None, logits="all").logits
         torch.testing.assert_close(full, ref, atol=1e-4, rtol=1e-4)
         cache = DynamicCache(config=model_info(tiny).hf_config)
-        stream_forward(tiny, ids[:, :4], None, past_key_values=cache)
+        stream_forward(tiny, ids[:, :4], None, cache=cache)
         for step in range(4, ids.shape[1]):
-            out = stream_forward(tiny, ids[:, step:step + 1], None, past_key_values=cache, logits="last").logits
+            out = stream_forward(tiny, ids[:, step:step + 1], None, cache=cache, logits="last").logits
             torch.testing.assert_close(out[0, -1], ref[0, step], atol=1e-4, rtol=1e-4)
 
 

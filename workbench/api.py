@@ -34,14 +34,17 @@ __all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_resul
 _MODELS: dict[str, Any] = {}
 
 
-def load_model(name: str = DEFAULT_MODEL):
-    """A TransformerBridge for `name`, loaded once per process."""
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
+    """A TransformerBridge for `name` on `device` (auto | cpu | cuda | cuda:N | mps | map) in `dtype`
+    (float32 | bfloat16 | float16), loaded once per process for each (name, device, dtype)."""
     from workbench import models
+    from workbench.engine.devices import resolve_device, resolve_dtype
 
-    spec = models.resolve_spec(name)
-    if spec.name not in _MODELS:
-        _MODELS[spec.name] = models.load_model(name)
-    return _MODELS[spec.name]
+    resolve_dtype(dtype)
+    key = (models.resolve_spec(name).name, resolve_device(device), dtype)
+    if key not in _MODELS:
+        _MODELS[key] = models.load_model(name, device=key[1], dtype=dtype)
+    return _MODELS[key]
 
 
 def _as_model(model):

@@ -42,10 +42,9 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef, parse_heads
-from workbench.results import REPO_ROOT
+from workbench.paths import circuits_dir, shipped
 
 FORMAT_VERSION = 1
-DEFAULT_DIR = REPO_ROOT / "circuits"
 LIST_COLUMNS = ("name", "model", "task", "n_heads_in_circuit", "method", "selection", "run_id", "path", "error")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -267,7 +266,16 @@ def default_circuit_name(model: str, task: str) -> str:
 
 
 def _directory(directory: Path | str | None) -> Path:
-    return Path(directory) if directory is not None else DEFAULT_DIR
+    """Where circuits are saved: `directory`, else `workbench.paths.circuits_dir()`."""
+    return Path(directory) if directory is not None else circuits_dir()
+
+
+def _folders(directory: Path | str | None) -> list[Path]:
+    """Where circuits are looked up: `directory`, else the save folder, then the circuits shipped with the package."""
+    if directory is not None:
+        return [Path(directory)]
+    folders = [circuits_dir(), shipped("circuits")]
+    return [f for i, f in enumerate(folders) if f.resolve() not in {g.resolve() for g in folders[:i]}]
 
 
 def circuit_path(path_or_name: str | Path, directory: Path | str | None = None) -> Path:
@@ -277,7 +285,8 @@ def circuit_path(path_or_name: str | Path, directory: Path | str | None = None) 
         return Path(path_or_name)
     if not _NAME_RE.fullmatch(text):
         raise CircuitError(f"{text!r} is neither a circuit name nor a .toml path; list circuits with list_circuits().")
-    return _directory(directory) / f"{text}.toml"
+    found = [f / f"{text}.toml" for f in _folders(directory) if (f / f"{text}.toml").is_file()]
+    return found[0] if found else _directory(directory) / f"{text}.toml"
 
 
 def _available(directory: Path) -> list[str]:
@@ -326,7 +335,8 @@ def load_circuit(path_or_name: str | Path, directory: Path | str | None = None) 
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        names = _available(path.parent)
+        folders = _folders(None) if directory is None and path.parent == _directory(None) else [path.parent]
+        names = sorted({n for f in folders for n in _available(f)})
         listing = f"available in {path.parent}: {', '.join(names)}" if names else f"{path.parent} has no circuits"
         raise CircuitError(f"no circuit file {path}; {listing}. Save one with save_circuit() or "
                            "`workbench circuits find`.") from None
@@ -339,10 +349,11 @@ def load_circuit(path_or_name: str | Path, directory: Path | str | None = None) 
 
 def list_circuits(directory: Path | str | None = None) -> pd.DataFrame:
     """One row per ``*.toml`` in `directory`; files that do not load get their message in ``error``."""
-    folder = _directory(directory)
     rows = []
-    for name in _available(folder):
-        path = folder / f"{name}.toml"
+    paths = {}
+    for folder in reversed(_folders(directory)):  # the save folder wins over a shipped circuit of the same name
+        paths.update({name: folder / f"{name}.toml" for name in _available(folder)})
+    for name, path in sorted(paths.items()):
         try:
             c = load_circuit(path)
         except CircuitError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks
-from workbench.cli_common import MODEL, OneLineErrors, _params, console, friendly, show
+from workbench import cli_app, cli_batch, cli_circuits, cli_divergence, cli_preplan, cli_retrieval, cli_sinks, paths
+from workbench.cli_common import DEVICE, DTYPE, MODEL, OneLineErrors, _params, console, friendly, show
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
@@ -25,6 +26,15 @@ app.add_typer(cli_app.app_app, name="app")
 app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
 app.add_typer(cli_sinks.sinks_app, name="sinks")
 app.add_typer(cli_circuits.circuits_app, name="circuits")
+
+
+@app.callback()
+def _global_options(home: Optional[Path] = typer.Option(
+        None, "--home", help="keep the activation cache, results, converted models and saved circuits under DIR "
+        "(default: your user cache/data dirs, or WORKBENCH_CACHE_DIR, WORKBENCH_RESULTS_DIR, …)")):
+    """Attention-head interpretability workbench."""
+    if home is not None:
+        paths.set_home(home)
 
 @app.command()
 @friendly
@@ -50,11 +60,12 @@ def analyses():
 @app.command()
 @friendly
 def hooks(model: str = MODEL,
+          device: str = DEVICE, dtype: str = DTYPE,
           contains: str = typer.Option("blocks.0.", help="only names containing this")):
     """List the model's real hook names."""
     from workbench import api
 
-    names = [n for n in api.load_model(model).hook_dict if contains in n]
+    names = [n for n in api.load_model(model, device=device, dtype=dtype).hook_dict if contains in n]
     console.print("\n".join(names))
 
 
@@ -62,6 +73,7 @@ def hooks(model: str = MODEL,
 @friendly
 def run(analysis: str = typer.Argument("attention_profile"),
         model: str = MODEL,
+        device: str = DEVICE, dtype: str = DTYPE,
         param: List[str] = typer.Option(None, "--param", "-p", help="name=value, repeatable"),
         top: int = typer.Option(10, help="show this many top heads"),
         save: bool = typer.Option(True, help="save to the results catalog")):
@@ -70,7 +82,7 @@ def run(analysis: str = typer.Argument("attention_profile"),
     from workbench.analyses import get_analysis
 
     params = get_analysis(analysis).make_params(_params(param))  # bad names and values fail before the model loads
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     scores, record = api.run_analysis(analysis, bridge, params=params, save=save)
     cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")]
     show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
@@ -87,6 +99,7 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
               keys: str = typer.Option("0", help="key positions for reweight, e.g. '0,1'"),
               metric: str = typer.Option("loss", help="loss | logit_diff | answer_logprob"),
               model: str = MODEL,
+              device: str = DEVICE, dtype: str = DTYPE,
               n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """Edit heads on natural-text prompts and show the metric before and after, per prompt."""
     from workbench import api
@@ -97,7 +110,7 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
 
     refs = parse_heads(heads)
     key_positions = parse_int_list(keys, "--keys")
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
              "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
              "reweight": lambda: api.AttentionEdit(refs, key_positions, scale=alpha)}

@@ -49,7 +49,7 @@ def app(ctx: typer.Context,
 
     resolve_spec(model)
     _check_host(host)
-    from app.main import create_app
+    from workbench_app.main import create_app
 
     dash_app = create_app(model, start_worker=True)
     err.print(f"workbench app: http://{host}:{port}/  (model {model}; Ctrl-C to stop)")
@@ -66,9 +66,9 @@ def screenshots(out: Path = typer.Option(Path("docs/screenshots"), help="directo
                 head: str = typer.Option("L3H0", help="head to select on the head map and intervene on"),
                 width: int = typer.Option(1500, min=800, max=3000)):
     """Save a PNG of each page (headless Chromium), after running attention_profile if no run exists."""
-    from app import browser
-    from app.main import create_app
     from workbench.cli_common import console
+    from workbench_app import browser
+    from workbench_app.main import create_app
 
     out.mkdir(parents=True, exist_ok=True)
     dash_app = create_app(model, start_worker=True)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import MODEL, console, friendly, save_figure, show
+from workbench.cli_common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 from workbench.models import DEFAULT_MODEL
 
@@ -19,6 +19,7 @@ circuits_app = typer.Typer(help="Circuits: find them by patching, save them, com
 @friendly
 def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_than | docstring"),
          model: str = MODEL,
+         device: str = DEVICE, dtype: str = DTYPE,
          n_prompts: int = typer.Option(50), seed: int = typer.Option(0),
          method: str = typer.Option("both", help="activation | attribution | both | path"),
          receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
@@ -33,7 +34,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     from workbench.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
 
     circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
     scores, record = api.run_analysis("head_attribution", bridge, params=params)
@@ -100,7 +101,8 @@ def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = 
 @friendly
 def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
                  n_prompts: int = typer.Option(50), seed: int = typer.Option(1, help="prompt seed (1: fresh prompts)"),
-                 n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None)):
+                 n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None),
+                 device: str = DEVICE, dtype: str = DTYPE):
     """Mean-ablate every head outside the circuit; share of the clean metric kept vs random circuits."""
     import pandas as pd
 
@@ -110,7 +112,7 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
     from workbench.tasks.circuit_tasks import make_task
 
     circuit = load_circuit(name, directory)
-    bridge = api.load_model(circuit.model)
+    bridge = api.load_model(circuit.model, device=device, dtype=dtype)
     f = faithfulness_of(bridge, make_task(bridge, circuit.task, n_prompts, seed), circuit.heads, n_random=n_random)
     console.rule(f"faithfulness of {circuit.name} ({f['n_heads']} heads) on {n_prompts} {circuit.task} prompts")
     show(pd.DataFrame([
@@ -135,7 +137,8 @@ def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit
            colored: str = typer.Option(f"{DEFAULT_MODEL}_colored_objects", help="the Colored Objects circuit"),
            n_prompts: int = typer.Option(80, help="Colored Objects prompts (half to choose heads, half held out)"),
            seed: int = typer.Option(1), bias: float = typer.Option(3.0, help="attention logit bias to wrong colors"),
-           max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None)):
+           max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None),
+           device: str = DEVICE, dtype: str = DTYPE):
     """Edit IOI-only heads so Colored Objects behaves like IOI; held-out accuracy before and after."""
     from workbench import api
     from workbench.circuits import load_circuit
@@ -152,7 +155,7 @@ def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit
     candidates = [h for h in a.heads if h not in set(b.heads)]
     if not candidates:
         raise WorkbenchError("Every IOI circuit head is also in the Colored Objects circuit; nothing to repair with.")
-    bridge = api.load_model(a.model)
+    bridge = api.load_model(a.model, device=device, dtype=dtype)
     fit, held = make_task(bridge, "colored_objects", n_prompts, seed).split(0.5, seed)
     console.rule(f"repair: {len(candidates)} heads in {a.name} but not in {b.name}: "
                  f"{', '.join(map(str, candidates))}")
@@ -171,6 +174,7 @@ def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit
 @circuits_app.command("sae")
 @friendly
 def sae(task: str = typer.Option("ioi"), model: str = MODEL,
+        device: str = DEVICE, dtype: str = DTYPE,
         reference: Optional[str] = typer.Option(None, help="reference circuit (default: the saved one for model "
                                                 "and task, e.g. smollm2-135m_ioi, gpt2-small_ioi)"),
         sizes: str = typer.Option("5,10,20,50", help="numbers of examples"), seeds: int = typer.Option(5),
@@ -196,7 +200,7 @@ def sae(task: str = typer.Option("ioi"), model: str = MODEL,
         raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "
                              f"`workbench circuits find --task {task} -m {model}` or pass --reference.")
     load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     table = sweep(bridge, task, ref, sizes=n_list, seeds=seeds, discretisers=kinds[discretiser], epochs=epochs,
                   n_latents=n_latents)
     summary = summarize(table)

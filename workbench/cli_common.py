@@ -31,6 +31,10 @@ from workbench import validation
 from workbench.errors import WorkbenchError
 from workbench.models import DEFAULT_MODEL
 
+# One definition of the model-placement options, added right after --model on every model command.
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps | map (device_map='auto')")
+DTYPE = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16 (statistics accumulate in float32)")
+
 _WIDTH = None if sys.stdout.isatty() else 160
 console = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)

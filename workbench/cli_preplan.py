@@ -7,16 +7,17 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import MODEL, console, friendly, show
+from workbench.cli_common import DEVICE, DTYPE, MODEL, console, friendly, show
 
 app = typer.Typer(help="Preplan/anchor tokens in reasoning traces (Li et al. 2025).", no_args_is_help=True)
 
 
-def _run(n_problems: int, max_new_tokens: int, window: int, model: str):
+def _run(n_problems: int, max_new_tokens: int, window: int, model: str, device: str = "auto",
+         dtype: str = "float32"):
     from workbench import api, results
 
     params = {"n_problems": n_problems, "max_new_tokens": max_new_tokens, "window": window}
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     scores, record = api.run_analysis("preplan_anchor", bridge, params=params)
     tokens = results.load_table(record.run_id, "tokens")
     return bridge, scores, record, tokens, results.load_summary(record.run_id)
@@ -26,12 +27,13 @@ def _run(n_problems: int, max_new_tokens: int, window: int, model: str):
 @friendly
 def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option(256),
            window: int = typer.Option(10, help="WAAD window W"), model: str = MODEL,
+           device: str = DEVICE, dtype: str = DTYPE,
            examples: int = typer.Option(2), out: Optional[Path] = typer.Option(None, help="HTML figures")):
     """Head split, traces with preplan (P) and anchor (A) marks, and the coupling against chance."""
     from workbench import results
     from workbench.viz.preplan import marked_text, trace_figure
 
-    _, scores, record, tokens, summary = _run(n_problems, max_new_tokens, window, model)
+    _, scores, record, tokens, summary = _run(n_problems, max_new_tokens, window, model, device, dtype)
     split = scores.groupby("kind")["score"].agg(["count", "mean", "min", "max"]).round(1).reset_index()
     show(split, "head split by mean attention distance (tokens)")
     for kind in ("global", "local"):
@@ -59,12 +61,12 @@ def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option
 def intervene(scale: float = typer.Option(0.1, help="attention scale on the chosen keys (0 removes them)"),
               n_random: int = typer.Option(3), n_problems: int = typer.Option(8),
               max_new_tokens: int = typer.Option(256), window: int = typer.Option(10),
-              model: str = MODEL):
+              model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE):
     """Lower global heads' attention to the anchors vs to as many random tokens; effect on the trace."""
     from workbench.preplan_checks import anchor_intervention, summarize_intervention
     from workbench.tasks.reasoning import generate_traces, problem_prompts
 
-    bridge, scores, _, tokens, _ = _run(n_problems, max_new_tokens, window, model)
+    bridge, scores, _, tokens, _ = _run(n_problems, max_new_tokens, window, model, device, dtype)
     traces = generate_traces(bridge, problem_prompts(bridge, n_problems), max_new_tokens, progress=False)
     table = anchor_intervention(bridge, traces, tokens, scores, scale=scale, n_random=n_random)
     show(table.round(4), f"attention ×{scale:g} on anchors vs random tokens (global heads)")

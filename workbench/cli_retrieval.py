@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
+from workbench.cli_common import DEVICE, DTYPE, console, friendly, save_figure, show
 from workbench.cli_common import MODEL as _MODEL
-from workbench.cli_common import console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 retrieval_app = typer.Typer(help="Retrieval heads (Wu et al. 2024): scores, causal check, KV budget.",
@@ -144,11 +144,12 @@ def _budget(bridge, prompts, scores, baseline, full_share, sink, recent, seeds, 
 @retrieval_app.command("score")
 @friendly(out_dirs=("out",))
 def score(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
+          device: str = DEVICE, dtype: str = DTYPE,
           fmt: str = _FMT, max_new_tokens: int = _NEW, out: Optional[Path] = _OUT):
     """Retrieval score per head on NIAH trials; baseline accuracy, share above 0.1, top 10 heads."""
     from workbench import api
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
     console.print(f"{len(prompts)} NIAH trials ({params.lengths} tokens × {depths} depths × needles, {fmt} format)")
     _scores(bridge, prompts, params, None, out)
@@ -157,13 +158,14 @@ def score(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = 
 @retrieval_app.command("mask")
 @friendly(out_dirs=("out",))
 def mask(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
+         device: str = DEVICE, dtype: str = DTYPE,
          fmt: str = _FMT, max_new_tokens: int = _NEW, scores_run: Optional[str] = _RUN,
          k: Optional[int] = typer.Option(None, help="heads to mask (default 5 % of heads)"), seeds: int = _SEEDS,
          out: Optional[Path] = _OUT):
     """Causal check: NIAH accuracy with the top-k retrieval heads vs k random non-retrieval heads uniform."""
     from workbench import api
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
     scores, trials = _scores(bridge, prompts, params, scores_run, out)
     _mask(bridge, prompts, scores, _baseline(trials), k, seeds, max_new_tokens, out)
@@ -172,6 +174,7 @@ def mask(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _
 @retrieval_app.command("budget")
 @friendly(out_dirs=("out",))
 def budget(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
+           device: str = DEVICE, dtype: str = DTYPE,
            fmt: str = _FMT, max_new_tokens: int = _NEW, scores_run: Optional[str] = _RUN,
            full_share: float = typer.Option(0.25, help="share of KV heads that keep the full cache"),
            sink: int = typer.Option(4, help="sink tokens of a streaming head"),
@@ -180,7 +183,7 @@ def budget(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str =
     """DuoAttention-style budget: retrieval KV heads full, the rest streaming; vs random KV heads."""
     from workbench import api
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
     scores, trials = _scores(bridge, prompts, params, scores_run, out)
     _budget(bridge, prompts, scores, _baseline(trials), full_share, sink, recent, seeds, max_new_tokens, out)
@@ -189,13 +192,14 @@ def budget(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str =
 @retrieval_app.command("all")
 @friendly(out_dirs=("out",))
 def run_all(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _PRESET, depths: int = _DEPTHS,
+            device: str = DEVICE, dtype: str = DTYPE,
             fmt: str = _FMT, max_new_tokens: int = _NEW, scores_run: Optional[str] = _RUN,
             k: Optional[int] = typer.Option(None), seeds: int = _SEEDS, full_share: float = typer.Option(0.25),
             sink: int = typer.Option(4), recent: int = typer.Option(128), out: Optional[Path] = _OUT):
     """score, then mask, then budget on the same trials (one scoring pass)."""
     from workbench import api
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
     console.print(f"{len(prompts)} NIAH trials ({params.lengths} tokens × {depths} depths × needles, {fmt} format)")
     scores, trials = _scores(bridge, prompts, params, scores_run, out)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli_common import MODEL, console, friendly, save_figure, show
+from workbench.cli_common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
 from workbench.errors import WorkbenchError
 
 sinks_app = typer.Typer(help="Attention sinks: BOS/hidden/secondary sinks, massive activations, ACT.",
@@ -25,6 +25,7 @@ def _save(figures: dict, out: Optional[Path]) -> None:
 @sinks_app.command("report")
 @friendly(out_dirs=("out",))
 def report(model: str = MODEL,
+           device: str = DEVICE, dtype: str = DTYPE,
            n_prompts: int = typer.Option(16, help="natural-text prompts"),
            n_tokens: int = typer.Option(64, help="tokens per prompt (paper: 64); up to the context"),
            epsilon: float = typer.Option(0.3, help="sink threshold on α[0]"),
@@ -37,7 +38,7 @@ def report(model: str = MODEL,
     from workbench.sinks import ReportParams, massive_perplexity, sink_report
     from workbench.tasks.natural_text import text_chunks
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     params = ReportParams(n_prompts=n_prompts, n_tokens=n_tokens, epsilon=epsilon)
     prompts = text_chunks(bridge, n_prompts, n_tokens)
     rep = sink_report(bridge, prompts, params)
@@ -87,6 +88,7 @@ def report(model: str = MODEL,
 @sinks_app.command("search")
 @friendly
 def search(model: str = MODEL,
+           device: str = DEVICE, dtype: str = DTYPE,
            beta: float = typer.Option(0.4), max_candidates: int = typer.Option(20),
            holdout_every: int = typer.Option(3, help="every n-th question is held out"),
            dataset: str = typer.Option("first_letter", help="first_letter | simple_mc (shipped in data/sinks)")):
@@ -95,7 +97,7 @@ def search(model: str = MODEL,
     from workbench.act_search import SearchParams, act_search
     from workbench.tasks.multiple_choice import mc_prompts
 
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     cal = mc_prompts("calibration", holdout_every=holdout_every, dataset=dataset)
     held = mc_prompts("heldout", holdout_every=holdout_every, dataset=dataset)
     result = act_search(bridge, cal, held, SearchParams(beta=beta, max_candidates=max_candidates))
@@ -112,6 +114,7 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
          keys: str = typer.Option("0", help="sink key positions (remove)"),
          beta: float = typer.Option(0.4, help="ACT β (act)"),
          model: str = MODEL,
+         device: str = DEVICE, dtype: str = DTYPE,
          n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """One sink intervention on held-out natural text; loss before and after (perplexity in the summary)."""
     import math
@@ -132,7 +135,7 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
         raise WorkbenchError(f"--kind {kind} needs --heads, e.g. --heads L3H5,L10H2.")
     if kind == "remove":
         parse_int_list(keys, "--keys")  # malformed keys fail before the model loads
-    bridge = api.load_model(model)
+    bridge = api.load_model(model, device=device, dtype=dtype)
     texts = text_chunks(bridge, n_prompts, n_tokens, offset=4096, name="pydoc-edit")
     if kind == "gamma":
         edits = [api.AttentionEdit(refs, (0,), logit_bias=math.log(gamma))]

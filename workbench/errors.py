@@ -29,3 +29,7 @@ class InterventionError(WorkbenchError):
 
 class InputError(WorkbenchError):
     """A number that is not finite, out of range or of the wrong type; an output path that cannot be written."""
+
+
+class DeviceError(WorkbenchError):
+    """A device or dtype this machine or model cannot use (CUDA asked for where there is none)."""

@@ -39,12 +39,9 @@ KNOWN_ARCHITECTURES = {
 
 def cache_root() -> Path:
     """`$WORKBENCH_MODEL_CACHE`, else `<user cache dir>/attention-workbench/models`."""
-    env = os.environ.get("WORKBENCH_MODEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+    from workbench.paths import model_cache_dir
 
-    return Path(user_cache_dir("attention-workbench")) / "models"
+    return model_cache_dir()
 
 
 def converted_dir(spec) -> Path:
@@ -206,9 +203,11 @@ def _convert(spec, target: Path) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from workbench.models import quiet_hf_progress  # one bar: transformers' nested ones are silenced
+
     src = gguf_path(spec)
     started = time.time()
-    with tqdm(total=3, desc=f"convert {spec.name} (one-off)", unit="step") as bar:
+    with tqdm(total=3, desc=f"convert {spec.name} (one-off)", unit="step") as bar, quiet_hf_progress():
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
         bar.update()
         hf = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)

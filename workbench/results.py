@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from workbench import paths
 from workbench.integrity import remove_temps, sha256_file
 from workbench.results_schema import (  # noqa: F401  (re-exported: the public names of workbench.results)
     IDENTITY_COLUMNS,
@@ -37,7 +38,6 @@ from workbench.results_schema import (  # noqa: F401  (re-exported: the public n
     validate_head_scores,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG_COLUMNS = ("run_id", "analysis", "model", "prompt_set", "created", "n_rows", "model_fingerprint",
                    "prompts_fingerprint", "git_commit", "path", "seconds")
 PROVENANCE_DISTRIBUTIONS = ("torch", "transformers", "transformer-lens", "numpy", "pandas", "pyarrow",
@@ -106,7 +106,7 @@ def collect_provenance() -> tuple[dict[str, str], str | None]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    return versions, _git_commit(REPO_ROOT)
+    return versions, _git_commit(paths.SOURCE_ROOT) if paths.SOURCE_ROOT is not None else None
 
 
 def _git_commit(repo_root: Path) -> str | None:
@@ -120,9 +120,8 @@ def _git_commit(repo_root: Path) -> str | None:
 
 
 def default_results_dir() -> Path:
-    """``$WORKBENCH_RESULTS_DIR`` if set, else ``<repo root>/data/results``."""
-    env = os.environ.get("WORKBENCH_RESULTS_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "data" / "results"
+    """``$WORKBENCH_RESULTS_DIR`` if set, else the user's data dir (workbench.paths)."""
+    return paths.results_dir()
 
 
 def _utcnow() -> datetime:

@@ -2,8 +2,11 @@
 
 The Dash app never imports torch; it starts `python -m workbench.worker --model NAME` and writes one
 request per line on stdin, `{"id": "...", "op": "...", "args": {...}}`. The worker answers on stdout with
-lines `{"id", "event": "progress" | "done" | "error", "message", "result"}`; everything else it prints
-(tqdm bars, warnings) goes to stderr. Requests run one at a time, in order.
+lines `{"id", "event": "started" | "progress" | "done" | "error", "message", "result"}`; everything else it
+prints (tqdm bars, warnings) goes to stderr. A reader thread drains stdin at once into a queue of at most
+`MAX_QUEUED` requests (a request beyond that gets a "busy" error straight away), so the app's writes never
+wait on a running job; requests run one at a time, in order. Every request is checked against the work
+budget (workbench.budget) before it runs.
 
 Ops: load, head_pattern, token_traces, intervene, run_analysis. Errors the user can fix
 (WorkbenchError) come back as `error` events with the message; the worker keeps serving.
@@ -16,13 +19,20 @@ import io
 import json
 import math
 import os
+import queue
 import re
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable
 
+from workbench import budget
 from workbench.errors import WorkbenchError
+
+MAX_QUEUED = 32
+BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. Wait for them to finish, "
+        "then run this again.")
 
 EDIT_KINDS = ("ablate", "mean-ablate", "scale", "uniform", "reweight", "patch")
 
@@ -50,10 +60,13 @@ class Worker:
         op, args = request.get("op"), request.get("args") or {}
         started = time.perf_counter()
         self.current = job_id
+        self.emit({"id": job_id, "event": "started", "message": "started"})
         try:
             fn = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
             if fn is None:
-                raise WorkbenchError(f"Unknown worker op {op!r}.")
+                raise WorkbenchError(f"Unknown worker op {str(op)[:40]!r}.")
+            if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+                raise WorkbenchError(f"Bad request for {op!r}: args must be an object of named values.")
             if self._model is None:
                 self.progress(job_id, f"loading {self.model_name}")
             _ = self.model
@@ -72,57 +85,125 @@ class Worker:
 
     # ---- ops ---------------------------------------------------------------------------------------
     def op_load(self, job_id: str) -> dict:
+        import dataclasses
+
         from workbench import api
+        from workbench.analyses import get_analysis
         from workbench.models import model_info
 
         info = model_info(self.model)
         analyses = api.list_analyses().to_dict("records")
+        for row in analyses:  # defaults let the app check the budget before it submits
+            row["params"] = dataclasses.asdict(get_analysis(row["analysis"]).make_params({}))
         return {"model": info.spec.name, "n_layers": info.n_layers, "n_heads": info.n_heads, "n_ctx": info.n_ctx,
-                "analyses": analyses}
+                "analyses": analyses, "budget": budget.BUDGET_TEXT}
 
     def op_head_pattern(self, job_id: str, text: str, head: str, max_tokens: int = 256) -> dict:
         from workbench import api
         from workbench.heads import HeadRef
 
-        ref = HeadRef.parse(head)
+        ref = HeadRef.parse(_text(head, "head", 20))
         self.progress(job_id, f"running {self.model_name} on the prompt for {ref}")
-        return api.head_pattern(self.model, text, ref.layer, ref.head, max_tokens=int(max_tokens))
+        return api.head_pattern(self.model, _text(text, "text"), ref.layer, ref.head,
+                                max_tokens=_count(max_tokens, "max_tokens", 1024))
 
     def op_token_traces(self, job_id: str, text: str, window: int = 10, quantile: float = 0.9,
                         head: str | None = None) -> dict:
         from workbench import api
 
+        quantile = float(quantile)
+        if not 0.0 < quantile < 1.0:
+            raise WorkbenchError(f"quantile must be between 0 and 1; got {quantile}.")
         self.progress(job_id, "streaming the prompt through the model")
-        return api.token_traces(self.model, text, window=int(window), quantile=float(quantile), head=head or None)
+        return api.token_traces(self.model, _text(text, "text"), window=_count(window, "window", 4096),
+                                quantile=quantile, head=_text(head, "head", 20) if head else None)
 
     def op_intervene(self, job_id: str, heads: str, edit: str, metric: str = "loss", alpha: float = 0.0,
                      keys: str = "0", texts: list[str] | None = None, n_prompts: int = 4, n_tokens: int = 64,
                      patch_texts: list[str] | None = None) -> dict:
         from workbench import api
         from workbench.engine.intervene import summarize
+        from workbench.engine.prompts import tokenize
         from workbench.heads import parse_heads
+        from workbench.models import model_info
         from workbench.tasks.natural_text import text_chunks
 
-        refs = parse_heads(heads)
-        natural = None if texts else (int(n_prompts), int(n_tokens))
-        if texts:
-            prompts = api.PromptSet.from_texts("typed", texts)
-        else:
-            prompts = text_chunks(self.model, *natural)
-        edit_obj = build_edit(edit, refs, alpha=float(alpha), keys=keys, patch_texts=patch_texts,
-                              natural=natural, model=self.model)
+        refs = parse_heads(_text(heads, "heads", 2000))
+        texts, patch_texts = _texts(texts, "texts"), _texts(patch_texts, "patch_texts")
+        natural = None if texts else (_count(n_prompts, "n_prompts", budget.MAX_PROMPTS),
+                                      _count(n_tokens, "n_tokens", budget.MAX_EDIT_TOKENS))
+        if natural:
+            budget.check_edit_lengths([natural[1]] * natural[0])
+        prompts = api.PromptSet.from_texts("typed", texts) if texts else text_chunks(self.model, *natural)
+        lengths = [len(ids) for ids in tokenize(self.model, prompts)]
+        budget.check_edit_lengths(lengths)
+        edit_obj = build_edit(_text(edit, "edit", 40), refs, alpha=float(alpha), keys=_text(keys, "keys", 200),
+                              patch_texts=patch_texts, natural=natural, model=self.model)
+        batch = budget.edit_batch_size(max(lengths), model_info(self.model).n_heads)
         self.progress(job_id, f"{len(prompts)} prompts: clean and edited runs")
-        table = api.intervene(self.model, prompts, edit_obj, metric)
+        table = api.intervene(self.model, prompts, edit_obj, _text(metric, "metric", 40), batch_size=batch)
         records = json.loads(table.to_json(orient="records"))
         return {"rows": records, "summary": summarize(table), "edits": table.attrs.get("edits", []),
                 "prompt_set": prompts.name}
 
     def op_run_analysis(self, job_id: str, analysis: str, params: dict | None = None) -> dict:
-        from workbench import api
+        import dataclasses
 
+        from workbench import api
+        from workbench.analyses import get_analysis
+
+        params = check_params(params)
+        spec = get_analysis(_text(analysis, "analysis", 80))
+        typed = spec.make_params(params)
+        budget.check_analysis(spec.name, dataclasses.asdict(typed))
         self.progress(job_id, f"running {analysis} on {self.model_name}")
-        scores, record = api.run_analysis(analysis, self.model, params=params or {})
+        scores, record = api.run_analysis(spec.name, self.model, params=typed)
         return {"run_id": record.run_id if record else None, "n_rows": len(scores)}
+
+
+def _text(value: Any, name: str, limit: int = budget.MAX_PROMPT_CHARS) -> str:
+    if not isinstance(value, str):
+        raise WorkbenchError(f"{name} must be text; got {type(value).__name__}.")
+    if len(value) > limit:
+        raise WorkbenchError(f"{name} has {len(value):,} characters; the limit is {limit:,}.")
+    return value
+
+
+def _texts(value: Any, name: str) -> list[str] | None:
+    if value in (None, []):
+        return None
+    if not isinstance(value, list) or len(value) > budget.MAX_PROMPTS:
+        raise WorkbenchError(f"{name} must be a list of at most {budget.MAX_PROMPTS} prompts.")
+    return [_text(v, name) for v in value]
+
+
+def _count(value: Any, name: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value) or not 1 <= value <= high:
+        raise WorkbenchError(f"{name} must be a whole number between 1 and {high:,}; got {str(value)[:40]!r}.")
+    return int(value)
+
+
+def check_params(params: Any) -> dict[str, str]:
+    """Analysis parameters from the app: short strings by name; paths refused, references must be saved circuits."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict) or len(params) > 32:
+        raise WorkbenchError("params must be an object of at most 32 name=value pairs.")
+    out = {}
+    for key, value in params.items():
+        if not isinstance(key, str) or not key.isidentifier() or not isinstance(value, (str, int, float, bool)):
+            raise WorkbenchError(f"Parameter {str(key)[:40]!r} must be a name with a plain value.")
+        out[key] = _text(str(value), f"parameter {key}", 200)
+    budget.refuse_paths(out)
+    if out.get("reference"):
+        from workbench.circuits import list_circuits
+
+        names = set(list_circuits()["name"])
+        if out["reference"] not in names:
+            raise budget.PathRefused(f"reference={out['reference']!r} is not a saved circuit; name one of: "
+                                     f"{', '.join(sorted(names)) or 'none saved'}.")
+    return out
 
 
 def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural, model):
@@ -184,34 +265,51 @@ class ProgressTee(io.TextIOBase):
         self.stream.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    ns = parser.parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    out = sys.stdout
-    sys.stdout = sys.stderr  # only protocol lines go to the real stdout
-
-    def emit(message: dict[str, Any]) -> None:
-        try:
-            out.write(json.dumps(message, default=str) + "\n")
-            out.flush()
-        except BrokenPipeError:  # the app went away: nothing left to answer
-            os._exit(0)
-
-    worker = Worker(ns.model, emit)
-    sys.stderr = sys.stdout = ProgressTee(sys.__stderr__, worker)
-    for line in sys.stdin:
+def read_requests(stream, jobs: "queue.Queue", emit: Callable[[dict], None]) -> None:
+    """Drain `stream` into `jobs` (None at the end); a request that finds the queue full is answered busy."""
+    for line in stream:
         line = line.strip()
         if not line:
             continue
         try:
             request = json.loads(line)
-        except json.JSONDecodeError as exc:
+            if not isinstance(request, dict):
+                raise ValueError("a request must be a JSON object")
+        except ValueError as exc:
             emit({"id": "", "event": "error", "message": f"bad request line: {exc}"})
             continue
         if request.get("op") == "quit":
             break
+        try:
+            jobs.put_nowait(request)
+        except queue.Full:
+            emit({"id": str(request.get("id", "")), "event": "error", "message": BUSY, "busy": True})
+    jobs.put(None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--max-queued", type=int, default=MAX_QUEUED)
+    ns = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    out = sys.stdout
+    sys.stdout = sys.stderr  # only protocol lines go to the real stdout
+    lock = threading.Lock()  # two threads emit: the job runner and the stdin reader (busy answers)
+
+    def emit(message: dict[str, Any]) -> None:
+        try:
+            with lock:
+                out.write(json.dumps(message, default=str) + "\n")
+                out.flush()
+        except BrokenPipeError:  # the app went away: nothing left to answer
+            os._exit(0)
+
+    worker = Worker(ns.model, emit)
+    sys.stderr = sys.stdout = ProgressTee(sys.__stderr__, worker)
+    jobs: queue.Queue = queue.Queue(maxsize=max(1, ns.max_queued))
+    threading.Thread(target=read_requests, args=(sys.stdin, jobs, emit), daemon=True).start()
+    while (request := jobs.get()) is not None:
         worker.handle(request)
     return 0
 

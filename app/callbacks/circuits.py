@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dash import Input, Output
 
-from app import controllers, ids
-from app.callbacks.common import guarded
-from app.context import AppContext
-from app.pages.common import table
 from workbench.viz import heads as viz
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import guarded
+from workbench_app.context import AppContext
+from workbench_app.pages.common import table
 
 
 def _score_map(circuit, scores, label: str):

@@ -9,8 +9,8 @@ import traceback
 from dash import callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app.pages.common import alert
 from workbench.errors import WorkbenchError
+from workbench_app.pages.common import alert
 
 log = logging.getLogger("workbench.app")
 

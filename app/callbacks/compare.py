@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dash import Input, Output, html
 
-from app import controllers, ids
-from app.callbacks.common import guarded
-from app.context import AppContext
 from workbench.viz import heads as viz
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import guarded
+from workbench_app.context import AppContext
 
 
 def _stat(label: str, value: str) -> html.Div:

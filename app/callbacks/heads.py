@@ -5,13 +5,13 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert, table
-from app.pages.heads import map_view
 from workbench.heads import HeadRef
 from workbench.viz import heads as viz
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert, table
+from workbench_app.pages.heads import map_view
 
 HEAD_MESSAGE = "hm-head-message"
 
@@ -54,11 +54,11 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.HM_HEAD, "data"), State(ids.HM_RUN, "value"))
     @guarded
     def head_details(head, run_id):
-        if not head:
+        if not head or not isinstance(head, str):
             return "Click a head on the map", html.P("Select a head to compare its scores.", className="muted")
-        ref = HeadRef.parse(head)
+        ref = HeadRef.parse(head[:20])
         runs = ctx.runs()
-        model = runs.loc[runs["run_id"] == run_id, "model"].iloc[0]
+        model = runs.loc[runs["run_id"] == controllers.check_run_id(run_id, runs), "model"].iloc[0]
         across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
         body = (table(across.drop(columns=["run_id"]), links={}) if not across.empty
                 else html.P("No other runs for this model.", className="muted"))
@@ -71,10 +71,13 @@ def register(app, ctx: AppContext) -> None:
     def submit_pattern(head, prompt, max_tokens, _blur, text, run_id):
         if not head:
             raise PreventUpdate
+        if not isinstance(head, str) or len(head) > 20:
+            raise controllers.AppInputError("Choose one head, like L3H5 (or click one on the map).")
         if ctx.worker is None:
             return no_update, True, alert("Model views are off (the app was started without a model worker).")
         runs = ctx.runs()
-        model = runs.loc[runs["run_id"] == run_id, "model"].iloc[0] if run_id in set(runs["run_id"]) else ctx.model
+        known = isinstance(run_id, str) and run_id in set(runs["run_id"])
+        model = runs.loc[runs["run_id"] == run_id, "model"].iloc[0] if known else ctx.model
         if model != ctx.model:
             return no_update, True, alert(f"This run is of {model}; the app's model is {ctx.model}. "
                                           f"Start the app with --model {model} to see patterns.", "warn")
@@ -91,6 +94,8 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.HM_JOB_POLL, "n_intervals"), State(ids.HM_JOB, "data"), prevent_initial_call=True)
     @guarded
     def poll_pattern(_n, job):
+        if not job or ctx.worker is None:
+            raise PreventUpdate
         status = ctx.worker.status(job)
         if status["status"] in ("queued", "running"):
             return no_update, False, progress_line(status)
@@ -109,5 +114,6 @@ def register(app, ctx: AppContext) -> None:
                   prevent_initial_call=True)
     def sync_url(run_id, column, head, prompt, max_tokens, text):
         text = text if prompt == "custom" and isinstance(text, str) and len(text) <= 500 else None
-        return controllers.build_query({"run": run_id, "col": column, "head": head, "prompt": prompt,
-                                        "tokens": max_tokens, "text": text})
+        state = {"run": run_id, "col": column, "head": head, "prompt": prompt, "tokens": max_tokens, "text": text}
+        return controllers.build_query({k: v for k, v in state.items()
+                                        if isinstance(v, (str, int, float)) and len(str(v)) <= 500})

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert, table
 from workbench.errors import WorkbenchError
 from workbench.heads import HeadRef
 from workbench.viz import heads as viz
 from workbench.viz.interventions import before_after_figure
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert, table
 
 
 def _highlight(text, n_layers, n_heads):
@@ -26,10 +26,13 @@ def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.IV_MAP, "figure"), Input(ids.IV_RUN_MAP, "value"), Input(ids.IV_HEADS, "value"))
     def show_map(run_id, heads):
         runs = ctx.runs()
-        if not run_id or run_id not in set(runs["run_id"]):
-            raise PreventUpdate
+        if not isinstance(run_id, str) or run_id not in set(runs["run_id"]):
+            if run_id in (None, ""):
+                raise PreventUpdate
+            return viz.placeholder(f"{str(run_id)[:60]!r} is not a saved run; pick one from the list.")
         scores = controllers.load_scores(run_id, runs)
         row = runs.loc[runs["run_id"] == run_id].iloc[0]
+        heads = heads if isinstance(heads, str) else ""
         fig = viz.head_heatmap(scores, highlight=_highlight(heads, *controllers.shape_of(scores)),
                                title=f"{row['analysis']} · score", height=620)
         fig.update_layout(margin=dict(l=50, r=10, t=40, b=40))
@@ -41,7 +44,7 @@ def register(app, ctx: AppContext) -> None:
         head = controllers.head_from_click(click)
         if head is None:
             raise PreventUpdate
-        return controllers.toggle_head(current, head)
+        return controllers.toggle_head(current if isinstance(current, str) and len(current) <= 2000 else "", head)
 
     @app.callback(Output(ids.IV_JOB, "data"), Output(ids.IV_JOB_POLL, "disabled"),
                   Output(ids.URL, "search", allow_duplicate=True), Output(ids.IV_MESSAGE, "children"),
@@ -57,6 +60,8 @@ def register(app, ctx: AppContext) -> None:
         args = controllers.intervention_request(heads=heads, edit=edit, alpha=alpha, keys=keys, metric=metric,
                                                 source=source, typed=typed, n_prompts=n, n_tokens=tokens,
                                                 patch_text=patch, n_layers=ctx.shape[0], n_heads=ctx.shape[1])
+        if ctx.worker is None:
+            raise controllers.AppInputError("Model work is off (the app was started without a model worker).")
         job = ctx.worker.submit("intervene", args)
         query = controllers.build_query({"heads": args["heads"], "edit": edit, "alpha": args.get("alpha"),
                                          "keys": args.get("keys"), "metric": metric, "n": args.get("n_prompts"),
@@ -69,7 +74,7 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.IV_JOB_POLL, "n_intervals"), State(ids.IV_JOB, "data"), prevent_initial_call=True)
     @guarded
     def poll(_n, job):
-        if not job:
+        if not job or ctx.worker is None:
             raise PreventUpdate
         status = ctx.worker.status(job)
         if status["status"] in ("queued", "running"):

@@ -5,23 +5,11 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert
-from app.pages.overview import runs_table
-
-
-def parse_params(text: str | None) -> dict[str, str]:
-    out = {}
-    for item in (text or "").replace(";", ",").split(","):
-        if not item.strip():
-            continue
-        if "=" not in item:
-            raise controllers.AppInputError(f"Parameter {item.strip()!r} must look like name=value.")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+from workbench_app import controllers, ids, requests
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert
+from workbench_app.pages.overview import runs_table
 
 
 def register(app, ctx: AppContext) -> None:
@@ -34,7 +22,8 @@ def register(app, ctx: AppContext) -> None:
             return "model worker: loading the model…", no_update, no_update, False
         options = [{"label": f"{a['analysis']} — {a['summary']}", "value": a["analysis"]}
                    for a in info.get("analyses", [])]
-        value = current or (options[0]["value"] if options else None)
+        names = {o["value"] for o in options}
+        value = current if isinstance(current, str) and current in names else (options[0]["value"] if options else None)
         return f"model worker: {info['model']} loaded ({info['n_layers']} × {info['n_heads']} heads)", options, \
             value, True
 
@@ -43,9 +32,12 @@ def register(app, ctx: AppContext) -> None:
                   prevent_initial_call=True)
     @guarded
     def run_analysis(_clicks, analysis, params):
-        if not analysis:
-            raise controllers.AppInputError("Choose an analysis (the list appears once the model is loaded).")
-        job = ctx.worker.submit("run_analysis", {"analysis": analysis, "params": parse_params(params)})
+        if ctx.worker is None:
+            raise controllers.AppInputError("Model work is off (the app was started without a model worker).")
+        info = ctx.worker.info or {}
+        saved = controllers.circuit_table(None)["name"]
+        args = requests.analysis_request(analysis, params, info.get("analyses", []), saved)
+        job = ctx.worker.submit("run_analysis", args)
         return job, False, []
 
     @app.callback(Output(ids.OV_PROGRESS, "children"), Output(ids.OV_JOB_POLL, "disabled", allow_duplicate=True),
@@ -53,7 +45,7 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.OV_JOB_POLL, "n_intervals"), State(ids.OV_JOB, "data"), prevent_initial_call=True)
     @guarded
     def poll(_n, job):
-        if not job:
+        if not job or ctx.worker is None:
             raise PreventUpdate
         status = ctx.worker.status(job)
         if status["status"] in ("queued", "running"):

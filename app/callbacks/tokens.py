@@ -5,12 +5,12 @@ from __future__ import annotations
 from dash import Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
-from app import controllers, ids
-from app.callbacks.common import done_line, guarded, progress_line
-from app.context import AppContext
-from app.pages.common import alert
 from workbench.viz import heads as viz
 from workbench.viz.tokens import token_traces_figure
+from workbench_app import controllers, ids
+from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.context import AppContext
+from workbench_app.pages.common import alert
 
 
 def register(app, ctx: AppContext) -> None:
@@ -21,6 +21,8 @@ def register(app, ctx: AppContext) -> None:
                   prevent_initial_call="initial_duplicate")
     @guarded
     def submit(_clicks, prompt, text, head, window):
+        if ctx.worker is None:
+            raise controllers.AppInputError("Model views are off (the app was started without a model worker).")
         window = controllers.int_in(window, 1, 512, "The WAAD window")
         head = head.strip() if isinstance(head, str) and head.strip() else None
         if head:
@@ -31,7 +33,7 @@ def register(app, ctx: AppContext) -> None:
             body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
         job = ctx.worker.submit("token_traces", {"text": body, "window": window, "head": head})
         query = controllers.build_query({"prompt": prompt, "head": head, "window": window,
-                                         "text": text if prompt == "custom" and len(text or "") <= 500 else None})
+                                         "text": body if prompt == "custom" and len(body) <= 500 else None})
         return job, False, query, []
 
     @app.callback(Output(ids.TK_FIGURE, "figure"), Output(ids.TK_JOB_POLL, "disabled", allow_duplicate=True),
@@ -39,7 +41,7 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.TK_JOB_POLL, "n_intervals"), State(ids.TK_JOB, "data"), prevent_initial_call=True)
     @guarded
     def poll(_n, job):
-        if not job:
+        if not job or ctx.worker is None:
             raise PreventUpdate
         status = ctx.worker.status(job)
         if status["status"] in ("queued", "running"):

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import pandas as pd
 from dash import dcc, html
 
-from app import ids
+from workbench_app import ids
 
 
 def table(df: pd.DataFrame, *, id: str | None = None, max_rows: int = 50, links: dict[str, Any] | None = None,

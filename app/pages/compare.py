@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app import controllers, ids
-from app.context import AppContext
-from app.pages.common import card, field, page
+from workbench_app import controllers, ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, page
 
 
 def layout(state: dict, ctx: AppContext):

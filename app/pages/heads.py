@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app import controllers, ids
-from app.context import AppContext
-from app.pages.common import card, field, job_slots, page, table
 from workbench.heads import HeadRef
 from workbench.viz import heads as viz
+from workbench_app import controllers, ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, job_slots, page, table
 
 
 def prompt_options() -> list[dict]:
@@ -22,8 +22,8 @@ def map_view(ctx: AppContext, run_id: str, column: str | None, head: str | None)
     runs = ctx.runs()
     scores = controllers.load_scores(run_id, runs)
     columns = controllers.numeric_columns(scores)
-    column = column if column in columns else "score"
-    ref = HeadRef.parse(head) if head else None
+    column = column if isinstance(column, str) and column in columns else "score"
+    ref = HeadRef.parse(head) if isinstance(head, str) and head else None
     row = runs.loc[runs["run_id"] == run_id].iloc[0]
     fig = viz.head_heatmap(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
                            title=f"{row['analysis']} · {column}<br><sup>{row['model']} · {row['prompt_set']}</sup>")
@@ -58,8 +58,9 @@ def layout(state: dict, ctx: AppContext):
         field("max tokens", dcc.Input(id=ids.HM_MAX, type="number", min=8, max=512, step=1, debounce=True,
                                       value=controllers.int_or(state.get("tokens"), 8, 512, 128)), width="110px"),
     ], className="row")
-    text = dcc.Textarea(id=ids.HM_TEXT, value=state.get("text", ""), placeholder="Type a prompt, then choose "
-                        "'my own text' above.", className="prompt-box", style={"height": "70px"})
+    text = dcc.Textarea(id=ids.HM_TEXT, value=state.get("text", ""),
+                        placeholder="Type a prompt (at most 20,000 characters), then choose 'my own text' above.",
+                        className="prompt-box", style={"height": "70px"})
     return page(
         "Head map", "Click a head to see its attention pattern and how it scores in every other analysis.",
         html.Div(id="hm-url-message", children=[] if warn is None else [html.Div(warn, className="alert alert-warn")]),

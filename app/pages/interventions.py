@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app import controllers, ids
-from app.context import AppContext
-from app.pages.common import card, field, job_slots, page
+from workbench.budget import MAX_EDIT_TOKENS, MAX_PROMPT_CHARS, MAX_PROMPTS
+from workbench_app import controllers, ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, job_slots, page
 
 
 def layout(state: dict, ctx: AppContext):
@@ -44,10 +45,12 @@ def layout(state: dict, ctx: AppContext):
                                            value=controllers.int_or(state.get("n"), 1, 16, 4)), width="100px"),
             field("tokens each", dcc.Input(id=ids.IV_TOKENS, type="number", min=8, max=1024,
                                            value=controllers.int_or(state.get("tokens"), 8, 1024, 64)),
-                  width="100px"),
+                  hint="8–1,024", width="100px"),
         ], className="row"),
         html.Div([
-            dcc.Textarea(id=ids.IV_TYPED, placeholder="Typed prompts, one per line", className="prompt-box"),
+            dcc.Textarea(id=ids.IV_TYPED, placeholder=f"Typed prompts, one per line (at most {MAX_PROMPTS}, "
+                         f"{MAX_EDIT_TOKENS:,} tokens each, {MAX_PROMPT_CHARS:,} characters in all)",
+                         className="prompt-box"),
             dcc.Textarea(id=ids.IV_PATCH, placeholder="Patch sources (patch only), one per line, same token "
                          "count as each prompt; empty = later windows of the bundled text", className="prompt-box"),
         ], className="grid-2"),

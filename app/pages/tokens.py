@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app import controllers, ids
-from app.context import AppContext
-from app.pages.common import card, field, job_slots, page
-from app.pages.heads import prompt_options
+from workbench_app import controllers, ids
+from workbench_app.context import AppContext
+from workbench_app.pages.common import card, field, job_slots, page
+from workbench_app.pages.heads import prompt_options
 
 
 def layout(state: dict, ctx: AppContext):
@@ -27,7 +27,8 @@ def layout(state: dict, ctx: AppContext):
                 html.Button("Run", id=ids.TK_GO, className="primary", n_clicks=0),
             ], className="row"),
             dcc.Textarea(id=ids.TK_TEXT, value=state.get("text", ""), className="prompt-box",
-                         placeholder="Type a prompt, then choose 'my own text' above.", style={"height": "70px"}),
+                         placeholder="Type a prompt (at most 20,000 characters), then choose 'my own text' above.",
+                         style={"height": "70px"}),
             html.Div("Heads are split into local and global at the median of their mean attention distance on "
                      "this prompt; preplan = WAAD above its 90th percentile, anchor = FAI above its 90th "
                      "percentile (Li et al. 2025).", className="field-hint"),

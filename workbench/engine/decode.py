@@ -54,7 +54,7 @@ def greedy_generate(model, prompt_ids: Sequence[int], *, max_new_tokens: int = 3
     cache = DynamicCache(config=info.hf_config)
     start = time.perf_counter()
     if len(ids) > 1:
-        stream_forward(model, torch.tensor([ids[:-1]]), None, past_key_values=cache)
+        stream_forward(model, torch.tensor([ids[:-1]]), None, cache=cache)
     prefill = time.perf_counter() - start
     inp, out, argmax, masses = ids[-1], [], [], {}
     for step in range(max_new_tokens):
@@ -63,7 +63,7 @@ def greedy_generate(model, prompt_ids: Sequence[int], *, max_new_tokens: int = 3
         if stats:
             request = ReducerRequest(row_argmax=True, column_sums=False, distance=False,
                                      key_sets=dict(key_sets(pos)) if key_sets else {})
-        res = stream_forward(model, torch.tensor([[inp]]), request, past_key_values=cache, logits="last")
+        res = stream_forward(model, torch.tensor([[inp]]), request, cache=cache, logits="last")
         nxt = int(res.logits[0, -1].argmax())
         if stats:
             argmax.append(res.stats.argmax_pos[0, :, :, 0])

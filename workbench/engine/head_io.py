@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from workbench.engine.devices import cache_kwargs, output_cache
 from workbench.engine.prompts import pad_batch
 from workbench.errors import ModelError
 from workbench.models import model_info
@@ -84,7 +85,8 @@ class Prefix:
         self.length = prefix_ids.shape[1]
         self.config = info.stream_model.config
         with torch.no_grad():
-            cache = info.stream_model.base_model(input_ids=prefix_ids, use_cache=True).past_key_values
+            out = info.stream_model.base_model(input_ids=prefix_ids.to(_device(info)), use_cache=True)
+            cache = output_cache(out)
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
 
     def cache(self, copies: int):
@@ -106,17 +108,24 @@ def last_logits(model, batch_ids: Sequence[Sequence[int]], z_edit: ZEdit | None 
     info = model_info(model)
     twin = info.stream_model
     tokens, mask = pad_batch(batch_ids, info.tokenizer.pad_token_id or 0)
+    tokens, mask = tokens.to(_device(info)), mask.to(_device(info))
     kwargs = dict(input_ids=tokens, attention_mask=mask)
     if prefix is not None:
         if not bool(mask.all()):
             raise ValueError("A shared prefix needs suffixes of equal length.")
-        kwargs = dict(input_ids=tokens, past_key_values=prefix.cache(copies), use_cache=True)
+        kwargs = dict(input_ids=tokens, use_cache=True, **cache_kwargs(prefix.cache(copies)))
     with editing_z(model, z_edit):
         hidden = twin.base_model(**kwargs).last_hidden_state
-    last = hidden[torch.arange(len(batch_ids)), mask.sum(-1) - 1]
-    logits = twin.get_output_embeddings()(last)
+    last = hidden[torch.arange(len(batch_ids), device=mask.device), mask.sum(-1) - 1]
+    logits = twin.get_output_embeddings()(last).cpu()
+    if logits.dtype in (torch.bfloat16, torch.float16):  # metrics and their differences at least in float32
+        logits = logits.float()
     cap = getattr(info.hf_config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _device(info) -> torch.device:
+    return info.stream_model.get_input_embeddings().weight.device
 
 
 def capture_z(model, batch_ids: Sequence[Sequence[int]], prefix: Prefix | None = None):

@@ -115,11 +115,11 @@ def _z_hook(edit, layer, heads, context, rows, lengths):
         elif isinstance(edit, AblateHead) and edit.mode == "zero":
             z[:, :, heads] = 0.0
         elif isinstance(edit, AblateHead):
-            z[:, :, heads] = context["mean_z"][layer][heads].to(z.dtype)
+            z[:, :, heads] = context["mean_z"][layer][heads].to(z.device, z.dtype)
         else:  # PatchHead
             for j, i in enumerate(rows):
                 n = int(lengths[j])
-                z[j, :n, heads] = context["source_z"][layer][i][:n, heads].to(z.dtype)
+                z[j, :n, heads] = context["source_z"][layer][i][:n, heads].to(z.device, z.dtype)
         return z
     return hook
 
@@ -140,7 +140,7 @@ def _bias_hook(heads, edit: AttentionEdit, lengths):
     def hook(scores, hook=None):
         scores = scores.clone()
         b, _, _, tk = scores.shape
-        add = torch.zeros(b, 1, 1, tk, dtype=scores.dtype)
+        add = torch.zeros(b, 1, 1, tk, dtype=scores.dtype, device=scores.device)
         for row in range(b):
             for k in edit.keys:
                 pos = k + int(lengths[row]) if k < 0 else k
@@ -203,7 +203,7 @@ def run_metric(model, prompts: PromptSet, metric: Metric, fwd_hooks_for=None, ba
         batch_ids = [ids[i] for i in rows]
         tokens, _ = pad_batch(batch_ids, pad_id)
         fwd = fwd_hooks_for(batch_ids, rows) if fwd_hooks_for else []
-        logits = model.run_with_hooks(tokens, fwd_hooks=fwd) if fwd else model(tokens)
+        logits = (model.run_with_hooks(tokens, fwd_hooks=fwd) if fwd else model(tokens)).cpu()  # metrics on the CPU
         for j, i in enumerate(rows):
             n = len(batch_ids[j])
             values[i] = metric(logits[j, :n], batch_ids[j], prompts.metadata[i], info.tokenizer)

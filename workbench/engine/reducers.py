@@ -58,7 +58,11 @@ class LayerAccumulator:
 
     def add_block(self, probs: torch.Tensor, q_pos: torch.Tensor, request: ReducerRequest,
                   query_valid: torch.Tensor | None, key_index: dict[str, torch.Tensor]) -> None:
-        """Reduce `probs[B, H, C, K]` for query positions `q_pos[C]`; `query_valid[B, C]` masks padding."""
+        """Reduce `probs[B, H, C, K]` for query positions `q_pos[C]`; `query_valid[B, C]` masks padding.
+
+        Everything accumulates in float32, whatever the dtype of `probs`."""
+        probs = probs.to(torch.float32)
+        key_index = {name: idx.to(probs.device) for name, idx in key_index.items()}
         self.row_pos.append(q_pos)
         if request.row_argmax:
             val, pos = probs.max(dim=-1)
@@ -105,6 +109,16 @@ class AttentionStats:
 
     def layer_index(self, layer: int) -> int:
         return self.layers.index(layer)
+
+    def cpu(self) -> "AttentionStats":
+        """The same statistics with every tensor on the CPU (small: per row or per key, never T×T)."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[name] = value.cpu()
+            elif isinstance(value, dict):
+                moved[name] = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in value.items()}
+        return AttentionStats(**moved)
 
 
 def _distance(probs: torch.Tensor, q_pos: torch.Tensor, window: int | None) -> torch.Tensor:
@@ -184,7 +198,8 @@ def stats_from_patterns(patterns: Mapping[int, torch.Tensor], request: ReducerRe
         if not request.wants(layer):
             continue
         acc = LayerAccumulator()
-        acc.add_block(pattern.float(), torch.arange(pattern.shape[-2]), request, query_valid, keys)
+        acc.add_block(pattern.float(), torch.arange(pattern.shape[-2], device=pattern.device), request,
+                      query_valid, keys)
         accs[layer] = acc
     return finalize(accs, request)
 

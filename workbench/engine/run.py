@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import torch
 
 from workbench.engine import streaming
+from workbench.engine.devices import cache_kwargs
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.errors import PromptError
 from workbench.models import model_info
@@ -17,26 +18,31 @@ from workbench.models import model_info
 @dataclass
 class StreamResult:
     stats: AttentionStats | None  # None when run with request=None (plain SDPA, no statistics)
-    logits: torch.Tensor | None  # [B, Tq or 1, vocab] when asked for
-    past_key_values: Any = None
+    logits: torch.Tensor | None  # [B, Tq or 1, vocab] when asked for (on the CPU, like the stats)
+    cache: Any = None
 
 
 @torch.inference_mode()
 def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | None, *,
                    attention_mask: torch.Tensor | None = None,
                    output_positions: Sequence[int] | torch.Tensor | None = None,
-                   past_key_values: Any = None, logits: str = "none") -> StreamResult:
+                   cache: Any = None, logits: str = "none", past_key_values: Any = None) -> StreamResult:
     """One forward of the streaming twin: statistics for `request`, optional logits ("none"/"last"/"all").
 
     `output_positions` are absolute positions (negative counts from each row's last real token).
-    With `past_key_values` (a transformers Cache) this is one decoding step and row statistics cover
-    only the new queries; column sums then cover every cached key.
+    With `cache` (a transformers Cache) this is one decoding step and row statistics cover only the new
+    queries; column sums then cover every cached key (`past_key_values` is its old name). Inputs are moved
+    to the model's device; statistics and logits come back on the CPU.
     """
+    cache = cache if cache is not None else past_key_values
     info = model_info(model)
+    device = info.stream_model.get_input_embeddings().weight.device
+    input_ids = input_ids.to(device)
+    attention_mask = None if attention_mask is None else attention_mask.to(device)
     if input_ids.dim() == 1:
         input_ids = input_ids[None]
     b, t = input_ids.shape
-    past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+    past_len = cache.get_seq_length() if cache is not None else 0
     if past_len + t > info.n_ctx:
         raise PromptError(f"{past_len + t} tokens exceed the context of {info.spec.name} ({info.n_ctx}); "
                           "shorten the prompt or lower the context length.")
@@ -48,29 +54,29 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | Non
     if attention_mask is not None and past_len:
         full_mask = torch.cat([attention_mask.new_ones(b, past_len), attention_mask], dim=1)
     valid = None if full_mask is None else full_mask.bool()
-    pos = _resolve_positions(output_positions, full_mask, b, past_len + t)
+    pos = _resolve_positions(output_positions, full_mask, b, past_len + t, device)
     twin = info.stream_model
     # request=None: no statistics, every layer runs plain SDPA (stream edits, if active, still apply)
     with (streaming.collecting(request, valid, pos) if request is not None else nullcontext()) as collector:
-        kwargs = dict(input_ids=input_ids, attention_mask=full_mask, use_cache=past_key_values is not None,
-                      past_key_values=past_key_values)
+        kwargs = dict(input_ids=input_ids, attention_mask=full_mask, use_cache=cache is not None,
+                      **cache_kwargs(cache))
         if logits == "none":
             twin.model(**kwargs)
             out_logits = None
         else:
             out = twin(**kwargs, logits_to_keep=1 if logits == "last" else 0)
-            out_logits = out.logits
-    stats = streaming.collected_stats(collector) if collector is not None else None
-    return StreamResult(stats, out_logits, past_key_values)
+            out_logits = out.logits.cpu()
+    stats = streaming.collected_stats(collector).cpu() if collector is not None else None
+    return StreamResult(stats, out_logits, cache)
 
 
-def _resolve_positions(positions, mask, b: int, total: int) -> torch.Tensor | None:
+def _resolve_positions(positions, mask, b: int, total: int, device) -> torch.Tensor | None:
     if positions is None:
         return None
-    pos = torch.as_tensor(positions, dtype=torch.long)
+    pos = torch.as_tensor(positions, dtype=torch.long, device=device)
     if pos.dim() == 1:
         pos = pos[None].expand(b, -1).clone()
-    lengths = mask.sum(-1) if mask is not None else torch.full((b,), total)
+    lengths = mask.sum(-1) if mask is not None else torch.full((b,), total, device=pos.device)
     pos = torch.where(pos < 0, pos + lengths[:, None], pos)
     if bool((pos < 0).any()) or bool((pos >= lengths[:, None]).any()):
         raise PromptError(f"Output positions {positions} fall outside prompts of lengths {lengths.tolist()}.")

@@ -72,15 +72,15 @@ def massive_hook(edit: MassiveDimEdit, batch_ids: Sequence[Sequence[int]]):
         part = x[..., dims]
         hit = part.abs() > edit.threshold
         repl = torch.zeros_like(part) if edit.mode == "zero" else \
-            torch.tensor(edit.means, dtype=x.dtype).expand_as(part).clone()
+            torch.tensor(edit.means, dtype=x.dtype, device=x.device).expand_as(part).clone()
         if per_token:  # only the tokens that carried massive values in calibration are edited
-            known = torch.zeros(part.shape[:2], dtype=torch.bool)
+            known = torch.zeros(part.shape[:2], dtype=torch.bool, device=x.device)
             for row, seq in enumerate(batch_ids):
                 for pos, token in enumerate(seq):
                     if token in per_token:
                         known[row, pos] = True
                         if edit.mode == "mean":
-                            repl[row, pos] = torch.tensor(per_token[token], dtype=x.dtype)
+                            repl[row, pos] = torch.tensor(per_token[token], dtype=x.dtype, device=x.device)
             hit &= known[..., None]
         x[..., dims] = torch.where(hit, repl, part)
         return x
@@ -93,7 +93,8 @@ def calibration_hook(layer: int, edit: SinkCalibration, rows: Sequence[int], len
 
     def hook(scores, hook=None):  # [B, H, Tq, Tk]
         scores = scores.clone()
-        add = torch.zeros(scores.shape[0], scores.shape[1], 1, scores.shape[-1], dtype=scores.dtype)
+        add = torch.zeros(scores.shape[0], scores.shape[1], 1, scores.shape[-1], dtype=scores.dtype,
+                          device=scores.device)
         for j, row in enumerate(rows):
             for h in heads:
                 keys = [k for k in edit.keys[row].get((layer, h), ()) if 0 <= k < lengths[j]]

@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save
 
+from workbench import paths
 from workbench.engine import hooks as hook_names
 from workbench.engine.prompts import PromptSet, pad_batch, tokenize
 from workbench.engine.reducers import (
@@ -56,9 +57,8 @@ LOCK_TIMEOUT_S = 3600
 
 
 def default_cache_dir() -> Path:
-    """`$WORKBENCH_CACHE_DIR`, else `data/cache` in the repository."""
-    env = os.environ.get("WORKBENCH_CACHE_DIR")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data" / "cache"
+    """`$WORKBENCH_CACHE_DIR`, else the user's cache dir (workbench.paths)."""
+    return paths.cache_dir()
 
 
 @dataclass

@@ -150,14 +150,14 @@ def _visible(mask, b_rows: slice, q_abs: torch.Tensor, k_idx: torch.Tensor, wind
 def _uniform(v: torch.Tensor, mask, tq: int, window) -> torch.Tensor:
     """Mean of visible values per query: `v[B,n,Tk,D]` -> `[B,Tq,n,D]`."""
     b, n, tk, d = v.shape
-    q_abs = torch.arange(tk - tq, tk)
+    q_abs = torch.arange(tk - tq, tk, device=v.device)
     if mask is None and not window:  # plain causal: a cumulative mean
         if tq == 1:
             return v.mean(dim=2, keepdim=True).transpose(1, 2)
         csum = v.cumsum(dim=2)[:, :, q_abs]
         return (csum / (q_abs + 1).to(v.dtype)[None, None, :, None]).transpose(1, 2)
     out = v.new_empty(b, n, tq, d)
-    keys = torch.arange(tk)
+    keys = torch.arange(tk, device=v.device)
     for start in range(0, tq, ROWS_PER_BLOCK):
         stop = min(tq, start + ROWS_PER_BLOCK)
         w = _visible(mask, slice(start, stop), q_abs[start:stop], keys, window).to(v.dtype)  # [B|1,1,r,Tk]
@@ -169,12 +169,13 @@ def _windowed(q, k, v, mask, scale, sink: int, recent: int, window) -> torch.Ten
     """Attention over sink + recent keys only: `q[B,n,Tq,D]`, `k/v[B,n,Tk,D]` -> `[B,Tq,n,D]`."""
     b, n, tq, d = q.shape
     tk = k.shape[2]
-    q_abs = torch.arange(tk - tq, tk)
+    q_abs = torch.arange(tk - tq, tk, device=q.device)
     out = q.new_empty(b, n, tq, d)
     for start in range(0, tq, ROWS_PER_BLOCK):
         stop = min(tq, start + ROWS_PER_BLOCK)
         lo, hi = int(q_abs[start]), int(q_abs[stop - 1])
-        k_idx = torch.cat([torch.arange(0, min(sink, hi + 1)), torch.arange(max(sink, lo - recent + 1), hi + 1)])
+        k_idx = torch.cat([torch.arange(0, min(sink, hi + 1)), torch.arange(max(sink, lo - recent + 1), hi + 1)]
+                          ).to(q.device)
         rows = q_abs[start:stop]
         vis = _visible(mask, slice(start, stop), rows, k_idx, window)
         vis = vis & ((k_idx[None, :] < sink) | (k_idx[None, :] > rows[:, None] - recent))[None, None]

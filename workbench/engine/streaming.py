@@ -5,7 +5,8 @@ shares the bridge's weights and uses our own attention function: for layers whos
 wanted it recomputes softmax(q·kᵀ·scale + mask) block by block over query rows (a block is sized to
 a fixed memory budget), reduces each block with `reducers.LayerAccumulator`, and uses the same
 block for the output `P·V`; other layers run PyTorch SDPA. Works with a KV cache (decoding), GQA
-(a query head h reads KV group h // (H / H_kv)), sliding windows and logit soft-capping.
+(a query head h reads KV group h // (H / H_kv)), sliding windows and logit soft-capping. In a bfloat16 or
+float16 model the statistics layers upcast q, k, v to float32: scores, softmax and reductions run in float32.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Iterator
 
 import torch
 
+from workbench.engine.devices import ACCUMULATE
 from workbench.engine.reducers import (
     AttentionStats,
     LayerAccumulator,
@@ -102,6 +104,9 @@ def stream_attention(module, query, key, value, attention_mask, scaling=None, dr
 
 
 def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
+    """Scores, softmax, P·V and every reduction in float32 (ACCUMULATE) whatever the model's dtype."""
+    out_dtype = query.dtype
+    query, key, value = (x.to(ACCUMULATE) for x in (query, key, value))
     b, h, tq, d = query.shape
     h_kv, tk = key.shape[1], key.shape[2]
     group = h // h_kv
@@ -133,7 +138,7 @@ def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs)
         valid = None if collector.query_valid is None else collector.query_valid[:, q_pos]
         acc.add_block(probs, q_pos, collector.request, valid, collector.keys)
         _gather_head_outputs(collector, acc, module, out, q_pos, start, stop)
-    return out
+    return out.to(out_dtype)
 
 
 def _softmax_(scores: torch.Tensor) -> torch.Tensor:
@@ -150,7 +155,7 @@ def _mask_block(scores, mask, q_pos, start, stop, window) -> None:
         if block.dtype == torch.bool:
             scores.masked_fill_(~block, float("-inf"))
         else:
-            scores.add_(block)
+            scores.add_(block.to(scores.dtype))
         return
     # Causal: only the last `rows` columns can lie in the future of some row of the block.
     lo = max(0, k_len - (stop - start))
@@ -166,7 +171,7 @@ def _gather_head_outputs(collector, acc, module, out, q_pos, start, stop) -> Non
     wanted = collector.output_positions
     if wanted is None or wanted.numel() == 0:
         return
-    w_o = module.o_proj.weight  # [d_model, H*D]
+    w_o = module.o_proj.weight.to(out.dtype)  # [d_model, H*D]
     b, h, _, d = out.shape
     w_heads = w_o.reshape(w_o.shape[0], h, d).permute(1, 2, 0)  # [H, D, d_model]
     for p in range(wanted.shape[1]):
@@ -175,7 +180,7 @@ def _gather_head_outputs(collector, acc, module, out, q_pos, start, stop) -> Non
         if not bool(inside.any()):
             continue
         rel = (pos - q_pos[0] + start).clamp(start, stop - 1)
-        z = out[torch.arange(b), :, rel]  # [B, H, D]
+        z = out[torch.arange(b, device=out.device), :, rel]  # [B, H, D]
         vec = torch.einsum("bhd,hdm->bhm", z, w_heads)
         prev = acc.head_out.get(p, torch.zeros_like(vec))
         acc.head_out[p] = torch.where(inside[:, None, None], vec, prev)

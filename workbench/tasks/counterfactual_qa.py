@@ -15,8 +15,9 @@ from pathlib import Path
 
 from workbench.engine.prompts import PromptSet
 from workbench.errors import PromptError
+from workbench.paths import shipped
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "counterfactual_qa" / "facts.json"
+DATA = shipped("data", "counterfactual_qa", "facts.json")
 
 
 def load_facts(path: Path = DATA) -> tuple[list[dict], list[str]]:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from workbench.engine.prompts import PromptSet
 from workbench.errors import PromptError
+from workbench.paths import shipped
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "sinks"
+DATA_DIR = shipped("data", "sinks")
 DATASETS = {"first_letter": DATA_DIR / "first_letter.json", "simple_mc": DATA_DIR / "simple_mc.json"}
 DATA = DATASETS["first_letter"]
 LETTERS = ("A", "B", "C", "D")

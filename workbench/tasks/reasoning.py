@@ -15,8 +15,9 @@ from pathlib import Path
 
 from workbench.engine.prompts import PromptSet
 from workbench.errors import PromptError
+from workbench.paths import shipped
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "reasoning" / "arithmetic.json"
+DATA = shipped("data", "reasoning", "arithmetic.json")
 INSTRUCTION = "Solve the problem step by step, then write the final number after 'Answer:'."
 
 

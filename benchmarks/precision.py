@@ -1,0 +1,150 @@
+"""Precision benchmark: does bfloat16 rank the heads as float32 does, and what memory does it save?
+
+On SmolLM2-135M (or --model), the same analyses run once in float32 and once in bfloat16, side by side:
+
+- bf16_vs_fp32_spearman_profile: Spearman rank correlation over the 270 heads of attention_profile's score
+  (mean attention distance; default params: 4 prompts × 256 tokens); the other head columns (BOS mass,
+  max attention, previous-token share) are kept under "raw".                                target >= 0.98
+- bf16_vs_fp32_spearman_retrieval: the same for retrieval_heads' scores on a small needle-in-a-haystack
+  setting (lengths 500 and 1000 tokens, 3 depths, 24 new tokens; greedy decoding, so a trial may come out
+  differently in bfloat16: the accuracies of both runs are kept under "raw").             target >= 0.98
+- bf16_peak_mem_vs_fp32: peak memory of loading the model and one reducer forward (2048 tokens), bfloat16 /
+  float32, each in a fresh child process. On CUDA: torch.cuda.max_memory_allocated (weights + activations).
+  On the CPU: peak RSS minus the RSS before the model was loaded (torch, transformers and the workbench
+  imported first), so the libraries' RSS, the same in both dtypes, does not dilute it.        target <= 0.6
+
+Ties get average ranks (scipy.stats.spearmanr). The numbers are reported as found.
+
+    python benchmarks/precision.py [--model smollm2-135m] [--device cpu] [--out benchmarks/out/precision.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import engine as eb  # noqa: E402  (benchmarks/engine.py: token_ids, reducer_forward, rss helpers, report)
+
+TARGETS = {"bf16_vs_fp32_spearman_profile": (">=", 0.98), "bf16_vs_fp32_spearman_retrieval": (">=", 0.98),
+           "bf16_peak_mem_vs_fp32": ("<=", 0.6)}
+RETRIEVAL = {"lengths": "500,1000", "n_depths": 3, "max_new_tokens": 24}
+MEMORY_TOKENS = 2048
+DEFAULT_OUT = REPO / "benchmarks" / "out" / "precision.json"
+
+
+def scores_by_dtype(model: str, device: str) -> dict:
+    """{dtype: {"profile": HeadScores, "retrieval": HeadScores, "retrieval_summary": dict, "seconds": ...}}."""
+    import workbench.api as wb
+
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        eb.log(f"{model} in {dtype}: attention_profile and retrieval_heads …")
+        bridge = wb.load_model(model, device=device, dtype=dtype)
+        start = time.perf_counter()
+        profile, _ = wb.run_analysis("attention_profile", bridge, save=False, progress=False)
+        mid = time.perf_counter()
+        retrieval, _ = wb.run_analysis("retrieval_heads", bridge, params=dict(RETRIEVAL), save=False,
+                                       progress=False)
+        out[dtype] = {"profile": profile, "retrieval": retrieval,
+                      "retrieval_summary": retrieval.attrs.get("summary", {}),
+                      "seconds": {"profile": mid - start, "retrieval": time.perf_counter() - mid}}
+        wb._MODELS.clear()
+        del bridge
+    return out
+
+
+def spearman(a, b, column: str) -> float:
+    from scipy.stats import spearmanr
+
+    joined = a.merge(b, on=["layer", "head"], suffixes=("_a", "_b"))
+    return float(spearmanr(joined[f"{column}_a"], joined[f"{column}_b"]).statistic)
+
+
+def child(model: str, device: str, dtype: str) -> None:
+    """Load `model` in `dtype`, run one reducer forward; print the peak memory as a JSON line."""
+    import torch
+    import transformers  # noqa: F401  (the libraries are imported before the baseline is taken)
+    from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
+
+    import workbench.engine.run  # noqa: F401
+    from workbench.models import load_model, model_info
+
+    cuda = device.startswith("cuda")
+    before = torch.cuda.memory_allocated() if cuda else eb.rss_bytes()
+    bridge = load_model(model, device=device, dtype=dtype)
+    info = model_info(bridge)
+    ids = torch.tensor([eb.token_ids(info.tokenizer, MEMORY_TOKENS)])
+    with torch.no_grad():  # page the (mmapped) weights in, so "after load" holds them
+        for param in info.stream_model.parameters():
+            param.sum()
+    after_load = torch.cuda.memory_allocated() if cuda else eb.rss_bytes()
+    load_peak = torch.cuda.max_memory_allocated() if cuda else eb.max_rss_bytes()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    reset = cuda or eb.reset_peak_rss()
+    eb.reducer_forward(bridge, ids)
+    if cuda:
+        torch.cuda.synchronize()
+        forward_peak = torch.cuda.max_memory_allocated()
+    else:
+        forward_peak = eb.hwm_bytes() if reset else eb.max_rss_bytes()
+    print(json.dumps({"dtype": dtype, "device": device, "tokens": MEMORY_TOKENS, "before_load_gb": before / eb.GB,
+                      "after_load_gb": after_load / eb.GB, "load_peak_gb": load_peak / eb.GB,
+                      "forward_peak_gb": forward_peak / eb.GB, "peak_reset_after_load": reset,
+                      "model_and_forward_gb": (max(forward_peak, 0) - before) / eb.GB,
+                      "kind": "cuda allocated" if cuda else "RSS"}))
+
+
+def run_child(model: str, device: str, dtype: str) -> dict:
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", dtype, "--model", model,
+                           "--device", device], check=False, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {dtype} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--child", metavar="DTYPE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from workbench.engine.devices import resolve_device
+
+    device = resolve_device(args.device)
+    if args.child:
+        return child(args.model, device, args.child)
+
+    runs = scores_by_dtype(args.model, device)
+    fp32, bf16 = runs["float32"], runs["bfloat16"]
+    metrics = {"bf16_vs_fp32_spearman_profile": spearman(fp32["profile"], bf16["profile"], "score"),
+               "bf16_vs_fp32_spearman_retrieval": spearman(fp32["retrieval"], bf16["retrieval"], "score")}
+    raw = {"profile_columns": {c: spearman(fp32["profile"], bf16["profile"], c)
+                               for c in ("score", "bos_mass", "max_attention", "prev_token")
+                               if c in fp32["profile"].columns},
+           "retrieval": {d: {"summary": runs[d]["retrieval_summary"],
+                             "nonzero_heads": int((runs[d]["retrieval"]["score"] > 0).sum())} for d in runs},
+           "retrieval_params": RETRIEVAL, "seconds": {d: runs[d]["seconds"] for d in runs}}
+    memory = {}
+    for dtype in ("float32", "bfloat16"):
+        eb.log(f"peak memory: child process, {dtype}, reducer forward at {MEMORY_TOKENS} tokens …")
+        memory[dtype] = run_child(args.model, device, dtype)
+        eb.log(f"  model + forward {memory[dtype]['model_and_forward_gb']:.3f} GB")
+    metrics["bf16_peak_mem_vs_fp32"] = (memory["bfloat16"]["model_and_forward_gb"]
+                                        / memory["float32"]["model_and_forward_gb"])
+    raw["memory"] = memory
+    eb.MODEL = args.model
+    eb.report(metrics, TARGETS, json.loads(json.dumps(raw, default=str)), args.out, device=device)
+
+
+if __name__ == "__main__":
+    main()
