@@ -32,7 +32,7 @@ def _stats_during_prefill(model, ids, max_new_tokens, key_sets):
 
     cache = DynamicCache(config=model_info(model).hf_config)
     request = ReducerRequest(row_argmax=True, column_sums=False, distance=False, key_sets=key_sets(len(ids) - 1))
-    res = stream_forward(model, torch.tensor([ids]), request, past_key_values=cache, logits="last")
+    res = stream_forward(model, torch.tensor([ids]), request, cache=cache, logits="last")
     argmax, mass, out = [res.stats.argmax_pos[0, :, :, -1]], [res.stats.key_mass["stream"][0, :, :, -1]], []
     for step in range(max_new_tokens):
         out.append(int(res.logits[0, -1].argmax()))
@@ -40,7 +40,7 @@ def _stats_during_prefill(model, ids, max_new_tokens, key_sets):
             break
         request = ReducerRequest(row_argmax=True, column_sums=False, distance=False,
                                  key_sets=key_sets(len(ids) + step))
-        res = stream_forward(model, torch.tensor([[out[-1]]]), request, past_key_values=cache, logits="last")
+        res = stream_forward(model, torch.tensor([[out[-1]]]), request, cache=cache, logits="last")
         argmax.append(res.stats.argmax_pos[0, :, :, 0])
         mass.append(res.stats.key_mass["stream"][0, :, :, 0])
     return out, torch.stack(argmax), torch.stack(mass)
