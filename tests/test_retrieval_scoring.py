@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -139,7 +140,7 @@ def test_interrupted_run_resumes_without_redoing_trials(tiny, trials, monkeypatc
     assert inputs["prompts_fingerprint"] == trials.fingerprint and inputs["params"]["max_new_tokens"] == 5
 
 
-def test_damaged_or_foreign_trial_files_are_redone(tiny, trials, monkeypatch, wide_spans):
+def test_damaged_or_foreign_trial_files_are_redone(tiny, trials, monkeypatch, wide_spans, capsys):
     ref_scores, _ = score_trials(tiny, trials, PARAMS, progress=False)
     directory = log_dir(model_info(tiny).fingerprint, trials.fingerprint, PARAMS)
     (directory / "trial-00002.json").write_text('{"trial": 2, "row": {"n_tok')  # cut short
@@ -151,8 +152,12 @@ def test_damaged_or_foreign_trial_files_are_redone(tiny, trials, monkeypatch, wi
     assert len(calls) == 2
     pd.testing.assert_frame_equal(scores, ref_scores)
     other = Params(**{**PARAMS.__dict__, "max_new_tokens": 3})  # other trial inputs: a separate log
-    score_trials(tiny, trials, other, progress=False)
+    capsys.readouterr()
+    score_trials(tiny, trials, other, progress=True)
     assert len(calls) == 2 + len(trials)
+    said = capsys.readouterr().out  # estimated before starting, from the trials of the first log
+    assert "0/9 trials already finished" in said
+    assert re.search(r"left: ~\d+ s \(from an earlier run of this model\)", said)
     assert log_dir(model_info(tiny).fingerprint, trials.fingerprint, other) != directory
 
 

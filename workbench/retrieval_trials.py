@@ -29,13 +29,17 @@ def params_fingerprint(params: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def log_dir(model_fingerprint: str, prompts_fingerprint: str, params: Any, root: Path | None = None) -> Path:
-    """Where the trials of (model, prompt set, trial parameters) are kept."""
+def _model_dir(model_fingerprint: str, root: Path | None) -> Path:
     if root is None:
         from workbench.engine.store import default_cache_dir
 
         root = default_cache_dir()
-    return Path(root) / model_fingerprint / prompts_fingerprint / "retrieval_trials" / params_fingerprint(params)
+    return Path(root) / model_fingerprint
+
+
+def log_dir(model_fingerprint: str, prompts_fingerprint: str, params: Any, root: Path | None = None) -> Path:
+    """Where the trials of (model, prompt set, trial parameters) are kept."""
+    return _model_dir(model_fingerprint, root) / prompts_fingerprint / "retrieval_trials" / params_fingerprint(params)
 
 
 class TrialLog:
@@ -79,6 +83,28 @@ class TrialLog:
         path = self.path(int(record["trial"]))
         atomic_write_text(path, json.dumps(record))  # key order kept: it is the table's column order
         return path
+
+
+def earlier_trial(model_fingerprint: str, root: Path | None = None) -> dict | None:
+    """The newest decoded trial of any earlier retrieval run of this model (for a time estimate), or None."""
+    files = _model_dir(model_fingerprint, root).glob("*/retrieval_trials/*/trial-*.json")
+    files = sorted(files, key=_mtime, reverse=True)
+    for path in files[:20]:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        row = record.get("row") if isinstance(record, dict) else None
+        if record.get("events") is not None and isinstance(row, dict) and isinstance(row.get("n_tokens"), int):
+            return record
+    return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _fits(record: Any, trial: int, n_tokens: int, shape: tuple[int, int]) -> bool:

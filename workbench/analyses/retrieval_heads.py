@@ -123,7 +123,7 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
 
     from workbench.engine.prompts import tokenize
     from workbench.models import model_info
-    from workbench.retrieval_trials import TrialLog, estimate_seconds, format_duration
+    from workbench.retrieval_trials import TrialLog, earlier_trial, estimate_seconds, format_duration
 
     info = model_info(model)
     ids = tokenize(model, prompts)
@@ -138,10 +138,12 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
         say(f"{len(ids) - len(todo)}/{len(ids)} trials already finished; finished trials are kept in "
             f"{log.directory} (a rerun with the same inputs resumes there)")
     timed = [r for r in records if r is not None and r["events"] is not None]
-    estimated = bool(timed and todo)  # a resumed run estimates from a trial it already has
+    basis = (max(timed, key=lambda r: r["row"]["n_tokens"]), "a finished trial") if timed else (
+        (earlier_trial(info.fingerprint), "an earlier run of this model") if log is not None and todo else (None, ""))
+    estimated = bool(todo and basis[0])  # before starting, from a trial on disk; else after the first trial
     if estimated:
-        left = estimate_seconds(max(timed, key=lambda r: r["row"]["n_tokens"]), [len(ids[j]) for j in todo])
-        say(f"estimated time for the {len(todo)} trials left: ~{format_duration(left)} (from a finished trial)")
+        left = estimate_seconds(basis[0], [len(ids[j]) for j in todo])
+        say(f"estimated time for the {len(todo)} trials left: ~{format_duration(left)} (from {basis[1]})")
     with tqdm(total=len(ids), initial=len(ids) - len(todo), desc="retrieval scoring", unit="trial",
               disable=not progress) as bar:
         for n_done, i in enumerate(todo):
