@@ -190,7 +190,7 @@ def test_trials_with_lost_answers_are_skipped_and_counted(tiny, monkeypatch):
     from workbench.analyses import retrieval_heads
 
     monkeypatch.setattr(retrieval_heads, "rouge1_recall", lambda response, answer: 1.0)  # count every answer
-    scores, trials = score_trials(tiny, lost, Params(max_new_tokens=4), progress=False)
+    scores, trials = score_trials(tiny, lost, Params(max_new_tokens=4), progress=False, resume=False)
     assert trials["skipped"].tolist() == ["", "answer span not found in the tokenised prompt"]
     assert (scores["n_trials"] == 1).all()  # the skipped trial is reported, not scored as zero
     all_lost = PromptSet(name="all-lost", texts=ps.texts[:1], metadata=({**meta[0], "answer": "zqxj vvkw"},))
@@ -255,5 +255,10 @@ def test_cli_reports_a_clear_error_when_no_trial_is_right(tiny):
                                       "--depths", "1", "--max-new-tokens", "4"])
     assert result.exit_code == 2, result.output
     assert "No trial was answered correctly" in result.output
+    assert "0/3 trials already finished; finished trials are kept in" in result.output
+    assert "estimated time for the other 2 trials" in result.output
+    again = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--format", "paper", "--lengths", "300",
+                                     "--depths", "1", "--max-new-tokens", "4"])
+    assert "3/3 trials already finished" in again.output and "estimated time" not in again.output
     result = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--format", "paper", "--lengths", "9000"])
     assert result.exit_code == 2 and "exceed the context" in result.output

@@ -16,14 +16,18 @@ Departures from the official code: ROUGE-1 without stemming; the answer is match
 with a leading space (byte-level BPE merges the space); a newline stops decoding only after non-blank
 text; trials whose answer span is not found are skipped and counted (table `attrs["trials"]`);
 `only_correct=False` (not the paper's rule) counts every trial, for models that never answer right.
+Cost: as in the official code, the prompt is prefilled with plain SDPA and no statistics; only the decoding
+queries (one per step, against the whole KV cache) go through the statistics path (`engine.decode`).
+Each finished trial is saved at once (`workbench.retrieval_trials`), so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -107,41 +111,97 @@ def _stream_keys(sink: int, recent: int):
     return key_sets
 
 
-def score_trials(model, prompts, params: Params, *, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(HeadScores, trials table) for a NIAH prompt set (see `workbench.tasks.niah`)."""
+def score_trials(model, prompts, params: Params, *, progress: bool = True, resume: bool = True,
+                 on_trial: Callable[[int, dict, float], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(HeadScores, trials table) for a NIAH prompt set (see `workbench.tasks.niah`).
+
+    With `resume`, each finished trial is saved at once (`workbench.retrieval_trials`) and a rerun with the
+    same model, prompts and trial parameters redoes none of them; `on_trial(i, record, seconds)` follows
+    every trial computed here. Scores are aggregated from the trial records, fresh or loaded, in trial order.
+    """
     from tqdm.auto import tqdm
 
-    from workbench.engine.decode import greedy_generate
     from workbench.engine.prompts import tokenize
     from workbench.models import model_info
+    from workbench.retrieval_trials import TrialLog, earlier_trial, estimate_seconds, format_duration
 
     info = model_info(model)
     ids = tokenize(model, prompts)
     shape = (info.n_layers, info.n_heads)
-    scores, events, correct, rows = [], [], [], []
+    log = TrialLog.for_run(info, prompts, params) if resume else None
+    records: list[dict | None] = [None] * len(ids)
+    for i, record in (log.load([len(x) for x in ids], shape) if log else {}).items():
+        records[i] = record
+    todo = [i for i in range(len(ids)) if records[i] is None]
+    say = tqdm.write if progress else (lambda text: None)
+    if log is not None:
+        say(f"{len(ids) - len(todo)}/{len(ids)} trials already finished; finished trials are kept in "
+            f"{log.directory} (a rerun with the same inputs resumes there)")
+    timed = [r for r in records if r is not None and r["events"] is not None]
+    basis = (max(timed, key=lambda r: r["row"]["n_tokens"]), "a finished trial") if timed else (
+        (earlier_trial(info.fingerprint), "an earlier run of this model") if log is not None and todo else (None, ""))
+    estimated = bool(todo and basis[0])  # before starting, from a trial on disk; else after the first trial
+    if estimated:
+        left = estimate_seconds(basis[0], [len(ids[j]) for j in todo])
+        say(f"estimated time for the {len(todo)} trials left: ~{format_duration(left)} (from {basis[1]})")
+    with tqdm(total=len(ids), initial=len(ids) - len(todo), desc="retrieval scoring", unit="trial",
+              disable=not progress) as bar:
+        for n_done, i in enumerate(todo):
+            start = time.perf_counter()
+            record = _score_trial(model, info, i, ids[i], prompts.metadata[i], params)
+            if log is not None:
+                log.save(record)
+            records[i] = record
+            bar.update(1)
+            rest = todo[n_done + 1:]
+            if not estimated and rest and record["events"] is not None:  # the first trial that was decoded
+                estimated = True
+                left = estimate_seconds(record, [len(ids[j]) for j in rest])
+                say(f"first trial took {time.perf_counter() - start:.1f} s ({len(ids[i])} tokens); estimated time "
+                    f"for the other {len(rest)} trials: ~{format_duration(left)}")
+            if on_trial is not None:
+                on_trial(i, record, time.perf_counter() - start)
+    return _aggregate_records(records, info, prompts, params)
+
+
+def _score_trial(model, info, i: int, prompt_ids: list[int], meta, params: Params) -> dict:
+    """One trial as a JSON-ready record: table row, span, events `[L, H]`, streaming-mass sum `[L, H]`."""
+    from workbench.engine.decode import greedy_generate
+
+    row = {"trial": i, "needle": meta.get("needle"), "context_length": meta.get("context_length"),
+           "depth": meta.get("depth"), "n_tokens": len(prompt_ids), "skipped": ""}
+    span = locate_answer(info.tokenizer, prompt_ids, meta["answer"], params.span_overlap)
+    if span is None:
+        row["skipped"] = "answer span not found in the tokenised prompt"
+        return {"trial": i, "row": row, "span": None, "events": None, "stream_sum": None, "stream_n": 0}
+    gen = greedy_generate(model, prompt_ids, max_new_tokens=params.max_new_tokens, stats=True,
+                          key_sets=_stream_keys(params.sink_tokens, params.recent_tokens))
+    ev = copy_paste_events(gen.argmax_pos, gen.tokens, prompt_ids, span)
+    rouge = rouge1_recall(gen.text, meta["answer"])
+    stream = gen.key_mass["stream"]
+    row.update({"span": f"{span[0]}:{span[1]}", "response": gen.text.strip(), "rouge1_recall": rouge,
+                "correct": rouge > 0.5, "prefill_s": gen.prefill_s, "decode_s": gen.decode_s})
+    return {"trial": i, "row": row, "span": list(span), "events": ev.tolist(),
+            "stream_sum": stream.sum(0).float().tolist(), "stream_n": int(stream.shape[0])}
+
+
+def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    shape = (info.n_layers, info.n_heads)
+    scores, events, correct = [], [], []
     stream_sum, stream_n = torch.zeros(shape), 0
-    for i in tqdm(range(len(ids)), desc="retrieval scoring", unit="trial", disable=not progress):
-        meta = prompts.metadata[i]
-        row = {"trial": i, "needle": meta.get("needle"), "context_length": meta.get("context_length"),
-               "depth": meta.get("depth"), "n_tokens": len(ids[i]), "skipped": ""}
-        span = locate_answer(info.tokenizer, ids[i], meta["answer"], params.span_overlap)
-        if span is None:
-            rows.append({**row, "skipped": "answer span not found in the tokenised prompt"})
+    for record in records:
+        if record["events"] is None:
             continue
-        gen = greedy_generate(model, ids[i], max_new_tokens=params.max_new_tokens, stats=True,
-                              key_sets=_stream_keys(params.sink_tokens, params.recent_tokens))
-        ev = copy_paste_events(gen.argmax_pos, gen.tokens, ids[i], span)
-        rouge = rouge1_recall(gen.text, meta["answer"])
-        scores.append(ev.float() / (span[1] - span[0]))
+        ev = torch.tensor(record["events"], dtype=torch.long)
+        a, b = record["span"]
+        scores.append(ev.float() / (b - a))
         events.append(ev)
-        correct.append(rouge > 0.5)
-        stream_sum += gen.key_mass["stream"].sum(0)
-        stream_n += gen.key_mass["stream"].shape[0]
-        rows.append({**row, "span": f"{span[0]}:{span[1]}", "response": gen.text.strip(), "rouge1_recall": rouge,
-                     "correct": rouge > 0.5, "prefill_s": gen.prefill_s, "decode_s": gen.decode_s})
-    trials = pd.DataFrame(rows)
+        correct.append(bool(record["row"]["correct"]))
+        stream_sum += torch.tensor(record["stream_sum"], dtype=torch.float32)
+        stream_n += int(record["stream_n"])
+    trials = pd.DataFrame([record["row"] for record in records])
     if not scores:
-        raise PromptError(f"All {len(ids)} trials were skipped: the answer span was not found in any tokenised "
+        raise PromptError(f"All {len(records)} trials were skipped: the answer span was not found in any tokenised "
                           "prompt; check the needles (the answer must survive tokenisation).")
     counted = torch.tensor(correct) if params.only_correct else torch.ones(len(correct), dtype=torch.bool)
     agg = aggregate(torch.stack(scores), torch.stack(events), counted)
