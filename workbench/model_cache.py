@@ -20,6 +20,8 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from workbench.errors import ModelError
@@ -203,7 +205,6 @@ def _convert(spec, target: Path) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workbench.models import quiet_hf_progress  # one bar: transformers' nested ones are silenced
 
     src = gguf_path(spec)
     started = time.time()
@@ -248,3 +249,22 @@ def local_dir_identity(path: Path) -> str:
         st = f.stat()
         parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
     return "|".join(parts)
+
+
+@contextmanager
+def quiet_hf_progress():
+    """Silence transformers' own tqdm bars (weight loading, GGUF de-quantising) so a long step shows one bar."""
+    from unittest import mock
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with mock.patch.object(gguf_utils, "tqdm", partial(tqdm, disable=True)):
+            yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

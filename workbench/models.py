@@ -19,17 +19,16 @@ import importlib.util
 import json
 import os
 import weakref
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from workbench import model_cache  # noqa: E402
+from workbench import model_cache
 from workbench.errors import ModelError  # noqa: E402
+from workbench.model_cache import quiet_hf_progress  # noqa: E402
 
 DEFAULT_MODEL = "smollm2-135m"
 STREAM_ATTN_IMPL = "workbench_stream"
@@ -184,25 +183,6 @@ def _cast_parameters(hf, dtype) -> None:
         for key, param in module._parameters.items():
             if param is not None and param.is_floating_point():
                 module._parameters[key] = type(param)(param.data.to(dtype), requires_grad=param.requires_grad)
-
-
-@contextmanager
-def quiet_hf_progress():
-    """Silence transformers' own tqdm bars (weight loading, GGUF de-quantising) so a long step shows one bar."""
-    from unittest import mock
-
-    from tqdm.auto import tqdm
-    from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with mock.patch.object(gguf_utils, "tqdm", partial(tqdm, disable=True)):
-            yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dtype=None, device: str = "cpu"):
