@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from damage import flip_bits
 
 from workbench import results
 from workbench.engine import hooks as H
@@ -29,19 +29,6 @@ from workbench.results import ResultsError, find_runs, load_run, load_summary, l
 
 TEXTS = ("The quick brown fox jumps over the lazy dog.", "Hi", "x y z")
 HOOKS = (H.z(0), H.pattern(1))
-
-
-def flip_bits(path: Path, *, offset_from_data: int = 64, n: int = 256, mask: int = 0x01, keep_times=False) -> None:
-    """XOR `mask` into `n` bytes of a safetensors file's data section (size unchanged)."""
-    st = path.stat()
-    data = bytearray(path.read_bytes())
-    (header_len,) = struct.unpack("<Q", data[:8])
-    start = 8 + header_len + offset_from_data
-    for i in range(start, min(start + n, len(data))):
-        data[i] ^= mask
-    path.write_bytes(bytes(data))
-    if keep_times:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 # ==== the activation cache ==========================================================================
