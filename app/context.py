@@ -30,7 +30,7 @@ class AppContext:
 
     def runs(self) -> pd.DataFrame:
         """The catalog, re-read only when a run.json appears, disappears or changes."""
-        from workbench.results import default_results_dir
+        from workbench.results.runs import default_results_dir
 
         root = Path(self.results_dir or default_results_dir())
         files = sorted(root.glob("*/*/run.json")) if root.is_dir() else []

@@ -16,10 +16,11 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 import pandas as pd
 
-from workbench import overlap, results
-from workbench.budget import MAX_PROMPT_CHARS, MAX_PROMPTS
-from workbench.errors import WorkbenchError
-from workbench.heads import HeadRef, parse_heads
+from workbench.analyses.circuits import overlap
+from workbench.core.budget import MAX_PROMPT_CHARS, MAX_PROMPTS
+from workbench.core.errors import WorkbenchError
+from workbench.core.heads import HeadRef, parse_heads
+from workbench.results import runs as results
 
 EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
          "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
@@ -110,7 +111,7 @@ def choice(value: Any, options, name: str) -> str:
 
 # ---- catalog -----------------------------------------------------------------------------------------
 def catalog(results_dir: Path | None = None) -> pd.DataFrame:
-    """Saved runs, newest first (see workbench.results.find_runs)."""
+    """Saved runs, newest first (see workbench.results.runs.find_runs)."""
     return results.find_runs(results_dir)
 
 
@@ -236,7 +237,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
 
     Scores of different analyses live on different scales, so the difference map compares percentile
     ranks (0–100, higher = higher score): `difference = pct_A − pct_B`. The numbers come from
-    `workbench.overlap` (top-k sets, Jaccard |A∩B|/|A∪B|, Spearman over all heads), shared with the library.
+    `workbench.analyses.circuits.overlap` (top-k sets, Jaccard |A∩B|/|A∪B|, Spearman over all heads),
+    shared with the library.
     """
     k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
     result = overlap.overlap(a, b, top_k=k)
@@ -256,7 +258,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
 # ---- circuits ----------------------------------------------------------------------------------------
 def circuit_table(directory: Path | str | None = None) -> pd.DataFrame:
     """The saved circuits that load (circuits/*.toml by default); broken files are left out of the choices."""
-    from workbench.circuits import list_circuits
+    from workbench.results.circuits import list_circuits
 
     table = list_circuits(directory)
     return table[table["error"].isna()].reset_index(drop=True)
@@ -314,7 +316,7 @@ def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
 @lru_cache(maxsize=1)
 def sample_prompts(n: int = 4, chars: int = 700) -> tuple[str, ...]:
     """Snippets of the bundled public-domain text (Python's pydoc topics), cut at whitespace."""
-    from workbench.tasks.natural_text import public_domain_text
+    from workbench.core.natural_text import public_domain_text
 
     text = public_domain_text()
     out = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import dash
 from dash import Input, Output, State, dcc, html
 
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 from workbench_app import controllers, ids
 from workbench_app.callbacks import circuits as circuits_cb
 from workbench_app.callbacks import compare as compare_cb
@@ -33,8 +33,8 @@ PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layou
 
 
 def _model_facts(model: str) -> dict:
-    from workbench.errors import WorkbenchError
-    from workbench.models import describe, resolve_spec
+    from workbench.core.errors import WorkbenchError
+    from workbench.models.loading import describe, resolve_spec
 
     try:
         return describe(resolve_spec(model))

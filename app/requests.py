@@ -2,15 +2,15 @@
 
 Parameters are `name=value` pairs; names must be the analysis's own (defaults come from the worker's
 `load` answer), values short plain text, never file paths; `reference` must name a saved circuit; the
-cost must fit the work budget (workbench.budget), stated next to the field.
+cost must fit the work budget (workbench.core.budget), stated next to the field.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from workbench import budget
-from workbench.errors import WorkbenchError
+from workbench.core import budget
+from workbench.core.errors import WorkbenchError
 from workbench_app.controllers import AppInputError, shown
 
 MAX_PARAMS_CHARS = 2_000

@@ -139,7 +139,7 @@ def reset_peak_rss() -> bool:
 def child(mode: str, length: int) -> None:
     import torch
 
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     bridge = load_model(MODEL)
     info = model_info(bridge)
@@ -188,8 +188,8 @@ def cached_run_vs_forward(bridge, info, length: int) -> tuple[float, float, dict
     """Fresh-store `ensure` vs `bridge(ids)`, and (second ensure + loading every hook) on the same store."""
     import torch
 
+    from workbench.core.prompts import PromptSet, tokenize
     from workbench.engine import hooks
-    from workbench.engine.prompts import PromptSet, tokenize
     from workbench.engine.store import ActivationStore
 
     ids = token_ids(info.tokenizer, length)
@@ -294,7 +294,7 @@ def main() -> None:
     if args.child:
         return child(args.child[0], int(args.child[1]))
 
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     log(f"loading {MODEL} …")
     bridge = load_model(MODEL)

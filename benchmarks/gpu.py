@@ -93,7 +93,7 @@ def main() -> None:
         print(f"benchmarks/gpu.py: skipped: CUDA is not available (torch {torch.__version__}); nothing written.")
         return
     from workbench.engine import hooks
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     eb.log(f"loading {args.model} ({args.dtype}) on {args.device} …")
     bridge = load_model(args.model, device=args.device, dtype=args.dtype)

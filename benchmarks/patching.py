@@ -30,10 +30,10 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from workbench import api
-    from workbench.engine import patching
-    from workbench.engine.intervene import PatchHead, _normalise, _prepare, build_hooks, run_metric
+    from workbench.analyses.circuits import patching
+    from workbench.analyses.circuits.tasks import make_task
+    from workbench.edits.intervene import PatchHead, _normalise, _prepare, build_hooks, run_metric
     from workbench.engine.metrics import get_metric
-    from workbench.tasks.circuit_tasks import make_task
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-prompts", type=int, default=50)

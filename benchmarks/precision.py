@@ -75,7 +75,7 @@ def child(model: str, device: str, dtype: str) -> None:
     from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
 
     import workbench.engine.run  # noqa: F401
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     cuda = device.startswith("cuda")
     before = torch.cuda.memory_allocated() if cuda else eb.rss_bytes()

@@ -42,8 +42,8 @@ TARGETS = {"scoring_time_vs_generation": ("<=", 1.3), "scoring_peak_mem_vs_gener
 
 
 def trials(bridge, length: int) -> list[list[int]]:
-    from workbench.engine.prompts import tokenize
-    from workbench.tasks.niah import niah_prompts
+    from workbench.analyses.retrieval_heads.prompts import niah_prompts
+    from workbench.core.prompts import tokenize
 
     return tokenize(bridge, niah_prompts(bridge, lengths=(length,), depths=(50.0,), fmt="chat",
                                          max_new_tokens=NEW_TOKENS))
@@ -51,7 +51,7 @@ def trials(bridge, length: int) -> list[list[int]]:
 
 def score(bridge, ids) -> int:
     """One scoring run as retrieval_heads does it; returns the number of new tokens."""
-    from workbench.analyses.retrieval_heads import _stream_keys
+    from workbench.analyses.retrieval_heads.score import _stream_keys
     from workbench.engine.decode import greedy_generate
 
     gen = greedy_generate(bridge, ids, max_new_tokens=NEW_TOKENS, stats=True, key_sets=_stream_keys(4, 128))
@@ -102,7 +102,7 @@ def timing(bridge, info) -> tuple[float, dict]:
 
 def single_trial(bridge, info, length: int, repeats: int = REPEATS) -> tuple[float, dict]:
     """One trial of `length` tokens: scoring / plain generation, medians of interleaved repeats."""
-    from workbench.analyses.retrieval_heads import _stream_keys
+    from workbench.analyses.retrieval_heads.score import _stream_keys
     from workbench.engine.decode import greedy_generate
 
     ids = trials(bridge, length)[0]
@@ -128,7 +128,7 @@ def single_trial(bridge, info, length: int, repeats: int = REPEATS) -> tuple[flo
 def child(mode: str, length: int) -> None:
     import torch
 
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     bridge = load_model(MODEL)
     info = model_info(bridge)
@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], int(args.child[1]))
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     log(f"loading {MODEL} …")
     bridge = load_model(MODEL)

@@ -28,7 +28,7 @@ from engine import environment, log  # noqa: E402
 
 def main() -> None:
     from workbench import api
-    from workbench.sae_report import patching_seconds, summarize, sweep
+    from workbench.analyses.circuits.sae.report import patching_seconds, summarize, sweep
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-examples", type=int, default=10)

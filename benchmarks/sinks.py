@@ -33,7 +33,7 @@ TARGETS = {"sink_analysis_time_vs_forward_2048": ("<=", 2.0), "sink_analysis_pea
 
 
 def sink_analysis(bridge, ids) -> None:
-    from workbench.analyses.attention_sinks import column_importance
+    from workbench.analyses.attention_sinks.score import column_importance
     from workbench.engine.reducers import ReducerRequest
     from workbench.engine.residual import sink_forward
 
@@ -72,7 +72,7 @@ def time_pair(bridge, info, ids) -> tuple[list[float], list[float]]:
 def child(mode: str, length: int) -> None:
     import torch
 
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     bridge = load_model(MODEL)
     info = model_info(bridge)
@@ -97,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], int(args.child[1]))
-    from workbench.models import load_model, model_info
+    from workbench.models.loading import load_model, model_info
 
     eb.log(f"loading {MODEL} …")
     bridge = load_model(MODEL)

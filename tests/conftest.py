@@ -24,14 +24,14 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny():
-    from workbench.models import load_model
+    from workbench.models.loading import load_model
 
     return load_model("tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_mha():
-    from workbench.models import load_model
+    from workbench.models.loading import load_model
 
     return load_model("tiny-mha")
 
@@ -43,8 +43,8 @@ def tiny_gpt2(tmp_path_factory):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from workbench.models import load_model
-    from workbench.tiny_models import byte_tokenizer
+    from workbench.models.loading import load_model
+    from workbench.models.tiny import byte_tokenizer
 
     tok = byte_tokenizer()
     cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
@@ -69,8 +69,8 @@ def smol():
 def tiny_ioi(tiny):
     """IOI-shaped contrast set in single-byte names (the tiny model's tokenizer is bytewise)."""
     from workbench import api
-    from workbench.models import model_info
-    from workbench.tasks.contrast import ContrastSet
+    from workbench.core.contrast import ContrastSet
+    from workbench.models.loading import model_info
 
     tok = model_info(tiny).tokenizer
     one = lambda ch: tok(ch, add_special_tokens=False)["input_ids"][0]  # noqa: E731

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from workbench import api, results
+from workbench import api
 from workbench.analyses import REGISTRY, get_analysis
-from workbench.errors import WorkbenchError
-from workbench.models import model_info
+from workbench.core.errors import WorkbenchError
+from workbench.models.loading import model_info
+from workbench.results import runs as results
 
 FAST = {"attention_profile": {"n_prompts": 2, "n_tokens": 24},
         "retrieval_heads": {"lengths": "300", "n_depths": 1, "fmt": "paper", "max_new_tokens": 3,
@@ -23,8 +24,8 @@ def _tiny_prompts(name: str, model, tiny_ioi):
         return tiny_ioi.as_prompts()
     if name != "head_divergence":
         return None
-    from workbench.engine.prompts import PromptSet
-    from workbench.tasks.counterfactual_qa import load_facts, prompt_set
+    from workbench.analyses.head_divergence.prompts import load_facts, prompt_set
+    from workbench.core.prompts import PromptSet
 
     facts = load_facts()[0][:3]
     base = prompt_set(facts, "counterfactual", "cf-tiny")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import results
+from workbench.results import runs as results
 from workbench.viz import heads as viz
 from workbench_app import controllers as C
 
@@ -32,7 +32,7 @@ def test_app_process_never_imports_torch():
     code = textwrap.dedent("""
         import sys
         from workbench_app.main import create_app
-        import workbench.cli, workbench.cli_app
+        import workbench.cli.main, workbench.cli.app
         app = create_app("smollm2-135m", start_worker=False)
         app.server.test_client().get("/")
         assert "torch" not in sys.modules, "the app imported torch"
@@ -102,8 +102,8 @@ def test_compare_identical_reversed_and_different_shapes():
 
 
 def test_circuits_page_logic_skips_broken_files_and_rejects_unknown_names(tmp_path):
-    from workbench.circuit_report import compare_circuits
-    from workbench.circuits import Circuit, save_circuit
+    from workbench.analyses.circuits.report import compare_circuits
+    from workbench.results.circuits import Circuit, save_circuit
 
     for name, heads in (("a", ["L0H1", "L1H2", "L1H3"]), ("b", ["L1H2", "L1H3"])):
         save_circuit(Circuit(name=name, model="tiny", task="ioi", heads=heads, n_layers=2, n_heads=4,

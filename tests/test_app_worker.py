@@ -1,4 +1,4 @@
-"""The model side of the app: workbench.probe (pattern and per-token views) against full-pattern references,
+"""The model side of the app: workbench.engine.probe (pattern and per-token views) against full-pattern references,
 and the worker process driven through workbench_app.worker_client (errors come back as messages; it keeps serving)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from workbench import api
+from workbench.core.errors import InterventionError, PromptError
+from workbench.core.prompts import PromptSet, tokenize
 from workbench.engine import hooks
-from workbench.engine.prompts import PromptSet, tokenize
-from workbench.errors import InterventionError, PromptError
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 TEXT = "The cat sat on the mat. The dog sat on the log. " * 3
 

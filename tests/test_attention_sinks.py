@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.analyses.attention_sinks import (
+from workbench.analyses.attention_sinks.report import (
+    ReportParams,
+    bos_layer_range,
+    massive_dims,
+    massive_entries,
+    secondary_sinks,
+    sink_report,
+)
+from workbench.analyses.attention_sinks.score import (
     Params,
     column_importance,
     head_summary,
@@ -14,19 +22,11 @@ from workbench.analyses.attention_sinks import (
     sink_rate,
     uniform_alpha,
 )
+from workbench.core.prompts import PromptSet, tokenize
 from workbench.engine import hooks as H
-from workbench.engine.prompts import PromptSet, tokenize
 from workbench.engine.reducers import ReducerRequest, stats_from_patterns
 from workbench.engine.residual import sink_forward, stats_from_hidden
-from workbench.models import model_info
-from workbench.sinks import (
-    ReportParams,
-    bos_layer_range,
-    massive_dims,
-    massive_entries,
-    secondary_sinks,
-    sink_report,
-)
+from workbench.models.loading import model_info
 
 # A hand-built 4-token causal pattern: rows sum to one.
 PATTERN = torch.tensor([[1.0, 0.0, 0.0, 0.0],
@@ -135,7 +135,7 @@ def test_massive_entries_find_injected_dimension():
 
 
 def test_negative_control_tiny_random_model_has_no_sinks(tiny):
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.core.natural_text import text_chunks
 
     prompts = text_chunks(tiny, 4, 64)
     rep = sink_report(tiny, prompts, ReportParams(n_prompts=4, n_tokens=64), progress=False)
@@ -158,7 +158,7 @@ def test_analysis_returns_valid_head_scores(tiny):
 
 @pytest.mark.real_model
 def test_smollm2_has_bos_sinks_and_massive_activations(smol):
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.core.natural_text import text_chunks
 
     prompts = text_chunks(smol, 2, 48)
     rep = sink_report(smol, prompts, ReportParams(n_prompts=2, n_tokens=48), progress=False)
@@ -172,8 +172,8 @@ def test_smollm2_has_bos_sinks_and_massive_activations(smol):
 
 @pytest.mark.real_model
 def test_smollm2_massive_dims_to_their_mean_keep_perplexity_zero_does_not(smol):
-    from workbench.sinks import massive_perplexity
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.analyses.attention_sinks.report import massive_perplexity
+    from workbench.core.natural_text import text_chunks
 
     rep = sink_report(smol, text_chunks(smol, 4, 64), ReportParams(n_prompts=4, n_tokens=64), progress=False)
     held_out = text_chunks(smol, 2, 96, offset=4 * 64, name="held-out")

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import results
 from workbench.batch.executors import run_plan
 from workbench.batch.plan import PlanError, load_plan, parse_plan
 from workbench.batch.report import write_report
 from workbench.batch.state import state_dir
-from workbench.errors import ModelError, WorkbenchError
+from workbench.core.errors import ModelError, WorkbenchError
+from workbench.results import runs as results
 
 PLAN = """
 name = "tiny-check"
@@ -78,7 +78,7 @@ def test_a_plan_in_bfloat16_is_other_work_and_runs_in_bfloat16(tmp_path):
     assert (table["status"] == "done").all()
     _, run = results.load_run(table["run_id"][0])
     from workbench import api
-    from workbench.models import model_info
+    from workbench.models.loading import model_info
 
     assert run.model_fingerprint == model_info(api.load_model("tiny", dtype="bfloat16")).fingerprint
     assert run.model_fingerprint != model_info(api.load_model("tiny")).fingerprint

@@ -1,4 +1,4 @@
-"""Overlap of circuits and score maps (workbench.overlap, re-exported by workbench.analyses.circuit_overlap)."""
+"""Overlap of circuits and score maps (workbench.analyses.circuits.overlap)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.circuits import Circuit
-from workbench.errors import WorkbenchError
-from workbench.overlap import (
+from workbench.analyses.circuits.overlap import (
     chance_p_value,
     difference_map,
     layer_profile,
     overlap,
     random_overlap_baseline,
 )
-from workbench.viz.circuits import circuit_overlap_map
+from workbench.analyses.circuits.views import circuit_overlap_map
+from workbench.core.errors import WorkbenchError
+from workbench.results.circuits import Circuit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,10 +151,12 @@ def test_overlap_map_figure():
 
 
 def test_analyses_module_reexports_the_torch_free_code():
-    tree = ast.parse((ROOT / "workbench/analyses/circuit_overlap.py").read_text())
+    tree = ast.parse((ROOT / "workbench/analyses/circuits/overlap.py").read_text())
     imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 for alias in node.names}
-    assert {("workbench.overlap", n) for n in ("overlap", "difference_map", "random_overlap_baseline")} <= imported
-    code = ("import sys, workbench_app.controllers, workbench.overlap, workbench.circuits, workbench.viz.circuits\n"
+    names = ("overlap", "difference_map", "random_overlap_baseline")
+    assert {("workbench.analyses.circuits.overlap", n) for n in names} <= imported
+    code = ("import sys, workbench_app.controllers, workbench.analyses.circuits.overlap, workbench.results.circuits, "
+            "workbench.analyses.circuits.views\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

@@ -1,4 +1,4 @@
-"""Circuits as TOML files (workbench.circuits): round trips, clear errors, head selection, random circuits."""
+"""Circuits as TOML files (workbench.results.circuits): round trips, clear errors, head selection, random circuits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.circuits import (
+from workbench.core.errors import WorkbenchError
+from workbench.core.heads import HeadRef, parse_heads
+from workbench.results.circuits import (
     Circuit,
     CircuitError,
     circuit_path,
@@ -19,8 +21,6 @@ from workbench.circuits import (
     save_circuit,
     select_heads,
 )
-from workbench.errors import WorkbenchError
-from workbench.heads import HeadRef, parse_heads
 
 
 def scores(values, analysis: str = "head_attribution", model: str = "m") -> pd.DataFrame:
@@ -163,7 +163,7 @@ def test_random_circuits_deterministic_and_excluding():
 
 
 def test_circuit_with_its_map_round_trips_and_a_bad_map_writes_nothing(tmp_path):
-    from workbench.circuit_files import load_with_scores, save_with_scores
+    from workbench.results.circuit_maps import load_with_scores, save_with_scores
 
     values = np.arange(144, dtype=float).reshape(12, 12)
     path = save_with_scores(make(), scores(values), tmp_path)

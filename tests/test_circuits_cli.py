@@ -7,9 +7,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from workbench.circuits import load_circuit
-from workbench.cli import app
-from workbench.errors import WorkbenchError
+from workbench.cli.main import app
+from workbench.core.errors import WorkbenchError
+from workbench.results.circuits import load_circuit
 
 
 def invoke(*args):
@@ -17,7 +17,7 @@ def invoke(*args):
 
 
 def test_committed_smollm2_circuits_load_with_their_score_maps():
-    from workbench.circuit_files import load_with_scores
+    from workbench.results.circuit_maps import load_with_scores
 
     for task in ("ioi", "colored_objects", "greater_than", "docstring"):
         circuit, scores = load_with_scores(f"smollm2-135m_{task}")
@@ -67,7 +67,7 @@ def test_parameters_of_other_methods_are_refused_not_ignored(tiny, tiny_ioi):
 
 
 def test_default_circuit_names_are_file_names():
-    from workbench.circuits import default_circuit_name
+    from workbench.results.circuits import default_circuit_name
 
     assert default_circuit_name("smollm2-135m", "ioi") == "smollm2-135m_ioi"
     assert default_circuit_name("openai-community/gpt2", "ioi") == "openai-community--gpt2_ioi"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from workbench.cli import app
+from workbench.cli.main import app
 from workbench.engine.store import ActivationStore
 
 RUN_TINY = ["run", "attention_profile", "-m", "tiny", "-p", "n_prompts=2", "-p", "n_tokens=32"]

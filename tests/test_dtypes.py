@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from workbench.engine import hooks, streaming
 from workbench.engine.reducers import ReducerRequest, stats_from_patterns
 from workbench.engine.run import stream_forward
-from workbench.models import load_model, model_fingerprint, model_info, resolve_spec
+from workbench.models.loading import load_model, model_fingerprint, model_info, resolve_spec
 
 REQUEST = ReducerRequest(row_argmax=True, column_sums=True, distance=True, key_sets={"sink": [0, 1]}, offsets=(1,))
 HALF = ("bfloat16", "float16")
@@ -106,7 +106,7 @@ def test_fingerprint_carries_the_dtype_not_the_device(half):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_one_line_naming_what_is_available():
-    from workbench.cli import app
+    from workbench.cli.main import app
 
     result = CliRunner().invoke(app, ["run", "attention_profile", "-m", "tiny", "--device", "cuda"])
     assert result.exit_code == 2

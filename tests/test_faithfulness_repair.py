@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from workbench import api
+from workbench.analyses.circuits.faithfulness import MeanAblation, faithfulness
+from workbench.analyses.circuits.repair import FinalQueryBias, _hooks, evaluate, wrong_color_positions
+from workbench.core.contrast import ContrastSet
+from workbench.core.errors import WorkbenchError
+from workbench.core.prompts import pad_batch, tokenize
 from workbench.engine import hooks as H
-from workbench.engine.prompts import pad_batch, tokenize
-from workbench.errors import WorkbenchError
-from workbench.faithfulness import MeanAblation, faithfulness
-from workbench.models import model_info
-from workbench.repair import FinalQueryBias, _hooks, evaluate, wrong_color_positions
-from workbench.tasks.contrast import ContrastSet
+from workbench.models.loading import model_info
 
 
 def test_mean_ablation_endpoints(tiny, tiny_ioi):
@@ -25,7 +25,7 @@ def test_mean_ablation_endpoints(tiny, tiny_ioi):
     f = faithfulness(tiny, cs, every[:3], n_random=4, seed=0)
     assert f["all_ablated"] == pytest.approx(ablation.metric(()), abs=1e-5)
     assert f["circuit"] == pytest.approx(ablation.metric(every[:3]), abs=1e-5)
-    from workbench.circuits import random_circuits
+    from workbench.results.circuits import random_circuits
 
     norm = [(ablation.metric(c) - f["all_ablated"]) / (f["clean"] - f["all_ablated"])
             for c in random_circuits(info.n_layers, info.n_heads, 3, 4, 0)]  # the same random circuits, by hand
@@ -90,8 +90,8 @@ def test_repair_edit_biases_only_the_last_query_towards_wrong_colors(tiny):
 
 @pytest.mark.real_model
 def test_smollm2_ioi_circuit_is_more_faithful_than_random_circuits(smol):
-    from workbench.circuits import load_circuit
-    from workbench.tasks.circuit_tasks import make_task
+    from workbench.analyses.circuits.tasks import make_task
+    from workbench.results.circuits import load_circuit
 
     circuit = load_circuit("smollm2-135m_ioi")
     f = faithfulness(smol, make_task(smol, "ioi", 8, seed=1), circuit.heads, n_random=3)
@@ -101,8 +101,8 @@ def test_smollm2_ioi_circuit_is_more_faithful_than_random_circuits(smol):
 
 @pytest.mark.real_model
 def test_smollm2_repair_search_runs_on_held_out_prompts(smol):
-    from workbench.repair import repair
-    from workbench.tasks.circuit_tasks import make_task
+    from workbench.analyses.circuits.repair import repair
+    from workbench.analyses.circuits.tasks import make_task
 
     fit, held = make_task(smol, "colored_objects", 12, seed=3).split(0.5, 0)
     result = repair(smol, fit, held, ["L15H7", "L17H4"], max_heads=1, progress=False)

@@ -12,16 +12,17 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from workbench import results, validation
 from workbench.analyses import REGISTRY
 from workbench.batch import executors
 from workbench.batch.executors import run_plan
 from workbench.batch.plan import PlanError, load_plan, parse_plan
 from workbench.batch.state import state_dir
-from workbench.cli import app
-from workbench.cli_common import OUTPUT_OPTIONS, _checked_params
-from workbench.errors import InputError, WorkbenchError
-from workbench.models import DEFAULT_MODEL
+from workbench.cli.common import OUTPUT_OPTIONS, _checked_params
+from workbench.cli.main import app
+from workbench.core import validation
+from workbench.core.errors import InputError, WorkbenchError
+from workbench.models.loading import DEFAULT_MODEL
+from workbench.results import runs as results
 
 ROOT = typer.main.get_command(app)
 
@@ -74,7 +75,8 @@ OUTPUTS = [(path, cmd, p) for path, cmd in _commands() for p in cmd.params
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """A command that gets past validation with a bad value would load a model: make that fail loudly."""
-    from workbench import api, models
+    from workbench import api
+    from workbench.models import loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded although an input was bad")
@@ -303,7 +305,7 @@ def test_explicit_results_dir_holds_runs_and_markers_and_resume_redoes_nothing(t
 def test_preplan_summary_of_no_anchors_is_a_clear_error():
     import pandas as pd
 
-    from workbench.preplan_checks import summarize_intervention
+    from workbench.analyses.preplan_anchor.checks import summarize_intervention
 
     with pytest.raises(WorkbenchError, match="No trace has an anchor"):
         summarize_intervention(pd.DataFrame(columns=["trace", "condition"]))

@@ -15,7 +15,8 @@ import pytest
 import torch
 from damage import flip_bits
 
-from workbench import model_cache, models
+from workbench.models import cache as model_cache
+from workbench.models import loading as models
 
 IDS = torch.tensor([[256, 72, 105, 33, 44]])
 
@@ -36,7 +37,7 @@ def gguf_tiny(tmp_path, monkeypatch):
     calls = Calls()  # one per conversion; set calls.seed to convert to other weights
 
     def fake_convert(spec, target):
-        from workbench.tiny_models import build_tiny
+        from workbench.models.tiny import build_tiny
 
         calls.append(target)
         hf, tok = build_tiny({**spec.tiny_config, "seed": getattr(calls, "seed", 0)})

@@ -20,12 +20,12 @@ import pytest
 import torch
 from damage import flip_bits
 
-from workbench import results
+from workbench.core.prompts import PromptSet
 from workbench.engine import hooks as H
-from workbench.engine.prompts import PromptSet
 from workbench.engine.reducers import ReducerRequest
 from workbench.engine.store import MANIFEST, ActivationStore
-from workbench.results import ResultsError, find_runs, load_run, load_summary, load_table, save_run
+from workbench.results import runs as results
+from workbench.results.runs import ResultsError, find_runs, load_run, load_summary, load_table, save_run
 
 TEXTS = ("The quick brown fox jumps over the lazy dog.", "Hi", "x y z")
 HOOKS = (H.z(0), H.pattern(1))

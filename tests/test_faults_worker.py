@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from workbench import budget, worker
-from workbench.tasks.natural_text import public_domain_text
+from workbench import worker
+from workbench.core import budget
+from workbench.core.natural_text import public_domain_text
 from workbench_app import controllers as C
 from workbench_app import requests as R
 from workbench_app.worker_client import MAX_FINISHED, WorkerBusy, WorkerClient

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench import api, results
-from workbench.analyses.head_divergence import aggregate, divergence, divergence_between, head_outputs
+from workbench import api
+from workbench.analyses.head_divergence.prompts import load_facts, prompt_set, qa_text, split
+from workbench.analyses.head_divergence.score import aggregate, divergence, divergence_between, head_outputs
+from workbench.core.errors import WorkbenchError
+from workbench.core.prompts import PromptSet
 from workbench.engine import hooks
-from workbench.engine.prompts import PromptSet
-from workbench.errors import WorkbenchError
-from workbench.models import model_info
-from workbench.tasks.counterfactual_qa import load_facts, prompt_set, qa_text, split
+from workbench.models.loading import model_info
+from workbench.results import runs as results
 
 TEXTS = ("the cat sat on the mat", "a dog ran in the park")
 
@@ -76,7 +77,7 @@ def test_counterfactual_prompts_share_their_ending():
 
 @pytest.mark.real_model
 def test_smollm2_divergence_map_and_reinforcement(smol):
-    from workbench.divergence_checks import reinforce
+    from workbench.analyses.head_divergence.checks import reinforce
 
     scores, record = api.run_analysis("head_divergence", smol, params={"top_k": 5}, progress=False)
     summary = results.load_summary(record.run_id)

@@ -10,12 +10,12 @@ import torch
 
 from workbench import api
 from workbench.analyses.attention_profile import MIN_NON_SINK
+from workbench.analyses.induction_heads.checks import induction_ablation_check
+from workbench.analyses.induction_heads.prompts import repeated_tokens
+from workbench.core.errors import InputError, PromptError
+from workbench.core.prompts import tokenize
 from workbench.engine import hooks
-from workbench.engine.prompts import tokenize
-from workbench.errors import InputError, PromptError
-from workbench.induction_checks import induction_ablation_check
-from workbench.models import model_info
-from workbench.tasks.repeated_tokens import repeated_tokens
+from workbench.models.loading import model_info
 
 
 def _patterns(model, ids: list[int]) -> torch.Tensor:
@@ -110,7 +110,7 @@ def test_ablation_check_returns_one_row_per_condition(tiny):
 def test_induction_cli_runs_the_check_and_validates_numbers():
     from typer.testing import CliRunner
 
-    from workbench.cli import app
+    from workbench.cli.main import app
 
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--device", "cpu", "--n-prompts", "2",
                                       "--half-len", "8", "--k", "2", "--seeds", "1", "--mode", "zero"])

@@ -1,4 +1,4 @@
-"""Tests for workbench.engine.intervene: each edit's effect on attention and head outputs, and metrics."""
+"""Tests for workbench.edits.intervene: each edit's effect on attention and head outputs, and metrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from workbench.engine import hooks as H
-from workbench.engine.intervene import (
+from workbench.core.errors import InterventionError, PromptError, WorkbenchError
+from workbench.core.heads import parse_heads
+from workbench.core.prompts import PromptSet, pad_batch, tokenize
+from workbench.edits.intervene import (
     AblateHead,
     AttentionEdit,
     PatchHead,
@@ -19,10 +21,8 @@ from workbench.engine.intervene import (
     intervene,
     summarize,
 )
-from workbench.engine.prompts import PromptSet, pad_batch, tokenize
-from workbench.errors import InterventionError, PromptError, WorkbenchError
-from workbench.heads import parse_heads
-from workbench.models import model_info
+from workbench.engine import hooks as H
+from workbench.models.loading import model_info
 
 TEXTS = ("The cat sat on the mat and looked around.", "Heads attend.", "A short one, then a longer one.")
 LAYER, HEAD = 1, 2
@@ -242,7 +242,7 @@ def test_unknown_metric(tiny):
 # ---- real model -------------------------------------------------------------------------------------
 @pytest.mark.real_model
 def test_ablating_layer0_heads_raises_loss_on_smollm(smol):
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.core.natural_text import text_chunks
 
     heads = ",".join(f"L0H{h}" for h in range(9))
     table = intervene(smol, text_chunks(smol, 2, 64), AblateHead(parse_heads(heads)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench import models
-from workbench.errors import ModelError
+from workbench.core.errors import ModelError
+from workbench.models import loading as models
 
 
 def test_unknown_name_lists_known_models():
@@ -41,7 +41,7 @@ def test_tiny_is_seeded_and_fingerprinted(tiny):
 
 
 def test_local_hf_directory_loads_like_the_original(tmp_path, tiny):
-    from workbench.tiny_models import build_tiny
+    from workbench.models.tiny import build_tiny
 
     hf, tok = build_tiny(models.TINY["tiny"].tiny_config)
     hf.save_pretrained(tmp_path)

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from workbench import api
-from workbench.engine import patching
+from workbench.analyses.circuits import patching
+from workbench.core.contrast import ContrastSet, flag_unchanged_answers, metric_values
+from workbench.core.errors import PromptError, WorkbenchError
+from workbench.edits.intervene import PatchHead, build_hooks, run_metric
 from workbench.engine.head_io import last_logits
-from workbench.engine.intervene import PatchHead, build_hooks, run_metric
 from workbench.engine.metrics import get_metric
-from workbench.errors import PromptError, WorkbenchError
-from workbench.models import model_info
-from workbench.tasks.contrast import ContrastSet, flag_unchanged_answers, metric_values
+from workbench.models.loading import model_info
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny_gpt2"])
@@ -31,7 +31,7 @@ def test_activation_patching_matches_patching_through_the_bridge(request, tiny_i
     assert base.m_clean == pytest.approx(clean, abs=1e-4)
     for layer, head in [(0, 1), (1, 3)]:
         edit = PatchHead(((layer, head),), cs.corrupt)
-        from workbench.engine.intervene import _normalise, _prepare
+        from workbench.edits.intervene import _normalise, _prepare
 
         edit = _normalise(edit)
         ctx = _prepare(tiny, cs.clean, [edit])
@@ -60,7 +60,7 @@ def default_float64():
 @pytest.fixture(scope="module")
 def tiny64():
     """A fresh tiny model in float64, so a finite difference checks attribution patching, not rounding."""
-    from workbench.models import load_model  # not api.load_model: that one is shared by the whole session
+    from workbench.models.loading import load_model  # not api.load_model: that one is shared by the whole session
 
     with default_float64():
         model = load_model("tiny")
@@ -155,7 +155,7 @@ def test_bad_twins_fail_or_are_flagged(tiny, tiny_ioi):
 
 @pytest.mark.real_model
 def test_multi_token_names_are_rejected_with_a_list(smol):
-    from workbench.tasks import ioi
+    from workbench.analyses.circuits.tasks import ioi
 
     with pytest.raises(PromptError, match="Bartholomew.*Xiomara|Xiomara.*Bartholomew"):
         ioi.make(smol, n=4, names=("Mary", "John", "Bartholomew", "Xiomara"))
@@ -163,7 +163,7 @@ def test_multi_token_names_are_rejected_with_a_list(smol):
 
 @pytest.mark.real_model
 def test_smollm2_tasks_have_working_twins(smol):
-    from workbench.tasks.circuit_tasks import TASKS, make_task
+    from workbench.analyses.circuits.tasks import TASKS, make_task
 
     for task in TASKS:
         cs = make_task(smol, task, n=6, seed=1)
@@ -176,7 +176,7 @@ def test_smollm2_tasks_have_working_twins(smol):
 
 @pytest.mark.real_model
 def test_smollm2_ioi_late_heads_carry_the_effect_and_attribution_tracks_them(smol):
-    from workbench.tasks.circuit_tasks import make_task
+    from workbench.analyses.circuits.tasks import make_task
 
     cs = make_task(smol, "ioi", n=8)
     base = patching.baseline(smol, cs)

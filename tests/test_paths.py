@@ -1,4 +1,4 @@
-"""workbench.paths: default dirs under the user's dirs, env overrides, --home, shipped data, circuit lookup."""
+"""workbench.core.paths: default dirs under the user's dirs, env overrides, --home, shipped data, circuit lookup."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from workbench import paths
-from workbench.circuits import list_circuits, load_circuit, save_circuit
+from workbench.core import paths
+from workbench.results.circuits import list_circuits, load_circuit, save_circuit
 
 
 def test_defaults_are_user_dirs_and_env_overrides(monkeypatch, tmp_path):
@@ -24,7 +24,7 @@ def test_defaults_are_user_dirs_and_env_overrides(monkeypatch, tmp_path):
 
 
 def test_home_option_moves_every_writable_dir(monkeypatch, tmp_path):
-    from workbench.cli import app
+    from workbench.cli.main import app
 
     for name in paths._HOME_DIRS:
         monkeypatch.setenv(name, "/elsewhere")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import api, results
-from workbench.analyses.preplan_anchor import (
+from workbench import api
+from workbench.analyses.preplan_anchor.score import (
     REQUEST_GLOBAL,
     anchor_tokens,
     coupling_rate,
@@ -20,7 +20,8 @@ from workbench.analyses.preplan_anchor import (
 )
 from workbench.engine.reducers import stats_from_patterns
 from workbench.engine.run import stream_forward
-from workbench.models import model_info
+from workbench.models.loading import model_info
+from workbench.results import runs as results
 
 # One layer, two heads, four tokens. Head 0 looks back a lot, head 1 stays on the diagonal.
 PATTERN = torch.tensor([[[[1.0, 0, 0, 0], [1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.7, 0.1, 0.1, 0.1]],
@@ -103,8 +104,8 @@ def test_analysis_runs_end_to_end_on_tiny(tiny):
 
 @pytest.mark.real_model
 def test_smollm2_traces_marks_and_anchor_intervention(smol):
-    from workbench.preplan_checks import anchor_intervention
-    from workbench.tasks.reasoning import generate_traces, problem_prompts
+    from workbench.analyses.preplan_anchor.checks import anchor_intervention
+    from workbench.analyses.preplan_anchor.prompts import generate_traces, problem_prompts
 
     params = {"n_problems": 2, "max_new_tokens": 40, "n_shuffles": 100}
     scores, record = api.run_analysis("preplan_anchor", smol, params=params, progress=False)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from workbench.core.errors import PromptError
+from workbench.core.prompts import pad_batch
 from workbench.engine import hooks, streaming
-from workbench.engine.prompts import pad_batch
 from workbench.engine.reducers import ReducerRequest, stats_from_patterns
 from workbench.engine.run import stream_forward
-from workbench.errors import PromptError
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 FULL = ReducerRequest(row_argmax=True, column_sums=True, distance=True, key_sets={"sink": [0, 1], "mid": [5]},
                       offsets=(1, 2), entropy=True)

@@ -1,4 +1,4 @@
-"""Tests for workbench.results: head scores validation, run storage and the DuckDB catalog."""
+"""Tests for workbench.results.runs: head scores validation, run storage and the DuckDB catalog."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import results
-from workbench.results import (
+from workbench.results import runs as results
+from workbench.results.runs import (
     ResultsError,
     RunRecord,
     collect_provenance,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.analyses.retrieval_heads import (
+from workbench.analyses.retrieval_heads.checks import kv_bytes, kv_ranking
+from workbench.analyses.retrieval_heads.prompts import Needle, niah_prompts
+from workbench.analyses.retrieval_heads.score import (
     Params,
     aggregate,
     copy_paste_events,
@@ -13,18 +15,16 @@ from workbench.analyses.retrieval_heads import (
     rouge1_recall,
     score_trials,
 )
+from workbench.core.errors import InterventionError, PromptError
+from workbench.core.heads import parse_heads
+from workbench.core.prompts import PromptSet
+from workbench.edits.intervene import UniformAttention, build_hooks
+from workbench.edits.stream import StreamingWindow, UniformHeads, editing
 from workbench.engine import hooks
 from workbench.engine.decode import greedy_generate
-from workbench.engine.intervene import UniformAttention, build_hooks
-from workbench.engine.prompts import PromptSet
 from workbench.engine.reducers import ReducerRequest
 from workbench.engine.run import stream_forward
-from workbench.engine.stream_edits import StreamingWindow, UniformHeads, editing
-from workbench.errors import InterventionError, PromptError
-from workbench.heads import parse_heads
-from workbench.models import model_info
-from workbench.retrieval_checks import kv_bytes, kv_ranking
-from workbench.tasks.niah import Needle, niah_prompts
+from workbench.models.loading import model_info
 
 
 def _ids(model, text: str) -> torch.Tensor:
@@ -118,7 +118,7 @@ def _window_hook(heads, sink, recent):
 def test_stream_window_equals_masked_bridge_and_decoding(tiny, monkeypatch):
     from transformers import DynamicCache
 
-    from workbench.engine import stream_edits
+    from workbench.edits import stream as stream_edits
 
     monkeypatch.setattr(stream_edits, "ROWS_PER_BLOCK", 5)  # several row blocks, each with its own key band
     ids = _ids(tiny, "a streaming window keeps sink tokens and a recent band of keys")
@@ -187,7 +187,7 @@ def test_trials_with_lost_answers_are_skipped_and_counted(tiny, monkeypatch):
     lost = PromptSet(name="lost", texts=(ps.texts[0],) * 2, metadata=(meta[0], {**meta[0], "answer": "zqxj vvkw"}))
     with pytest.raises(PromptError, match="No trial was answered correctly"):
         score_trials(tiny, lost, Params(max_new_tokens=4), progress=False)  # random model: never right
-    from workbench.analyses import retrieval_heads
+    from workbench.analyses.retrieval_heads import score as retrieval_heads
 
     monkeypatch.setattr(retrieval_heads, "rouge1_recall", lambda response, answer: 1.0)  # count every answer
     scores, trials = score_trials(tiny, lost, Params(max_new_tokens=4), progress=False, resume=False)
@@ -221,8 +221,8 @@ def test_niah_prompts_fit_and_hold_the_needle(tiny):
 # ---- SmolLM2 (short contexts) --------------------------------------------------------------------
 @pytest.mark.real_model
 def test_smollm2_scores_through_reducers_equal_full_patterns(smol):
-    from workbench.analyses.retrieval_heads import locate_answer
-    from workbench.engine.prompts import tokenize
+    from workbench.analyses.retrieval_heads.score import locate_answer
+    from workbench.core.prompts import tokenize
 
     ps = niah_prompts(smol, lengths=(300,), depths=(50.0,), fmt="chat", max_new_tokens=20)
     ids = tokenize(smol, ps)[0]
@@ -234,7 +234,7 @@ def test_smollm2_scores_through_reducers_equal_full_patterns(smol):
 
 @pytest.mark.real_model
 def test_smollm2_retrieval_heads_and_causal_check(smol):
-    from workbench.retrieval_checks import mask_check
+    from workbench.analyses.retrieval_heads.checks import mask_check
 
     params = Params(lengths="300", n_depths=1, max_new_tokens=20)
     ps = niah_prompts(smol, lengths=(300,), depths=(50.0,), fmt="chat", max_new_tokens=20)
@@ -249,7 +249,7 @@ def test_smollm2_retrieval_heads_and_causal_check(smol):
 def test_cli_reports_a_clear_error_when_no_trial_is_right(tiny):
     from typer.testing import CliRunner
 
-    from workbench.cli import app
+    from workbench.cli.main import app
 
     result = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--format", "paper", "--lengths", "300",
                                       "--depths", "1", "--max-new-tokens", "4"])

@@ -9,15 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.analyses.retrieval_heads import Params, _stream_keys, copy_paste_events, locate_answer, score_trials
+from workbench.analyses.retrieval_heads.prompts import niah_prompts
+from workbench.analyses.retrieval_heads.score import (
+    Params,
+    _stream_keys,
+    copy_paste_events,
+    locate_answer,
+    score_trials,
+)
+from workbench.analyses.retrieval_heads.trials import estimate_seconds, format_duration, log_dir
+from workbench.core.prompts import tokenize
 from workbench.engine import streaming
 from workbench.engine.decode import greedy_generate
-from workbench.engine.prompts import tokenize
 from workbench.engine.reducers import ReducerRequest
 from workbench.engine.run import stream_forward
-from workbench.models import model_info
-from workbench.retrieval_trials import estimate_seconds, format_duration, log_dir
-from workbench.tasks.niah import niah_prompts
+from workbench.models.loading import model_info
 
 PARAMS = Params(lengths="300", n_depths=3, fmt="paper", max_new_tokens=5, only_correct=False)
 
@@ -109,7 +115,7 @@ _TIMES = ["prefill_s", "decode_s"]
 @pytest.fixture
 def wide_spans(monkeypatch):
     """The whole prompt as the answer span: the random model copies repeated bytes, so events do occur."""
-    from workbench.analyses import retrieval_heads
+    from workbench.analyses.retrieval_heads import score as retrieval_heads
 
     monkeypatch.setattr(retrieval_heads, "locate_answer", lambda tok, ids, answer, overlap: (0, len(ids)))
 
@@ -169,9 +175,9 @@ def test_estimate_from_the_first_trial():
 
 _KILLED_CHILD = """
 import os, signal, sys
-from workbench.analyses.retrieval_heads import Params, score_trials
-from workbench.models import load_model
-from workbench.tasks.niah import niah_prompts
+from workbench.analyses.retrieval_heads.score import Params, score_trials
+from workbench.models.loading import load_model
+from workbench.analyses.retrieval_heads.prompts import niah_prompts
 
 tiny = load_model("tiny")
 trials = niah_prompts(tiny, lengths=(300,), depths=(0.0, 50.0, 100.0), fmt="paper", max_new_tokens=5)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from workbench import api
-from workbench.analyses.sae_circuits import head_outputs
+from workbench.analyses.circuits.sae.analysis import head_outputs
+from workbench.core.prompts import pad_batch, tokenize
 from workbench.engine import hooks as H
-from workbench.engine.prompts import pad_batch, tokenize
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny_gpt2"])  # GPT-2: Conv1D W_O, the reference circuits' model
@@ -45,7 +45,7 @@ def test_smollm2_ioi_sae_scores_are_evaluated_against_the_patching_circuit(smol)
     scores, _ = api.run_analysis("sae_circuits", smol, params=params, save=False, progress=False)
     s = scores.attrs["summary"]
     assert s["reference"] == "smollm2-135m_ioi" and scores["in_reference"].sum() == 14
-    from workbench.sae import roc_auc
+    from workbench.analyses.circuits.sae import roc_auc
 
     mask = scores["in_reference"].to_numpy()
     assert s["sae"]["roc_auc"] == pytest.approx(roc_auc(scores["raw_score"].to_numpy(), mask))
@@ -56,7 +56,7 @@ def test_smollm2_ioi_sae_scores_are_evaluated_against_the_patching_circuit(smol)
 
 
 def test_default_reference_finds_the_published_gpt2_circuits():
-    from workbench.analyses.sae_circuits import default_reference
+    from workbench.analyses.circuits.sae.analysis import default_reference
 
     assert default_reference("openai-community/gpt2", "ioi") == "gpt2-small_ioi"
     assert default_reference("openai-community/gpt2", "greater_than") == "gpt2-small_greater_than"

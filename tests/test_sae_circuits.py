@@ -1,4 +1,4 @@
-"""SAE circuit discovery (workbench.sae): a planted-head synthetic case, determinism, hand-built scores, bad input."""
+"""SAE circuit discovery (analyses/circuits/sae): a planted-head case, determinism, hand-built scores, bad input."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.sae import (
+from workbench.analyses.circuits.sae import (
     KMeansCodebook,
     SAECircuitFinder,
     SAECodebook,
@@ -18,6 +17,7 @@ from workbench.sae import (
     roc_auc,
     train_sae,
 )
+from workbench.core.errors import WorkbenchError
 
 L, H, D, N = 4, 3, 8, 10
 PLANTED = (2, 1)

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
+from workbench.core.errors import InterventionError
+from workbench.core.prompts import PromptSet, pad_batch, tokenize
+from workbench.edits.intervene import AttentionEdit
+from workbench.edits.sinks import MassiveDimEdit, SinkCalibration, edit_hooks, run_edits
 from workbench.engine import hooks as H
-from workbench.engine.intervene import AttentionEdit
 from workbench.engine.metrics import get_metric
-from workbench.engine.prompts import PromptSet, pad_batch, tokenize
-from workbench.engine.sink_edits import MassiveDimEdit, SinkCalibration, edit_hooks, run_edits
-from workbench.errors import InterventionError
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 TEXTS = ("The cat sat on the mat and looked around.", "Heads attend to sinks.")
 LAYER, HEAD = 1, 2
@@ -100,7 +100,7 @@ def test_massive_dim_mean_is_per_token(tiny):
 def test_massive_edits_carry_per_token_means():
     import pandas as pd
 
-    from workbench.sinks import massive_dims, massive_edits
+    from workbench.analyses.attention_sinks.report import massive_dims, massive_edits
 
     table = pd.DataFrame({"prompt": 0, "layer": [3, 3, 3, 4], "pos": [0, 5, 9, 0], "dim": 7,
                           "value": [100.0, 40.0, 60.0, 90.0], "median_abs": 1.0, "ratio": 50.0,

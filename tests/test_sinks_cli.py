@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from workbench.cli import app
-from workbench.tasks.multiple_choice import LETTERS, load_items, mc_prompts
+from workbench.analyses.attention_sinks.prompts import LETTERS, load_items, mc_prompts
+from workbench.cli.main import app
 
 
 def invoke(*args):
@@ -40,11 +40,11 @@ def test_edit_command_rejects_unknown_kind_and_missing_heads():
 
 @pytest.mark.real_model
 def test_act_search_runs_on_smollm2(smol):
-    from workbench.act_search import SearchParams, act_search
+    from workbench.analyses.attention_sinks.act_search import SearchParams, act_search
 
     cal = mc_prompts("calibration")
     held = mc_prompts("heldout")
-    from workbench.engine.prompts import PromptSet
+    from workbench.core.prompts import PromptSet
 
     cal = PromptSet(name="fl-cal-8", texts=cal.texts[:8], metadata=cal.metadata[:8], prepend_bos=False)
     held = PromptSet(name="fl-held-8", texts=held.texts[:8], metadata=held.metadata[:8], prepend_bos=False)

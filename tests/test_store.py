@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from workbench.core.errors import HookError, PromptError
+from workbench.core.prompts import PromptSet, single_token_id, tokenize
 from workbench.engine import hooks as H
-from workbench.engine.prompts import PromptSet, single_token_id, tokenize
 from workbench.engine.reducers import ReducerRequest
 from workbench.engine.store import MANIFEST, ActivationStore
-from workbench.errors import HookError, PromptError
 
 REPO = Path(__file__).resolve().parents[1]
 # Different lengths, so batches of two are right-padded.
@@ -178,9 +178,9 @@ def test_deleted_file_is_recomputed(tiny):
 # ---- concurrent writers -----------------------------------------------------------------------------
 WRITER = """
 import json, sys
-from workbench.engine.prompts import PromptSet
+from workbench.core.prompts import PromptSet
 from workbench.engine.store import ActivationStore
-from workbench.models import load_model
+from workbench.models.loading import load_model
 texts, hooks = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 acts = ActivationStore().ensure(load_model("tiny"), PromptSet.from_texts("store-test", texts), hooks,
                                 batch_size=2, progress=False)

@@ -23,9 +23,9 @@ CHECK = """
 import json, sys
 import workbench, workbench_app.controllers
 import workbench.api as wb
-from workbench.paths import SOURCE_ROOT
-from workbench.tasks.multiple_choice import load_items
-from workbench.tasks.counterfactual_qa import load_facts
+from workbench.core.paths import SOURCE_ROOT
+from workbench.analyses.attention_sinks.prompts import load_items
+from workbench.analyses.head_divergence.prompts import load_facts
 circuit, score_map = wb.load_circuit("smollm2-135m_ioi")  # the TOML and its shipped .scores.parquet
 print(json.dumps({"workbench": workbench.__file__, "app": workbench_app.controllers.__file__,
                   "source_root": str(SOURCE_ROOT), "circuit_heads": len(circuit.heads), "map_rows": len(score_map),

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import results
-from workbench.engine.intervene import (
+from workbench.core.prompts import PromptSet
+from workbench.edits.intervene import (
     AblateHead,
     AttentionEdit,
     PatchHead,
@@ -22,8 +22,8 @@ from workbench.engine.intervene import (
     UniformAttention,
     summarize,
 )
-from workbench.engine.prompts import PromptSet
-from workbench.models import DEFAULT_MODEL
+from workbench.models.loading import DEFAULT_MODEL
+from workbench.results import runs as results
 
 __all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
            "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
@@ -37,8 +37,8 @@ _MODELS: dict[str, Any] = {}
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
     """A TransformerBridge for `name` on `device` (auto | cpu | cuda | cuda:N | mps | map) in `dtype`
     (float32 | bfloat16 | float16), loaded once per process for each (name, device, dtype)."""
-    from workbench import models
     from workbench.engine.devices import resolve_device, resolve_dtype
+    from workbench.models import loading as models
 
     resolve_dtype(dtype)
     key = (models.resolve_spec(name).name, resolve_device(device), dtype)
@@ -53,7 +53,7 @@ def _as_model(model):
 
 def list_models() -> pd.DataFrame:
     """Bundled and test models with their architecture and offline availability."""
-    from workbench import models
+    from workbench.models import loading as models
 
     return pd.DataFrame([models.describe(s) for s in [*models.BUNDLED.values(), *models.TINY.values()]])
 
@@ -72,7 +72,7 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
 
     from workbench.analyses import get_analysis
     from workbench.analyses.base import AnalysisOutput
-    from workbench.models import model_info
+    from workbench.models.loading import model_info
 
     spec = get_analysis(analysis)
     model = _as_model(model)
@@ -97,15 +97,15 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
 
 
 def intervene(model, prompts: PromptSet, edits, metric: str = "loss", *, batch_size: int = 8) -> pd.DataFrame:
-    """Before/after table of `metric` per prompt under `edits` (see workbench.engine.intervene)."""
-    from workbench.engine.intervene import intervene as _intervene
+    """Before/after table of `metric` per prompt under `edits` (see workbench.edits.intervene)."""
+    from workbench.edits.intervene import intervene as _intervene
 
     return _intervene(_as_model(model), prompts, edits, metric, batch_size=batch_size)
 
 
 def text_prompts(model=DEFAULT_MODEL, n_prompts: int = 4, n_tokens: int = 256) -> PromptSet:
     """Natural-text prompts: windows of Python's bundled documentation (public domain, offline)."""
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.core.natural_text import text_chunks
 
     return text_chunks(_as_model(model), n_prompts, n_tokens)
 
@@ -144,15 +144,15 @@ def find_results(analysis: str | None = None, model: str | None = None, prompt_s
 
 def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict:
     """Tokens + attention pattern of head L{layer}H{head} on `text` (BOS + last window if long)."""
-    from workbench import probe
+    from workbench.engine import probe
 
     return probe.head_pattern(_as_model(model), text, layer, head, max_tokens=max_tokens)
 
 
 def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, head: str | None = None,
                  max_tokens: int = 2048) -> dict:
-    """Per-token sink score, BOS mass, WAAD and FAI traces with preplan/anchor marks (workbench.probe)."""
-    from workbench import probe
+    """Per-token sink score, BOS mass, WAAD and FAI traces with preplan/anchor marks (workbench.engine.probe)."""
+    from workbench.engine import probe
 
     return probe.token_traces(_as_model(model), text, window=window, quantile=quantile, head=head,
                               max_tokens=max_tokens)
@@ -166,40 +166,40 @@ def retrieval_scores(model, prompts: PromptSet | None = None, params: Any = None
 
 
 def retrieval_mask_check(model, prompts: PromptSet, scores: pd.DataFrame, **kwargs):
-    """NIAH accuracy with the top-k retrieval heads vs k random heads made uniform (workbench.retrieval_checks)."""
-    from workbench.retrieval_checks import mask_check
+    """NIAH accuracy with the top-k retrieval heads vs k random heads made uniform (retrieval_heads.checks)."""
+    from workbench.analyses.retrieval_heads.checks import mask_check
 
     return mask_check(_as_model(model), prompts, scores, **kwargs)
 
 
 def retrieval_budget_check(model, prompts: PromptSet, scores: pd.DataFrame, **kwargs):
-    """DuoAttention-style KV budget: retrieval-chosen vs random full KV heads (workbench.retrieval_checks)."""
-    from workbench.retrieval_checks import budget_check
+    """DuoAttention-style KV budget: retrieval-chosen vs random full KV heads (retrieval_heads.checks)."""
+    from workbench.analyses.retrieval_heads.checks import budget_check
 
     return budget_check(_as_model(model), prompts, scores, **kwargs)
 
 
 def repeated_tokens(model=DEFAULT_MODEL, n_prompts: int = 8, half_len: int = 64, seed: int = 0) -> PromptSet:
-    """`[BOS] + r + r` with r = half_len random non-special token ids, seeded (workbench.tasks.repeated_tokens)."""
-    from workbench.tasks.repeated_tokens import repeated_tokens as build
+    """`[BOS] + r + r` with r = half_len random non-special token ids, seeded (induction_heads.prompts)."""
+    from workbench.analyses.induction_heads.prompts import repeated_tokens as build
 
     return build(_as_model(model), n_prompts, half_len, seed)
 
 
 def induction_ablation_check(model, prompts: PromptSet | None = None, scores: pd.DataFrame | None = None,
                              **kwargs) -> pd.DataFrame:
-    """Repeated-half loss with the top-k induction heads vs k random heads ablated (workbench.induction_checks)."""
-    from workbench.induction_checks import induction_ablation_check as check
+    """Repeated-half loss with the top-k induction heads vs k random heads ablated (induction_heads.checks)."""
+    from workbench.analyses.induction_heads.checks import induction_ablation_check as check
 
     return check(_as_model(model), prompts, scores, **kwargs)
 
 
 def sink_report(model, prompts: PromptSet | None = None, *, n_prompts: int = 16, n_tokens: int = 64,
                 progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Attention-sink tables (heads, layers, hidden/secondary sinks, tokens, massive activations; workbench.sinks)."""
-    from workbench.sinks import ReportParams
-    from workbench.sinks import sink_report as _report
-    from workbench.tasks.natural_text import text_chunks
+    """Attention-sink tables (heads, layers, hidden/secondary sinks, tokens, massive activations)."""
+    from workbench.analyses.attention_sinks.report import ReportParams
+    from workbench.analyses.attention_sinks.report import sink_report as _report
+    from workbench.core.natural_text import text_chunks
 
     model = _as_model(model)
     prompts = prompts if prompts is not None else text_chunks(model, n_prompts, n_tokens)
@@ -208,9 +208,9 @@ def sink_report(model, prompts: PromptSet | None = None, *, n_prompts: int = 16,
 
 def act_search(model, calibration: PromptSet | None = None, heldout: PromptSet | None = None, **params):
     """ACT head search (greedy β-calibration of hidden sinks) on the shipped multiple-choice set by default."""
-    from workbench.act_search import SearchParams
-    from workbench.act_search import act_search as _search
-    from workbench.tasks.multiple_choice import mc_prompts
+    from workbench.analyses.attention_sinks.act_search import SearchParams
+    from workbench.analyses.attention_sinks.act_search import act_search as _search
+    from workbench.analyses.attention_sinks.prompts import mc_prompts
 
     return _search(_as_model(model), calibration or mc_prompts("calibration"), heldout or mc_prompts("heldout"),
                    SearchParams(**params))
@@ -219,40 +219,40 @@ def act_search(model, calibration: PromptSet | None = None, heldout: PromptSet |
 # ---- circuits ------------------------------------------------------------------------------------------
 def contrast_task(model, task: str = "ioi", n: int = 50, seed: int = 0):
     """A contrast set (clean prompts + corrupted twins): ioi, colored_objects, greater_than or docstring."""
-    from workbench.tasks.circuit_tasks import make_task
+    from workbench.analyses.circuits.tasks import make_task
 
     return make_task(_as_model(model), task, n, seed)
 
 
 def load_circuit(name: str, directory=None):
     """A saved circuit (circuits/<name>.toml) and its score map (None if saved without one)."""
-    from workbench.circuit_files import load_with_scores
+    from workbench.results.circuit_maps import load_with_scores
 
     return load_with_scores(name, directory)
 
 
 def list_circuits(directory=None) -> pd.DataFrame:
-    from workbench.circuits import list_circuits as _list
+    from workbench.results.circuits import list_circuits as _list
 
     return _list(directory)
 
 
 def circuit_overlap(a, b, **kwargs) -> dict:
-    """Shared heads, Jaccard, overlap coefficient, Spearman of score maps (workbench.overlap.overlap)."""
-    from workbench.overlap import overlap
+    """Shared heads, Jaccard, overlap coefficient, Spearman of score maps (analyses.circuits.overlap)."""
+    from workbench.analyses.circuits.overlap import overlap
 
     return overlap(a, b, **kwargs)
 
 
 def circuit_faithfulness(model, contrast, heads, *, n_random: int = 10, seed: int = 0) -> dict:
     """Share of the clean metric a circuit keeps with every other head mean-ablated, vs random circuits."""
-    from workbench.faithfulness import faithfulness
+    from workbench.analyses.circuits.faithfulness import faithfulness
 
     return faithfulness(_as_model(model), contrast, heads, n_random=n_random, seed=seed)
 
 
 def plot_circuit_overlap(a, b, names=("A", "B")):
     """Layer × head map of two circuits: only A, only B, both."""
-    from workbench.viz.circuits import circuit_overlap_map
+    from workbench.analyses.circuits.views import circuit_overlap_map
 
     return circuit_overlap_map(a.n_layers, a.n_heads, a.heads, b.heads, names=names)

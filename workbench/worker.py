@@ -6,7 +6,7 @@ lines `{"id", "event": "started" | "progress" | "done" | "error", "message", "re
 prints (tqdm bars, warnings) goes to stderr. A reader thread drains stdin at once into a queue of at most
 `MAX_QUEUED` requests (a request beyond that gets a "busy" error straight away), so the app's writes never
 wait on a running job; requests run one at a time, in order. Every request is checked against the work
-budget (workbench.budget) before it runs.
+budget (workbench.core.budget) before it runs.
 
 Ops: load, head_pattern, token_traces, intervene, run_analysis. Errors the user can fix
 (WorkbenchError) come back as `error` events with the message; the worker keeps serving.
@@ -27,9 +27,9 @@ import time
 import traceback
 from typing import Any, Callable
 
-from workbench import budget
-from workbench.errors import WorkbenchError
-from workbench.models import DEFAULT_MODEL
+from workbench.core import budget
+from workbench.core.errors import WorkbenchError
+from workbench.models.loading import DEFAULT_MODEL
 
 MAX_QUEUED = 32
 BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. Wait for them to finish, "
@@ -92,7 +92,7 @@ class Worker:
 
         from workbench import api
         from workbench.analyses import get_analysis
-        from workbench.models import model_info
+        from workbench.models.loading import model_info
 
         info = model_info(self.model)
         analyses = api.list_analyses().to_dict("records")
@@ -105,7 +105,7 @@ class Worker:
 
     def op_head_pattern(self, job_id: str, text: str, head: str, max_tokens: int = 256) -> dict:
         from workbench import api
-        from workbench.heads import HeadRef
+        from workbench.core.heads import HeadRef
 
         ref = HeadRef.parse(_text(head, "head", 20))
         self.progress(job_id, f"running {self.model_name} on the prompt for {ref}")
@@ -127,11 +127,11 @@ class Worker:
                      keys: str = "0", texts: list[str] | None = None, n_prompts: int = 4, n_tokens: int = 64,
                      patch_texts: list[str] | None = None) -> dict:
         from workbench import api
-        from workbench.engine.intervene import summarize
-        from workbench.engine.prompts import tokenize
-        from workbench.heads import parse_heads
-        from workbench.models import model_info
-        from workbench.tasks.natural_text import text_chunks
+        from workbench.core.heads import parse_heads
+        from workbench.core.natural_text import text_chunks
+        from workbench.core.prompts import tokenize
+        from workbench.edits.intervene import summarize
+        from workbench.models.loading import model_info
 
         refs = parse_heads(_text(heads, "heads", 2000))
         texts, patch_texts = _texts(texts, "texts"), _texts(patch_texts, "patch_texts")
@@ -202,7 +202,7 @@ def check_params(params: Any) -> dict[str, str]:
         out[key] = _text(str(value), f"parameter {key}", 200)
     budget.refuse_paths(out)
     if out.get("reference"):
-        from workbench.circuits import list_circuits
+        from workbench.results.circuits import list_circuits
 
         names = set(list_circuits()["name"])
         if out["reference"] not in names:
@@ -214,7 +214,7 @@ def check_params(params: Any) -> dict[str, str]:
 def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural, model):
     """An edit dataclass from the app's plain fields."""
     from workbench import api
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.core.natural_text import text_chunks
 
     if kind not in EDIT_KINDS:
         raise WorkbenchError(f"Unknown edit {kind!r}; choose one of {', '.join(EDIT_KINDS)}.")

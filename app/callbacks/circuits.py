@@ -26,7 +26,7 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.CC_A, "value"), Input(ids.CC_B, "value"), prevent_initial_call="initial_duplicate")
     @guarded
     def show(a, b):
-        from workbench.circuit_report import compare_circuits
+        from workbench.analyses.circuits.report import compare_circuits
 
         saved = controllers.circuit_table(ctx.circuits_dir)
         a, b = controllers.circuit_name(a, saved, "A"), controllers.circuit_name(b, saved, "B")

@@ -9,7 +9,7 @@ import traceback
 from dash import callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 from workbench_app.pages.common import alert
 
 log = logging.getLogger("workbench.app")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.heads import HeadRef
+from workbench.core.heads import HeadRef
 from workbench.viz import heads as viz
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import done_line, guarded, progress_line

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.errors import WorkbenchError
-from workbench.heads import HeadRef
+from workbench.core.errors import WorkbenchError
+from workbench.core.heads import HeadRef
 from workbench.viz import heads as viz
 from workbench.viz.interventions import before_after_figure
 from workbench_app import controllers, ids

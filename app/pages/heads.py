@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from workbench.heads import HeadRef
+from workbench.core.heads import HeadRef
 from workbench.viz import heads as viz
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext

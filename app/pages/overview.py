@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pandas as pd
 from dash import dcc, html
 
-from workbench.budget import BUDGET_TEXT
+from workbench.core.budget import BUDGET_TEXT
 from workbench_app import ids
 from workbench_app.context import AppContext
 from workbench_app.pages.common import card, field, job_slots, page, table

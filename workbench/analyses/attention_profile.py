@@ -27,7 +27,7 @@ import torch
 
 from workbench.analyses.base import AnalysisSpec
 from workbench.engine.reducers import AttentionStats, ReducerRequest
-from workbench.results import head_label
+from workbench.results.runs import head_label
 
 MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
 COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max_attention", "prev_token")
@@ -80,7 +80,7 @@ def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
     from workbench.engine.store import ActivationStore
-    from workbench.models import model_info
+    from workbench.models.loading import model_info
 
     info = model_info(model)
     request = ReducerRequest(row_argmax=True, column_sums=False, distance=True, key_sets={"bos": [0]},
@@ -102,7 +102,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
 
 
 def default_prompts(model, params: Params):
-    from workbench.tasks.natural_text import text_chunks
+    from workbench.core.natural_text import text_chunks
 
     return text_chunks(model, params.n_prompts, params.n_tokens)
 

@@ -1,22 +1,103 @@
-"""What every analysis declares: a name, its Params type, default prompts, and a run function."""
+"""The Analysis contract: typed frozen Params, default prompts, `run -> Result`, named checks -> Result, views.
+
+A spec is torch-free: the registry, the CLI, batch plans and the app read specs without importing model code.
+`default_prompts`, `run`, each check's `run` and `views` may be given as "module:function" strings, imported on
+first use (see `resolve`).
+
+    run(model, prompts, params, *, progress) -> Result                 the analysis itself
+    check.run(model, params, *, scores, progress) -> Result            a causal check of a run's HeadScores
+    views(result) -> dict[str, plotly Figure]                          figures of a Result
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pandas as pd
 
+PER_PROMPT_COLUMNS = ("prompt", "layer", "head", "metric", "value")
+
 
 @dataclass
-class AnalysisOutput:
-    """What an analysis may return instead of bare HeadScores: extra tables and a JSON summary."""
+class Result:
+    """What a run or a check returns, and what the catalog stores.
 
+    scores: HeadScores (one row per head; None for a check without per-head values); tables: named extra
+    tables; summary: JSON-able headline numbers; per_prompt: tidy per-prompt (per-trial) head values with
+    PER_PROMPT_COLUMNS, from which confidence intervals are computed without re-running the model;
+    kind: "run", or the check's name; record: the RunRecord once saved."""
+
+    analysis: str
+    scores: pd.DataFrame | None = None
+    tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    per_prompt: pd.DataFrame | None = None
+    kind: str = "run"
+    record: Any = None
+
+
+# Kept while analyses move to Result: an analysis may still return bare HeadScores or an AnalysisOutput.
+@dataclass
+class AnalysisOutput:
     scores: pd.DataFrame
     tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def resolve(ref: str | Callable) -> Callable:
+    """A callable, or the one a "package.module:function" string names (imported now)."""
+    if callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def as_result(name: str, output: Any, kind: str = "run") -> Result:
+    """Any run's return value as a Result (bare HeadScores and AnalysisOutput are wrapped)."""
+    if isinstance(output, Result):
+        return output
+    if isinstance(output, AnalysisOutput):
+        return Result(name, output.scores, dict(output.tables), dict(output.summary), kind=kind)
+    if isinstance(output, pd.DataFrame):
+        return Result(name, output, kind=kind)
+    raise TypeError(f"{name}: run returned {type(output).__name__}; return a Result.")
+
+
+def make_params(owner: str, params_type: type, overrides: dict[str, Any] | None = None):
+    """Params from string/typed overrides: unknown names, wrong types (16.5 for an int, a list) and numbers
+    out of range (workbench.core.validation) fail with one clear line."""
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.validation import coerce_param
+
+    if overrides is not None and not isinstance(overrides, dict):
+        raise WorkbenchError(f"{owner}: parameters must be a table of name = value; got {overrides!r}.")
+    overrides = dict(overrides or {})
+    known = {f.name: f for f in dataclasses.fields(params_type)}
+    unknown = sorted(set(overrides) - set(known), key=str)
+    if unknown:
+        raise WorkbenchError(f"{owner} has no parameter {', '.join(map(str, unknown))}; "
+                             f"its parameters are {', '.join(known)}.")
+    hints = typing.get_type_hints(params_type)
+    typed = {key: coerce_param(owner, key, value, hints[key]) for key, value in overrides.items()}
+    return params_type(**typed)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A named causal check of an analysis: its own Params, and a run that reads the analysis's HeadScores."""
+
+    name: str
+    summary: str
+    params_type: type
+    run: str | Callable  # (model, params, *, scores: pd.DataFrame | None, progress: bool) -> Result
+    needs_scores: bool = True  # True: checks a saved run of the analysis (the latest, unless one is named)
+
+    def make_params(self, overrides: dict[str, Any] | None = None):
+        return make_params(self.name, self.params_type, overrides)
 
 
 @dataclass(frozen=True)
@@ -24,23 +105,19 @@ class AnalysisSpec:
     name: str
     summary: str
     params_type: type
-    default_prompts: Callable[[Any, Any], Any]  # (model, params) -> PromptSet
-    run: Callable[..., "pd.DataFrame | AnalysisOutput"]  # (model, prompts, params, *, progress)
+    default_prompts: str | Callable  # (model, params) -> PromptSet
+    run: str | Callable  # (model, prompts, params, *, progress) -> Result
+    checks: tuple[CheckSpec, ...] = ()
+    views: str | Callable | None = None  # (Result) -> dict[str, Figure]
 
     def make_params(self, overrides: dict[str, Any] | None = None):
-        """Params from string/typed overrides: unknown names, wrong types (16.5 for an int, a list) and numbers
-        out of range (workbench.validation) fail with one clear line."""
-        from workbench.errors import WorkbenchError
-        from workbench.validation import coerce_param
+        return make_params(self.name, self.params_type, overrides)
 
-        if overrides is not None and not isinstance(overrides, dict):
-            raise WorkbenchError(f"{self.name}: parameters must be a table of name = value; got {overrides!r}.")
-        overrides = dict(overrides or {})
-        known = {f.name: f for f in dataclasses.fields(self.params_type)}
-        unknown = sorted(set(overrides) - set(known), key=str)
-        if unknown:
-            raise WorkbenchError(f"{self.name} has no parameter {', '.join(map(str, unknown))}; "
-                                 f"its parameters are {', '.join(known)}.")
-        hints = typing.get_type_hints(self.params_type)
-        typed = {key: coerce_param(self.name, key, value, hints[key]) for key, value in overrides.items()}
-        return self.params_type(**typed)
+    def check(self, name: str) -> CheckSpec:
+        from workbench.core.errors import WorkbenchError
+
+        for check in self.checks:
+            if check.name == name:
+                return check
+        names = ", ".join(c.name for c in self.checks) or "none"
+        raise WorkbenchError(f"{self.name} has no check {name!r}; its checks: {names}.")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from workbench.batch.plan import Cell, Plan
 from workbench.batch.state import finished_run, mark_finished, mark_started
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 
 @dataclass

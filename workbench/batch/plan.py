@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 
 class PlanError(WorkbenchError):
@@ -81,8 +81,8 @@ def load_plan(path: str | Path) -> Plan:
 
 def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     """Validate a plan dict and expand it to cells, checking analyses, parameters and models early."""
-    from workbench.models import DEFAULT_MODEL, resolve_spec
-    from workbench.validation import check_device_names
+    from workbench.core.validation import check_device_names
+    from workbench.models.loading import DEFAULT_MODEL, resolve_spec
 
     unknown = sorted(set(raw) - {"name", "models", "analyses", "device", "dtype"})
     if unknown:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import results
+from workbench.results import runs as results
 
 
 def write_report(summary: pd.DataFrame, path: str | Path, *, title: str = "Batch report",

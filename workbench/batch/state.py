@@ -16,8 +16,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench import results
 from workbench.batch.plan import Cell
+from workbench.results import runs as results
 
 
 def state_dir(results_dir: Path | None = None) -> Path:
@@ -68,8 +68,8 @@ def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
     import dataclasses
 
     from workbench.analyses import get_analysis
-    from workbench.errors import WorkbenchError
-    from workbench.models import resolve_spec
+    from workbench.core.errors import WorkbenchError
+    from workbench.models.loading import resolve_spec
 
     try:
         want = _canonical(dataclasses.asdict(get_analysis(cell.analysis).make_params(cell.params)))

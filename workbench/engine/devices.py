@@ -13,7 +13,7 @@ import re
 
 import torch
 
-from workbench.errors import DeviceError
+from workbench.core.errors import DeviceError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps, map"

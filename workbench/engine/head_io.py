@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from workbench.core.errors import ModelError
+from workbench.core.prompts import pad_batch
 from workbench.engine.devices import cache_kwargs, output_cache
-from workbench.engine.prompts import pad_batch
-from workbench.errors import ModelError
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-from workbench.errors import HookError
+from workbench.core.errors import HookError
 
 
 def _block(layer: int, suffix: str) -> str:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from workbench.errors import PromptError
+from workbench.core.errors import PromptError
 
 
 @dataclass(frozen=True)

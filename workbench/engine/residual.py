@@ -22,7 +22,7 @@ from typing import Iterator
 
 import torch
 
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 TOP_K = 16
 

@@ -8,11 +8,11 @@ from typing import Any, Sequence
 
 import torch
 
+from workbench.core.errors import PromptError
 from workbench.engine import streaming
 from workbench.engine.devices import cache_kwargs
 from workbench.engine.reducers import AttentionStats, ReducerRequest
-from workbench.errors import PromptError
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 
 @dataclass

@@ -29,9 +29,10 @@ from safetensors import safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save
 
-from workbench import paths
+from workbench.core import paths
+from workbench.core.integrity import atomic_write_text, remove_temps, temp_name
+from workbench.core.prompts import PromptSet, pad_batch, tokenize
 from workbench.engine import hooks as hook_names
-from workbench.engine.prompts import PromptSet, pad_batch, tokenize
 from workbench.engine.reducers import (
     AttentionStats,
     ReducerRequest,
@@ -50,14 +51,13 @@ from workbench.engine.store_checks import (  # noqa: F401  (FORMAT, MANIFEST, pr
     prompt_keys,
     record_problem,
 )
-from workbench.integrity import atomic_write_text, remove_temps, temp_name
-from workbench.models import model_info
+from workbench.models.loading import model_info
 
 LOCK_TIMEOUT_S = 3600
 
 
 def default_cache_dir() -> Path:
-    """`$WORKBENCH_CACHE_DIR`, else the user's cache dir (workbench.paths)."""
+    """`$WORKBENCH_CACHE_DIR`, else the user's cache dir (workbench.core.paths)."""
     return paths.cache_dir()
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from workbench.integrity import safetensors_header, sha256_fd
+from workbench.core.integrity import safetensors_header, sha256_fd
 
 FORMAT = "workbench-activations-1"
 MANIFEST = "manifest.json"

@@ -57,7 +57,7 @@ def register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    from workbench.models import STREAM_ATTN_IMPL
+    from workbench.models.loading import STREAM_ATTN_IMPL
 
     AttentionInterface.register(STREAM_ATTN_IMPL, stream_attention)
     AttentionMaskInterface.register(STREAM_ATTN_IMPL, sdpa_mask)
@@ -84,7 +84,7 @@ def stream_attention(module, query, key, value, attention_mask, scaling=None, dr
     """transformers attention interface: `(module, q[B,H,Tq,D], k[B,Hkv,Tk,D], v, mask) -> (out[B,Tq,H,D], None)`."""
     collector = _ACTIVE.get()
     layer = int(getattr(module, "layer_idx", -1))
-    from workbench.engine import stream_edits  # per-head attention edits (uniform, streaming window)
+    from workbench.edits import stream as stream_edits  # per-head attention edits (uniform, streaming window)
 
     layer_edits = stream_edits.for_layer(layer)
     if layer_edits is not None:

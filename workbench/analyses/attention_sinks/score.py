@@ -1,0 +1,127 @@
+"""Attention sinks per head: column importance, sink rate, first-token share, hidden sinks.
+
+From the column sums of the streaming reducers (never a stored T×T pattern), per prompt and head (l, h):
+
+- column importance  `α[l,h][k] = Σ_{q≥k} A[l,h][q,k] / (T − k)`: the mean attention key k receives from
+  the queries that can see it (range 0–1; 1 = every later query puts all its attention on k);
+- first-token share  `α[l,h][0]` (the mean attention parked on the first token, BOS);
+- sink flag          `α[l,h][0] > ε`, ε = 0.3; score = sink rate = share of prompts with the flag
+  (range 0–1, higher = a more reliable BOS sink). The model-level sink rate of Gu et al. ("When Attention
+  Sink Emerges", sail-sg) is the share over (prompt, layer, head), on 64-token natural prompts;
+- hidden sinks (ACT, Yu et al. 2024): keys with `α > 0.1`, excluding the first such key (normally BOS).
+
+Departures (the papers leave both implicit): a key seen by fewer than `min_queries` later queries is never
+a hidden sink (the last key's α is just its self-attention `A[T−1,T−1]`); and a hidden sink must also get
+`uniform_ratio` (3) × what uniform causal attention would give it, `α_unif[k] = Σ_{q≥k} 1/(q+1) / (T−k)`
+(≈ 0.06 for k = 1 at T = 64), so that early keys of short prompts are not flagged for being early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from workbench.analyses.base import AnalysisSpec
+from workbench.engine.reducers import ReducerRequest
+from workbench.results.runs import head_label
+
+EPSILON = 0.3
+HIDDEN_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class Params:
+    n_prompts: int = 16
+    n_tokens: int = 64
+    epsilon: float = EPSILON
+    hidden_threshold: float = HIDDEN_THRESHOLD
+    min_queries: int = 8
+    uniform_ratio: float = 3.0
+
+
+def column_importance(col_sum: torch.Tensor) -> torch.Tensor:
+    """`α[..., k] = col_sum[..., k] / (T − k)` for column sums `[..., T]` of one unpadded prompt."""
+    t = col_sum.shape[-1]
+    seen_by = torch.arange(t, 0, -1, dtype=col_sum.dtype, device=col_sum.device)  # T − k
+    return col_sum / seen_by
+
+
+def sink_mask(alpha: torch.Tensor, epsilon: float = EPSILON) -> torch.Tensor:
+    """`[...]` bool: the first token is a sink (`α[..., 0] > ε`)."""
+    return alpha[..., 0] > epsilon
+
+
+def sink_rate(alphas: list[torch.Tensor], epsilon: float = EPSILON) -> float:
+    """Share of (prompt, layer, head) whose first-token α exceeds ε (alphas: one `[L, H, T]` per prompt)."""
+    flags = torch.stack([sink_mask(a, epsilon) for a in alphas])
+    return float(flags.float().mean())
+
+
+def uniform_alpha(t: int) -> torch.Tensor:
+    """`α_unif[k] = Σ_{q≥k} 1/(q+1) / (T−k)`: column importance under uniform causal attention."""
+    inv = 1.0 / torch.arange(1, t + 1, dtype=torch.float64)
+    tail = torch.flip(torch.cumsum(torch.flip(inv, [0]), 0), [0])
+    return (tail / torch.arange(t, 0, -1, dtype=torch.float64)).float()
+
+
+def hidden_sinks(alpha: torch.Tensor, threshold: float = HIDDEN_THRESHOLD, min_queries: int = 1,
+                 uniform_ratio: float = 0.0) -> torch.Tensor:
+    """`[..., T]` bool: keys with `α > threshold` (seen by ≥ `min_queries` queries and above `uniform_ratio`
+    × the uniform-attention α), minus the first such key."""
+    t = alpha.shape[-1]
+    seen_by = torch.arange(t, 0, -1, device=alpha.device)
+    sink = (alpha > threshold) & (seen_by >= min_queries)
+    first = sink & (torch.cumsum(sink.long(), dim=-1) == 1)  # the first sink found (normally BOS)
+    return sink & ~first & (alpha > uniform_ratio * uniform_alpha(t).to(alpha))
+
+
+def head_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.Tensor]:
+    """Per-head `[L, H]` aggregates over prompts (one `α [L, H, T]` per prompt)."""
+    first = torch.stack([a[..., 0] for a in alphas])  # [P, L, H]
+    hidden = [hidden_sinks(a, params.hidden_threshold, params.min_queries, params.uniform_ratio) for a in alphas]
+    n_hidden = torch.stack([h.sum(-1).float() for h in hidden])
+    max_hidden = torch.stack([torch.where(h, a, torch.zeros_like(a)).amax(-1)
+                              for h, a in zip(hidden, alphas, strict=True)])
+    return {"sink_rate": (first > params.epsilon).float().mean(0), "first_token_share": first.mean(0),
+            "hidden_sink_rate": (n_hidden > 0).float().mean(0), "n_hidden_sinks": n_hidden.mean(0),
+            "max_hidden_alpha": max_hidden.mean(0)}
+
+
+def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor]:
+    """`α [L, H, T]` per prompt from streaming column sums (cached by the activation store)."""
+    from workbench.engine.store import ActivationStore
+
+    request = ReducerRequest(row_argmax=False, column_sums=True, distance=False)
+    stats, _ = ActivationStore().ensure_stats(model, prompts, request, progress=progress)
+    return [column_importance(s.col_sum[0].float()) for s in stats]
+
+
+def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
+    from workbench.models.loading import model_info
+
+    info = model_info(model)
+    summary = head_summary(prompt_alphas(model, prompts, progress=progress), params)
+    rows = []
+    for layer in range(info.n_layers):
+        for head in range(info.n_heads):
+            row = {"layer": layer, "head": head, "label": head_label(layer, head)}
+            row.update({k: float(v[layer, head]) for k, v in summary.items()})
+            row["score"] = row["sink_rate"]
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df.insert(0, "prompt_set", prompts.name)
+    df.insert(0, "model", info.spec.name)
+    df.insert(0, "analysis", SPEC.name)
+    return df
+
+
+def default_prompts(model, params: Params):
+    from workbench.core.natural_text import text_chunks
+
+    return text_chunks(model, params.n_prompts, params.n_tokens, name=f"pydoc-{params.n_prompts}x{params.n_tokens}")
+
+
+SPEC = AnalysisSpec(name="attention_sinks", summary="BOS sink rate (α0 > 0.3), first-token share, hidden sinks",
+                    params_type=Params, default_prompts=default_prompts, run=run)

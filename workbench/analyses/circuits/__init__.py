@@ -1,0 +1,1 @@
+"""Circuits: head attribution by patching, circuit files, overlap, faithfulness, repair, SAE discovery."""

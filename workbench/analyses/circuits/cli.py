@@ -1,0 +1,218 @@
+"""`workbench circuits find|ls|overlap|faithfulness|repair`: circuits from patching, as files in circuits/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
+from workbench.core.errors import WorkbenchError
+from workbench.models.loading import DEFAULT_MODEL
+
+circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
+                           no_args_is_help=True)
+
+
+@circuits_app.command("find")
+@friendly
+def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_than | docstring"),
+         model: str = MODEL,
+         device: str = DEVICE, dtype: str = DTYPE,
+         n_prompts: int = typer.Option(50), seed: int = typer.Option(0),
+         method: str = typer.Option("both", help="activation | attribution | both | path"),
+         receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
+         receiver_positions: str = typer.Option("all", help="path patching: patch receivers at all | last"),
+         top_fraction: float = typer.Option(0.05, help="circuit = this share of heads with the highest score"),
+         name: Optional[str] = typer.Option(None, help="circuit file name (default <model>_<task>, '/' → '--')"),
+         directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
+         top: int = typer.Option(15, help="rows of the top-head table")):
+    """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
+    from workbench import api
+    from workbench.results.circuit_maps import save_with_scores
+    from workbench.results.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
+
+    circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
+    bridge = api.load_model(model, device=device, dtype=dtype)
+    params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
+              "receiver_positions": receiver_positions}
+    scores, record = api.run_analysis("head_attribution", bridge, params=params)
+    s = scores.attrs["summary"]
+    console.rule(f"{task} · {model} · {s['n_prompts']} prompts · metric {s['metric']}")
+    console.print(f"clean: accuracy {s['clean_accuracy']:.1%}, mean {s['metric']} {s['clean_metric']:.3f}   "
+                  f"corrupted twins: accuracy {s['corrupt_accuracy']:.1%}, mean {s['corrupt_metric']:.3f}")
+    if s["unchanged_answer_twins"]:
+        console.print(f"[yellow]flagged:[/] corrupted twins {s['unchanged_answer_twins']} keep the clean answer")
+    if s["twins_not_lowering_metric"]:
+        console.print(f"[yellow]note:[/] on {len(s['twins_not_lowering_metric'])} prompts the corruption does not "
+                      f"lower the metric: {s['twins_not_lowering_metric'][:10]}")
+    for key, secs in s["seconds"].items():
+        console.print(f"{key} patching: {secs:.1f} s")
+    if "attribution_vs_activation_spearman" in s:
+        console.print(f"attribution vs activation patching, Spearman over all heads: "
+                      f"[bold]{s['attribution_vs_activation_spearman']:.3f}[/]")
+    cols = [c for c in ("label", "score", "activation_score", "attribution_score", "path_score") if c in scores]
+    show(scores.sort_values("score", ascending=False)[cols], f"top {top} heads by {method} score", top)
+    heads = select_heads(scores, top_fraction=top_fraction)
+    path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
+    circuit = Circuit(name=circuit_name, model=model, task=task, heads=heads,
+                      n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1,
+                      method={"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching"),
+                      selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
+                      metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
+                              "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
+    path = save_with_scores(circuit, scores, directory)
+    console.print(f"circuit [bold]{circuit.name}[/]: {len(heads)} heads {', '.join(circuit.labels)} → {path}")
+
+
+@circuits_app.command("ls")
+@friendly
+def ls(directory: Optional[Path] = typer.Option(None)):
+    """List the saved circuits."""
+    from workbench.results.circuits import list_circuits
+
+    table = list_circuits(directory)
+    show(table.drop(columns=[c for c in ("path", "error") if c in table and (c == "path" or table[c].isna().all())]),
+         f"circuits in {directory or 'the repo circuits/ folder'}", 200)
+
+
+@circuits_app.command("overlap")
+@friendly
+def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = typer.Argument(...),
+            directory: Optional[Path] = typer.Option(None), out: Optional[Path] = typer.Option(None, help="HTML map")):
+    """Shared heads, Jaccard, overlap coefficient, rank correlation of the score maps, chance level."""
+    from workbench.analyses.circuits.report import compare_circuits
+
+    result = compare_circuits(a, b, directory)
+    ca, cb = result.a, result.b
+    console.rule(f"{ca.name} ({len(ca.heads)} heads) vs {cb.name} ({len(cb.heads)} heads)")
+    show(result.rows(), "overlap", 50)
+    if out is not None:
+        fig = result.overlap_figure()
+        if fig is None:
+            raise WorkbenchError(f"{ca.name} is {ca.n_layers}×{ca.n_heads} and {cb.name} {cb.n_layers}×{cb.n_heads} "
+                                 "(two models): there is no shared head map to draw; drop --out.")
+        save_figure(fig, out)
+        console.print(f"map written to {out}")
+
+
+@circuits_app.command("faithfulness")
+@friendly
+def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
+                 n_prompts: int = typer.Option(50), seed: int = typer.Option(1, help="prompt seed (1: fresh prompts)"),
+                 n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None),
+                 device: str = DEVICE, dtype: str = DTYPE):
+    """Mean-ablate every head outside the circuit; share of the clean metric kept vs random circuits."""
+    import pandas as pd
+
+    from workbench import api
+    from workbench.analyses.circuits.faithfulness import faithfulness as faithfulness_of
+    from workbench.analyses.circuits.tasks import make_task
+    from workbench.results.circuits import load_circuit
+
+    circuit = load_circuit(name, directory)
+    bridge = api.load_model(circuit.model, device=device, dtype=dtype)
+    f = faithfulness_of(bridge, make_task(bridge, circuit.task, n_prompts, seed), circuit.heads, n_random=n_random)
+    console.rule(f"faithfulness of {circuit.name} ({f['n_heads']} heads) on {n_prompts} {circuit.task} prompts")
+    show(pd.DataFrame([
+        ("clean model", f"{f['clean']:.3f}"), ("every head mean-ablated", f"{f['all_ablated']:.3f}"),
+        ("circuit only (others mean-ablated)", f"{f['circuit']:.3f}"),
+        ("share of the clean metric kept", f"{f['kept']:.1%}"),
+        ("normalised (M_circuit − M_none)/(M_clean − M_none)", f"{f['normalised']:.1%}"),
+        (f"{n_random} random circuits of {f['n_heads']} heads: kept", f"{f['random_kept_mean']:.1%} ± "
+         f"{f['random_kept_sd']:.1%}"),
+        (f"{n_random} random circuits: normalised", f"{f['random_normalised_mean']:.1%} ± "
+         f"{f['random_normalised_sd']:.1%}"),
+        ("random circuits at least as faithful (normalised)", f"{f['random_above_circuit']} of {n_random}")],
+        columns=["measure", f"mean {f['metric']}"]), "faithfulness", 20)
+    if f["clean"] <= 0:
+        console.print("[yellow]note:[/] the clean metric is not positive, so 'share kept' has no meaning here; "
+                      "read the normalised share.")
+
+
+@circuits_app.command("repair")
+@friendly
+def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit"),
+           colored: str = typer.Option(f"{DEFAULT_MODEL}_colored_objects", help="the Colored Objects circuit"),
+           n_prompts: int = typer.Option(80, help="Colored Objects prompts (half to choose heads, half held out)"),
+           seed: int = typer.Option(1), bias: float = typer.Option(3.0, help="attention logit bias to wrong colors"),
+           max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None),
+           device: str = DEVICE, dtype: str = DTYPE):
+    """Edit IOI-only heads so Colored Objects behaves like IOI; held-out accuracy before and after."""
+    from workbench import api
+    from workbench.analyses.circuits.repair import random_heads_control
+    from workbench.analyses.circuits.repair import repair as repair_with
+    from workbench.analyses.circuits.tasks import make_task
+    from workbench.results.circuits import load_circuit
+
+    a, b = load_circuit(ioi, directory), load_circuit(colored, directory)
+    if (a.task, b.task) != ("ioi", "colored_objects"):
+        raise WorkbenchError(f"repair takes an IOI circuit and a Colored Objects circuit; got tasks {a.task!r} "
+                             f"({a.name}) and {b.task!r} ({b.name}).")
+    if a.model != b.model:
+        raise WorkbenchError(f"The circuits come from different models ({a.model}, {b.model}); repair needs one.")
+    candidates = [h for h in a.heads if h not in set(b.heads)]
+    if not candidates:
+        raise WorkbenchError("Every IOI circuit head is also in the Colored Objects circuit; nothing to repair with.")
+    bridge = api.load_model(a.model, device=device, dtype=dtype)
+    fit, held = make_task(bridge, "colored_objects", n_prompts, seed).split(0.5, seed)
+    console.rule(f"repair: {len(candidates)} heads in {a.name} but not in {b.name}: "
+                 f"{', '.join(map(str, candidates))}")
+    result = repair_with(bridge, fit, held, candidates, bias=bias, max_heads=max_heads)
+    show(result["trials"], "greedy search on the fit split", 60)
+    show(result["table"], f"Colored Objects, {result['n_held_out']} held-out prompts")
+    if result["heads"]:
+        layers = sorted({h.layer for h in candidates})
+        control = random_heads_control(bridge, held, len(result["heads"]), bias=bias, layers=layers,
+                                       exclude=result["heads"])
+        accs = ", ".join(f"{acc:.1%}" for acc, _ in control)
+        console.print(f"control: the same edit on {len(result['heads'])} other random heads of layers "
+                      f"{', '.join(map(str, layers))} (3 seeds): held-out accuracy {accs}")
+
+
+@circuits_app.command("sae")
+@friendly
+def sae(task: str = typer.Option("ioi"), model: str = MODEL,
+        device: str = DEVICE, dtype: str = DTYPE,
+        reference: Optional[str] = typer.Option(None, help="reference circuit (default: the saved one for model "
+                                                "and task, e.g. smollm2-135m_ioi, gpt2-small_ioi)"),
+        sizes: str = typer.Option("5,10,20,50", help="numbers of examples"), seeds: int = typer.Option(5),
+        discretiser: str = typer.Option("both", help="sae | kmeans | both"), epochs: int = typer.Option(500),
+        n_latents: int = typer.Option(300), out: Optional[Path] = typer.Option(None, help="HTML plot of ROC-AUC")):
+    """SAE circuit discovery vs a patching circuit: ROC-AUC / F1 by number of examples and seed, runtime."""
+    from workbench import api
+    from workbench.analyses.circuits.sae.analysis import default_reference
+    from workbench.analyses.circuits.sae.report import patching_seconds, summarize, sweep
+    from workbench.results.circuits import load_circuit
+
+    try:
+        n_list = [int(x) for x in sizes.split(",")]
+    except ValueError:
+        raise WorkbenchError(f"--sizes must be comma-separated integers, e.g. '5,10,20'; got {sizes!r}.") from None
+    kinds = {"sae": ("sae",), "kmeans": ("kmeans",), "both": ("sae", "kmeans")}
+    if discretiser not in kinds:
+        raise WorkbenchError(f"--discretiser must be sae, kmeans or both; got {discretiser!r}.")
+    if min(n_list, default=0) < 1:
+        raise WorkbenchError(f"--sizes must be integers >= 1 each, e.g. '5,10,20'; got {sizes!r}.")
+    ref = reference or default_reference(model, task)
+    if ref is None:
+        raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "
+                             f"`workbench circuits find --task {task} -m {model}` or pass --reference.")
+    load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
+    bridge = api.load_model(model, device=device, dtype=dtype)
+    table = sweep(bridge, task, ref, sizes=n_list, seeds=seeds, discretisers=kinds[discretiser], epochs=epochs,
+                  n_latents=n_latents)
+    summary = summarize(table)
+    show(summary, f"{task}: node scores vs {ref} (mean ± sd over {seeds} seeds; each seed draws its own prompts)", 60)
+    n0 = n_list[0]
+    secs = patching_seconds(bridge, task, n0)
+    method = f"{kinds[discretiser][0]} codes"
+    sae_secs = float(table[(table["n_examples"] == n0) & (table["method"] == method)]["seconds"].mean())
+    console.print(f"runtime on {n0} examples: discovery with {method} {sae_secs:.1f} s vs activation patching of "
+                  f"every head {secs:.1f} s (ratio {sae_secs / secs:.2f})")
+    if out is not None:
+        from workbench.analyses.circuits.views import roc_by_examples
+
+        save_figure(roc_by_examples(summary, title=f"{task}: ROC-AUC against {ref}"), out)
+        console.print(f"plot written to {out}")

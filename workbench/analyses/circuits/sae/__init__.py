@@ -1,0 +1,23 @@
+"""SAE-based circuit discovery (O'Neill & Bui, 2024): pure algorithm, no model loading and no prompts.
+
+The caller supplies per-prompt, per-head output vectors for positive and negative prompts; one shared
+discretiser turns each vector into a code, and heads whose codes separate the classes score high.
+"""
+
+from workbench.analyses.circuits.sae.autoencoder import SparseAutoencoder, train_sae
+from workbench.analyses.circuits.sae.discretise import KMeansCodebook, SAECodebook
+from workbench.analyses.circuits.sae.estimator import SAECircuitFinder
+from workbench.analyses.circuits.sae.scores import best_f1, edge_scores, node_scores, norm_difference_baseline, roc_auc
+
+__all__ = [
+    "KMeansCodebook",
+    "SAECircuitFinder",
+    "SAECodebook",
+    "SparseAutoencoder",
+    "best_f1",
+    "edge_scores",
+    "node_scores",
+    "norm_difference_baseline",
+    "roc_auc",
+    "train_sae",
+]

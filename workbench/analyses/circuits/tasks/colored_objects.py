@@ -1,0 +1,49 @@
+"""Colored Objects, 1-shot (Merullo et al. 2024, from BIG-bench): "Q: On the table, I see a silver pencil,
+a red notebook, and a blue cup. What color is the notebook?\nA: Red\nQ: …\nA:" → " <Color>". The
+corrupted twin asks about another object on the same table, so the answer becomes that object's color.
+Metric: logit(answer color) − max logit(the other two colors on the table).
+"""
+
+from __future__ import annotations
+
+import random
+
+from workbench.core.contrast import ContrastSet, single_token_ids
+from workbench.core.prompts import PromptSet
+from workbench.models.loading import model_info
+
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "purple", "pink", "brown", "grey", "silver", "gold")
+OBJECTS = ("pencil", "notebook", "cup", "ball", "book", "pen", "key", "phone", "plate", "bowl", "hat", "shoe", "bag",
+           "box", "chair", "lamp", "clock", "fork", "spoon", "sock", "ring", "coin", "card")
+QUESTION = "Q: On the table, I see a {c0} {o0}, a {c1} {o1}, and a {c2} {o2}. What color is the {q}?\nA:"
+
+
+def _table(rng: random.Random):
+    return rng.sample(COLORS, 3), rng.sample(OBJECTS, 3)
+
+
+def make(model, n: int = 50, seed: int = 0) -> ContrastSet:
+    """`n` 1-shot prompts; the example and the question use different tables."""
+    tok = model_info(model).tokenizer
+    single_token_ids(tok, [f" {o}" for o in OBJECTS], "objects")  # twins must align token by token
+    single_token_ids(tok, [f" {c}" for c in COLORS], "colors")  # the table's colors, found by the repair edit
+    ids = single_token_ids(tok, [f" {c.capitalize()}" for c in COLORS], "colors")
+    rng = random.Random(seed)
+    clean, corrupt, meta = [], [], []
+    for _ in range(n):
+        (ec, eo), (colors, objects) = _table(rng), _table(rng)
+        e = rng.randrange(3)
+        example = QUESTION.format(c0=ec[0], o0=eo[0], c1=ec[1], o1=eo[1], c2=ec[2], o2=eo[2], q=eo[e])
+        shot = f"{example} {ec[e].capitalize()}\n"
+        asked, other = rng.sample(range(3), 2)
+        table = dict(c0=colors[0], o0=objects[0], c1=colors[1], o1=objects[1], c2=colors[2], o2=objects[2])
+        clean.append(shot + QUESTION.format(**table, q=objects[asked]))
+        corrupt.append(shot + QUESTION.format(**table, q=objects[other]))
+        answer = f" {colors[asked].capitalize()}"
+        wrong = [f" {colors[j].capitalize()}" for j in range(3) if j != asked]
+        meta.append({"answer": answer, "wrong": wrong[0], "answer_id": ids[answer],
+                     "wrong_ids": [ids[w] for w in wrong], "asked": asked,
+                     "corrupt_answer_id": ids[f" {colors[other].capitalize()}"]})
+    name = f"colored-objects-{n}-s{seed}"
+    return ContrastSet(name, PromptSet.from_texts(name, clean, metadata=meta),
+                       PromptSet.from_texts(f"{name}-other-object", corrupt, metadata=meta), "logit_diff")

@@ -1,0 +1,1 @@
+"""Head divergence (He et al. 2024): score, prompts, checks and CLI."""

@@ -1,0 +1,53 @@
+"""VHR-style reinforcement (He et al. 2024): scale the outputs of the top-k divergence heads by α and see
+whether answers follow the passage more often, on held-out counterfactual prompts, against k random heads;
+and what it costs on neutral-passage prompts (does the model still prefer the true answer?).
+
+Follow rate = share of prompts with logit(passage answer) > logit(true answer) at the last position.
+Neutral preference = share of neutral-passage prompts with logit(true) > logit(counterfactual).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from workbench.core.errors import WorkbenchError
+from workbench.core.heads import HeadRef
+from workbench.edits.intervene import ScaleHead, intervene
+
+
+def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n_random: int = 3, seed: int = 0,
+              held_out: float = 0.5) -> pd.DataFrame:
+    """One row per condition: baseline, top-k, random-k (per seed); follow rate and neutral preference."""
+    from workbench.analyses.head_divergence.prompts import known_facts, load_facts, prompt_set, split
+    from workbench.core.validation import check_number
+
+    for name, value, kind in (("k", k, int), ("alpha", alpha, float), ("n_random", n_random, int),
+                              ("seed", seed, int), ("held_out", held_out, float)):
+        check_number(name, value, kind)  # before the facts are scored, not after
+    facts, neutral = load_facts()
+    kept, _ = known_facts(model, facts)
+    _, test = split(kept, held_out, seed)
+    if not test:
+        raise WorkbenchError("No held-out facts: lower held_out or add facts the model knows.")
+    counterfactual = prompt_set(test, "counterfactual", f"counterfactual-qa-heldout-{len(test)}")
+    neutral_set = prompt_set(test, "neutral", f"neutral-qa-heldout-{len(test)}", neutral)
+    ranked = scores.sort_values("score", ascending=False)
+    top = tuple(HeadRef(int(r.layer), int(r.head)) for r in ranked.head(k).itertuples())
+    rest = [HeadRef(int(r.layer), int(r.head)) for r in ranked.iloc[k:].itertuples()]
+    rng = np.random.default_rng(seed)
+    conditions = [("top-k", top)] + [(f"random-{s}", tuple(rest[i] for i in rng.choice(len(rest), k, replace=False)))
+                                     for s in range(n_random)]
+    rows = []
+    for name, heads in conditions:
+        cf = intervene(model, counterfactual, ScaleHead(heads, alpha), "logit_diff")
+        nt = intervene(model, neutral_set, ScaleHead(heads, alpha), "logit_diff")
+        if not rows:
+            rows.append({"condition": "baseline", "heads": "", "follow_rate": float((cf["before"] > 0).mean()),
+                         "mean_follow_margin": float(cf["before"].mean()),
+                         "neutral_true_preferred": float((nt["before"] > 0).mean()), "n": len(cf)})
+        rows.append({"condition": name, "heads": ",".join(map(str, heads)),
+                     "follow_rate": float((cf["after"] > 0).mean()),
+                     "mean_follow_margin": float(cf["after"].mean()),
+                     "neutral_true_preferred": float((nt["after"] > 0).mean()), "n": len(cf)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,151 @@
+"""Head divergence: which heads read the context (He et al. 2024, VHD, adapted to text).
+
+For head (l, h) and prompt n, with `o[l,h]_t = z[l,h]_t · W_O[h]` the head's write into the residual
+stream at aligned position t (the last `n_positions` tokens, which both prompts share):
+  `D[l,h] = mean_n mean_t ‖o[l,h]_t(passage + question) − o[l,h]_t(question only)‖₂`
+(`metric="cosine"`: `1 − cos(o_with, o_without)` instead). Score ≥ 0; higher = the head's output depends
+more on the passage (context-aware). The paper's "vision-aware heads" are the high-D heads; the
+per-prompt aggregate over the top-k heads plays the role of its per-token VHD.
+`divergence_between` is the same computation for any two (model, prompt set) pairs: two prompt sets on
+one model, or two models of the same shape on one prompt set.
+Departures: text passages instead of images; answer positions are the prompt's last tokens (teacher
+forcing), not freely generated tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.core.errors import WorkbenchError
+from workbench.engine.reducers import ReducerRequest
+from workbench.results.runs import head_label
+
+
+@dataclass(frozen=True)
+class Params:
+    n_positions: int = 1
+    metric: str = "l2"
+    top_k: int = 10
+    held_out: float = 0.5
+    seed: int = 0
+
+
+def divergence(out_a: torch.Tensor, out_b: torch.Tensor, metric: str = "l2") -> torch.Tensor:
+    """Head outputs `[N, L, P, H, d]` of two runs → per-prompt, per-head divergence `[N, L, H]` (mean over P)."""
+    if out_a.shape != out_b.shape:
+        raise WorkbenchError(f"Head outputs differ in shape {tuple(out_a.shape)} vs {tuple(out_b.shape)}: compare "
+                             "models with the same layers, heads and width, on prompt sets of the same size.")
+    if metric == "l2":
+        per_position = (out_a - out_b).norm(dim=-1)
+    elif metric == "cosine":
+        per_position = 1 - torch.nn.functional.cosine_similarity(out_a, out_b, dim=-1, eps=1e-12)
+    else:
+        raise WorkbenchError(f"Unknown divergence metric {metric!r}; use 'l2' or 'cosine'.")
+    return per_position.mean(dim=2)
+
+
+def aggregate(per_prompt: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """Per-prompt divergence `[N, L, H]` averaged over the heads selected by the bool mask `[L, H]` → `[N]`."""
+    return per_prompt[:, heads].mean(-1)
+
+
+def head_outputs(model, prompts, n_positions: int, *, progress: bool = True) -> torch.Tensor:
+    """`[N, L, P, H, d]` head writes z·W_O at each prompt's last `n_positions` tokens (streaming, cached)."""
+    from workbench.engine.store import ActivationStore
+
+    if n_positions < 1:
+        raise WorkbenchError("n_positions must be at least 1.")
+    request = ReducerRequest(row_argmax=False, column_sums=False, distance=False,
+                             output_positions=tuple(range(-n_positions, 0)))
+    stats, _ = ActivationStore().ensure_stats(model, prompts, request, progress=progress)
+    return torch.cat([s.head_out for s in stats], dim=0)
+
+
+def divergence_between(model_a, prompts_a, model_b, prompts_b, *, n_positions: int = 1, metric: str = "l2",
+                       progress: bool = True) -> torch.Tensor:
+    """Per-prompt, per-head divergence `[N, L, H]` between two (model, prompt set) runs, aligned at the end."""
+    if len(prompts_a) != len(prompts_b):
+        raise WorkbenchError(f"Prompt sets differ in size ({len(prompts_a)} vs {len(prompts_b)}); pair them 1:1.")
+    out_a = head_outputs(model_a, prompts_a, n_positions, progress=progress)
+    out_b = head_outputs(model_b, prompts_b, n_positions, progress=progress)
+    return divergence(out_a, out_b, metric)
+
+
+def follows_passage(model, prompts) -> np.ndarray:
+    """Per prompt: logit(passage's answer) − logit(true answer) at the last position (> 0: follows)."""
+    from workbench.edits.intervene import run_metric
+    from workbench.engine.metrics import LOGIT_DIFF
+
+    return np.array(run_metric(model, prompts, LOGIT_DIFF))
+
+
+def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
+    from workbench.analyses.head_divergence.prompts import load_facts, prompt_set
+    from workbench.models.loading import model_info
+
+    facts = prompts.extra.get("facts")
+    if not facts:
+        raise WorkbenchError("head_divergence needs a counterfactual QA prompt set built by its default_prompts.")
+    closed = prompt_set(facts, "none", f"{prompts.name}-closed")
+    per_prompt = divergence_between(model, prompts, model, closed, n_positions=params.n_positions,
+                                    metric=params.metric, progress=progress)
+    mean = per_prompt.mean(0)
+    info = model_info(model)
+    order = torch.argsort(mean.flatten(), descending=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    top = torch.zeros(info.n_layers * info.n_heads, dtype=torch.bool)
+    top[order[: params.top_k]] = True
+    top = top.view(info.n_layers, info.n_heads)
+    margin = follows_passage(model, prompts)
+    agg = aggregate(per_prompt, top).numpy()
+    questions = [m["question"] for m in prompts.metadata]
+    per_prompt_table = pd.DataFrame({"prompt": range(len(prompts)), "question": questions,
+                                     "follow_margin": margin, "follows": margin > 0, "aggregate_divergence": agg})
+    rows = [{"layer": layer, "head": head, "label": head_label(layer, head), "score": float(mean[layer, head]),
+             "sd": float(per_prompt[:, layer, head].std()) if len(prompts) > 1 else 0.0,
+             "rank": int(rank[layer * info.n_heads + head]) + 1}
+            for layer in range(info.n_layers) for head in range(info.n_heads)]
+    scores = pd.DataFrame(rows)
+    scores.insert(0, "prompt_set", prompts.name)
+    scores.insert(0, "model", info.spec.name)
+    scores.insert(0, "analysis", SPEC.name)
+    summary = {"follow_rate": float((margin > 0).mean()), "n_prompts": len(prompts),
+               "top_heads": [head_label(int(i) // info.n_heads, int(i) % info.n_heads) for i in order[: params.top_k]],
+               **_correlation(agg, margin > 0), "n_neutral_passages": len(load_facts()[1])}
+    return AnalysisOutput(scores, {"prompts": per_prompt_table}, summary)
+
+
+def _correlation(aggregate_divergence: np.ndarray, follows: np.ndarray) -> dict[str, float | None]:
+    """Do prompts where the model ignores the passage come with lower aggregate divergence?"""
+    out: dict[str, float | None] = {"divergence_when_following": None, "divergence_when_ignoring": None,
+                                    "point_biserial_r": None}
+    if follows.any():
+        out["divergence_when_following"] = float(aggregate_divergence[follows].mean())
+    if (~follows).any():
+        out["divergence_when_ignoring"] = float(aggregate_divergence[~follows].mean())
+    if follows.any() and (~follows).any():
+        out["point_biserial_r"] = float(np.corrcoef(aggregate_divergence, follows.astype(float))[0, 1])
+    return out
+
+
+def default_prompts(model, params: Params):
+    """Counterfactual prompts for the scoring half of the facts the model knows closed-book."""
+    from workbench.analyses.head_divergence.prompts import known_facts, load_facts, prompt_set, split
+    from workbench.core.prompts import PromptSet
+
+    facts, _ = load_facts()
+    kept, _ = known_facts(model, facts)
+    scoring, _ = split(kept, params.held_out, params.seed)
+    base = prompt_set(scoring, "counterfactual", f"counterfactual-qa-{len(scoring)}")
+    return PromptSet(name=base.name, texts=base.texts, metadata=base.metadata, description=base.description,
+                     extra={"facts": scoring})
+
+
+SPEC = AnalysisSpec(name="head_divergence", summary="how much each head's output changes when a passage is added",
+                    params_type=Params, default_prompts=default_prompts, run=run)

@@ -1,0 +1,1 @@
+"""Retrieval heads (Wu et al. 2024): score, prompts, checks, views and CLI."""

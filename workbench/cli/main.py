@@ -1,0 +1,223 @@
+"""`workbench` command line: turns strings into typed requests and calls workbench.api; nothing else."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from workbench.analyses.attention_sinks import cli as cli_sinks
+from workbench.analyses.circuits import cli as cli_circuits
+from workbench.analyses.head_divergence import cli as cli_divergence
+from workbench.analyses.induction_heads import cli as cli_induction
+from workbench.analyses.preplan_anchor import cli as cli_preplan
+from workbench.analyses.retrieval_heads import cli as cli_retrieval
+from workbench.cli import app as cli_app
+from workbench.cli import batch as cli_batch
+from workbench.cli.common import DEVICE, DTYPE, MODEL, OneLineErrors, _params, console, friendly, show
+from workbench.core import paths
+from workbench.core.errors import WorkbenchError
+
+app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, cls=OneLineErrors)
+cache_app = typer.Typer(help="The on-disk activation cache.", no_args_is_help=True)
+results_app = typer.Typer(help="Saved analysis runs (the catalog).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+app.add_typer(results_app, name="results")
+app.command("batch")(cli_batch.batch)
+app.add_typer(cli_preplan.app, name="preplan")
+app.add_typer(cli_divergence.app, name="divergence")
+app.add_typer(cli_app.app_app, name="app")
+app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
+app.add_typer(cli_sinks.sinks_app, name="sinks")
+app.add_typer(cli_circuits.circuits_app, name="circuits")
+app.add_typer(cli_induction.induction_app, name="induction")
+
+
+@app.callback()
+def _global_options(home: Optional[Path] = typer.Option(
+        None, "--home", help="keep the activation cache, results, converted models and saved circuits under DIR "
+        "(default: your user cache/data dirs, or WORKBENCH_CACHE_DIR, WORKBENCH_RESULTS_DIR, …)")):
+    """Attention-head interpretability workbench."""
+    if home is not None:
+        paths.set_home(home)
+
+@app.command()
+@friendly
+def models():
+    """List bundled and test models: size, layers × heads, KV heads, context, offline availability."""
+    from workbench import api
+
+    df = api.list_models()
+    df["params"] = df["params"].map(lambda p: f"{p / 1e6:.0f}M" if p == p and p else "-")
+    show(df[["name", "params", "layers", "heads", "kv_heads", "n_ctx", "available", "description"]], "models")
+    console.print("Any Hugging Face id (org/name) or local HF directory also works as --model.")
+
+
+@app.command()
+@friendly
+def analyses():
+    """List the registered analyses."""
+    from workbench import api
+
+    show(api.list_analyses(), "analyses")
+
+
+@app.command()
+@friendly
+def hooks(model: str = MODEL,
+          device: str = DEVICE, dtype: str = DTYPE,
+          contains: str = typer.Option("blocks.0.", help="only names containing this")):
+    """List the model's real hook names."""
+    from workbench import api
+
+    names = [n for n in api.load_model(model, device=device, dtype=dtype).hook_dict if contains in n]
+    console.print("\n".join(names))
+
+
+@app.command()
+@friendly
+def run(analysis: str = typer.Argument("attention_profile"),
+        model: str = MODEL,
+        device: str = DEVICE, dtype: str = DTYPE,
+        param: List[str] = typer.Option(None, "--param", "-p", help="name=value, repeatable"),
+        top: int = typer.Option(10, help="show this many top heads"),
+        save: bool = typer.Option(True, help="save to the results catalog")):
+    """Run an analysis on a model and save its head scores to the catalog."""
+    from workbench import api
+    from workbench.analyses import get_analysis
+
+    params = get_analysis(analysis).make_params(_params(param))  # bad names and values fail before the model loads
+    bridge = api.load_model(model, device=device, dtype=dtype)
+    scores, record = api.run_analysis(analysis, bridge, params=params, save=save)
+    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")
+            and not (c != "score" and scores[c].equals(scores["score"]))]  # a named copy of the score: once
+    show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
+    if record:
+        console.print(f"saved run [bold]{record.run_id}[/] ({record.timings['total']:.1f} s) — "
+                      "`workbench results ls` lists the catalog")
+
+
+@app.command()
+@friendly
+def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
+              edit: str = typer.Option("ablate", help="ablate | mean-ablate | scale | uniform | reweight"),
+              alpha: float = typer.Option(0.0, help="scale factor (scale) or attention scale (reweight)"),
+              keys: str = typer.Option("0", help="key positions for reweight, e.g. '0,1'"),
+              metric: str = typer.Option("loss", help="loss | logit_diff | answer_logprob"),
+              model: str = MODEL,
+              device: str = DEVICE, dtype: str = DTYPE,
+              n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
+    """Edit heads on natural-text prompts and show the metric before and after, per prompt."""
+    from workbench import api
+    from workbench.core.heads import parse_heads
+    from workbench.core.natural_text import text_chunks
+    from workbench.core.validation import parse_int_list
+    from workbench.edits.intervene import summarize
+
+    refs = parse_heads(heads)
+    key_positions = parse_int_list(keys, "--keys")
+    bridge = api.load_model(model, device=device, dtype=dtype)
+    edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
+             "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
+             "reweight": lambda: api.AttentionEdit(refs, key_positions, scale=alpha)}
+    if edit not in edits:
+        raise WorkbenchError(f"Unknown edit {edit!r}; choose one of {', '.join(edits)}.")
+    from workbench.core.budget import edit_batch_size
+    from workbench.models.loading import model_info
+
+    batch = edit_batch_size(n_tokens, model_info(bridge).n_heads)  # batch × heads × T² scores stay bounded
+    table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), edits[edit](), metric, batch_size=batch)
+    show(table, f"{table.attrs['edits'][0]} · {metric}")
+    console.print(summarize(table))
+
+
+def _cache_entries():
+    """(store root, one row per cache entry); prints a note and returns no rows when the cache is empty."""
+    import pandas as pd
+
+    from workbench.engine.store import ActivationStore
+
+    store = ActivationStore()
+    df = pd.DataFrame(store.entries())
+    if df.empty:
+        console.print(f"cache at {store.root} is empty (0 B)")
+    return store.root, df
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+@cache_app.command("ls")
+@friendly
+def cache_ls():
+    """List cached (model, prompt set) entries."""
+    root, df = _cache_entries()
+    if not df.empty:
+        df["size"] = df.pop("bytes").map(_mib)
+        show(df.drop(columns=["path"]), f"cache at {root}")
+
+
+@cache_app.command("du")
+@friendly
+def cache_du():
+    """Disk use of the activation cache, per model."""
+    root, df = _cache_entries()
+    if not df.empty:
+        per_model = df.groupby(["model", "model_fingerprint"], as_index=False)["bytes"].sum()
+        per_model["size"] = per_model.pop("bytes").map(_mib)
+        show(per_model, f"cache at {root}: {_mib(df['bytes'].sum())} in all")
+
+
+@cache_app.command("rm")
+@friendly
+def cache_rm(model_fingerprint: Optional[str] = typer.Option(None, "--model-fp"),
+             prompts_fingerprint: Optional[str] = typer.Option(None, "--prompts-fp"),
+             everything: bool = typer.Option(False, "--all", help="remove every entry")):
+    """Remove cache entries by fingerprint prefix (see `cache ls`), or --all."""
+    from workbench.engine.store import ActivationStore
+
+    try:
+        n = ActivationStore().remove(model_fingerprint=model_fingerprint, prompts_fingerprint=prompts_fingerprint,
+                                     everything=everything)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    console.print(f"removed {n} cache entries")
+
+
+@results_app.command("ls")
+@friendly
+def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Option(None, "--model", "-m"),
+               prompt_set: Optional[str] = typer.Option(None, "--prompt-set")):
+    """List saved runs, newest first, filtered by analysis, model, prompt set."""
+    from workbench import api
+
+    df = api.find_results(analysis=analysis, model=model, prompt_set=prompt_set)
+    if df.empty:
+        console.print("no saved runs match")
+        return
+    show(df[["run_id", "analysis", "model", "prompt_set", "created", "n_rows", "seconds"]], "runs")
+
+
+@results_app.command("show")
+@friendly
+def results_show(run_id: str, top: int = typer.Option(10, help="show this many top heads")):
+    """Top heads of a saved run."""
+    from workbench import api
+
+    scores, record = api.load_result(run_id)
+    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]
+    show(scores.sort_values("score", ascending=False)[cols].head(top), f"{record.analysis} · {record.run_id}")
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

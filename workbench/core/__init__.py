@@ -1,0 +1,1 @@
+"""Core types every layer shares: heads, prompts, score tables, paths, errors, validation."""

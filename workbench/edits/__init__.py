@@ -1,0 +1,1 @@
+"""Edits to attention heads and the residual stream, applied while a model runs."""

@@ -1,0 +1,1 @@
+"""Saved results: runs with provenance, the DuckDB catalog, circuit files."""

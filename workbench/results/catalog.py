@@ -1,0 +1,92 @@
+"""The DuckDB catalog of saved runs: one row per intact run, newest first; damaged runs are skipped with a
+warning that names the run and what to do. Run ids in the catalog are unique: a run whose run.json
+disagrees with its directory (a copied run) is refused, so a bare id always reaches exactly one run."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from workbench.core.integrity import remove_temps
+from workbench.results.runs import CATALOG_COLUMNS, ResultsError, _read_record, default_results_dir, verify_file
+
+
+def _good_run_files(root: Path) -> list[str]:
+    """run.json paths under root/*/*/ that parse as RunRecords; warn about and skip the rest."""
+    if not root.is_dir():
+        return []
+    good = []
+    for analysis_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        remove_temps(analysis_dir, only_stale=True)  # left by killed writers
+        for run_dir in sorted(p for p in analysis_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                record = _read_record(run_dir / "run.json")
+                _check_place(run_dir, record)
+                for rel in record.checksums:
+                    verify_file(run_dir, record, rel, full=rel == "scores.parquet")  # the rest: sizes only
+            except ResultsError as exc:
+                warnings.warn(f"skipping run in catalog: {exc}", stacklevel=3)
+                continue
+            good.append(str(run_dir / "run.json"))
+    return good
+
+
+def _check_place(run_dir: Path, record) -> None:
+    """A run's id and analysis must match its directories (a copied or moved run would shadow another)."""
+    if record.run_id != run_dir.name or record.analysis != run_dir.parent.name:
+        raise ResultsError(f"{run_dir / 'run.json'} says {record.analysis}/{record.run_id} but lives in "
+                           f"{run_dir.parent.name}/{run_dir.name} (a copied run?); move it back to "
+                           f"{record.analysis}/{record.run_id} or delete it.")
+
+
+# Fields DuckDB reads from run.json (params and package_versions are not catalogued).
+_CATALOG_SCHEMA = {c: "VARCHAR" for c in CATALOG_COLUMNS[:-2]}
+_CATALOG_SCHEMA |= {"n_rows": "BIGINT", "timings": "MAP(VARCHAR, DOUBLE)"}
+
+
+def _empty_catalog() -> pd.DataFrame:
+    dtypes = {"n_rows": "int64", "seconds": "float64"}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, str)) for c in CATALOG_COLUMNS})
+
+
+def find_runs(results_dir: Path | None = None, *, analysis: str | None = None, model: str | None = None,
+              prompt_set: str | None = None) -> pd.DataFrame:
+    """One row per saved run, newest first, optionally filtered. Malformed runs are skipped with a warning."""
+    files = _good_run_files(Path(results_dir or default_results_dir()))
+    if not files:
+        return _empty_catalog()
+    where, args = [], [files, _CATALOG_SCHEMA]
+    for column, value in (("analysis", analysis), ("model", model), ("prompt_set", prompt_set)):
+        if value is not None:
+            where.append(f"{column} = ?")  # column names are constants; values are bound
+            args.append(value)
+    sql = (
+        "SELECT run_id, analysis, model, prompt_set, created, n_rows, model_fingerprint, "
+        "prompts_fingerprint, git_commit, filename AS path, "
+        "coalesce(list_sum(map_values(timings)), 0.0)::DOUBLE AS seconds "
+        "FROM read_json(?, columns = ?, filename = true, format = 'auto') "
+        + (f"WHERE {' AND '.join(where)} " if where else "")
+        + "ORDER BY TRY_CAST(created AS TIMESTAMPTZ) DESC NULLS LAST, run_id DESC"
+    )
+    with duckdb.connect() as con:
+        df = con.execute(sql, args).df()
+    if df.empty:
+        return _empty_catalog()
+    df["path"] = [str(Path(f).parent) for f in df["path"]]
+    df["git_commit"] = df["git_commit"].astype(object).where(df["git_commit"].notna(), None)
+    return df[list(CATALOG_COLUMNS)]
+
+
+def query_catalog(sql: str, results_dir: Path | None = None) -> pd.DataFrame:
+    """Run user SQL against the catalog, exposed as a DuckDB view named ``runs``."""
+    runs = find_runs(results_dir)
+    with duckdb.connect() as con:
+        con.register("runs", runs)
+        try:
+            return con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise ResultsError(f"catalog query failed: {exc}. Query the view 'runs' with columns "
+                               f"{', '.join(CATALOG_COLUMNS)}.") from None

@@ -1,0 +1,328 @@
+"""Saved analysis results: tidy per-head scores, run provenance, and a DuckDB catalog.
+
+Each run lives in ``<results_dir>/<analysis>/<run_id>/`` as ``scores.parquet`` (one row per
+head, see :func:`validate_head_scores`) plus ``run.json`` (a :class:`RunRecord`, which records the size
+and sha256 of every table the run saved; loading checks them, so a damaged file is an error, never
+shown). The catalog (:func:`find_runs`, :func:`query_catalog`) lives in ``results_catalog``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import numbers
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from workbench.core import paths
+from workbench.core.integrity import remove_temps, sha256_file
+from workbench.core.scores import (  # noqa: F401  (re-exported: the public names of workbench.results.runs)
+    IDENTITY_COLUMNS,
+    REQUIRED_COLUMNS,
+    ResultsError,
+    head_label,
+    parse_head_label,
+    validate_head_scores,
+)
+
+CATALOG_COLUMNS = ("run_id", "analysis", "model", "prompt_set", "created", "n_rows", "model_fingerprint",
+                   "prompts_fingerprint", "git_commit", "path", "seconds")
+PROVENANCE_DISTRIBUTIONS = ("torch", "transformers", "transformer-lens", "numpy", "pandas", "pyarrow",
+                            "duckdb", "attention-workbench")
+_SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """Provenance of one saved run (stored as run.json next to scores.parquet)."""
+
+    run_id: str
+    analysis: str
+    model: str
+    prompt_set: str
+    params: dict[str, Any]
+    model_fingerprint: str
+    prompts_fingerprint: str
+    package_versions: dict[str, str]
+    git_commit: str | None
+    timings: dict[str, float]
+    created: str
+    workbench_version: str
+    n_rows: int
+    # relative path -> {"bytes", "sha256"} of each file saved with the run; {} for runs saved before checksums
+    checksums: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Build a record from a dict as written by :meth:`to_json`, checking fields and types."""
+        if not isinstance(data, Mapping):
+            raise ResultsError(f"run record must be a JSON object, got {type(data).__name__}.")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        data = {"checksums": {}, **data}
+        missing = sorted(fields - set(data))
+        if missing:
+            raise ResultsError(f"run record is missing field(s) {missing}.")
+        kinds = {"params": dict, "package_versions": dict, "timings": dict, "n_rows": int, "checksums": dict}
+        for name in fields:
+            value, kind = data[name], kinds.get(name, str)
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+            if not ok and not (name == "git_commit" and value is None):
+                raise ResultsError(f"run record field {name!r} should be {kind.__name__}, got {value!r}.")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["timings"].values()):
+            raise ResultsError("run record field 'timings' must map names to seconds (numbers).")
+        for name, entry in data["checksums"].items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                    and isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool)):
+                raise ResultsError(f"run record field 'checksums' has a malformed entry for {name!r}.")
+        try:
+            datetime.fromisoformat(data["created"])
+        except ValueError:
+            raise ResultsError(f"run record field 'created' is not ISO-8601: {data['created']!r}.") from None
+        return cls(**{name: data[name] for name in fields})
+
+
+def collect_provenance() -> tuple[dict[str, str], str | None]:
+    """Return (installed package versions, git commit or None); reads metadata only, never imports torch."""
+    versions = {}
+    for dist in PROVENANCE_DISTRIBUTIONS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions, _git_commit(paths.SOURCE_ROOT) if paths.SOURCE_ROOT is not None else None
+
+
+def _git_commit(repo_root: Path) -> str | None:
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=repo_root,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = proc.stdout.strip()
+    return commit if proc.returncode == 0 and commit else None
+
+
+def default_results_dir() -> Path:
+    """``$WORKBENCH_RESULTS_DIR`` if set, else the user's data dir (workbench.core.paths)."""
+    return paths.results_dir()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(params, Mapping):
+        raise ResultsError(f"params must be a dict, got {type(params).__name__}.")
+    for key, value in params.items():
+        try:
+            json.dumps({key: value}, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ResultsError(f"params[{key!r}] is not JSON-serialisable ({exc}); use str/int/float/"
+                               "bool/None/list/dict values (e.g. array.tolist(), str(path)), no NaN/inf."
+                               ) from None
+    return json.loads(json.dumps(dict(params)))
+
+
+def _check_timings(timings: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in dict(timings).items():
+        seconds = float(value) if isinstance(value, numbers.Real) else math.nan
+        if not math.isfinite(seconds):
+            raise ResultsError(f"timings[{key!r}]={value!r} is not a finite number of seconds.")
+        out[str(key)] = seconds
+    return out
+
+
+def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prompts_fingerprint: str,
+             timings: dict, results_dir: Path | None = None, tables: Mapping[str, pd.DataFrame] | None = None,
+             summary: Mapping[str, Any] | None = None) -> RunRecord:
+    """Validate and atomically write ``<results_dir>/<analysis>/<run_id>/{scores.parquet,run.json}``.
+
+    Analyses with per-token or per-trial output add ``tables`` (``tables/<name>.parquet``) and a JSON
+    ``summary`` (``summary.json``); read them back with :func:`load_table` and :func:`load_summary`.
+    """
+    tables = dict(tables or {})
+    bad_tables = [n for n in tables if not _SAFE_NAME_RE.fullmatch(str(n))]
+    if bad_tables:
+        raise ResultsError(f"table names {bad_tables} cannot be file names; use letters, digits, '_', '-'.")
+    clean_summary = _check_params(summary or {})
+    clean = validate_head_scores(scores)
+    clean.attrs = {}  # tables and summaries are written as files, not as parquet metadata
+    analysis = clean.loc[0, "analysis"]
+    if not _SAFE_NAME_RE.fullmatch(analysis):
+        raise ResultsError(f"analysis name {analysis!r} cannot be used as a directory name; use letters, "
+                           "digits, '_', '-' or '.' (not starting with '.').")
+    clean_params, clean_timings = _check_params(params), _check_timings(timings)
+    versions, commit = collect_provenance()
+    now = _utcnow()
+    root = Path(results_dir or default_results_dir())
+    analysis_dir = root / analysis
+    analysis_dir.mkdir(parents=True, exist_ok=True)
+    remove_temps(analysis_dir, only_stale=True)  # left by killed writers
+    run_id = _new_run_id(root, now)
+    tmp = analysis_dir / f".{run_id}.tmp-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        clean.to_parquet(tmp / "scores.parquet", index=False)
+        if tables:
+            (tmp / "tables").mkdir()
+            for name, table in tables.items():
+                table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+        if clean_summary:
+            (tmp / "summary.json").write_text(json.dumps(clean_summary, sort_keys=True, indent=2) + "\n")
+        checksums = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)}
+                     for rel in _run_files(tmp)}
+        record = RunRecord(
+            run_id=run_id, analysis=analysis, model=clean.loc[0, "model"],
+            prompt_set=clean.loc[0, "prompt_set"], params=clean_params,
+            model_fingerprint=str(model_fingerprint), prompts_fingerprint=str(prompts_fingerprint),
+            package_versions=versions, git_commit=commit, timings=clean_timings,
+            created=now.isoformat(timespec="microseconds"),
+            workbench_version=versions.get("attention-workbench", "unknown"),
+            n_rows=len(clean), checksums=checksums,
+        )
+        (tmp / "run.json").write_text(json.dumps(record.to_json(), sort_keys=True, indent=2) + "\n")
+        os.rename(tmp, analysis_dir / run_id)  # fails rather than merge if the id was taken meanwhile
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def _new_run_id(root: Path, now: datetime) -> str:
+    """A run id no run under `root` has (in any analysis), so a bare id always names one run."""
+    while True:
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        if not any(root.glob(f"*/{run_id}")):
+            return run_id
+
+
+def _run_files(run_dir: Path) -> list[str]:
+    """Relative paths of the data files of a run (everything but run.json)."""
+    names = ["scores.parquet", "summary.json"] + [f"tables/{p.name}" for p in sorted(run_dir.glob("tables/*.parquet"))]
+    return [n for n in names if (run_dir / n).is_file()]
+
+
+def verify_file(run_dir: Path, record: RunRecord, rel: str, *, full: bool = True) -> None:
+    """Raise a ResultsError unless `rel` matches the size (and, if `full`, the sha256) in run.json."""
+    if not record.checksums:  # saved before checksums were recorded
+        return
+    path, expected = run_dir / rel, record.checksums.get(rel)
+    fix = f"re-run the analysis ({record.analysis}) and delete {run_dir}"
+    if expected is None:
+        raise ResultsError(f"run {record.run_id}: {rel} was not saved with the run (no checksum in run.json); "
+                           f"{fix}.")
+    if not path.is_file():
+        raise ResultsError(f"run {record.run_id}: {rel} is missing; {fix}.")
+    if path.stat().st_size != expected["bytes"] or (full and sha256_file(path) != expected["sha256"]):
+        raise ResultsError(f"run {record.run_id}: {rel} does not match the checksum in its run.json (the file is "
+                           f"damaged); {fix}.")
+
+
+def load_table(run_dir_or_id: str | Path, name: str, results_dir: Path | None = None) -> pd.DataFrame:
+    """A named extra table of a run (e.g. per-token traces), saved with ``save_run(tables=...)``."""
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    path = run_dir / "tables" / f"{name}.parquet"
+    if not path.exists():
+        raise ResultsError(f"run {run_dir_or_id} has no table {name!r}; it was not saved by this analysis.")
+    record = _read_record(run_dir / "run.json")
+    verify_file(run_dir, record, f"tables/{name}.parquet")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot read {path} ({type(exc).__name__}); re-run the analysis.") from None
+
+
+def load_summary(run_dir_or_id: str | Path, results_dir: Path | None = None) -> dict[str, Any]:
+    """The JSON summary of a run ({} when the analysis saved none)."""
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return {}
+    verify_file(run_dir, _read_record(run_dir / "run.json"), "summary.json")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); re-run the analysis.") from None
+
+
+def _read_record(path: Path) -> RunRecord:
+    hint = "delete the run directory or re-run the analysis"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path} is missing; the run is incomplete — {hint}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); {hint}.") from None
+    try:
+        return RunRecord.from_json(data)
+    except ResultsError as exc:
+        raise ResultsError(f"{path} is malformed: {exc} To fix: {hint}.") from None
+
+
+def _find_run_dir(run_dir_or_id: str | Path, results_dir: Path | None) -> Path:
+    candidate = Path(run_dir_or_id)
+    if candidate.is_dir():
+        return candidate
+    run_id = str(run_dir_or_id)
+    root = Path(results_dir or default_results_dir())
+    if os.sep in run_id or "/" in run_id or run_id.startswith("."):
+        raise ResultsError(f"run directory {candidate} does not exist; check the path.")
+    matches = [p for p in root.glob(f"*/{glob.escape(run_id)}") if p.is_dir()]
+    if not matches:
+        raise ResultsError(f"no run with id {run_id!r} under {root}; list saved runs with find_runs() "
+                           "or pass the run directory path.")
+    if len(matches) > 1:  # a copied run: prefer the one whose run.json agrees with where it lives
+        matches = [p for p in matches if _names_itself(p)] or matches
+    if len(matches) > 1:
+        raise ResultsError(f"run id {run_id!r} is ambiguous: {sorted(map(str, matches))}; pass a path.")
+    return matches[0]
+
+
+def _names_itself(run_dir: Path) -> bool:
+    try:
+        record = _read_record(run_dir / "run.json")
+    except ResultsError:
+        return False
+    return record.run_id == run_dir.name and record.analysis == run_dir.parent.name
+
+
+def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tuple[pd.DataFrame, RunRecord]:
+    """Load (scores, record) from a run directory path or a bare run_id."""
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    record = _read_record(run_dir / "run.json")
+    parquet = run_dir / "scores.parquet"
+    verify_file(run_dir, record, "scores.parquet")
+    try:
+        scores = pd.read_parquet(parquet)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot read {parquet} ({type(exc).__name__}: {exc}); delete the run directory "
+                           "or re-run the analysis.") from None
+    try:
+        scores = validate_head_scores(scores)
+    except ResultsError as exc:
+        raise ResultsError(f"{parquet} holds invalid head scores: {exc}") from None
+    return scores, record
+
+
+
+
+from workbench.results.catalog import find_runs, query_catalog  # noqa: E402,F401  (the catalog, re-exported)

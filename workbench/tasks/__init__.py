@@ -1,1 +1,0 @@
-"""Prompt-set generators. Each returns a PromptSet built for a given model's tokenizer."""
