@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from workbench import api
-from workbench.analyses.attention_profile import MIN_NON_SINK
+from workbench.analyses.attention_profile.score import MIN_NON_SINK
 from workbench.analyses.induction_heads.checks import induction_ablation_check
 from workbench.analyses.induction_heads.prompts import repeated_tokens
 from workbench.core.errors import InputError, PromptError
@@ -85,7 +85,7 @@ def test_non_sink_distance_equals_full_pattern_computation(tiny):
 
 
 def test_non_sink_distance_removes_a_pure_sink():
-    from workbench.analyses.attention_profile import non_sink_distance
+    from workbench.analyses.attention_profile.score import non_sink_distance
 
     # query t = 4: 0.5 on key 0, 0.5 on key 3 → D = 0.5·4 + 0.5·1 = 2.5; without the sink: 1.
     q = torch.tensor([4, 5, 1])

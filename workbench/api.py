@@ -71,7 +71,7 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
     import dataclasses
 
     from workbench.analyses import get_analysis
-    from workbench.analyses.base import AnalysisOutput
+    from workbench.analyses.base import AnalysisOutput, resolve
     from workbench.models.loading import model_info
 
     spec = get_analysis(analysis)
@@ -79,8 +79,8 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
     if params is None or isinstance(params, dict):
         params = spec.make_params(params)
     started = time.perf_counter()
-    prompts = prompts if prompts is not None else spec.default_prompts(model, params)
-    output = spec.run(model, prompts, params, progress=progress)
+    prompts = prompts if prompts is not None else resolve(spec.default_prompts)(model, params)
+    output = resolve(spec.run)(model, prompts, params, progress=progress)
     if not isinstance(output, AnalysisOutput):
         output = AnalysisOutput(output)
     scores, tables, summary = output.scores, output.tables, output.summary

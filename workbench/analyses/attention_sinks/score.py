@@ -18,27 +18,12 @@ a hidden sink (the last key's α is just its self-attention `A[T−1,T−1]`); a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.attention_sinks import EPSILON, HIDDEN_THRESHOLD, Params  # noqa: F401
 from workbench.engine.reducers import ReducerRequest
 from workbench.results.runs import head_label
-
-EPSILON = 0.3
-HIDDEN_THRESHOLD = 0.1
-
-
-@dataclass(frozen=True)
-class Params:
-    n_prompts: int = 16
-    n_tokens: int = 64
-    epsilon: float = EPSILON
-    hidden_threshold: float = HIDDEN_THRESHOLD
-    min_queries: int = 8
-    uniform_ratio: float = 3.0
 
 
 def column_importance(col_sum: torch.Tensor) -> torch.Tensor:
@@ -113,7 +98,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     df = pd.DataFrame(rows)
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", SPEC.name)
+    df.insert(0, "analysis", "attention_sinks")
     return df
 
 
@@ -121,7 +106,3 @@ def default_prompts(model, params: Params):
     from workbench.core.natural_text import text_chunks
 
     return text_chunks(model, params.n_prompts, params.n_tokens, name=f"pydoc-{params.n_prompts}x{params.n_tokens}")
-
-
-SPEC = AnalysisSpec(name="attention_sinks", summary="BOS sink rate (α0 > 0.3), first-token share, hidden sinks",
-                    params_type=Params, default_prompts=default_prompts, run=run)

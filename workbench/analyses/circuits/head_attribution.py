@@ -8,29 +8,18 @@ own column, and the summary gives their Spearman rank correlation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.circuits import AttributionParams as Params
 from workbench.core.contrast import ContrastSet, flag_unchanged_answers
 from workbench.core.errors import WorkbenchError
 from workbench.results.runs import head_label
 
 METHODS = ("activation", "attribution", "both", "path")
-
-
-@dataclass(frozen=True)
-class Params:
-    task: str = "ioi"
-    n_prompts: int = 50
-    seed: int = 0
-    method: str = "both"  # activation | attribution | both | path
-    receivers: str = ""  # path patching: heads like 'L23H3,L29H1' ('' = direct path to the logits)
-    receiver_positions: str = "all"  # path patching: patch the receivers at all positions or only the last
-    layers: str = ""  # activation patching only on these layers, e.g. '20-29' ('' = all)
 
 
 def parse_layers(text: str, n_layers: int) -> list[int] | None:
@@ -95,7 +84,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     rows = []
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
-            row = {"analysis": SPEC.name, "model": info.spec.name, "prompt_set": prompts.name, "layer": layer,
+            row = {"analysis": "head_attribution", "model": info.spec.name, "prompt_set": prompts.name, "layer": layer,
                    "head": head, "label": head_label(layer, head), "score": float(maps[main][layer, head])}
             row.update({f"{k}_score": float(v[layer, head]) for k, v in maps.items()})
             rows.append(row)
@@ -120,8 +109,3 @@ def summarize(contrast, base, maps, seconds, params) -> dict:
         ok = ~np.isnan(a)
         summary["attribution_vs_activation_spearman"] = float(spearmanr(a[ok], b[ok]).statistic)
     return summary
-
-
-SPEC = AnalysisSpec(name="head_attribution", summary="Per-head effect on a contrast task (IOI, Colored Objects, "
-                    "greater-than, docstring) by activation, attribution or path patching",
-                    params_type=Params, default_prompts=default_prompts, run=run)

@@ -14,25 +14,15 @@ forcing), not freely generated tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.head_divergence import Params
 from workbench.core.errors import WorkbenchError
 from workbench.engine.reducers import ReducerRequest
 from workbench.results.runs import head_label
-
-
-@dataclass(frozen=True)
-class Params:
-    n_positions: int = 1
-    metric: str = "l2"
-    top_k: int = 10
-    held_out: float = 0.5
-    seed: int = 0
 
 
 def divergence(out_a: torch.Tensor, out_b: torch.Tensor, metric: str = "l2") -> torch.Tensor:
@@ -114,7 +104,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     scores = pd.DataFrame(rows)
     scores.insert(0, "prompt_set", prompts.name)
     scores.insert(0, "model", info.spec.name)
-    scores.insert(0, "analysis", SPEC.name)
+    scores.insert(0, "analysis", "head_divergence")
     summary = {"follow_rate": float((margin > 0).mean()), "n_prompts": len(prompts),
                "top_heads": [head_label(int(i) // info.n_heads, int(i) % info.n_heads) for i in order[: params.top_k]],
                **_correlation(agg, margin > 0), "n_neutral_passages": len(load_facts()[1])}
@@ -145,7 +135,3 @@ def default_prompts(model, params: Params):
     base = prompt_set(scoring, "counterfactual", f"counterfactual-qa-{len(scoring)}")
     return PromptSet(name=base.name, texts=base.texts, metadata=base.metadata, description=base.description,
                      extra={"facts": scoring})
-
-
-SPEC = AnalysisSpec(name="head_divergence", summary="how much each head's output changes when a passage is added",
-                    params_type=Params, default_prompts=default_prompts, run=run)

@@ -13,21 +13,12 @@ remove n-gram and semantic cues, so attention to t−R+1 is the copying mechanis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.induction_heads import Params
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.results.runs import head_label
-
-
-@dataclass(frozen=True)
-class Params:
-    n_prompts: int = 8
-    half_len: int = 64
-    seed: int = 0
 
 
 def request_for(half_len: int) -> ReducerRequest:
@@ -65,7 +56,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     df = pd.DataFrame(rows)
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", SPEC.name)
+    df.insert(0, "analysis", "induction_heads")
     return df
 
 
@@ -73,7 +64,3 @@ def default_prompts(model, params: Params):
     from workbench.analyses.induction_heads.prompts import repeated_tokens
 
     return repeated_tokens(model, params.n_prompts, params.half_len, params.seed)
-
-
-SPEC = AnalysisSpec(name="induction_heads", summary="induction and previous-token scores on repeated random tokens",
-                    params_type=Params, default_prompts=default_prompts, run=run)

@@ -16,29 +16,14 @@ Departures: the paper's head split and thresholds are settings here; only genera
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.preplan_anchor import Params
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.results.runs import head_label
-
-
-@dataclass(frozen=True)
-class Params:
-    n_problems: int = 8
-    max_new_tokens: int = 256
-    window: int = 10
-    split_quantile: float = 0.5
-    peak_quantile: float = 0.8
-    anchor_quantile: float = 0.9
-    coupling_k: int = 3
-    min_future: int = 8
-    n_shuffles: int = 1000
-    seed: int = 0
 
 
 def head_split(mean_distance: torch.Tensor, quantile: float = 0.5) -> torch.Tensor:
@@ -165,7 +150,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     answers = pd.DataFrame(score_traces(model, traces))
     heads.insert(0, "prompt_set", traces.name)
     heads.insert(0, "model", model_info(model).spec.name)
-    heads.insert(0, "analysis", SPEC.name)
+    heads.insert(0, "analysis", "preplan_anchor")
     summary = {**coupling, "accuracy": float(answers["correct"].mean()), "n_traces": len(answers),
                "n_global_heads": int((heads["kind"] == "global").sum())}
     return AnalysisOutput(heads, {"tokens": tokens, "answers": answers}, summary)
@@ -175,7 +160,3 @@ def default_prompts(model, params: Params):
     from workbench.analyses.preplan_anchor.prompts import problem_prompts
 
     return problem_prompts(model, params.n_problems)
-
-
-SPEC = AnalysisSpec(name="preplan_anchor", summary="local/global heads, WAAD preplan and FAI anchor tokens",
-                    params_type=Params, default_prompts=default_prompts, run=run)

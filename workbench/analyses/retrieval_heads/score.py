@@ -26,30 +26,17 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.retrieval_heads import Params
 from workbench.core.errors import PromptError
 from workbench.results.runs import head_label
 
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-@dataclass(frozen=True)
-class Params:
-    lengths: str = "500,2000"  # prompt lengths in tokens, comma-separated
-    n_depths: int = 5  # depths linspace(0, 100, n_depths) %
-    fmt: str = "chat"  # "paper" or "chat" (chat template, for instruct models)
-    max_new_tokens: int = 24
-    threshold: float = 0.1
-    span_overlap: float = 0.9
-    sink_tokens: int = 4
-    recent_tokens: int = 128
-    only_correct: bool = True  # the paper's rule; False counts every trial (models that never answer right)
 
 
 def rouge1_recall(response: str, reference: str) -> float:
@@ -216,7 +203,7 @@ def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -
     df = pd.DataFrame(out)
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", SPEC.name)
+    df.insert(0, "analysis", "retrieval_heads")
     return df, trials
 
 
@@ -253,7 +240,3 @@ def default_prompts(model, params: Params):
 
     return niah_prompts(model, parse_lengths(params.lengths), depths(params.n_depths), fmt=params.fmt,
                         max_new_tokens=params.max_new_tokens)
-
-
-SPEC = AnalysisSpec(name="retrieval_heads", summary="Wu et al. retrieval score (NIAH copy-paste) + streaming score",
-                    params_type=Params, default_prompts=default_prompts, run=run)

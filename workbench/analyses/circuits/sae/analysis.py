@@ -13,30 +13,16 @@ F1 of the node scores against a reference circuit; the trivial baseline ranks he
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput, AnalysisSpec
+from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.circuits import SAEParams as Params
 from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
 from workbench.results.runs import head_label
-
-
-@dataclass(frozen=True)
-class Params:
-    task: str = "ioi"
-    n_examples: int = 10
-    seed: int = 0
-    positions: str = "mean"  # mean | last
-    n_latents: int = 300
-    l1: float = 0.02
-    epochs: int = 500
-    discretiser: str = "sae"  # sae | kmeans
-    top_fraction: float = 0.05  # the circuit_: this share of heads by node score (the patching circuits' 5 %)
-    reference: str = ""  # circuit name in circuits/ ('' = the saved one for this model and task, if any)
 
 
 def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_size: int = 32) -> torch.Tensor:
@@ -133,7 +119,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     ref = params.reference or default_reference(info.spec.name, params.task)
     mask = reference_mask(ref, info.n_layers, info.n_heads) if ref else None
     in_circuit = set(finder.circuit_)
-    rows = [{"analysis": SPEC.name, "model": info.spec.name, "prompt_set": prompts.name, "layer": lay, "head": h,
+    rows = [{"analysis": "sae_circuits", "model": info.spec.name, "prompt_set": prompts.name, "layer": lay, "head": h,
              "label": head_label(lay, h), "score": float(finder.node_scores_[lay, h]),
              "raw_score": float(finder.raw_node_scores_[lay, h]), "baseline_score": float(baseline[lay, h]),
              "in_circuit": (lay, h) in in_circuit,
@@ -153,8 +139,3 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
                                 "score": float(edges.ravel()[i])} for i in top if edges.ravel()[i] > 0],
                               columns=["from", "to", "score"])
     return AnalysisOutput(pd.DataFrame(rows), {"edges": edge_table}, summary)
-
-
-SPEC = AnalysisSpec(name="sae_circuits", summary="SAE circuit discovery (O'Neill & Bui 2024): heads whose "
-                    "discretised outputs separate positive from corrupted prompts, vs a patching circuit",
-                    params_type=Params, default_prompts=default_prompts, run=run)

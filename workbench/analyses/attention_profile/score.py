@@ -20,23 +20,15 @@ skipped (it can only attend to itself).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.attention_profile import Params
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 from workbench.results.runs import head_label
 
 MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
 COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max_attention", "prev_token")
-
-
-@dataclass(frozen=True)
-class Params:
-    n_prompts: int = 4
-    n_tokens: int = 256
 
 
 def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: torch.Tensor,
@@ -97,7 +89,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     df["kind"] = (df["distance"] > df["distance"].median()).map({True: "global", False: "local"})
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", SPEC.name)
+    df.insert(0, "analysis", "attention_profile")
     return df
 
 
@@ -105,9 +97,3 @@ def default_prompts(model, params: Params):
     from workbench.core.natural_text import text_chunks
 
     return text_chunks(model, params.n_prompts, params.n_tokens)
-
-
-SPEC = AnalysisSpec(name="attention_profile",
-                    summary="mean attention distance without the first-token sink, raw distance, BOS mass, "
-                            "peakedness per head",
-                    params_type=Params, default_prompts=default_prompts, run=run)

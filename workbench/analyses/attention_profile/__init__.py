@@ -1,0 +1,25 @@
+"""Attention profile: where each head looks (mean attention distance without the sink, BOS mass, peakedness).
+
+The spec (torch-free): Params and the names of the functions that run it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.analyses.base import AnalysisSpec
+
+
+@dataclass(frozen=True)
+class Params:
+    n_prompts: int = 4
+    n_tokens: int = 256
+
+
+SPEC = AnalysisSpec(
+    name="attention_profile",
+                    summary="mean attention distance without the first-token sink, raw distance, BOS mass, "
+                            "peakedness per head",
+    params_type=Params,
+    default_prompts="workbench.analyses.attention_profile.score:default_prompts",
+    run="workbench.analyses.attention_profile.score:run",
+)
