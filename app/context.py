@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+import workbench.api as wb
 from workbench_app import controllers
 
 
@@ -30,9 +31,7 @@ class AppContext:
 
     def runs(self) -> pd.DataFrame:
         """The catalog, re-read only when a run.json appears, disappears or changes."""
-        from workbench.results.runs import default_results_dir
-
-        root = Path(self.results_dir or default_results_dir())
+        root = Path(self.results_dir or wb.default_results_dir())
         files = sorted(root.glob("*/*/run.json")) if root.is_dir() else []
         signature = tuple((str(f), f.stat().st_mtime_ns) for f in files)
         if self._catalog is None or self._catalog[0] != signature:

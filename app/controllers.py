@@ -16,11 +16,8 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 import pandas as pd
 
-from workbench.analyses.circuits import overlap
-from workbench.core.budget import MAX_PROMPT_CHARS, MAX_PROMPTS
-from workbench.core.errors import WorkbenchError
-from workbench.core.heads import HeadRef, parse_heads
-from workbench.results import runs as results
+import workbench.api as wb
+from workbench.api import MAX_PROMPT_CHARS, MAX_PROMPTS, WorkbenchError
 
 EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
          "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
@@ -111,8 +108,8 @@ def choice(value: Any, options, name: str) -> str:
 
 # ---- catalog -----------------------------------------------------------------------------------------
 def catalog(results_dir: Path | None = None) -> pd.DataFrame:
-    """Saved runs, newest first (see workbench.results.runs.find_runs)."""
-    return results.find_runs(results_dir)
+    """Saved runs, newest first (workbench.api.find_results)."""
+    return wb.find_results(results_dir=results_dir)
 
 
 def run_label(row: Mapping[str, Any]) -> str:
@@ -133,8 +130,7 @@ def check_run_id(run_id: Any, runs: pd.DataFrame) -> str:
 
 @lru_cache(maxsize=32)
 def _load(path: str, mtime: float) -> pd.DataFrame:
-    scores, _ = results.load_run(path)
-    return scores
+    return wb.load_scores(path)
 
 
 def load_scores(run_id: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +176,7 @@ def head_from_click(click: Mapping[str, Any] | None) -> str | None:
     """'L{l}H{h}' from a heatmap clickData (x = head, y = layer), or None."""
     try:
         point = click["points"][0]
-        return str(HeadRef(int(point["y"]), int(point["x"])))
+        return str(wb.HeadRef(int(point["y"]), int(point["x"])))
     except (TypeError, KeyError, IndexError, ValueError):
         return None
 
@@ -192,7 +188,7 @@ def parse_head_field(text: Any, n_layers: int, n_heads: int, *, allow_many: bool
     if len(text) > 2000:
         raise AppInputError("The heads field is too long; list at most a few dozen heads like 'L3H5, L10H2'.")
     try:
-        refs = parse_heads(text)
+        refs = wb.parse_heads(text)
     except WorkbenchError as exc:
         raise AppInputError(str(exc)) from None
     bad = [str(h) for h in refs if not (h.layer < n_layers and h.head < n_heads)]
@@ -237,17 +233,17 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
 
     Scores of different analyses live on different scales, so the difference map compares percentile
     ranks (0–100, higher = higher score): `difference = pct_A − pct_B`. The numbers come from
-    `workbench.analyses.circuits.overlap` (top-k sets, Jaccard |A∩B|/|A∪B|, Spearman over all heads),
+    `workbench.api.circuit_overlap` (top-k sets, Jaccard |A∩B|/|A∪B|, Spearman over all heads),
     shared with the library.
     """
     k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
-    result = overlap.overlap(a, b, top_k=k)
+    result = wb.circuit_overlap(a, b, top_k=k)
     stats: dict[str, Any] = {"k": k, "top_k_overlap": result["n_shared"], "jaccard": result["jaccard"],
                              "shared_heads": result["shared"], "same_shape": result["same_shape"],
                              "spearman": result["spearman"]}
     if not stats["same_shape"]:
         return stats, None
-    d = overlap.difference_map(a, b)
+    d = wb.score_difference(a, b)
     diff = pd.DataFrame({"analysis": d["analysis"], "model": d["model"], "prompt_set": d["prompt_set"],
                          "layer": d["layer"], "head": d["head"], "difference": d["score"].round(2),
                          "score_a": d["score_a"].round(4), "score_b": d["score_b"].round(4),
@@ -258,9 +254,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
 # ---- circuits ----------------------------------------------------------------------------------------
 def circuit_table(directory: Path | str | None = None) -> pd.DataFrame:
     """The saved circuits that load (circuits/*.toml by default); broken files are left out of the choices."""
-    from workbench.results.circuits import list_circuits
-
-    table = list_circuits(directory)
+    table = wb.list_circuits(directory)
     return table[table["error"].isna()].reset_index(drop=True)
 
 
@@ -316,9 +310,7 @@ def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
 @lru_cache(maxsize=1)
 def sample_prompts(n: int = 4, chars: int = 700) -> tuple[str, ...]:
     """Snippets of the bundled public-domain text (Python's pydoc topics), cut at whitespace."""
-    from workbench.core.natural_text import public_domain_text
-
-    text = public_domain_text()
+    text = wb.public_domain_text()
     out = []
     for i in range(n):
         start = text.find(" ", 5000 + i * 40_000) + 1

@@ -1,7 +1,7 @@
 """create_app: the Dash app on one model, reading the results catalog, with a model worker for live views.
 
     from workbench_app.main import create_app
-    create_app(model="smollm2-135m").run(host="127.0.0.1", port=8050, debug=False)
+    create_app().run(host="127.0.0.1", port=8050, debug=False)
 
 The app process never imports torch: model work (patterns, token traces, interventions, running an
 analysis) goes to `workbench.worker` in a child process (workbench_app.worker_client.WorkerClient).
@@ -15,7 +15,7 @@ from pathlib import Path
 import dash
 from dash import Input, Output, State, dcc, html
 
-from workbench.core.errors import WorkbenchError
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks import circuits as circuits_cb
 from workbench_app.callbacks import compare as compare_cb
@@ -33,12 +33,9 @@ PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layou
 
 
 def _model_facts(model: str) -> dict:
-    from workbench.core.errors import WorkbenchError
-    from workbench.models.loading import describe, resolve_spec
-
     try:
-        return describe(resolve_spec(model))
-    except WorkbenchError:
+        return wb.describe_model(model)
+    except wb.WorkbenchError:
         return {"name": model}
 
 
@@ -46,9 +43,7 @@ def _warm_up() -> None:
     """Build one heatmap now: plotly's first figure costs ~0.4 s of imports, which the first page should not pay."""
     import pandas as pd
 
-    from workbench.viz.heads import head_heatmap
-
-    head_heatmap(pd.DataFrame({"layer": [0], "head": [0], "score": [0.0]})).to_plotly_json()
+    wb.plot_heads(pd.DataFrame({"layer": [0], "head": [0], "score": [0.0]})).to_plotly_json()
 
 
 def _request_failed(exc):
@@ -72,7 +67,7 @@ def shell() -> html.Div:
     return html.Div([dcc.Location(id=ids.URL, refresh=False), nav, html.Main(id=ids.CONTENT)], className="shell")
 
 
-def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = None, worker=None,
+def create_app(model: str = wb.DEFAULT_MODEL, *, results_dir: Path | str | None = None, worker=None,
                start_worker: bool = True, circuits_dir: Path | str | None = None, device: str = "auto",
                dtype: str = "float32") -> dash.Dash:
     """The dashboard. `worker`: a WorkerClient (default: one for `model` on `device` in `dtype`, started now
@@ -108,7 +103,7 @@ def create_app(model: str = "smollm2-135m", *, results_dir: Path | str | None = 
             return render(state, ctx)
         except Exception as exc:  # noqa: BLE001 - a broken page shows a message, the server keeps serving
             log.error("page failed:\n%s", traceback.format_exc())
-            return page("Cannot show this page", "", alert(str(exc) if isinstance(exc, WorkbenchError) else
+            return page("Cannot show this page", "", alert(str(exc) if isinstance(exc, wb.WorkbenchError) else
                                                            f"{type(exc).__name__}: {exc}"))
 
     for module in (overview_cb, heads_cb, compare_cb, circuits_cb, interventions_cb, tokens_cb):

@@ -2,15 +2,14 @@
 
 Parameters are `name=value` pairs; names must be the analysis's own (defaults come from the worker's
 `load` answer), values short plain text, never file paths; `reference` must name a saved circuit; the
-cost must fit the work budget (workbench.core.budget), stated next to the field.
+cost must fit the work budget (workbench.api.check_budget), stated next to the field.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from workbench.core import budget
-from workbench.core.errors import WorkbenchError
+import workbench.api as wb
 from workbench_app.controllers import AppInputError, shown
 
 MAX_PARAMS_CHARS = 2_000
@@ -49,13 +48,13 @@ def analysis_request(analysis: Any, text: Any, analyses: Iterable[Mapping[str, A
         raise AppInputError(f"{analysis} has no parameter {', '.join(unknown)}; its parameters are "
                             f"{', '.join(defaults)}.")
     try:
-        budget.refuse_paths(params)
+        wb.refuse_paths(params)
         if params.get("reference"):
             names = sorted(set(circuits))
             if params["reference"] not in names:
                 raise AppInputError(f"reference={params['reference'][:60]!r} is not a saved circuit; name one of: "
                                     f"{', '.join(names) or 'none saved'}.")
-        budget.check_analysis(analysis, {**defaults, **params})
-    except WorkbenchError as exc:
+        wb.check_budget(analysis, {**defaults, **params})
+    except wb.WorkbenchError as exc:
         raise AppInputError(str(exc)) from None
     return {"analysis": analysis, "params": params}

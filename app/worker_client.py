@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from workbench.core.errors import WorkbenchError
+from workbench.api import WorkbenchError
 
 MAX_PENDING = 32  # queued + running; the worker's own queue holds as many (workbench.worker.MAX_QUEUED)
 MAX_FINISHED = 256

@@ -1,35 +1,65 @@
-"""The facade: everything the CLI, notebooks, the app and batch runs call.
+"""The facade: everything the CLI, notebooks, the app and batch runs call. Torch-free (and pandas-free) at import:
+model code, tables and figures are imported on first use, re-exported names through `__getattr__` (PEP 562).
 
     import workbench.api as wb
-    model = wb.load_model("smollm2-135m")
-    scores, run = wb.run_analysis("attention_profile", model)
+    model = wb.load_model(wb.DEFAULT_MODEL)
+    result = wb.run("attention_profile", model)                        # a Result, saved in the catalog
+    checked = wb.check("induction_heads", name, model)    # one of the spec's checks, on its latest run -> Result
     table = wb.intervene(model, prompts, wb.ScaleHead(("L3H5",), alpha=0.0), metric="loss")
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from workbench.core.errors import WorkbenchError
+from workbench.models import DEFAULT_MODEL
 
-from workbench.core.prompts import PromptSet
-from workbench.edits.intervene import (
-    AblateHead,
-    AttentionEdit,
-    PatchHead,
-    ScaleHead,
-    UniformAttention,
-    summarize,
-)
-from workbench.models.loading import DEFAULT_MODEL
-from workbench.results import runs as results
+if TYPE_CHECKING:
+    import pandas as pd
 
-__all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
-           "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
-           "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads",
-           "load_table", "load_summary", "contrast_task", "load_circuit", "list_circuits", "circuit_overlap",
-           "circuit_faithfulness", "plot_circuit_overlap", "repeated_tokens", "induction_ablation_check"]
+    from workbench.analyses.base import Result
+    from workbench.core.prompts import PromptSet
+    from workbench.results.runs import RunRecord
+
+# name -> "module" (same name there) or "module:name"; imported on first access.
+_LAZY = {
+    **dict.fromkeys(("AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit", "PatchHead", "summarize"),
+                    "workbench.edits.intervene"),
+    **dict.fromkeys(("MAX_PROMPTS", "MAX_PROMPT_CHARS", "MAX_EDIT_TOKENS", "BUDGET_TEXT", "refuse_paths"),
+                    "workbench.core.budget"),
+    "check_budget": "workbench.core.budget:check_analysis",
+    "PromptSet": "workbench.core.prompts", "Result": "workbench.analyses.base",
+    "HeadRef": "workbench.core.heads", "parse_heads": "workbench.core.heads",
+    "default_results_dir": "workbench.results.runs", "public_domain_text": "workbench.core.natural_text",
+    "compare_circuits": "workbench.analyses.circuits.report",
+    "score_difference": "workbench.analyses.circuits.overlap:difference_map",
+    "plot_heads": "workbench.viz.heads:head_heatmap", "plot_pattern": "workbench.viz.heads:pattern_heatmap",
+    "plot_difference": "workbench.viz.heads:difference_map", "plot_placeholder": "workbench.viz.heads:placeholder",
+    "DIVERGING": "workbench.viz.heads", "plot_token_traces": "workbench.viz.tokens:token_traces_figure",
+    "plot_before_after": "workbench.viz.interventions:before_after_figure",
+}
+
+__all__ = ["DEFAULT_MODEL", "WorkbenchError", "load_model", "list_models", "describe_model", "list_analyses", "run",
+           "check", "run_analysis", "intervene", "text_prompts", "top_heads", "load_result", "load_scores",
+           "load_table", "load_summary", "find_results", "head_pattern", "token_traces", "retrieval_scores",
+           "retrieval_mask_check", "retrieval_budget_check", "repeated_tokens", "induction_ablation_check",
+           "sink_report", "act_search", "contrast_task", "load_circuit", "list_circuits", "circuit_overlap",
+           "circuit_faithfulness", "plot_circuit_overlap", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'workbench.api' has no attribute {name!r}")
+    module, _, attr = _LAZY[name].partition(":")
+    value = globals()[name] = getattr(importlib.import_module(module), attr or name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 _MODELS: dict[str, Any] = {}
 
@@ -53,47 +83,81 @@ def _as_model(model):
 
 def list_models() -> pd.DataFrame:
     """Bundled and test models with their architecture and offline availability."""
+    import pandas as pd
+
     from workbench.models import loading as models
 
     return pd.DataFrame([models.describe(s) for s in [*models.BUNDLED.values(), *models.TINY.values()]])
 
 
+def describe_model(name: str) -> dict:
+    """A model's facts (layers, heads, context, availability …) without loading it."""
+    from workbench.models import loading as models
+
+    return models.describe(models.resolve_spec(name))
+
+
 def list_analyses() -> pd.DataFrame:
+    import pandas as pd
+
     from workbench.analyses import REGISTRY
 
     return pd.DataFrame([{"analysis": s.name, "summary": s.summary} for s in REGISTRY])
 
 
-def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None,
-                 params: Any = None, *, save: bool = True, progress: bool = True,
-                 results_dir=None) -> tuple[pd.DataFrame, results.RunRecord | None]:
-    """Run a registered analysis; returns its HeadScores and (if saved) the catalog record."""
+def run(analysis: str, model, prompts: PromptSet | None = None, params: Any = None, *, save: bool = True,
+        progress: bool = True, results_dir=None) -> Result:
+    """Run a registered analysis (params: its Params, a dict of overrides or None); saved in the catalog if `save`."""
+    try:
+        from workbench.analyses.runner import run_analysis as run_spec
+    except ModuleNotFoundError as exc:  # until workbench.analyses.runner lands
+        if exc.name != "workbench.analyses.runner":
+            raise
+        run_spec = _run_here
+    return run_spec(analysis, _as_model(model), prompts, params, save=save, progress=progress,
+                    results_dir=results_dir)
+
+
+def check(analysis: str, check: str, model, params: Any = None, *, run_id: str | None = None,
+          scores: pd.DataFrame | None = None, save: bool = True, progress: bool = True, results_dir=None) -> Result:
+    """Run a named check of an analysis on `scores`, or on the saved run `run_id` (default: this model's latest)."""
+    from workbench.analyses.runner import run_check
+
+    return run_check(analysis, check, _as_model(model), params, run_id=run_id, scores=scores, save=save,
+                     progress=progress, results_dir=results_dir)
+
+
+def _run_here(analysis, model, prompts, params, *, save, progress, results_dir) -> Result:
     import dataclasses
+    import time
 
     from workbench.analyses import get_analysis
-    from workbench.analyses.base import AnalysisOutput, resolve
+    from workbench.analyses.base import as_result, resolve
     from workbench.models.loading import model_info
+    from workbench.results import runs as results
 
     spec = get_analysis(analysis)
-    model = _as_model(model)
     if params is None or isinstance(params, dict):
         params = spec.make_params(params)
     started = time.perf_counter()
     prompts = prompts if prompts is not None else resolve(spec.default_prompts)(model, params)
-    output = resolve(spec.run)(model, prompts, params, progress=progress)
-    if not isinstance(output, AnalysisOutput):
-        output = AnalysisOutput(output)
-    scores, tables, summary = output.scores, output.tables, output.summary
+    result = as_result(spec.name, resolve(spec.run)(model, prompts, params, progress=progress))
     info = model_info(model)
-    scores = results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)
-    elapsed = {"total": time.perf_counter() - started}
-    scores.attrs["summary"] = summary  # extra tables are saved with the run (results.load_table)
-    if not save:
-        return scores, None
-    record = results.save_run(scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
-                              prompts_fingerprint=prompts.fingerprint, timings=elapsed, results_dir=results_dir,
-                              tables=tables, summary=summary)
-    return scores, record
+    result.scores = results.validate_head_scores(result.scores, n_layers=info.n_layers, n_heads=info.n_heads)
+    result.scores.attrs["summary"] = result.summary
+    if save:
+        result.record = results.save_run(
+            result.scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
+            prompts_fingerprint=prompts.fingerprint, timings={"total": time.perf_counter() - started},
+            results_dir=results_dir, tables=result.tables, summary=result.summary)
+    return result
+
+
+def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None, params: Any = None, *,
+                 save: bool = True, progress: bool = True, results_dir=None) -> tuple[pd.DataFrame, RunRecord | None]:
+    """`run`, as (HeadScores, catalog record or None): the shape notebooks and older callers use."""
+    result = run(analysis, model, prompts, params, save=save, progress=progress, results_dir=results_dir)
+    return result.scores, result.record
 
 
 def intervene(model, prompts: PromptSet, edits, metric: str = "loss", *, batch_size: int = 8) -> pd.DataFrame:
@@ -110,36 +174,46 @@ def text_prompts(model=DEFAULT_MODEL, n_prompts: int = 4, n_tokens: int = 256) -
     return text_chunks(_as_model(model), n_prompts, n_tokens)
 
 
-def plot_heads(scores: pd.DataFrame, column: str = "score", title: str | None = None):
-    """Layer × head heatmap of a HeadScores column (plotly Figure; hover shows L{l}H{h} and extras)."""
-    from workbench.viz.heads import head_heatmap
-
-    return head_heatmap(scores, column, title=title)
-
-
 def top_heads(scores: pd.DataFrame, k: int = 10, column: str = "score") -> list[str]:
     """Labels L{l}H{h} of the k heads with the highest `column`."""
+    from workbench.results.runs import head_label
+
     best = scores.sort_values(column, ascending=False).head(k)
-    return [results.head_label(int(r.layer), int(r.head)) for r in best.itertuples()]
+    return [head_label(int(r.layer), int(r.head)) for r in best.itertuples()]
 
 
-def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, results.RunRecord]:
-    return results.load_run(run_id, results_dir)
+def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, RunRecord]:
+    """A saved run (id or directory): (HeadScores, RunRecord); sizes and checksums are verified."""
+    from workbench.results.runs import load_run
+
+    return load_run(run_id, results_dir)
+
+
+def load_scores(run_id: str, results_dir=None) -> pd.DataFrame:
+    """The HeadScores of a saved run (id or directory)."""
+    return load_result(run_id, results_dir)[0]
 
 
 def load_table(run_id: str, name: str, results_dir=None) -> pd.DataFrame:
     """An extra table saved with a run (e.g. preplan_anchor's per-token 'tokens')."""
-    return results.load_table(run_id, name, results_dir)
+    from workbench.results.runs import load_table as _load_table
+
+    return _load_table(run_id, name, results_dir)
 
 
 def load_summary(run_id: str, results_dir=None) -> dict:
     """The JSON summary saved with a run (e.g. coupling vs chance, follow rate)."""
-    return results.load_summary(run_id, results_dir)
+    from workbench.results.runs import load_summary as _load_summary
+
+    return _load_summary(run_id, results_dir)
 
 
 def find_results(analysis: str | None = None, model: str | None = None, prompt_set: str | None = None,
                  results_dir=None) -> pd.DataFrame:
-    return results.find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set)
+    """The catalog of saved runs, newest first, filtered by analysis / model / prompt set."""
+    from workbench.results.runs import find_runs
+
+    return find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set)
 
 
 def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict:
@@ -158,9 +232,12 @@ def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, h
                               max_tokens=max_tokens)
 
 
+# ---- per-analysis entry points kept for the analyses' CLIs and notebooks (checks move to `check`) -------------
 def retrieval_scores(model, prompts: PromptSet | None = None, params: Any = None, *, save: bool = True,
-                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, results.RunRecord | None]:
+                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, RunRecord | None]:
     """Retrieval-head scores (Wu et al.) on NIAH trials: (HeadScores, per-trial table, catalog record)."""
+    import pandas as pd
+
     scores, record = run_analysis("retrieval_heads", model, prompts, params, save=save, progress=progress)
     return scores, pd.DataFrame(scores.attrs.get("trials", [])), record
 
@@ -189,9 +266,9 @@ def repeated_tokens(model=DEFAULT_MODEL, n_prompts: int = 8, half_len: int = 64,
 def induction_ablation_check(model, prompts: PromptSet | None = None, scores: pd.DataFrame | None = None,
                              **kwargs) -> pd.DataFrame:
     """Repeated-half loss with the top-k induction heads vs k random heads ablated (induction_heads.checks)."""
-    from workbench.analyses.induction_heads.checks import induction_ablation_check as check
+    from workbench.analyses.induction_heads.checks import induction_ablation_check as _check
 
-    return check(_as_model(model), prompts, scores, **kwargs)
+    return _check(_as_model(model), prompts, scores, **kwargs)
 
 
 def sink_report(model, prompts: PromptSet | None = None, *, n_prompts: int = 16, n_tokens: int = 64,
@@ -232,6 +309,7 @@ def load_circuit(name: str, directory=None):
 
 
 def list_circuits(directory=None) -> pd.DataFrame:
+    """Saved circuits (name, model, task, size, method …; `error` names a file that does not load)."""
     from workbench.results.circuits import list_circuits as _list
 
     return _list(directory)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import Input, Output
 
-from workbench.viz import heads as viz
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import guarded
 from workbench_app.context import AppContext
@@ -13,10 +13,10 @@ from workbench_app.pages.common import table
 
 def _score_map(circuit, scores, label: str):
     if scores is None:
-        return viz.placeholder(f"{circuit.name} was saved without a score map.")
-    return viz.head_heatmap(scores, highlight=[(h.layer, h.head) for h in circuit.heads], highlight_color="#111111",
-                            colorscale=viz.DIVERGING, zmid=0.0,
-                            title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined</sup>")
+        return wb.plot_placeholder(f"{circuit.name} was saved without a score map.")
+    return wb.plot_heads(scores, highlight=[(h.layer, h.head) for h in circuit.heads], highlight_color="#111111",
+                         colorscale=wb.DIVERGING, zmid=0.0,
+                         title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined</sup>")
 
 
 def register(app, ctx: AppContext) -> None:
@@ -26,16 +26,14 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.CC_A, "value"), Input(ids.CC_B, "value"), prevent_initial_call="initial_duplicate")
     @guarded
     def show(a, b):
-        from workbench.analyses.circuits.report import compare_circuits
-
         saved = controllers.circuit_table(ctx.circuits_dir)
         a, b = controllers.circuit_name(a, saved, "A"), controllers.circuit_name(b, saved, "B")
-        result = compare_circuits(a, b, ctx.circuits_dir)
+        result = wb.compare_circuits(a, b, ctx.circuits_dir)
         ca, cb = result.a, result.b
         overlap_fig = result.overlap_figure(names=("A", "B"))
         if overlap_fig is None:
-            overlap_fig = viz.placeholder(f"A has {ca.n_layers} × {ca.n_heads} heads and B {cb.n_layers} × "
-                                          f"{cb.n_heads} (two models): no shared map; read the numbers.")
+            overlap_fig = wb.plot_placeholder(f"A has {ca.n_layers} × {ca.n_heads} heads and B {cb.n_layers} × "
+                                              f"{cb.n_heads} (two models): no shared map; read the numbers.")
         facts = controllers.circuit_facts(ca, cb)
         return (table(result.rows(), id="cc-overlap-table"), table(facts, id="cc-facts-table"), overlap_fig,
                 _score_map(ca, result.a_scores, "A"), _score_map(cb, result.b_scores, "B"),

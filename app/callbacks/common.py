@@ -9,7 +9,7 @@ import traceback
 from dash import callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.core.errors import WorkbenchError
+from workbench.api import WorkbenchError
 from workbench_app.pages.common import alert
 
 log = logging.getLogger("workbench.app")
@@ -36,7 +36,7 @@ def guarded(fn):
 
 
 def progress_line(status: dict) -> html.Div:
-    """'⏳ loading smollm2-135m · 3.2 s' with an indeterminate bar while a job is queued or running."""
+    """'⏳ loading <model> · 3.2 s' with an indeterminate bar while a job is queued or running."""
     text = status.get("message") or status.get("status")
     return html.Div([html.Div(className="spinner"), html.Span(f"{text} · {status.get('elapsed', 0.0):.1f} s")],
                     className="progress-running")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import Input, Output, html
 
-from workbench.viz import heads as viz
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import guarded
 from workbench_app.context import AppContext
@@ -38,13 +38,13 @@ def register(app, ctx: AppContext) -> None:
                  html.Div([html.Div("shared top heads", className="stat-label"),
                            html.Div(", ".join(stats["shared_heads"]) or "none", className="shared-heads")],
                           className="stat wide")]
-        fig_a = viz.head_heatmap(score_a, title=name_a)
-        fig_b = viz.head_heatmap(score_b, title=name_b)
+        fig_a = wb.plot_heads(score_a, title=name_a)
+        fig_b = wb.plot_heads(score_b, title=name_b)
         if diff is None:
-            fig_d = viz.placeholder("The runs have different layer × head shapes (two models):\n"
-                                    "no per-head difference map; compare the maps and the overlap.")
+            fig_d = wb.plot_placeholder("The runs have different layer × head shapes (two models):\n"
+                                        "no per-head difference map; compare the maps and the overlap.")
         else:
-            fig_d = viz.difference_map(diff, label_a="A", label_b="B",
+            fig_d = wb.plot_difference(diff, label_a="A", label_b="B",
                                        title="A − B: percentile rank difference<br>"
                                              "<sup>red: ranked higher in A · blue: higher in B</sup>")
         query = controllers.build_query({"a": a, "b": b, "k": k})

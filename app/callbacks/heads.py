@@ -5,8 +5,7 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.core.heads import HeadRef
-from workbench.viz import heads as viz
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import done_line, guarded, progress_line
 from workbench_app.context import AppContext
@@ -56,7 +55,7 @@ def register(app, ctx: AppContext) -> None:
     def head_details(head, run_id):
         if not head or not isinstance(head, str):
             return "Click a head on the map", html.P("Select a head to compare its scores.", className="muted")
-        ref = HeadRef.parse(head[:20])
+        ref = wb.HeadRef.parse(head[:20])
         runs = ctx.runs()
         model = runs.loc[runs["run_id"] == controllers.check_run_id(run_id, runs), "model"].iloc[0]
         across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
@@ -100,9 +99,9 @@ def register(app, ctx: AppContext) -> None:
         if status["status"] in ("queued", "running"):
             return no_update, False, progress_line(status)
         if status["status"] != "done":
-            return viz.placeholder("no pattern"), True, alert(status["message"])
+            return wb.plot_placeholder("no pattern"), True, alert(status["message"])
         res = status["result"]
-        fig = viz.pattern_heatmap(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])
+        fig = wb.plot_pattern(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])
         what = f"{res['head']} on {len(res['tokens'])} tokens"
         if res["truncated"]:
             what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.core.errors import WorkbenchError
-from workbench.core.heads import HeadRef
-from workbench.viz import heads as viz
-from workbench.viz.interventions import before_after_figure
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import done_line, guarded, progress_line
 from workbench_app.context import AppContext
@@ -17,8 +14,8 @@ from workbench_app.pages.common import alert, table
 
 def _highlight(text, n_layers, n_heads):
     try:
-        return [(r.layer, r.head) for r in map(HeadRef.parse, controllers.parse_head_field(text, n_layers, n_heads))]
-    except WorkbenchError:
+        return [(r.layer, r.head) for r in map(wb.HeadRef.parse, controllers.parse_head_field(text, n_layers, n_heads))]
+    except wb.WorkbenchError:
         return []
 
 
@@ -29,12 +26,12 @@ def register(app, ctx: AppContext) -> None:
         if not isinstance(run_id, str) or run_id not in set(runs["run_id"]):
             if run_id in (None, ""):
                 raise PreventUpdate
-            return viz.placeholder(f"{str(run_id)[:60]!r} is not a saved run; pick one from the list.")
+            return wb.plot_placeholder(f"{str(run_id)[:60]!r} is not a saved run; pick one from the list.")
         scores = controllers.load_scores(run_id, runs)
         row = runs.loc[runs["run_id"] == run_id].iloc[0]
         heads = heads if isinstance(heads, str) else ""
-        fig = viz.head_heatmap(scores, highlight=_highlight(heads, *controllers.shape_of(scores)),
-                               title=f"{row['analysis']} · score", height=620)
+        fig = wb.plot_heads(scores, highlight=_highlight(heads, *controllers.shape_of(scores)),
+                            title=f"{row['analysis']} · score", height=620)
         fig.update_layout(margin=dict(l=50, r=10, t=40, b=40))
         return fig
 
@@ -82,7 +79,7 @@ def register(app, ctx: AppContext) -> None:
         if status["status"] != "done":
             return no_update, no_update, no_update, True, alert(status["message"])
         per_prompt, aggregate = controllers.intervention_frames(status["result"])
-        fig = before_after_figure(per_prompt, title="; ".join(status["result"].get("edits", [])))
+        fig = wb.plot_before_after(per_prompt, title="; ".join(status["result"].get("edits", [])))
         return (html.Div([html.H4("Aggregate"), table(aggregate)]),
                 html.Div([html.H4("Per prompt"), table(per_prompt, id="iv-result-table")]),
                 fig, True, done_line(status, f"{len(per_prompt)} prompts, clean and edited"))

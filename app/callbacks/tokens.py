@@ -5,8 +5,7 @@ from __future__ import annotations
 from dash import Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.viz import heads as viz
-from workbench.viz.tokens import token_traces_figure
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import done_line, guarded, progress_line
 from workbench_app.context import AppContext
@@ -47,9 +46,9 @@ def register(app, ctx: AppContext) -> None:
         if status["status"] in ("queued", "running"):
             return no_update, False, progress_line(status)
         if status["status"] != "done":
-            return viz.placeholder("no traces"), True, alert(status["message"])
+            return wb.plot_placeholder("no traces"), True, alert(status["message"])
         res = status["result"]
         what = f"{len(res['tokens'])} tokens"
         if res["truncated"]:
             what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"
-        return token_traces_figure(res, title=f"Per-token attention · {ctx.model}"), True, done_line(status, what)
+        return wb.plot_token_traces(res, title=f"Per-token attention · {ctx.model}"), True, done_line(status, what)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from workbench.core.heads import HeadRef
-from workbench.viz import heads as viz
+import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
 from workbench_app.pages.common import card, field, job_slots, page, table
@@ -23,10 +22,10 @@ def map_view(ctx: AppContext, run_id: str, column: str | None, head: str | None)
     scores = controllers.load_scores(run_id, runs)
     columns = controllers.numeric_columns(scores)
     column = column if isinstance(column, str) and column in columns else "score"
-    ref = HeadRef.parse(head) if isinstance(head, str) and head else None
+    ref = wb.HeadRef.parse(head) if isinstance(head, str) and head else None
     row = runs.loc[runs["run_id"] == run_id].iloc[0]
-    fig = viz.head_heatmap(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
-                           title=f"{row['analysis']} · {column}<br><sup>{row['model']} · {row['prompt_set']}</sup>")
+    fig = wb.plot_heads(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
+                        title=f"{row['analysis']} · {column}<br><sup>{row['model']} · {row['prompt_set']}</sup>")
     return columns, fig, table(controllers.top_heads(scores, column, n=12), head_buttons="head_label")
 
 

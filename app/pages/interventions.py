@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from workbench.core.budget import MAX_EDIT_TOKENS, MAX_PROMPT_CHARS, MAX_PROMPTS
+from workbench.api import MAX_EDIT_TOKENS, MAX_PROMPT_CHARS, MAX_PROMPTS
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
 from workbench_app.pages.common import card, field, job_slots, page

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pandas as pd
 from dash import dcc, html
 
-from workbench.core.budget import BUDGET_TEXT
+import workbench.api as wb
 from workbench_app import ids
 from workbench_app.context import AppContext
 from workbench_app.pages.common import card, field, job_slots, page, table
@@ -49,8 +49,8 @@ def layout(state: dict, ctx: AppContext):
                                            clearable=False), width="420px"),
             field("parameters", dcc.Input(id=ids.OV_PARAMS, type="text", placeholder="n_prompts=2, n_tokens=128",
                                           debounce=True, className="wide-input"),
-                  hint=f"name=value, comma-separated; empty = the analysis defaults. {BUDGET_TEXT} "
-                       "Circuits are named (e.g. reference=smollm2-135m_ioi), never paths.", width="360px"),
+                  hint=f"name=value, comma-separated; empty = the analysis defaults. {wb.BUDGET_TEXT} "
+                       f"Circuits are named (e.g. reference={wb.DEFAULT_MODEL}_ioi), never paths.", width="360px"),
             html.Button("Run", id=ids.OV_RUN, className="primary", n_clicks=0),
         ], className="row"),
         *job_slots(ids.OV_JOB, ids.OV_JOB_POLL, ids.OV_PROGRESS),

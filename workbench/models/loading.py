@@ -27,10 +27,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from workbench.core.errors import ModelError  # noqa: E402
+from workbench.models import DEFAULT_MODEL  # noqa: E402
 from workbench.models import cache as model_cache
 from workbench.models.cache import quiet_hf_progress  # noqa: E402
 
-DEFAULT_MODEL = "smollm2-135m"
 STREAM_ATTN_IMPL = "workbench_stream"
 
 
