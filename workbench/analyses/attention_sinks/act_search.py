@@ -21,9 +21,9 @@ import torch
 from workbench.analyses.attention_sinks.prompts import LETTERS
 from workbench.analyses.attention_sinks.score import HIDDEN_THRESHOLD, hidden_sinks, prompt_alphas
 from workbench.core.prompts import single_token_id
+from workbench.core.scores import head_label
 from workbench.edits.sinks import SinkCalibration, run_edits
 from workbench.engine.metrics import Metric
-from workbench.results.runs import head_label
 
 
 @dataclass(frozen=True)
