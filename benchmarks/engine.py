@@ -275,6 +275,13 @@ def report(metrics: dict, targets: dict, raw: dict, out: Path, **extra) -> None:
     log(f"wrote {out}")
 
 
+def write_figures(figures: dict, out: Path) -> None:
+    """Write the figures as JSON and print them (without the raw numbers and the environment)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("raw", "env")}, indent=2))
+
+
 def environment() -> dict:
     import torch
 

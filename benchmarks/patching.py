@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
-from engine import environment, log  # noqa: E402
+from engine import environment, log, write_figures  # noqa: E402
 
 from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
 from workbench.models import DEFAULT_MODEL  # noqa: E402
 
 
 def main() -> None:
-    import json
 
     import numpy as np
     from scipy.stats import spearmanr
@@ -32,6 +31,7 @@ def main() -> None:
     from workbench import api
     from workbench.analyses.circuits import patching
     from workbench.analyses.circuits.tasks import make_task
+    from workbench.core.scores import head_label
     from workbench.edits.intervene import PatchHead, _normalise, _prepare, build_hooks, run_metric
     from workbench.engine.metrics import get_metric
 
@@ -73,13 +73,11 @@ def main() -> None:
                "raw": {"baseline_s": baseline_s, "bridge_s_per_head": bridge_per_head,
                        "engine_s_per_head": engine_per_head, "clean_logit_diff": base.m_clean,
                        "corrupt_logit_diff": base.m_corrupt,
-                       "top_heads": [{"head": f"L{i // act.shape[1]}H{i % act.shape[1]}",
+                       "top_heads": [{"head": head_label(*divmod(int(i), act.shape[1])),
                                       "activation": float(act.ravel()[i]), "attribution": float(attr.ravel()[i])}
                                      for i in top]},
                "env": environment()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k not in ("raw", "env")}, indent=2))
+    write_figures(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ For each of 5 seeds (each draws its own 10 positive + 10 corrupted prompts, none
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
-from engine import environment, log  # noqa: E402
+from engine import environment, log, write_figures  # noqa: E402
 
 from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
 from workbench.models import DEFAULT_MODEL  # noqa: E402
@@ -54,9 +53,7 @@ def main() -> None:
                "raw": {"sae_seconds_mean": sae_s, "activation_patching_seconds": patch_s,
                        "runs": table.to_dict("records")},
                "env": environment()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k not in ("raw", "env")}, indent=2))
+    write_figures(figures, args.out)
 
 
 if __name__ == "__main__":
