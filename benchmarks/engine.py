@@ -38,12 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
 
-MODEL = "smollm2-135m"
+MODEL = DEFAULT_MODEL
 REPEATS = 3
-DEFAULT_OUT = REPO / "benchmarks" / "out" / "engine.json"
+DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "engine.json"
 TARGETS = {
     "cached_run_vs_forward_128": ("<=", 1.15),
     "cached_run_vs_forward_512": ("<=", 1.15),
@@ -160,7 +161,7 @@ def child(mode: str, length: int) -> None:
 def run_child(mode: str, length: int, script: str | Path = __file__) -> dict:
     """Run `script --child MODE LENGTH` in a fresh process (clean peak memory) and parse its JSON line."""
     proc = subprocess.run([sys.executable, str(Path(script).resolve()), "--child", mode, str(length)],
-                          check=False, capture_output=True, text=True, cwd=REPO)
+                          check=False, capture_output=True, text=True, cwd=SOURCE_ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"child {mode} {length} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -272,6 +273,13 @@ def report(metrics: dict, targets: dict, raw: dict, out: Path, **extra) -> None:
               "passed": passed, "raw": raw, "env": environment()}
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out}")
+
+
+def write_figures(figures: dict, out: Path) -> None:
+    """Write the figures as JSON and print them (without the raw numbers and the environment)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("raw", "env")}, indent=2))
 
 
 def environment() -> dict:

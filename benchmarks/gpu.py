@@ -24,15 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
 import engine as eb  # noqa: E402  (benchmarks/engine.py: token_ids, request, sdpa_forward, report helpers)
+
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
 
 LENGTHS = (2048, 8192, 32768)
 TARGETS = {f"reducer_{kind}_vs_sdpa_{n}": ("<=", 1.5) for n in LENGTHS for kind in ("time", "peak_mem")}
-DEFAULT_OUT = REPO / "benchmarks" / "out" / "gpu.json"
+DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "gpu.json"
 
 
 def _sync(device: str) -> None:
@@ -80,7 +80,7 @@ def run_with_cache(bridge, ids, hooks) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m", help="name, Hugging Face id or local path")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="name, Hugging Face id or local path")
     parser.add_argument("--dtype", default="bfloat16", help="float32 | bfloat16 | float16")
     parser.add_argument("--device", default="cuda", help="cuda | cuda:N | map (device_map='auto')")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="comma-separated token counts")

@@ -16,15 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
+from engine import environment, log, write_figures  # noqa: E402
 
-from engine import environment, log  # noqa: E402
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
 
 
 def main() -> None:
-    import json
 
     import numpy as np
     from scipy.stats import spearmanr
@@ -32,14 +31,15 @@ def main() -> None:
     from workbench import api
     from workbench.analyses.circuits import patching
     from workbench.analyses.circuits.tasks import make_task
+    from workbench.core.scores import head_label
     from workbench.edits.intervene import PatchHead, _normalise, _prepare, build_hooks, run_metric
     from workbench.engine.metrics import get_metric
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-prompts", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "patching.json")
+    parser.add_argument("--out", type=Path, default=SOURCE_ROOT / "benchmarks" / "out" / "patching.json")
     args = parser.parse_args()
-    bridge = api.load_model("smollm2-135m")
+    bridge = api.load_model(DEFAULT_MODEL)
     contrast = make_task(bridge, "ioi", args.n_prompts)
     t = time.perf_counter()
     base = patching.baseline(bridge, contrast)
@@ -65,7 +65,7 @@ def main() -> None:
     bridge_per_head = (time.perf_counter() - t) / len(heads)
     engine_per_head = act_s / act.size
     top = np.argsort(-act.ravel())[:10]
-    figures = {"model": "smollm2-135m", "task": "ioi", "n_prompts": len(contrast),
+    figures = {"model": DEFAULT_MODEL, "task": "ioi", "n_prompts": len(contrast),
                "activation_patching_all_heads_s": round(act_s, 2), "attribution_patching_s": round(attr_s, 3),
                "attribution_vs_activation_spearman": round(rho, 4),
                "activation_patching_vs_bridge_single_head": round(bridge_per_head / engine_per_head, 3),
@@ -73,13 +73,11 @@ def main() -> None:
                "raw": {"baseline_s": baseline_s, "bridge_s_per_head": bridge_per_head,
                        "engine_s_per_head": engine_per_head, "clean_logit_diff": base.m_clean,
                        "corrupt_logit_diff": base.m_corrupt,
-                       "top_heads": [{"head": f"L{i // act.shape[1]}H{i % act.shape[1]}",
+                       "top_heads": [{"head": head_label(*divmod(int(i), act.shape[1])),
                                       "activation": float(act.ravel()[i]), "attribution": float(attr.ravel()[i])}
                                      for i in top]},
                "env": environment()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k not in ("raw", "env")}, indent=2))
+    write_figures(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -27,17 +27,17 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
 import engine as eb  # noqa: E402  (benchmarks/engine.py: token_ids, reducer_forward, rss helpers, report)
+
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
 
 TARGETS = {"bf16_vs_fp32_spearman_profile": (">=", 0.98), "bf16_vs_fp32_spearman_retrieval": (">=", 0.98),
            "bf16_peak_mem_vs_fp32": ("<=", 0.6)}
 RETRIEVAL = {"lengths": "500,1000", "n_depths": 3, "max_new_tokens": 24}
 MEMORY_TOKENS = 2048
-DEFAULT_OUT = REPO / "benchmarks" / "out" / "precision.json"
+DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "precision.json"
 
 
 def scores_by_dtype(model: str, device: str) -> dict:
@@ -105,7 +105,7 @@ def child(model: str, device: str, dtype: str) -> None:
 
 def run_child(model: str, device: str, dtype: str) -> dict:
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", dtype, "--model", model,
-                           "--device", device], check=False, capture_output=True, text=True, cwd=REPO)
+                           "--device", device], check=False, capture_output=True, text=True, cwd=SOURCE_ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"child {dtype} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -113,7 +113,7 @@ def run_child(model: str, device: str, dtype: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--child", metavar="DTYPE", help=argparse.SUPPRESS)

@@ -26,16 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
 from engine import GB, hwm_bytes, log, max_rss_bytes, report, reset_peak_rss, rss_bytes, run_child  # noqa: E402
 
-MODEL = "smollm2-135m"
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
+
+MODEL = DEFAULT_MODEL
 REPEATS = 3
 NEW_TOKENS = 24
-DEFAULT_OUT = REPO / "benchmarks" / "out" / "retrieval.json"
+DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "retrieval.json"
 TARGETS = {"scoring_time_vs_generation": ("<=", 1.3), "scoring_peak_mem_vs_generation": ("<=", 1.5),
            "scoring_peak_mem_vs_generation_8192": ("<=", 1.5), "scoring_time_vs_generation_2048": ("<=", 1.3),
            "scoring_time_vs_generation_8192": ("<=", 1.3)}

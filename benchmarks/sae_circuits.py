@@ -15,15 +15,14 @@ For each of 5 seeds (each draws its own 10 positive + 10 corrupted prompts, none
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
+from engine import environment, log, write_figures  # noqa: E402
 
-from engine import environment, log  # noqa: E402
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
 
 
 def main() -> None:
@@ -33,15 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-examples", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "sae_circuits.json")
+    parser.add_argument("--out", type=Path, default=SOURCE_ROOT / "benchmarks" / "out" / "sae_circuits.json")
     args = parser.parse_args()
-    bridge = api.load_model("smollm2-135m")
-    table = sweep(bridge, "ioi", "smollm2-135m_ioi", sizes=(args.n_examples,), seeds=args.seeds)
+    bridge = api.load_model(DEFAULT_MODEL)
+    table = sweep(bridge, "ioi", f"{DEFAULT_MODEL}_ioi", sizes=(args.n_examples,), seeds=args.seeds)
     summary = summarize(table).set_index("method")
     log(summary.to_string())
     patch_s = patching_seconds(bridge, "ioi", args.n_examples)
     sae_s = float(table[table["method"] == "sae codes"]["seconds"].mean())
-    figures = {"model": "smollm2-135m", "task": "ioi", "reference": "circuits/smollm2-135m_ioi.toml",
+    figures = {"model": DEFAULT_MODEL, "task": "ioi", "reference": f"circuits/{DEFAULT_MODEL}_ioi.toml",
                "n_examples": args.n_examples, "seeds": args.seeds,
                "roc_auc_mean": round(float(summary.loc["sae codes", "roc_auc_mean"]), 4),
                "roc_auc_sd": round(float(summary.loc["sae codes", "roc_auc_sd"]), 4),
@@ -54,9 +53,7 @@ def main() -> None:
                "raw": {"sae_seconds_mean": sae_s, "activation_patching_seconds": patch_s,
                        "runs": table.to_dict("records")},
                "env": environment()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k not in ("raw", "env")}, indent=2))
+    write_figures(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,16 @@ import statistics
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
 import engine as eb  # noqa: E402  (benchmarks/engine.py: token_ids, sdpa_forward, rss helpers)
 
-MODEL = "smollm2-135m"
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench.models import DEFAULT_MODEL  # noqa: E402
+
+MODEL = DEFAULT_MODEL
 LENGTH = 2048
 REPEATS = 3
-DEFAULT_OUT = REPO / "benchmarks" / "out" / "sinks.json"
+DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "sinks.json"
 TARGETS = {"sink_analysis_time_vs_forward_2048": ("<=", 2.0), "sink_analysis_peak_mem_vs_forward_2048": ("<=", 1.5)}
 
 

@@ -1,5 +1,6 @@
-"""The model side of the app: workbench.engine.probe (pattern and per-token views) against full-pattern references,
-and the worker process driven through workbench_app.worker_client (errors come back as messages; it keeps serving)."""
+"""The model side of the app: engine.probe and analyses.preplan_anchor.traces (pattern and per-token views)
+against full-pattern references, and the worker process driven through workbench_app.worker_client (errors come
+back as messages; it keeps serving)."""
 
 from __future__ import annotations
 

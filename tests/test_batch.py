@@ -17,6 +17,7 @@ from workbench.batch.plan import PlanError, load_plan, parse_plan
 from workbench.batch.report import write_report
 from workbench.batch.state import state_dir
 from workbench.core.errors import ModelError, WorkbenchError
+from workbench.core.paths import shipped
 from workbench.results import runs as results
 
 PLAN = """
@@ -150,7 +151,7 @@ def test_plan_of_every_analysis_on_smollm2_local_equals_ray(tmp_path, monkeypatc
     """The shipped all-analyses plan: local and Ray write the same scores for every cell."""
     from workbench.analyses import REGISTRY
 
-    plan = load_plan(Path(__file__).resolve().parents[1] / "data" / "plans" / "smollm2_all.toml")
+    plan = load_plan(shipped("data", "plans", "smollm2_all.toml"))
     assert {c.analysis for c in plan.cells} == {s.name for s in REGISTRY}
     monkeypatch.setenv("WORKBENCH_RESULTS_DIR", str(tmp_path / "local"))
     local = run_plan(plan, "local", progress=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,9 +18,8 @@ from workbench.analyses.circuits.overlap import (
 )
 from workbench.analyses.circuits.views import circuit_overlap_map
 from workbench.core.errors import WorkbenchError
+from workbench.core.paths import SOURCE_ROOT
 from workbench.results.circuits import Circuit
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def scores(values, analysis: str = "a", model: str = "m", prompt_set: str = "p") -> pd.DataFrame:
@@ -153,4 +151,4 @@ def test_overlap_and_circuit_files_are_torch_free():
     code = ("import sys, workbench_app.controllers, workbench.analyses.circuits.overlap, workbench.results.circuits, "
             "workbench.analyses.circuits.views\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=SOURCE_ROOT, timeout=120)

@@ -20,6 +20,7 @@ import pytest
 import torch
 from damage import flip_bits
 
+from workbench.core.paths import SOURCE_ROOT
 from workbench.core.prompts import PromptSet
 from workbench.engine import hooks as H
 from workbench.engine.reducers import ReducerRequest
@@ -171,8 +172,7 @@ def test_remove_all_in_another_process_never_crashes_a_reader(tiny):
 
     store = ActivationStore()
     store.root.mkdir(parents=True, exist_ok=True)
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-c", REMOVER, str(store.root)], cwd=repo, env=dict(os.environ),
+    proc = subprocess.Popen([sys.executable, "-c", REMOVER, str(store.root)], cwd=SOURCE_ROOT, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"

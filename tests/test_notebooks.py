@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+from workbench.core.paths import SOURCE_ROOT
+
+NOTEBOOKS = sorted((SOURCE_ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_every_notebook_starts_with_a_parameters_cell():

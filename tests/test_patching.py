@@ -12,11 +12,11 @@ import torch
 
 from workbench import api
 from workbench.analyses.circuits import patching
-from workbench.core.contrast import ContrastSet, flag_unchanged_answers, metric_values
+from workbench.core.contrast import ContrastSet, flag_unchanged_answers
 from workbench.core.errors import PromptError, WorkbenchError
 from workbench.edits.intervene import PatchHead, build_hooks, run_metric
 from workbench.engine.head_io import last_logits
-from workbench.engine.metrics import get_metric
+from workbench.engine.metrics import get_metric, metric_values
 from workbench.models.loading import model_info
 
 

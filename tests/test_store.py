@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from workbench.core.errors import HookError, PromptError
+from workbench.core.paths import SOURCE_ROOT
 from workbench.core.prompts import PromptSet, single_token_id, tokenize
 from workbench.engine import hooks as H
 from workbench.engine.reducers import ReducerRequest
 from workbench.engine.store import MANIFEST, ActivationStore
 
-REPO = Path(__file__).resolve().parents[1]
 # Different lengths, so batches of two are right-padded.
 TEXTS = ("The quick brown fox jumps over the lazy dog.", "Hi", "Attention heads attend to tokens.", "x y z")
 HOOKS = (H.z(0), H.pattern(1), H.resid_post(1))
@@ -190,7 +190,7 @@ print(json.dumps({"computed": acts.report.computed, "reused": acts.report.reused
 
 def test_concurrent_writers_compute_once(tiny, tmp_path):
     args = [sys.executable, "-c", WRITER, json.dumps(TEXTS), json.dumps(HOOKS)]
-    procs = [subprocess.Popen(args, env=dict(os.environ), cwd=REPO, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(args, env=dict(os.environ), cwd=SOURCE_ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (_, errtext) in zip(procs, outputs, strict=True):

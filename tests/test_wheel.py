@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from workbench.core.paths import SOURCE_ROOT
+
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "workbench", "app", "data", "circuits")
 
 CHECK = """
@@ -40,7 +41,7 @@ def _files(folder: Path) -> dict[str, int]:
 
 def _not_shipped(folder: str, names: list[str]) -> set[str]:
     """Byte-code everywhere, and the activation cache and results that live under data/ in a checkout."""
-    local = {"cache", "results"} if Path(folder).resolve() == ROOT / "data" else set()
+    local = {"cache", "results"} if Path(folder).resolve() == SOURCE_ROOT / "data" else set()
     return {n for n in names if n == "__pycache__" or n in local}
 
 
@@ -49,8 +50,8 @@ def test_wheel_runs_outside_the_repository(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     for name in SOURCES:  # build from a copy: the build writes build/ and *.egg-info next to setup.py
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, src / name, **({"ignore": _not_shipped} if (ROOT / name).is_dir() else {}))
+        copy = shutil.copytree if (SOURCE_ROOT / name).is_dir() else shutil.copy2
+        copy(SOURCE_ROOT / name, src / name, **({"ignore": _not_shipped} if (SOURCE_ROOT / name).is_dir() else {}))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, timeout=120)
     wheel = next((tmp_path / "dist").glob("attention_workbench-*.whl"))

@@ -225,10 +225,10 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
 
 def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, head: str | None = None,
                  max_tokens: int = 2048) -> dict:
-    """Per-token sink score, BOS mass, WAAD and FAI traces with preplan/anchor marks (workbench.engine.probe)."""
-    from workbench.engine import probe
+    """Per-token sink score, BOS mass, WAAD and FAI traces with preplan/anchor marks (analyses.preplan_anchor)."""
+    from workbench.analyses.preplan_anchor import traces
 
-    return probe.token_traces(_as_model(model), text, window=window, quantile=quantile, head=head,
+    return traces.token_traces(_as_model(model), text, window=window, quantile=quantile, head=head,
                               max_tokens=max_tokens)
 
 

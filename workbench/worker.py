@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from workbench.core import budget
 from workbench.core.errors import WorkbenchError
-from workbench.models.loading import DEFAULT_MODEL
+from workbench.models import DEFAULT_MODEL
 
 MAX_QUEUED = 32
 BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. Wait for them to finish, "

@@ -14,7 +14,7 @@ import typer
 
 from workbench.cli.common import DEVICE, DTYPE, MODEL, check_device_names, friendly
 from workbench.core.errors import WorkbenchError
-from workbench.models.loading import DEFAULT_MODEL
+from workbench.models import DEFAULT_MODEL
 
 app_app = typer.Typer(help="The Dash dashboard: head maps, patterns, comparisons, interventions, tokens.",
                       invoke_without_command=True)

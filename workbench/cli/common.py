@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - older typer on the real click
 from workbench.core import validation
 from workbench.core.errors import WorkbenchError
 from workbench.core.validation import check_device_names  # noqa: F401  (re-exported for the CLI modules)
-from workbench.models.loading import DEFAULT_MODEL
+from workbench.models import DEFAULT_MODEL
 
 # One definition of the model-placement options, added right after --model on every model command.
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps | map (device_map='auto')")

@@ -101,19 +101,6 @@ def flag_unchanged_answers(contrast: ContrastSet) -> list[int]:
             if "corrupt_answer_id" in m and m["corrupt_answer_id"] == m.get("answer_id")]
 
 
-def metric_values(logits_last: torch.Tensor, metadata: Sequence[dict], metric: str) -> torch.Tensor:
-    """Per-prompt metric `[B]` from last-position logits `[B, V]` (differentiable)."""
-    if metric == "logit_diff":
-        answer = torch.tensor([m["answer_id"] for m in metadata])
-        rows = torch.arange(len(metadata))
-        wrong = torch.stack([logits_last[i, list(m["wrong_ids"])].max() for i, m in enumerate(metadata)])
-        return logits_last[rows, answer] - wrong
-    probs = torch.softmax(logits_last.float(), dim=-1)
-    good = torch.stack([probs[i, list(m["good_ids"])].sum() for i, m in enumerate(metadata)])
-    bad = torch.stack([probs[i, list(m["bad_ids"])].sum() for i, m in enumerate(metadata)])
-    return good - bad
-
-
 def single_token_ids(tokenizer, words: Sequence[str], what: str) -> dict[str, int]:
     """`{word: id}` for words that are one token each; otherwise one error listing every word that splits."""
     ids, bad = {}, []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from workbench.results.runs import head_label, parse_head_label
+from workbench.core.scores import head_label, parse_head_label
 
 
 @dataclass(frozen=True, order=True)

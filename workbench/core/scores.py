@@ -37,7 +37,7 @@ def parse_head_label(label: str) -> tuple[int, int]:
 
 def _labels(df: pd.DataFrame, mask: pd.Series, limit: int = 5) -> str:
     rows = df.loc[mask, ["layer", "head"]].head(limit)
-    return ", ".join(f"L{r.layer}H{r.head}" for r in rows.itertuples(index=False))
+    return ", ".join(head_label(r.layer, r.head) for r in rows.itertuples(index=False))
 
 
 def _coerce_index_column(df: pd.DataFrame, col: str, limit: int | None, limit_name: str) -> pd.Series:

@@ -1,5 +1,7 @@
 """Per-prompt metrics on logits, for before/after tables: logit difference, answer log-prob, loss.
 
+`logit_diff` is the one correct-minus-wrong logit difference: `logit[answer] − max_w logit[w]` (Wang et al. 2022).
+
 A metric maps `(logits[T, V], ids[T], metadata)` of one prompt (its real tokens only) to a float.
 Answer and wrong-answer tokens come from the prompt's metadata (`answer`, `wrong`: strings that must
 be single tokens, or `answer_id`, `wrong_id`).
@@ -7,8 +9,9 @@ be single tokens, or `answer_id`, `wrong_id`).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -37,12 +40,16 @@ def _token(meta: dict, key: str, tokenizer) -> int:
     return ids[0]
 
 
+def logit_diff(last: torch.Tensor, answer: int, wrong: "int | Sequence[int]") -> torch.Tensor:
+    """`logit[answer] − max_w logit[w]` of one position's logits `[V]` (one wrong id, or several)."""
+    return last[answer] - last[[wrong] if isinstance(wrong, numbers.Integral) else list(wrong)].max()
+
+
 def _logit_diff(logits, ids, meta, tok):
     """logit(answer) − logit(wrong), or − max over `wrong_ids` when a prompt has several wrong answers."""
-    last = logits[len(ids) - 1]
-    if "wrong_ids" in meta:
-        return last[_token(meta, "answer", tok)] - last[list(meta["wrong_ids"])].max()
-    return last[_token(meta, "answer", tok)] - last[_token(meta, "wrong", tok)]
+    answer = _token(meta, "answer", tok)
+    wrong = meta["wrong_ids"] if "wrong_ids" in meta else _token(meta, "wrong", tok)
+    return logit_diff(logits[len(ids) - 1], answer, wrong)
 
 
 def _answer_logprob(logits, ids, meta, tok):
@@ -60,6 +67,17 @@ LOGIT_DIFF = Metric("logit_diff", _logit_diff)
 ANSWER_LOGPROB = Metric("answer_logprob", _answer_logprob)
 LOSS = Metric("loss", _loss, higher_is="worse")
 METRICS = {m.name: m for m in (LOGIT_DIFF, ANSWER_LOGPROB, LOSS)}
+
+
+def metric_values(logits_last: torch.Tensor, metadata: Sequence[dict], metric: str) -> torch.Tensor:
+    """A contrast set's per-prompt metric `[B]` from last-position logits `[B, V]` (differentiable): `logit_diff`
+    from `answer_id`/`wrong_ids`, or `prob_diff` = Σ p(good_ids) − Σ p(bad_ids) (workbench.core.contrast)."""
+    if metric == "logit_diff":
+        return torch.stack([logit_diff(logits_last[i], m["answer_id"], m["wrong_ids"]) for i, m in enumerate(metadata)])
+    probs = torch.softmax(logits_last.float(), dim=-1)
+    good = torch.stack([probs[i, list(m["good_ids"])].sum() for i, m in enumerate(metadata)])
+    bad = torch.stack([probs[i, list(m["bad_ids"])].sum() for i, m in enumerate(metadata)])
+    return good - bad
 
 
 def get_metric(name: "str | Metric") -> Metric:

@@ -23,13 +23,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from workbench.core.errors import ModelError  # noqa: E402
-from workbench.models import DEFAULT_MODEL  # noqa: E402
+from workbench.core.errors import ModelError
+from workbench.models import DEFAULT_MODEL
 from workbench.models import cache as model_cache
-from workbench.models.cache import quiet_hf_progress  # noqa: E402
+from workbench.models.cache import quiet_hf_progress
 
 STREAM_ATTN_IMPL = "workbench_stream"
 
@@ -143,8 +140,10 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = 
 
     `device`: auto | cpu | cuda | cuda:N | mps | map (accelerate's device_map="auto" over the GPUs);
     `dtype`: float32 | bfloat16 | float16. The dtype is part of the fingerprint (every cache key); the
-    device is not.
+    device is not. Hugging Face stays offline: HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE default to 1 (set 0 to download).
     """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
 
     from workbench.engine.devices import resolve_device, resolve_dtype

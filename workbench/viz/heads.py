@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.core.scores import head_label
+
 IDENTITY = ("analysis", "model", "prompt_set", "layer", "head", "label")
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
@@ -38,23 +40,33 @@ def _fmt(value) -> str:
 
 def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | None = None,
                  highlight: Sequence[tuple[int, int]] = (), highlight_color: str = "#ff3b30",
-                 colorscale: str = SEQUENTIAL,
-                 zmid: float | None = None, height: int | None = None) -> go.Figure:
-    """Layer × head heatmap of `column`; hover shows L{l}H{h}, the value and the extra columns."""
+                 colorscale: str = SEQUENTIAL, zmid: float | None = None, zmin: float | None = None,
+                 zmax: float | None = None, categories: Sequence[tuple[str, str]] = (),
+                 height: int | None = None) -> go.Figure:
+    """Layer × head heatmap of `column`; hover shows L{l}H{h}, the value and the extra columns.
+
+    With `categories` ((name, colour) pairs) `column` holds codes 0..n−1, drawn as flat bands with counts."""
     grid, n_layers, n_heads = _grid(scores, column)
     extras = extra_columns(scores)
     hover = np.full((n_layers, n_heads), "", dtype=object)
     for row in scores.itertuples(index=False):
         r = row._asdict()
-        lines = [f"<b>L{r['layer']}H{r['head']}</b>", f"{column}: {_fmt(r[column])}"]
-        if column != "score":
+        value = categories[int(r[column])][0] if categories else f"{column}: {_fmt(r[column])}"
+        lines = [f"<b>{head_label(r['layer'], r['head'])}</b>", value]
+        if column != "score" and "score" in r:
             lines.append(f"score: {_fmt(r['score'])}")
         lines += [f"{c}: {_fmt(r[c])}" for c in extras if c != column]
         hover[r["layer"], r["head"]] = "<br>".join(lines)
+    colorbar = dict(title=dict(text=column, side="right"), thickness=14)
+    if categories:  # a stepped scale: one flat band per category over z in [-0.5, n − 0.5]
+        k = len(categories)
+        colorscale = [[(i + j) / k, color] for i, (_, color) in enumerate(categories) for j in (0, 1)]
+        zmin, zmax = -0.5, k - 0.5
+        ticktext = [f"{name} ({int((grid == i).sum())})" for i, (name, _) in enumerate(categories)]
+        colorbar.update(tickvals=list(range(k)), ticktext=ticktext, len=0.6)
     fig = go.Figure(go.Heatmap(
         z=grid, x=list(range(n_heads)), y=list(range(n_layers)), text=hover, hovertemplate="%{text}<extra></extra>",
-        colorscale=colorscale, zmid=zmid, xgap=1, ygap=1,
-        colorbar=dict(title=dict(text=column, side="right"), thickness=14)))
+        colorscale=colorscale, zmid=zmid, zmin=zmin, zmax=zmax, xgap=1, ygap=1, colorbar=colorbar))
     if highlight:
         fig.add_trace(go.Scatter(x=[h for _, h in highlight], y=[layer for layer, _ in highlight], mode="markers",
                                  marker=dict(symbol="square-open", size=16, color=highlight_color, line=dict(width=3)),

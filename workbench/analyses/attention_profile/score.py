@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from workbench.analyses.attention_profile import Params
+from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
-from workbench.results.runs import head_label
 
 MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
 COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max_attention", "prev_token")

@@ -21,9 +21,9 @@ import torch
 from workbench.analyses.attention_sinks.prompts import LETTERS
 from workbench.analyses.attention_sinks.score import HIDDEN_THRESHOLD, hidden_sinks, prompt_alphas
 from workbench.core.prompts import single_token_id
+from workbench.core.scores import head_label
 from workbench.edits.sinks import SinkCalibration, run_edits
-from workbench.engine.metrics import Metric
-from workbench.results.runs import head_label
+from workbench.engine.metrics import Metric, logit_diff
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,8 @@ def letter_margin_metric(model) -> Metric:
     ids = {letter: single_token_id(model, f" {letter}") for letter in LETTERS}
 
     def margin(logits, seq, meta, tok):
-        last = logits[len(seq) - 1]
-        right = ids[meta["answer_letter"]]
-        others = torch.stack([last[i] for letter, i in ids.items() if letter != meta["answer_letter"]])
-        return last[right] - others.max()
+        wrong = [i for letter, i in ids.items() if letter != meta["answer_letter"]]
+        return logit_diff(logits[len(seq) - 1], ids[meta["answer_letter"]], wrong)
     return Metric("letter_margin", margin)
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from workbench.analyses.attention_sinks.score import Params, column_importance, head_summary, hidden_sinks
+from workbench.core.scores import head_label
 from workbench.engine.reducers import ReducerRequest
-from workbench.results.runs import head_label
 
 COS_THRESHOLD = 0.9
 MASSIVE_RATIO = 100.0

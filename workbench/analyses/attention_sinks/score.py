@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from workbench.analyses.attention_sinks import EPSILON, HIDDEN_THRESHOLD, Params  # noqa: F401
+from workbench.core.scores import head_label
 from workbench.engine.reducers import ReducerRequest
-from workbench.results.runs import head_label
 
 
 def column_importance(col_sum: torch.Tensor) -> torch.Tensor:

@@ -6,17 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.viz.heads import head_heatmap
+
 
 def first_token_heatmap(heads: pd.DataFrame, value: str = "first_token_share") -> go.Figure:
     """Layer × head heatmap of a per-head column (default: first-token share α[0])."""
-    grid = heads.pivot(index="layer", columns="head", values=value).sort_index()
-    labels = [[f"L{lay}H{h}" for h in grid.columns] for lay in grid.index]
-    fig = go.Figure(go.Heatmap(z=grid.values, x=[f"H{h}" for h in grid.columns], y=[f"L{lay}" for lay in grid.index],
-                               text=labels, hovertemplate="%{text}: %{z:.3f}<extra></extra>", colorscale="Viridis",
-                               zmin=0, zmax=1))
-    fig.update_layout(title=f"{value} per head", xaxis_title="head", yaxis_title="layer",
-                      yaxis={"autorange": "reversed"})
-    return fig
+    return head_heatmap(heads, value, title=f"{value} per head", zmin=0, zmax=1)
 
 
 def layer_norm_curves(layers: pd.DataFrame) -> go.Figure:

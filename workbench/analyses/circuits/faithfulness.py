@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from workbench.analyses.circuits.patching import by_length
-from workbench.core.contrast import ContrastSet, aligned_ids, metric_values
+from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import check_heads, parse_heads
 from workbench.engine.head_io import capture_z, last_logits
+from workbench.engine.metrics import metric_values
 from workbench.models.loading import model_info
 from workbench.results.circuits import random_circuits
 

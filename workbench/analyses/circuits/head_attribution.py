@@ -17,7 +17,7 @@ from workbench.analyses.base import AnalysisOutput
 from workbench.analyses.circuits import AttributionParams as Params
 from workbench.core.contrast import ContrastSet, flag_unchanged_answers
 from workbench.core.errors import WorkbenchError
-from workbench.results.runs import head_label
+from workbench.core.scores import head_label
 
 METHODS = ("activation", "attribution", "both", "path")
 

@@ -21,10 +21,11 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from workbench.core.contrast import ContrastSet, aligned_ids, metric_values
+from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef, check_heads, parse_heads
 from workbench.engine.head_io import Prefix, capture_z, last_logits
+from workbench.engine.metrics import metric_values
 from workbench.models.loading import model_info
 
 RECEIVER_POSITIONS = ("all", "last")

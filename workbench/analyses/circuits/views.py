@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import parse_heads
-from workbench.viz.heads import head_grid_layout
+from workbench.viz.heads import head_heatmap
 
 OVERLAP_COLORS = ("#f2f2f2", "#4c78a8", "#f58518", "#54a24b")  # neither, only A, only B, both
 
@@ -30,29 +30,15 @@ def circuit_overlap_map(n_layers: int, n_heads: int, a_heads: Iterable, b_heads:
     if bad:
         raise WorkbenchError(f"heads {', '.join(bad[:8])} are outside the {n_layers}×{n_heads} map; check that the "
                              "circuits belong to a model of this shape.")
-    z = np.zeros((n_layers, n_heads), dtype=int)
-    for h in a:
-        z[h.layer, h.head] += 1
-    for h in b:
-        z[h.layer, h.head] += 2
+    member = {(h.layer, h.head): (h in a) + 2 * (h in b) for h in a | b}
+    cells = pd.DataFrame([{"layer": layer, "head": head, "circuit": member.get((layer, head), 0)}
+                          for layer in range(n_layers) for head in range(n_heads)])
     cats = _categories([str(x) for x in names])
-    hover = np.empty((n_layers, n_heads), dtype=object)
-    for layer in range(n_layers):
-        for head in range(n_heads):
-            hover[layer, head] = f"<b>L{layer}H{head}</b><br>{cats[z[layer, head]]}"
-    colorscale = []
-    for i, color in enumerate(OVERLAP_COLORS):  # stepped scale: one flat band per category over z in [-0.5, 3.5]
-        colorscale += [[i / 4, color], [(i + 1) / 4, color]]
-    counts = [int((z == i).sum()) for i in range(4)]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(n_heads)), y=list(range(n_layers)), zmin=-0.5, zmax=3.5, colorscale=colorscale,
-        text=hover, hovertemplate="%{text}<extra></extra>", xgap=1, ygap=1,
-        colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=[f"{c} ({n})" for c, n in zip(cats, counts, strict=True)],
-                      thickness=14, len=0.6, title=dict(text="heads", side="top"))))
+    counts = [int((cells["circuit"] == i).sum()) for i in range(4)]
     default_title = (f"{names[0]} vs {names[1]}: {counts[3]} shared of {counts[1] + counts[3]} / "
                      f"{counts[2] + counts[3]} heads")
-    head_grid_layout(fig, n_layers, n_heads, title=title or default_title, height=height)
-    return fig
+    return head_heatmap(cells, "circuit", categories=list(zip(cats, OVERLAP_COLORS, strict=True)),
+                        title=title or default_title, height=height)
 
 
 def roc_by_examples(summary, *, title: str = "ROC-AUC by number of examples") -> go.Figure:

@@ -21,8 +21,8 @@ import torch
 from workbench.analyses.base import AnalysisOutput
 from workbench.analyses.head_divergence import Params
 from workbench.core.errors import WorkbenchError
+from workbench.core.scores import head_label
 from workbench.engine.reducers import ReducerRequest
-from workbench.results.runs import head_label
 
 
 def divergence(out_a: torch.Tensor, out_b: torch.Tensor, metric: str = "l2") -> torch.Tensor:

@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from workbench.analyses.induction_heads import Params
+from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
-from workbench.results.runs import head_label
 
 
 def request_for(half_len: int) -> ReducerRequest:

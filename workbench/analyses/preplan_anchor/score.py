@@ -22,8 +22,8 @@ import torch
 
 from workbench.analyses.base import AnalysisOutput
 from workbench.analyses.preplan_anchor import Params
+from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
-from workbench.results.runs import head_label
 
 
 def head_split(mean_distance: torch.Tensor, quantile: float = 0.5) -> torch.Tensor:

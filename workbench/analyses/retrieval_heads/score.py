@@ -34,7 +34,7 @@ import torch
 from workbench.analyses.base import AnalysisOutput
 from workbench.analyses.retrieval_heads import Params
 from workbench.core.errors import PromptError
-from workbench.results.runs import head_label
+from workbench.core.scores import head_label
 
 _WORD = re.compile(r"[a-z0-9]+")
 

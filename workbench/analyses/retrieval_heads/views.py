@@ -5,20 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.core.scores import head_label
+from workbench.viz.heads import head_heatmap
+
 
 def score_heatmap(scores: pd.DataFrame, column: str = "score") -> go.Figure:
     """Layer × head heat map of a HeadScores column (hover: L{layer}H{head})."""
-    grid = scores.pivot(index="layer", columns="head", values=column).sort_index()
-    text = [[f"L{layer}H{head}" for head in grid.columns] for layer in grid.index]
-    fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), text=text,
-                               hovertemplate="%{text}: %{z:.3f}<extra></extra>", colorscale="Viridis"))
-    fig.update_layout(title=f"retrieval heads: {column}", xaxis_title="head", yaxis_title="layer")
-    return fig
+    return head_heatmap(scores, column, title=f"retrieval heads: {column}")
 
 
 def retrieval_vs_streaming(scores: pd.DataFrame) -> go.Figure:
     """Each head: retrieval score against streaming score (mass on sink + recent keys while decoding)."""
-    labels = [f"L{r.layer}H{r.head}" for r in scores.itertuples(index=False)]
+    labels = [head_label(r.layer, r.head) for r in scores.itertuples(index=False)]
     colors = scores["retrieval"].map({True: "crimson", False: "steelblue"})
     fig = go.Figure(go.Scatter(x=scores["streaming_score"], y=scores["score"], mode="markers", text=labels,
                                marker={"color": list(colors)}, hovertemplate="%{text}<br>streaming %{x:.3f}"

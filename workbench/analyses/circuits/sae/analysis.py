@@ -22,7 +22,7 @@ from workbench.analyses.base import AnalysisOutput
 from workbench.analyses.circuits import SAEParams as Params
 from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
-from workbench.results.runs import head_label
+from workbench.core.scores import head_label
 
 
 def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_size: int = 32) -> torch.Tensor:
