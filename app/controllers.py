@@ -152,7 +152,8 @@ def top_heads(scores: pd.DataFrame, column: str = "score", n: int = 15) -> pd.Da
     if column not in scores.columns:
         raise AppInputError(f"This run has no column {column!r}; choose one of {', '.join(numeric_columns(scores))}.")
     top = scores.sort_values(column, ascending=False, na_position="last").head(n).copy()
-    top.insert(0, "head_label", [str(HeadRef(int(a), int(b))) for a, b in zip(top["layer"], top["head"], strict=True)])
+    labels = [str(wb.HeadRef(int(a), int(b))) for a, b in zip(top["layer"], top["head"], strict=True)]
+    top.insert(0, "head_label", labels)
     keep = ["head_label", "score"] + [c for c in top.columns if c not in
                                        ("head_label", "score", "analysis", "model", "prompt_set", "layer", "head",
                                         "label")]
