@@ -20,10 +20,10 @@ from workbench.analyses.circuits import overlap
 from workbench.core.budget import MAX_PROMPT_CHARS, MAX_PROMPTS
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef, parse_heads
+from workbench.edits.vocabulary import KINDS
 from workbench.results import runs as results
 
-EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
-         "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
+EDITS = {name: kind.label for name, kind in KINDS.items()}
 METRICS = ("loss", "logit_diff", "answer_logprob")
 PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/circuits": "Circuits",
          "/interventions": "Interventions", "/tokens": "Tokens"}
