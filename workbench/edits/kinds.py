@@ -105,7 +105,13 @@ class AblateHead(_OnHeads):
         if self.mode == "zero":
             return lambda z, q: torch.zeros_like(z)
         mean = batch.context["mean_z"][(self.reference.fingerprint, self.per_position)][layer][..., heads, :]
-        return lambda z, q: (mean[q] if self.per_position else mean).to(z.device, z.dtype).expand_as(z)
+
+        def f(z, q):
+            if self.per_position and int(q.max()) >= mean.shape[0]:
+                raise InterventionError(f"Per-position mean ablation: the reference has {mean.shape[0]} tokens, "
+                                        f"fewer than the prompts' {int(q.max()) + 1}; give references as long.")
+            return (mean[q.to(mean.device)] if self.per_position else mean).to(z.device, z.dtype).expand_as(z)
+        return f
 
 
 @dataclass(frozen=True)
