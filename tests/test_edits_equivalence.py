@@ -75,8 +75,8 @@ def every_edit(model) -> tuple[dict[str, object], PromptSet]:
     return {
         "ablate-zero": AblateHead(HEADS),
         "ablate-mean": AblateHead(HEADS, "mean"),
-        "ablate-mean-per-position": AblateHead(HEADS, "mean", PromptSet.from_texts("ref", (TEXTS[0][::-1], TEXTS[0].upper())),
-                                               per_position=True),
+        "ablate-mean-per-position": AblateHead(HEADS, "mean", per_position=True, reference=PromptSet.from_texts(
+            "ref", (TEXTS[0][::-1], TEXTS[0].upper()))),  # as long as the longest prompt
         "scale": ScaleHead(HEADS, 2.5),
         "patch": PatchHead(HEADS, PromptSet.from_texts("reversed", [t[::-1] for t in TEXTS])),
         "uniform": UniformAttention(HEADS),

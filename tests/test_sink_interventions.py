@@ -9,8 +9,7 @@ import torch
 
 from workbench.core.errors import InterventionError
 from workbench.core.prompts import PromptSet, pad_batch, tokenize
-from workbench.edits.apply import bridge_hooks
-from workbench.edits.apply import run_metric as run_edits
+from workbench.edits.apply import bridge_hooks, run_metric
 from workbench.edits.kinds import AttentionEdit, Batch, MassiveDimEdit, SinkCalibration
 from workbench.engine import hooks as H
 from workbench.engine.metrics import get_metric
@@ -114,9 +113,9 @@ def test_massive_edits_carry_per_token_means():
 
 def test_run_edits_changes_loss_only_under_edits(tiny):
     loss = get_metric("loss")
-    clean = run_edits(tiny, prompts(), loss)
-    same = run_edits(tiny, prompts(), loss, [MassiveDimEdit(0, (3,), "zero", threshold=1e9)])
-    edited = run_edits(tiny, prompts(), loss, [MassiveDimEdit(0, tuple(range(32)), "zero")])
+    clean = run_metric(tiny, prompts(), loss)
+    same = run_metric(tiny, prompts(), loss, [MassiveDimEdit(0, (3,), "zero", threshold=1e9)])
+    edited = run_metric(tiny, prompts(), loss, [MassiveDimEdit(0, tuple(range(32)), "zero")])
     assert clean == pytest.approx(same, abs=1e-5)
     assert all(abs(a - b) > 1e-3 for a, b in zip(clean, edited, strict=True))
 
@@ -124,8 +123,8 @@ def test_run_edits_changes_loss_only_under_edits(tiny):
 def test_bad_edits_fail_clearly(tiny):
     loss = get_metric("loss")
     with pytest.raises(InterventionError, match="one mean per dimension"):
-        run_edits(tiny, prompts(), loss, [MassiveDimEdit(0, (1,), "mean")])
+        run_metric(tiny, prompts(), loss, [MassiveDimEdit(0, (1,), "mean")])
     with pytest.raises(InterventionError, match="Layer 9"):
-        run_edits(tiny, prompts(), loss, [MassiveDimEdit(9, (1,), "zero")])
+        run_metric(tiny, prompts(), loss, [MassiveDimEdit(9, (1,), "zero")])
     with pytest.raises(InterventionError, match="for 1 prompts, the prompt set has 2"):
-        run_edits(tiny, prompts(), loss, [SinkCalibration(((1, 0),), ({},), 0.4)])
+        run_metric(tiny, prompts(), loss, [SinkCalibration(((1, 0),), ({},), 0.4)])
