@@ -19,8 +19,7 @@ import pandas as pd
 import workbench.api as wb
 from workbench.api import MAX_PROMPT_CHARS, MAX_PROMPTS, WorkbenchError
 
-EDITS = {"ablate": "ablate (zero)", "mean-ablate": "ablate (mean)", "scale": "scale output by α",
-         "uniform": "mask (uniform attention)", "reweight": "re-weight keys by α", "patch": "patch from source"}
+EDITS = {name: kind.label for name, kind in wb.EDIT_KINDS.items()}
 METRICS = ("loss", "logit_diff", "answer_logprob")
 PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/circuits": "Circuits",
          "/interventions": "Interventions", "/tokens": "Tokens"}

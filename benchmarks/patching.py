@@ -32,7 +32,8 @@ def main() -> None:
     from workbench.analyses.circuits import patching
     from workbench.analyses.circuits.tasks import make_task
     from workbench.core.scores import head_label
-    from workbench.edits.intervene import PatchHead, _normalise, _prepare, build_hooks, run_metric
+    from workbench.edits.apply import run_metric
+    from workbench.edits.kinds import PatchHead
     from workbench.engine.metrics import get_metric
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -58,10 +59,7 @@ def main() -> None:
     heads = [(23, 3), (17, 4), (5, 6)]
     t = time.perf_counter()
     for head in heads:  # the plain way: one bridge run per head, hook_z patch
-        edit = _normalise(PatchHead((head,), contrast.corrupt))
-        ctx = _prepare(bridge, contrast.clean, [edit])
-        run_metric(bridge, contrast.clean, metric, batch_size=50,
-                   fwd_hooks_for=lambda ids, rows, edit=edit, ctx=ctx: build_hooks(bridge, [edit], ids, rows, ctx))
+        run_metric(bridge, contrast.clean, metric, [PatchHead((head,), contrast.corrupt)], batch_size=50)
     bridge_per_head = (time.perf_counter() - t) / len(heads)
     engine_per_head = act_s / act.size
     top = np.argsort(-act.ravel())[:10]

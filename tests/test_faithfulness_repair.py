@@ -8,10 +8,12 @@ import torch
 
 from workbench import api
 from workbench.analyses.circuits.faithfulness import MeanAblation, faithfulness
-from workbench.analyses.circuits.repair import FinalQueryBias, _hooks, evaluate, wrong_color_positions
+from workbench.analyses.circuits.repair import FinalQueryBias, evaluate, wrong_color_positions
 from workbench.core.contrast import ContrastSet
 from workbench.core.errors import WorkbenchError
 from workbench.core.prompts import pad_batch, tokenize
+from workbench.edits.apply import bridge_hooks
+from workbench.edits.kinds import Batch
 from workbench.engine import hooks as H
 from workbench.models.loading import model_info
 
@@ -76,7 +78,7 @@ def test_repair_edit_biases_only_the_last_query_towards_wrong_colors(tiny):
     edit = FinalQueryBias(((1, 2),), (keys,), 2.0)
     tokens = torch.tensor([ids])
     _, clean = tiny.run_with_cache(tokens, names_filter=lambda n: n == H.pattern(1))
-    with tiny.hooks(fwd_hooks=_hooks(edit, [0], [len(ids)])):
+    with tiny.hooks(fwd_hooks=bridge_hooks(tiny, [edit], Batch((0,), (tuple(ids),)))):
         _, edited = tiny.run_with_cache(tokens, names_filter=lambda n: n == H.pattern(1))
     c, e = clean[H.pattern(1)][0], edited[H.pattern(1)][0]
     torch.testing.assert_close(e[:, :-1], c[:, :-1])  # earlier queries untouched

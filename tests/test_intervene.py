@@ -10,17 +10,17 @@ import torch
 from workbench.core.errors import InterventionError, PromptError, WorkbenchError
 from workbench.core.heads import parse_heads
 from workbench.core.prompts import PromptSet, pad_batch, tokenize
+from workbench.edits.apply import bridge_hooks, prepare, resolve
 from workbench.edits.intervene import (
     AblateHead,
     AttentionEdit,
     PatchHead,
     ScaleHead,
     UniformAttention,
-    _prepare,
-    build_hooks,
     intervene,
     summarize,
 )
+from workbench.edits.kinds import Batch
 from workbench.engine import hooks as H
 from workbench.models.loading import model_info
 
@@ -40,7 +40,9 @@ def captured(model, prompts: PromptSet, hook: str, edit=None) -> list[torch.Tens
     tokens, _ = pad_batch(ids, model_info(model).tokenizer.pad_token_id)
     fwd = []
     if edit is not None:
-        fwd = build_hooks(model, [edit], ids, range(len(ids)), _prepare(model, prompts, [edit]))
+        edits = resolve([edit], prompts)
+        batch = Batch(tuple(range(len(ids))), tuple(map(tuple, ids)), prepare(model, prompts, edits))
+        fwd = bridge_hooks(model, edits, batch)
     with model.hooks(fwd_hooks=fwd):
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name == hook)
     act = cache[hook]

@@ -14,7 +14,8 @@ from workbench import api
 from workbench.analyses.circuits import patching
 from workbench.core.contrast import ContrastSet, flag_unchanged_answers
 from workbench.core.errors import PromptError, WorkbenchError
-from workbench.edits.intervene import PatchHead, build_hooks, run_metric
+from workbench.edits.apply import run_metric
+from workbench.edits.kinds import PatchHead
 from workbench.engine.head_io import last_logits
 from workbench.engine.metrics import get_metric, metric_values
 from workbench.models.loading import model_info
@@ -30,13 +31,7 @@ def test_activation_patching_matches_patching_through_the_bridge(request, tiny_i
     clean = np.mean(run_metric(tiny, cs.clean, metric))
     assert base.m_clean == pytest.approx(clean, abs=1e-4)
     for layer, head in [(0, 1), (1, 3)]:
-        edit = PatchHead(((layer, head),), cs.corrupt)
-        from workbench.edits.intervene import _normalise, _prepare
-
-        edit = _normalise(edit)
-        ctx = _prepare(tiny, cs.clean, [edit])
-        hooks_for = lambda ids, rows, e=edit, c=ctx: build_hooks(tiny, [e], ids, rows, c)  # noqa: E731
-        patched = np.mean(run_metric(tiny, cs.clean, metric, fwd_hooks_for=hooks_for))
+        patched = np.mean(run_metric(tiny, cs.clean, metric, [PatchHead(((layer, head),), cs.corrupt)]))
         want = (patched - base.m_clean) / (base.m_corrupt - base.m_clean)
         assert scores[layer, head] == pytest.approx(want, abs=1e-4)
 

@@ -18,8 +18,8 @@ from workbench.analyses.retrieval_heads.score import (
 from workbench.core.errors import InterventionError, PromptError
 from workbench.core.heads import parse_heads
 from workbench.core.prompts import PromptSet
-from workbench.edits.intervene import UniformAttention, build_hooks
-from workbench.edits.stream import StreamingWindow, UniformHeads, editing
+from workbench.edits.apply import bridge_hooks, editing
+from workbench.edits.kinds import StreamingWindow, UniformAttention
 from workbench.engine import hooks
 from workbench.engine.decode import greedy_generate
 from workbench.engine.reducers import ReducerRequest
@@ -96,8 +96,8 @@ def test_stream_uniform_equals_bridge_uniform(request, fixture):
     model = request.getfixturevalue(fixture)
     ids = _ids(model, "uniform attention through the stream, and through the bridge hooks")
     heads = parse_heads("L0H1,L1H2,L1H3")
-    ref = model.run_with_hooks(ids, fwd_hooks=build_hooks(model, [UniformAttention(heads)], [ids[0].tolist()], [0], {}))
-    with editing([UniformHeads(heads)], model):
+    ref = model.run_with_hooks(ids, fwd_hooks=bridge_hooks(model, [UniformAttention(heads)]))
+    with editing([UniformAttention(heads)], model):
         got = stream_forward(model, ids, None, logits="all").logits
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     assert (ref - model(ids)).abs().max() > 1e-2  # the edit does change the model
@@ -118,14 +118,15 @@ def _window_hook(heads, sink, recent):
 def test_stream_window_equals_masked_bridge_and_decoding(tiny, monkeypatch):
     from transformers import DynamicCache
 
-    from workbench.edits import stream as stream_edits
+    from workbench.engine import streaming
 
-    monkeypatch.setattr(stream_edits, "ROWS_PER_BLOCK", 5)  # several row blocks, each with its own key band
+    monkeypatch.setattr(streaming, "ROWS_PER_BLOCK", 5)  # several row blocks, each with its own key band
     ids = _ids(tiny, "a streaming window keeps sink tokens and a recent band of keys")
     heads = [0, 3]
-    edits = [StreamingWindow(parse_heads("L0H0,L0H3,L1H0,L1H3"), sink=2, recent=6), UniformHeads(parse_heads("L1H1"))]
+    edits = [StreamingWindow(parse_heads("L0H0,L0H3,L1H0,L1H3"), sink=2, recent=6),
+             UniformAttention(parse_heads("L1H1"))]
     fwd = [(hooks.attn_scores(layer), _window_hook(heads, 2, 6)) for layer in (0, 1)]
-    fwd += build_hooks(tiny, [UniformAttention(parse_heads("L1H1"))], [ids[0].tolist()], [0], {})
+    fwd += bridge_hooks(tiny, [UniformAttention(parse_heads("L1H1"))])
     ref = tiny.run_with_hooks(ids, fwd_hooks=fwd)
     with editing(edits, tiny):
         full = stream_forward(tiny, ids, None, logits="all").logits
@@ -139,16 +140,16 @@ def test_stream_window_equals_masked_bridge_and_decoding(tiny, monkeypatch):
 
 def test_stream_edits_bad_input(tiny):
     ids = _ids(tiny, "x y")
-    with pytest.raises(InterventionError, match="does not exist"):
-        with editing([UniformHeads(parse_heads("L5H0"))], tiny):
+    with pytest.raises(InterventionError, match="do not exist"):
+        with editing([UniformAttention(parse_heads("L5H0"))], tiny):
             pass
     with pytest.raises(InterventionError, match="edited twice"):
-        with editing([UniformHeads(parse_heads("L0H0")), StreamingWindow(parse_heads("L0H0"))], tiny):
+        with editing([UniformAttention(parse_heads("L0H0")), StreamingWindow(parse_heads("L0H0"))], tiny):
             pass
     with pytest.raises(InterventionError, match="recent >= 1"):
         with editing([StreamingWindow(parse_heads("L0H0"), sink=4, recent=0)], tiny):
             pass
-    with editing([UniformHeads(parse_heads("L0H0"))], tiny):
+    with editing([UniformAttention(parse_heads("L0H0"))], tiny):
         with pytest.raises(InterventionError, match="statistics"):
             stream_forward(tiny, ids, ReducerRequest())
 

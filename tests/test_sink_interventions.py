@@ -9,8 +9,8 @@ import torch
 
 from workbench.core.errors import InterventionError
 from workbench.core.prompts import PromptSet, pad_batch, tokenize
-from workbench.edits.intervene import AttentionEdit
-from workbench.edits.sinks import MassiveDimEdit, SinkCalibration, edit_hooks, run_edits
+from workbench.edits.apply import bridge_hooks, run_metric
+from workbench.edits.kinds import AttentionEdit, Batch, MassiveDimEdit, SinkCalibration
 from workbench.engine import hooks as H
 from workbench.engine.metrics import get_metric
 from workbench.models.loading import model_info
@@ -27,7 +27,7 @@ def captured(model, hook: str, edits=()):
     ps = prompts()
     ids = tokenize(model, ps)
     tokens, _ = pad_batch(ids, model_info(model).tokenizer.pad_token_id)
-    fwd = edit_hooks(model, list(edits), ids, range(len(ids)), {}) if edits else []
+    fwd = bridge_hooks(model, list(edits), Batch(tuple(range(len(ids))), tuple(map(tuple, ids)))) if edits else []
     with model.hooks(fwd_hooks=fwd):
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name == hook)
     return [cache[hook][j] for j in range(len(ids))], [len(x) for x in ids]
@@ -113,9 +113,9 @@ def test_massive_edits_carry_per_token_means():
 
 def test_run_edits_changes_loss_only_under_edits(tiny):
     loss = get_metric("loss")
-    clean = run_edits(tiny, prompts(), [], loss)
-    same = run_edits(tiny, prompts(), [MassiveDimEdit(0, (3,), "zero", threshold=1e9)], loss)
-    edited = run_edits(tiny, prompts(), [MassiveDimEdit(0, tuple(range(32)), "zero")], loss)
+    clean = run_metric(tiny, prompts(), loss)
+    same = run_metric(tiny, prompts(), loss, [MassiveDimEdit(0, (3,), "zero", threshold=1e9)])
+    edited = run_metric(tiny, prompts(), loss, [MassiveDimEdit(0, tuple(range(32)), "zero")])
     assert clean == pytest.approx(same, abs=1e-5)
     assert all(abs(a - b) > 1e-3 for a, b in zip(clean, edited, strict=True))
 
@@ -123,8 +123,8 @@ def test_run_edits_changes_loss_only_under_edits(tiny):
 def test_bad_edits_fail_clearly(tiny):
     loss = get_metric("loss")
     with pytest.raises(InterventionError, match="one mean per dimension"):
-        run_edits(tiny, prompts(), [MassiveDimEdit(0, (1,), "mean")], loss)
+        run_metric(tiny, prompts(), loss, [MassiveDimEdit(0, (1,), "mean")])
     with pytest.raises(InterventionError, match="Layer 9"):
-        run_edits(tiny, prompts(), [MassiveDimEdit(9, (1,), "zero")], loss)
+        run_metric(tiny, prompts(), loss, [MassiveDimEdit(9, (1,), "zero")])
     with pytest.raises(InterventionError, match="for 1 prompts, the prompt set has 2"):
-        run_edits(tiny, prompts(), [SinkCalibration(((1, 0),), ({},), 0.4)], loss)
+        run_metric(tiny, prompts(), loss, [SinkCalibration(((1, 0),), ({},), 0.4)])

@@ -29,7 +29,7 @@ _LAZY = {
                     "workbench.edits.intervene"),
     **dict.fromkeys(("MAX_PROMPTS", "MAX_PROMPT_CHARS", "MAX_EDIT_TOKENS", "BUDGET_TEXT", "refuse_paths"),
                     "workbench.core.budget"),
-    "check_budget": "workbench.core.budget:check_analysis",
+    "check_budget": "workbench.core.budget:check_analysis", "EDIT_KINDS": "workbench.edits.vocabulary:KINDS",
     "PromptSet": "workbench.core.prompts", "Result": "workbench.analyses.base",
     "HeadRef": "workbench.core.heads", "parse_heads": "workbench.core.heads",
     "default_results_dir": "workbench.results.runs", "public_domain_text": "workbench.core.natural_text",

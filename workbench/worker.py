@@ -35,8 +35,6 @@ MAX_QUEUED = 32
 BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. Wait for them to finish, "
         "then run this again.")
 
-EDIT_KINDS = ("ablate", "mean-ablate", "scale", "uniform", "reweight", "patch")
-
 
 class Worker:
     def __init__(self, model_name: str, emit: Callable[[dict], None], *, device: str = "auto",
@@ -212,38 +210,32 @@ def check_params(params: Any) -> dict[str, str]:
 
 
 def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural, model):
-    """An edit dataclass from the app's plain fields."""
+    """An edit dataclass from the app's plain fields (the kinds of workbench.edits.vocabulary)."""
     from workbench import api
     from workbench.core.natural_text import text_chunks
+    from workbench.edits.vocabulary import kind as edit_kind
+    from workbench.edits.vocabulary import make_edit
 
-    if kind not in EDIT_KINDS:
-        raise WorkbenchError(f"Unknown edit {kind!r}; choose one of {', '.join(EDIT_KINDS)}.")
+    params = edit_kind(kind).params
     if not math.isfinite(alpha):
         raise WorkbenchError(f"The scale must be a finite number, got {alpha}.")
-    if kind == "ablate":
-        return api.AblateHead(refs, "zero")
-    if kind == "mean-ablate":
-        return api.AblateHead(refs, "mean")
-    if kind == "scale":
-        return api.ScaleHead(refs, alpha)
-    if kind == "uniform":
-        return api.UniformAttention(refs)
-    if kind == "reweight":
+    positions = source = None
+    if "keys" in params:
         try:
             positions = tuple(int(k) for k in str(keys).replace(" ", "").split(",") if k)
         except ValueError:
             raise WorkbenchError(f"Key positions must be comma-separated integers like '0,1'; got {keys!r}.") from None
         if not positions:
             raise WorkbenchError("Re-weighting needs at least one key position, e.g. '0'.")
-        return api.AttentionEdit(refs, positions, scale=alpha)
-    if patch_texts:
-        source = api.PromptSet.from_texts("patch-source", patch_texts)
-    elif natural is not None:  # later windows of the same bundled text
-        source = text_chunks(model, natural[0], natural[1], offset=20_000, name="pydoc-patch-source")
-    else:
-        raise WorkbenchError("Patching typed prompts needs source prompts: type one source per prompt, with "
-                             "the same token count, in the patch-source box.")
-    return api.PatchHead(refs, source)
+    if "source" in params:
+        if patch_texts:
+            source = api.PromptSet.from_texts("patch-source", patch_texts)
+        elif natural is not None:  # later windows of the same bundled text
+            source = text_chunks(model, natural[0], natural[1], offset=20_000, name="pydoc-patch-source")
+        else:
+            raise WorkbenchError("Patching typed prompts needs source prompts: type one source per prompt, with "
+                                 "the same token count, in the patch-source box.")
+    return make_edit(kind, refs, alpha=alpha, keys=positions, source=source)
 
 
 _TQDM = re.compile(r"([^\r\n:|]+):\s+(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")

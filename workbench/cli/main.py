@@ -104,7 +104,8 @@ def run(analysis: str = typer.Argument("attention_profile"),
 @app.command()
 @friendly
 def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
-              edit: str = typer.Option("ablate", help="ablate | mean-ablate | scale | uniform | reweight"),
+              edit: str = typer.Option("ablate", help="ablate | mean-ablate | scale | uniform | reweight (patch "
+                                       "needs source prompts: use the API or the app)"),
               alpha: float = typer.Option(0.0, help="scale factor (scale) or attention scale (reweight)"),
               keys: str = typer.Option("0", help="key positions for reweight, e.g. '0,1'"),
               metric: str = typer.Option("loss", help="loss | logit_diff | answer_logprob"),
@@ -117,20 +118,18 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
     from workbench.core.natural_text import text_chunks
     from workbench.core.validation import parse_int_list
     from workbench.edits.intervene import summarize
+    from workbench.edits.vocabulary import kind, make_edit
 
     refs = parse_heads(heads)
-    key_positions = parse_int_list(keys, "--keys")
+    if "source" in kind(edit).params:
+        raise WorkbenchError(f"--edit {edit} needs source prompts; patch through workbench.api or the app.")
+    the_edit = make_edit(edit, refs, alpha=alpha, keys=parse_int_list(keys, "--keys"))
     bridge = api.load_model(model, device=device, dtype=dtype)
-    edits = {"ablate": lambda: api.AblateHead(refs, "zero"), "mean-ablate": lambda: api.AblateHead(refs, "mean"),
-             "scale": lambda: api.ScaleHead(refs, alpha), "uniform": lambda: api.UniformAttention(refs),
-             "reweight": lambda: api.AttentionEdit(refs, key_positions, scale=alpha)}
-    if edit not in edits:
-        raise WorkbenchError(f"Unknown edit {edit!r}; choose one of {', '.join(edits)}.")
     from workbench.core.budget import edit_batch_size
     from workbench.models.loading import model_info
 
     batch = edit_batch_size(n_tokens, model_info(bridge).n_heads)  # batch × heads × T² scores stay bounded
-    table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), edits[edit](), metric, batch_size=batch)
+    table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), the_edit, metric, batch_size=batch)
     show(table, f"{table.attrs['edits'][0]} · {metric}")
     console.print(summarize(table))
 

@@ -3,7 +3,7 @@
 As in Wu et al.'s official code, the prompt minus its last token is prefilled (plain SDPA, no statistics),
 then every step feeds one token: step 0 feeds the prompt's last token, and the statistics of step t
 (row argmax over all keys, key-set masses) belong to the query that *produces* generated token t.
-Stream edits (workbench.edits.stream) active around the call apply to prefill and decoding.
+Edits active around the call (workbench.edits.apply.editing) apply to prefill and decoding.
 Stopping: EOS / end-of-turn tokens, or a newline once the response has non-blank text (the official
 code stops at the first newline; SmolLM2 in the paper format starts its answer with blank lines).
 """

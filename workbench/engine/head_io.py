@@ -18,27 +18,33 @@ import torch
 from workbench.core.errors import ModelError
 from workbench.core.prompts import pad_batch
 from workbench.engine.devices import cache_kwargs, output_cache
+from workbench.engine.streaming import HeadEdit, edited
 from workbench.models.loading import model_info
 
 PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense")
 
 
-def output_projections(model) -> list[torch.nn.Module]:
-    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen, c_proj
-    for GPT-2)."""
+def decoder_layers(model) -> list[torch.nn.Module]:
+    """The decoder layers of the twin (`.model.layers` for Llama / Gemma / Qwen, `.transformer.h` for GPT-2)."""
     twin = model_info(model).stream_model
-    base = twin.base_model  # .model (Llama, Gemma, Qwen) or .transformer (GPT-2)
+    base = twin.base_model
     layers = getattr(base, "layers", None)
     if layers is None:
         layers = getattr(base, "h", None)
     if layers is None:
-        raise ModelError(f"Cannot find the decoder layers of {type(twin).__name__} for head patching.")
+        raise ModelError(f"Cannot find the decoder layers of {type(twin).__name__}.")
+    return list(layers)
+
+
+def output_projections(model) -> list[torch.nn.Module]:
+    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen, c_proj
+    for GPT-2)."""
     out = []
-    for layer in layers:
+    for layer in decoder_layers(model):
         attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
         proj = next((getattr(attn, n) for n in PROJECTIONS if hasattr(attn, n)), None)
         if proj is None:
-            raise ModelError(f"{type(twin).__name__}: no attention output projection named {PROJECTIONS}.")
+            raise ModelError(f"{type(layer).__name__}: no attention output projection named {PROJECTIONS}.")
         out.append(proj)
     return out
 
@@ -58,23 +64,16 @@ ZEdit = Callable[[int, torch.Tensor], torch.Tensor]
 
 @contextmanager
 def editing_z(model, z_edit: ZEdit | None):
-    """Apply `z_edit` to every layer's head outputs while the context is open."""
+    """Apply `z_edit` to every layer's head outputs (a z edit of every head, inside the twin's attention)."""
     if z_edit is None:
         yield
         return
     info = model_info(model)
-    handles = []
-    for layer, proj in enumerate(output_projections(model)):
-        def pre_hook(module, args, layer=layer):
-            x = args[0]
-            z = x.view(*x.shape[:-1], info.n_heads, info.d_head)
-            return (z_edit(layer, z).reshape(x.shape), *args[1:])
-        handles.append(proj.register_forward_pre_hook(pre_hook))
-    try:
+    every = tuple(range(info.n_heads))
+    per_layer = {layer: [HeadEdit("z", every, lambda z, q, layer=layer: z_edit(layer, z))]
+                 for layer in range(info.n_layers)}
+    with edited(per_layer):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class Prefix:

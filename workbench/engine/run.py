@@ -56,7 +56,7 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | Non
     valid = None if full_mask is None else full_mask.bool()
     pos = _resolve_positions(output_positions, full_mask, b, past_len + t, device)
     twin = info.stream_model
-    # request=None: no statistics, every layer runs plain SDPA (stream edits, if active, still apply)
+    # request=None: no statistics, every layer runs plain SDPA (edits, if active, still apply)
     with (streaming.collecting(request, valid, pos) if request is not None else nullcontext()) as collector:
         kwargs = dict(input_ids=input_ids, attention_mask=full_mask, use_cache=cache is not None,
                       **cache_kwargs(cache))

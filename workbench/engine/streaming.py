@@ -7,6 +7,11 @@ a fixed memory budget), reduces each block with `reducers.LayerAccumulator`, and
 block for the output `P·V`; other layers run PyTorch SDPA. Works with a KV cache (decoding), GQA
 (a query head h reads KV group h // (H / H_kv)), sliding windows and logit soft-capping. In a bfloat16 or
 float16 model the statistics layers upcast q, k, v to float32: scores, softmax and reductions run in float32.
+
+Edits (`HeadEdit`, compiled by workbench.edits.apply and set with `edited`) act inside the attention function:
+score edits recompute their heads eagerly, block by block over query rows (logits, the edit, softmax, P·V),
+z edits rewrite the heads' outputs; the layer's other heads come from plain SDPA. Prefill and KV-cache
+decoding alike. A layer with edits cannot also collect statistics in the same forward.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from workbench.core.errors import InterventionError
 from workbench.engine.devices import ACCUMULATE
 from workbench.engine.reducers import (
     AttentionStats,
@@ -29,8 +35,44 @@ from workbench.engine.reducers import (
 
 BLOCK_BYTES = 48 * 2**20  # budget for one block of scores; peaks hold a few such tensors
 ROWS_PER_BLOCK = 256  # small blocks waste little of the causal upper triangle
+STREAM_ATTN_IMPL = "workbench_stream"  # the attention implementation name the twin is built with
 _ACTIVE: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("workbench_stream", default=None)
+_EDITS: contextvars.ContextVar["Mapping[int, Sequence[HeadEdit]] | None"] = contextvars.ContextVar(
+    "workbench_stream_edits", default=None)
 _REGISTERED = False
+
+
+@dataclass(frozen=True)
+class HeadEdit:
+    """A pure edit of some heads of one layer: `fn(x, q_pos) -> x` on the heads' pre-softmax scores
+    `[B, n, Tq, Tk]` (site "scores") or outputs `[B, Tq, n, d_head]` (site "z"), or on the residual stream
+    `[B, Tq, d_model]` (site "resid", heads ()); `q_pos` are the absolute query positions `[Tq]`."""
+
+    site: str
+    heads: tuple[int, ...]
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def apply_head_edit(edit: HeadEdit, x: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+    """`x` (every head, or the residual) with `edit` applied to its heads; a new tensor."""
+    if edit.site == "resid":
+        return edit.fn(x, q_pos)
+    x, idx = x.clone(), list(edit.heads)
+    if edit.site == "scores":
+        x[:, idx] = edit.fn(x[:, idx], q_pos)
+    else:
+        x[:, :, idx] = edit.fn(x[:, :, idx], q_pos)
+    return x
+
+
+@contextmanager
+def edited(per_layer: Mapping[int, Sequence[HeadEdit]]) -> Iterator[None]:
+    """Within this block, forwards of a streaming twin apply the score and z edits of `per_layer`."""
+    token = _EDITS.set(dict(per_layer) or None)
+    try:
+        yield
+    finally:
+        _EDITS.reset(token)
 
 
 @dataclass
@@ -57,8 +99,6 @@ def register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    from workbench.models.loading import STREAM_ATTN_IMPL
-
     AttentionInterface.register(STREAM_ATTN_IMPL, stream_attention)
     AttentionMaskInterface.register(STREAM_ATTN_IMPL, sdpa_mask)
     _REGISTERED = True
@@ -84,23 +124,69 @@ def stream_attention(module, query, key, value, attention_mask, scaling=None, dr
     """transformers attention interface: `(module, q[B,H,Tq,D], k[B,Hkv,Tk,D], v, mask) -> (out[B,Tq,H,D], None)`."""
     collector = _ACTIVE.get()
     layer = int(getattr(module, "layer_idx", -1))
-    from workbench.edits import stream as stream_edits  # per-head attention edits (uniform, streaming window)
-
-    layer_edits = stream_edits.for_layer(layer)
-    if layer_edits is not None:
+    layer_edits = (_EDITS.get() or {}).get(layer)
+    if layer_edits:
         if collector is not None and collector.request.wants(layer):
-            raise stream_edits.InterventionError(
-                f"Layer {layer} has stream edits and statistics requested; restrict the request's layers.")
-        return stream_edits.edited_attention(layer_edits, module, query, key, value, attention_mask,
-                                             scaling, **kwargs), None
+            raise InterventionError(f"Layer {layer} has edits and statistics requested; restrict the request's "
+                                    "layers.")
+        return _edited_attention(layer_edits, module, query, key, value, attention_mask, scaling, kwargs), None
     if collector is None or not collector.request.wants(layer):
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=0.0,
-                                      scaling=scaling, **kwargs)
+        return _sdpa(module, query, key, value, attention_mask, scaling, kwargs)
     acc = collector.accs.setdefault(layer, LayerAccumulator())
     out = _blockwise(collector, acc, module, query, key, value, attention_mask, scaling, kwargs)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _sdpa(module, query, key, value, mask, scaling, kwargs):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, mask, dropout=0.0, scaling=scaling, **kwargs)
+
+
+def _edited_attention(edits, module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
+    """SDPA for every head, then the score-edited heads recomputed and the z edits applied: `out[B,Tq,H,D]`."""
+    out = _sdpa(module, query, key, value, mask, scaling, kwargs)[0]
+    q_pos = torch.arange(key.shape[2] - query.shape[2], key.shape[2], device=query.device)
+    scored = sorted({h for e in edits if e.site == "scores" for h in e.heads})
+    if scored:
+        if kwargs.get("softcap") or getattr(module, "attn_logit_softcapping", None):
+            raise InterventionError("Attention edits do not support attention logit soft-capping.")
+        window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+        out = out.clone()
+        out[:, :, scored] = _scored_heads(edits, scored, query, key, value, mask, scaling, window, q_pos)
+    for edit in edits:
+        if edit.site == "z":
+            out = apply_head_edit(edit, out, q_pos)
+    return out
+
+
+def _scored_heads(edits, heads, query, key, value, mask, scaling, window, q_pos) -> torch.Tensor:
+    """softmax(edit(q·kᵀ·scale + mask))·V for `heads`, block by block over query rows: `[B, Tq, n, D]`."""
+    group = query.shape[1] // key.shape[1]
+    idx = torch.tensor(heads, device=query.device)
+    q, k, v = query[:, idx], key[:, idx // group], value[:, idx // group]
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+    where = {h: i for i, h in enumerate(heads)}
+    tq, tk = q.shape[2], k.shape[2]
+    keys = torch.arange(tk, device=q.device)
+    out = q.new_empty(q.shape)
+    for start in range(0, tq, ROWS_PER_BLOCK):
+        stop, rows = min(tq, start + ROWS_PER_BLOCK), q_pos[start:start + ROWS_PER_BLOCK]
+        scores = torch.matmul(q[:, :, start:stop] * scale, k.transpose(-1, -2))  # [B, n, rows, Tk]
+        far = keys[None, :] > rows[:, None]
+        if window:
+            far |= keys[None, :] <= rows[:, None] - int(window)
+        scores.masked_fill_(far, float("-inf"))
+        if mask is not None:
+            block = mask[..., start:stop, :tk]
+            scores = scores.masked_fill(~block, float("-inf")) if block.dtype == torch.bool else scores + block
+        for edit in edits:
+            if edit.site == "scores":
+                sel = [where[h] for h in edit.heads]
+                scores[:, sel] = edit.fn(scores[:, sel], rows)
+        probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row with no visible key carries no attention
+        out[:, :, start:stop] = torch.matmul(probs, v)
+    return out.transpose(1, 2)
 
 
 def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:

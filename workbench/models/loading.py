@@ -28,8 +28,6 @@ from workbench.models import DEFAULT_MODEL
 from workbench.models import cache as model_cache
 from workbench.models.cache import quiet_hf_progress
 
-STREAM_ATTN_IMPL = "workbench_stream"
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -207,9 +205,9 @@ def _make_stream_twin(hf):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from workbench.engine import streaming  # registers the attention function
+    from workbench.engine.streaming import STREAM_ATTN_IMPL, register  # engine never imports models at import
 
-    streaming.register()
+    register()
     cfg = copy.deepcopy(hf.config)
     cfg._attn_implementation = STREAM_ATTN_IMPL
     with torch.device("meta"):

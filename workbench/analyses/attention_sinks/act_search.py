@@ -2,7 +2,7 @@
 
 For each prompt and head, hidden sinks are the keys with `α > 0.1` other than the first sink
 (analyses/attention_sinks.hidden_sinks). Calibrating a head multiplies its attention to those keys by
-β = 0.4 and renormalises (engine/sink_edits.SinkCalibration). Candidates are the heads with the most
+β = 0.4 and renormalises (workbench.edits.SinkCalibration). Candidates are the heads with the most
 hidden-sink mass on the calibration split (`max_candidates` of them, strongest first); a candidate is
 kept if adding it raises calibration accuracy. The kept set is then scored on the held-out split.
 
@@ -22,7 +22,8 @@ from workbench.analyses.attention_sinks.prompts import LETTERS
 from workbench.analyses.attention_sinks.score import HIDDEN_THRESHOLD, hidden_sinks, prompt_alphas
 from workbench.core.prompts import single_token_id
 from workbench.core.scores import head_label
-from workbench.edits.sinks import SinkCalibration, run_edits
+from workbench.edits.apply import run_metric
+from workbench.edits.kinds import SinkCalibration
 from workbench.engine.metrics import Metric, logit_diff
 
 
@@ -76,7 +77,7 @@ def rank_candidates(alphas: list[torch.Tensor], params: SearchParams) -> list[tu
 
 def _score(model, prompts, heads, keys, params, metric) -> tuple[float, float]:
     edits = [SinkCalibration(tuple(heads), tuple(keys), params.beta)] if heads else []
-    margins = torch.tensor(run_edits(model, prompts, edits, metric, batch_size=params.batch_size))
+    margins = torch.tensor(run_metric(model, prompts, metric, edits, batch_size=params.batch_size))
     return float((margins > 0).float().mean()), float(margins.mean())
 
 

@@ -124,7 +124,8 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
     from workbench.core.heads import parse_heads
     from workbench.core.natural_text import text_chunks
     from workbench.core.validation import parse_int_list
-    from workbench.edits.sinks import SinkCalibration, run_edits
+    from workbench.edits.apply import run_metric
+    from workbench.edits.kinds import SinkCalibration
     from workbench.engine.metrics import get_metric
 
     kinds = ("gamma", "remove", "act", "massive-zero", "massive-mean")
@@ -157,8 +158,8 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
     else:
         raise WorkbenchError(f"Unknown --kind {kind!r}; choose gamma, remove, act, massive-zero or massive-mean.")
     loss = get_metric("loss")
-    before = run_edits(bridge, texts, [], loss)
-    after = run_edits(bridge, texts, edits, loss)
+    before = run_metric(bridge, texts, loss)
+    after = run_metric(bridge, texts, loss, edits)
     import pandas as pd
 
     table = pd.DataFrame({"prompt": range(len(texts)), "before": before, "after": after})

@@ -180,7 +180,7 @@ def massive_dims(massive: pd.DataFrame) -> pd.DataFrame:
 
 def massive_edits(dims: pd.DataFrame, mode: str):
     """One MassiveDimEdit per first layer: the massive entries of its dims → 0 or their per-token mean."""
-    from workbench.edits.sinks import MassiveDimEdit
+    from workbench.edits.kinds import MassiveDimEdit
 
     edits = []
     for layer, part in dims.groupby("first_layer"):
@@ -198,7 +198,7 @@ def massive_edits(dims: pd.DataFrame, mode: str):
 
 def massive_perplexity(model, dims: pd.DataFrame, texts, *, batch_size: int = 4) -> pd.DataFrame:
     """Perplexity on `texts` (a PromptSet): clean, massive dims set to zero, set to their mean."""
-    from workbench.edits.sinks import run_edits
+    from workbench.edits.apply import run_metric
     from workbench.engine.metrics import get_metric
 
     loss = get_metric("loss")
@@ -206,7 +206,7 @@ def massive_perplexity(model, dims: pd.DataFrame, texts, *, batch_size: int = 4)
     for name, edits in (("clean", []), ("zero", massive_edits(dims, "zero")), ("mean", massive_edits(dims, "mean"))):
         if name != "clean" and not edits:
             continue
-        values = run_edits(model, texts, edits, loss, batch_size=batch_size)
+        values = run_metric(model, texts, loss, edits, batch_size=batch_size)
         mean_loss = sum(values) / len(values)
         rows.append({"edit": name, "dims": ",".join(str(int(d)) for d in dims["dim"]) if name != "clean" else "-",
                      "loss": mean_loss, "perplexity": math.exp(mean_loss)})

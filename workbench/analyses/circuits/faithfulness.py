@@ -2,7 +2,8 @@
 and keep the circuit; the share of the clean metric that remains,
   `kept = M_circuit / M_clean`   and   `normalised = (M_circuit − M_none) / (M_clean − M_none)`,
 where M_none ablates every head. Mean ablation replaces a head's z by its mean over the corrupted
-prompts at the same position (prompts of one token length share a template), as in Wang et al.
+prompts at the same position (prompts of one token length share a template), as in Wang et al.: the edit is
+`AblateHead(complement of the circuit, mode="mean", reference=corrupted prompts, per_position=True)`.
 Random circuits of the same size give the chance level (compared on the normalised share, which stays
 meaningful when the clean metric is near zero or negative, as on Colored Objects).
 """
@@ -12,59 +13,47 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from workbench.analyses.circuits.patching import by_length
 from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
-from workbench.core.heads import check_heads, parse_heads
-from workbench.engine.head_io import capture_z, last_logits
+from workbench.core.heads import HeadRef, check_heads, parse_heads
+from workbench.core.prompts import PromptSet
+from workbench.edits.apply import forward, prepare
+from workbench.edits.kinds import AblateHead, Batch
 from workbench.engine.metrics import metric_values
 from workbench.models.loading import model_info
 from workbench.results.circuits import random_circuits
 
 
 class MeanAblation:
-    """Per length group: clean ids and the corrupted prompts' mean z `[L, T, H, d]`."""
+    """Per length group: the clean ids, and the corrupted prompts as the per-position mean-ablation reference."""
 
     def __init__(self, model, contrast: ContrastSet, batch_size: int = 64):
         clean, corrupt = aligned_ids(model, contrast)
-        self.model, self.contrast = model, contrast
+        info = model_info(model)
+        self.model, self.contrast, self.clean_ids = model, contrast, clean
         self.groups = by_length(clean)
-        self.clean_ids = clean
-        self.means = []
-        for rows in self.groups:
-            total = None
-            for s in range(0, len(rows), batch_size):
-                _, z = capture_z(model, [corrupt[i] for i in rows[s:s + batch_size]])
-                part = z.sum(1)
-                total = part if total is None else total + part
-            self.means.append(total / len(rows))
+        self.every = tuple(HeadRef(lay, h) for lay in range(info.n_layers) for h in range(info.n_heads))
+        self.references = [PromptSet(f"{contrast.corrupt.name}-len{len(clean[rows[0]])}",
+                                     tuple(contrast.corrupt.texts[i] for i in rows),
+                                     token_ids=tuple(tuple(corrupt[i]) for i in rows)) for rows in self.groups]
+        self.context = {"mean_z": {}}
+        for ref in self.references:
+            ablate = AblateHead(self.every, "mean", ref, per_position=True)
+            self.context["mean_z"].update(prepare(model, ref, [ablate], batch_size=batch_size)["mean_z"])
 
     def metric(self, keep: Sequence | None) -> float:
         """Mean metric with every head outside `keep` mean-ablated (`keep=None`: the clean model)."""
         info = model_info(self.model)
-        mask = torch.ones(info.n_layers, info.n_heads, dtype=torch.bool)  # True = ablate
-        if keep is None:
-            mask[:] = False
-        else:
-            heads = parse_heads(keep) if keep else ()
-            check_heads(heads, info.n_layers, info.n_heads)
-            for h in heads:
-                mask[h.layer, h.head] = False
+        kept = set(parse_heads(keep)) if keep else set()
+        check_heads(kept, info.n_layers, info.n_heads)
+        outside = () if keep is None else tuple(h for h in self.every if h not in kept)
         total = 0.0
-        for g, rows in enumerate(self.groups):
-            mean = self.means[g]
-
-            def edit(layer, z, mean=mean):
-                ablate = mask[layer]
-                if not bool(ablate.any()):
-                    return z
-                z = z.clone()
-                z[:, :, ablate] = mean[layer][:, ablate].to(z.dtype)
-                return z
-            with torch.no_grad():
-                logits = last_logits(self.model, [self.clean_ids[i] for i in rows], edit)
+        for rows, ref in zip(self.groups, self.references, strict=True):
+            edits = [AblateHead(outside, "mean", ref, per_position=True)] if outside else []
+            ids = tuple(tuple(self.clean_ids[i]) for i in rows)
+            logits = forward(self.model, ids, edits, Batch(tuple(rows), ids, self.context), backend="twin", last=True)
             meta = [self.contrast.clean.metadata[i] for i in rows]
             total += float(metric_values(logits, meta, self.contrast.metric).sum())
         return total / len(self.contrast)

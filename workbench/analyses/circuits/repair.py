@@ -3,14 +3,13 @@
 attend to the wrong candidates (the two other colors on the table), which the mover heads downstream then
 suppress. Paper: editing 4 middle-layer heads this way lifted Colored Objects accuracy 49.6 % → 93.7 %.
 
-The edit adds a logit bias b to the final query's attention scores for the wrong-color keys of the chosen
-heads. Heads are chosen greedily on a fit split (up to `max_heads`, each must raise the mean logit
-difference), then accuracy and logit difference are reported on held-out prompts.
+The edit (`workbench.edits.FinalQueryBias`) adds a logit bias b to the final query's attention scores for
+the wrong-color keys of the chosen heads. Heads are chosen greedily on a fit split (up to `max_heads`, each
+must raise the mean logit difference), then accuracy and logit difference are reported on held-out prompts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -21,22 +20,10 @@ from workbench.core.contrast import ContrastSet
 from workbench.core.errors import PromptError
 from workbench.core.heads import HeadRef, parse_heads
 from workbench.core.prompts import tokenize
-from workbench.edits.intervene import run_metric
-from workbench.engine import hooks
+from workbench.edits.apply import run_metric
+from workbench.edits.kinds import FinalQueryBias  # noqa: F401  (the repair edit; imported from here too)
 from workbench.engine.metrics import get_metric
 from workbench.models.loading import model_info
-
-
-@dataclass(frozen=True)
-class FinalQueryBias:
-    """Add `bias` to the last query's scores for per-prompt key positions `keys[prompt]` in `heads`."""
-
-    heads: tuple[HeadRef, ...]
-    keys: tuple[tuple[int, ...], ...]
-    bias: float
-
-    def __post_init__(self):
-        object.__setattr__(self, "heads", parse_heads(self.heads))
 
 
 def wrong_color_positions(model, contrast: ContrastSet) -> list[tuple[int, ...]]:
@@ -53,29 +40,10 @@ def wrong_color_positions(model, contrast: ContrastSet) -> list[tuple[int, ...]]
     return out
 
 
-def _hooks(edit: FinalQueryBias, rows: Sequence[int], lengths: Sequence[int]):
-    fwd = []
-    by_layer: dict[int, list[int]] = {}
-    for h in edit.heads:
-        by_layer.setdefault(h.layer, []).append(h.head)
-    for layer, heads in by_layer.items():
-        def hook(scores, hook=None, heads=heads):  # [B, H, Tq, Tk]
-            scores = scores.clone()
-            for j, row in enumerate(rows):
-                q = lengths[j] - 1
-                for k in edit.keys[row]:
-                    scores[j, heads, q, k] += edit.bias
-            return scores
-        fwd.append((hooks.attn_scores(layer), hook))
-    return fwd
-
-
 def evaluate(model, contrast: ContrastSet, edit: FinalQueryBias | None) -> tuple[float, float]:
     """(accuracy, mean logit difference) of `contrast.clean` under `edit`."""
-    metric = get_metric("logit_diff")
-    builder = None if edit is None or not edit.heads else \
-        (lambda ids, rows: _hooks(edit, rows, [len(x) for x in ids]))
-    values = np.array(run_metric(model, contrast.clean, metric, fwd_hooks_for=builder))
+    edits = [edit] if edit is not None and edit.heads else []
+    values = np.array(run_metric(model, contrast.clean, get_metric("logit_diff"), edits))
     return float((values > 0).mean()), float(values.mean())
 
 

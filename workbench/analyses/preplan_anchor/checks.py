@@ -18,7 +18,8 @@ import torch
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
-from workbench.edits.intervene import AttentionEdit, build_hooks
+from workbench.edits.apply import bridge_hooks
+from workbench.edits.kinds import AttentionEdit, Batch
 
 
 @torch.inference_mode()
@@ -27,7 +28,7 @@ def _trace_metrics(model, ids: list[int], start: int, edit: AttentionEdit | None
     if edit is None:
         logits = model(tokens)
     else:
-        with model.hooks(fwd_hooks=build_hooks(model, [edit], [ids], [0], {})):
+        with model.hooks(fwd_hooks=bridge_hooks(model, [edit], Batch((0,), (tuple(ids),)))):
             logits = model(tokens)
     logp = torch.log_softmax(logits[0, start - 1:-1].float(), -1)
     target = tokens[0, start:]

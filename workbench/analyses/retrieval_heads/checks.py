@@ -1,13 +1,13 @@
 """What retrieval heads are for: NIAH accuracy when they are masked, and a DuoAttention-style KV budget.
 
-- `mask_check`: Wu et al.'s causal check. Masking a head = uniform attention over its visible keys (stream
-  edit `UniformHeads`). Condition "top-k": the k heads with the highest retrieval score; "random": k heads
-  drawn (per seed) from the non-retrieval heads outside the top k. NIAH accuracy = share of trials whose
-  ROUGE-1 recall of the response against the answer is > 0.5.
+- `mask_check`: Wu et al.'s causal check. Masking a head = uniform attention over its visible keys (edit
+  `UniformAttention` on the streaming twin). Condition "top-k": the k heads with the highest retrieval score;
+  "random": k heads drawn (per seed) from the non-retrieval heads outside the top k. NIAH accuracy = share of
+  trials whose ROUGE-1 recall of the response against the answer is > 0.5.
 - `budget_check`: DuoAttention (Xiao et al. 2024) split. KV heads are ranked by the best retrieval score of
   their query heads (GQA: a KV head can only be compressed if all its query heads are); the top
   `full_share` keep the full KV cache, every query head of the others becomes a streaming head (first
-  `sink` + last `recent` keys, stream edit `StreamingWindow`) in prefill and decoding. Against the same
+  `sink` + last `recent` keys, edit `StreamingWindow`) in prefill and decoding. Against the same
   number of full KV heads chosen at random, per seed.
   KV memory (float32 K and V): full = 2·L·H_kv·T·d·4 bytes; budget = 2·d·4·(n_full·T + n_stream·min(T, sink+recent)),
   with T = prompt + generated tokens of each trial; saving = 1 − budget / full.
@@ -23,7 +23,8 @@ import pandas as pd
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
-from workbench.edits.stream import StreamingWindow, UniformHeads, editing
+from workbench.edits.apply import editing
+from workbench.edits.kinds import StreamingWindow, UniformAttention
 
 
 def niah_accuracy(model, prompts, edits: Sequence = (), *, max_new_tokens: int = 24, progress: bool = True,
@@ -75,7 +76,7 @@ def mask_check(model, prompts, scores: pd.DataFrame, *, k: int | None = None, se
     conditions = [("top-k retrieval masked", None, top)]
     for seed in seeds:
         conditions.append(("random non-retrieval masked", seed, sorted(random.Random(seed).sample(pool, k))))
-    return _run_conditions(model, prompts, [(c, s, h, [UniformHeads(tuple(h))]) for c, s, h in conditions],
+    return _run_conditions(model, prompts, [(c, s, h, [UniformAttention(tuple(h))]) for c, s, h in conditions],
                            max_new_tokens, progress, k=k)
 
 
