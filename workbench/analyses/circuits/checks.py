@@ -32,8 +32,8 @@ def task_of(scores: pd.DataFrame, task: str = "") -> str:
 
     if task:
         return task
-    name = str(scores["prompt_set"].iloc[0]).replace("-", "_") if "prompt_set" in scores else ""
-    found = [t for t in TASKS if name.startswith(f"{t}_")]
+    name = str(scores["prompt_set"].iloc[0]) if "prompt_set" in scores else ""
+    found = [t for t in TASKS if name.replace("-", "_").startswith(f"{t}_")]
     if not found:
         raise WorkbenchError(f"Cannot tell the task of prompt set {name!r}; pass task= (one of {', '.join(TASKS)}).")
     return found[0]
@@ -53,10 +53,10 @@ def run_faithfulness(model, params: FaithfulnessParams, *, scores: pd.DataFrame,
     from workbench.results.circuits import select_heads
 
     heads = select_heads(scores, top_fraction=params.top_fraction)
-    task = task_of(scores, params.task)
-    contrast = contrast if contrast is not None else make_task(model, task, params.n_prompts, params.seed)
+    if contrast is None:
+        contrast = make_task(model, task_of(scores, params.task), params.n_prompts, params.seed)
     f = faithfulness(model, contrast, heads, n_random=params.n_random)
-    summary = {**f, "task": task, "prompt_set": contrast.name, "heads": [str(h) for h in heads]}
+    summary = {**f, "prompt_set": contrast.name, "heads": [str(h) for h in heads]}
     return Result("head_attribution", None, {"faithfulness": faithfulness_table(f)}, summary, kind="faithfulness")
 
 

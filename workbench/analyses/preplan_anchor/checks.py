@@ -87,7 +87,7 @@ def run_anchor_intervention(model, params: AnchorParams, *, scores: pd.DataFrame
     _, tokens, _, _ = trace_tables(model, traces, marks, progress=progress)
     table = anchor_intervention(model, traces, tokens, scores, scale=params.scale, n_random=params.n_random,
                                 seed=params.seed, progress=progress)
-    means = summarize_intervention(table).xs("mean", axis=1, level=1)
+    means = summarize_intervention(table, decimals=None).xs("mean", axis=1, level=1)
     summary = {f"{kind}_{column}": float(means.loc[kind, column]) for kind in means.index
                for column in ("delta_logprob", "delta_agreement")}
     summary.update(n_traces=int(table["trace"].nunique()), scale=params.scale,
@@ -95,11 +95,12 @@ def run_anchor_intervention(model, params: AnchorParams, *, scores: pd.DataFrame
     return Result("preplan_anchor", None, {"intervention": table}, summary, kind="anchor_intervention")
 
 
-def summarize_intervention(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean deltas for anchors vs the random controls (pooled over seeds)."""
+def summarize_intervention(table: pd.DataFrame, decimals: int | None = 4) -> pd.DataFrame:
+    """Mean deltas for anchors vs the random controls (pooled over seeds), rounded to `decimals`."""
     if table.empty:
         raise WorkbenchError("No trace has an anchor token to lower attention to; use more problems (--n-problems) "
                              "or longer traces (--max-new-tokens).")
     kind = table["condition"].where(table["condition"] == "anchors", "random")
-    return (table.assign(kind=kind).groupby("kind")[["delta_logprob", "delta_agreement", "n_keys"]]
-            .agg(["mean", "std", "count"]).round(4))
+    out = table.assign(kind=kind).groupby("kind")[["delta_logprob", "delta_agreement", "n_keys"]].agg(
+        ["mean", "std", "count"])
+    return out if decimals is None else out.round(decimals)
