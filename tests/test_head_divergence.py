@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,51 @@ def test_smollm2_divergence_map_and_reinforcement(smol):
     table = reinforce(smol, scores, k=5, alpha=2.0, n_random=1)
     assert table["condition"].tolist() == ["baseline", "top-k", "random-0"]
     assert table["follow_rate"].between(0, 1).all()
+
+
+def test_per_prompt_divergence_averages_to_the_score(tiny, tiny_ioi):
+    from test_analyses import _tiny_prompts
+
+    from workbench.analyses import get_analysis
+    from workbench.analyses.head_divergence.score import run
+
+    result = run(tiny, _tiny_prompts("head_divergence", tiny, tiny_ioi), get_analysis("head_divergence").make_params(),
+                 progress=False)
+    pp = result.per_prompt
+    assert set(pp["metric"]) == {"divergence"} and set(pp["prompt"]) == {0, 1, 2}
+    mean = pp.groupby(["layer", "head"])["value"].mean()
+    sd = pp.groupby(["layer", "head"])["value"].std()  # ddof 1, as torch.std
+    scores = result.scores.set_index(["layer", "head"]).loc[mean.index]
+    np.testing.assert_allclose(mean.to_numpy(), scores["score"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(sd.to_numpy(), scores["sd"].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_divergence_cli_takes_model_and_fails_clearly_on_a_byte_tokenizer():
+    from typer.testing import CliRunner
+
+    from workbench.cli.main import app
+
+    for command in ("report", "reinforce"):
+        result = CliRunner().invoke(app, ["divergence", command, "--model", "tiny", "--device", "cpu",
+                                          "--dtype", "float32"])
+        assert result.exit_code == 2 and "No such option" not in result.output, result.output
+        assert "single-token answers" in result.output
+
+
+@pytest.mark.real_model
+def test_smollm2_reinforce_check_and_cli(smol):
+    from typer.testing import CliRunner
+
+    from workbench.analyses import get_analysis
+    from workbench.analyses.head_divergence.checks import run_reinforce
+    from workbench.cli.main import app
+
+    scores, _ = api.run_analysis("head_divergence", smol, params={"top_k": 5}, progress=False)
+    check = get_analysis("head_divergence").check("reinforce")
+    result = run_reinforce(smol, check.make_params({"k": "5", "n_random": "2"}), scores=scores, progress=False)
+    table, s = result.tables["reinforce"], result.summary
+    assert result.kind == "reinforce" and table["condition"].tolist() == ["baseline", "top-k", "random-0", "random-1"]
+    assert s["heads"] == api.top_heads(scores, 5) and 0 <= s["top_k_follow_rate"] <= 1
+    assert s["random_follow_rate"] == pytest.approx(table["follow_rate"].iloc[2:].mean())
+    result = CliRunner().invoke(app, ["divergence", "report", "--model", "smollm2-135m", "--top-k", "3"])
+    assert result.exit_code == 0 and "top 3 heads by divergence" in result.output, result.output

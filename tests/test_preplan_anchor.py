@@ -117,3 +117,53 @@ def test_smollm2_traces_marks_and_anchor_intervention(smol):
     table = anchor_intervention(smol, traces, tokens, scores, scale=0.0, n_random=1, progress=False)
     assert set(table["condition"]) == {"anchors", "random-0"}
     assert table["delta_logprob"].abs().max() > 0 and np.isfinite(table["delta_logprob"]).all()
+
+
+SMALL = {"n_problems": 2, "max_new_tokens": 24, "n_shuffles": 50}
+
+
+def test_per_trace_distances_weight_to_the_score(tiny):
+    from workbench.analyses import get_analysis
+    from workbench.analyses.preplan_anchor.score import default_prompts, run
+
+    params = get_analysis("preplan_anchor").make_params(SMALL)
+    result = run(tiny, default_prompts(tiny, params), params, progress=False)
+    pp = result.per_prompt.pivot_table(index=["layer", "head", "prompt"], columns="metric", values="value")
+    assert set(pp.index.get_level_values("prompt")) == {0, 1} and (pp["n_tokens"] > 0).all()
+    weighted = (pp["mean_distance"] * pp["n_tokens"]).groupby(level=["layer", "head"]).sum() / \
+        pp["n_tokens"].groupby(level=["layer", "head"]).sum()
+    got = result.scores.set_index(["layer", "head"])["score"].loc[weighted.index]
+    np.testing.assert_allclose(weighted.to_numpy(), got.to_numpy(), rtol=1e-12)
+
+
+def test_anchor_intervention_check_on_tiny(tiny):
+    from workbench.analyses import get_analysis
+    from workbench.analyses.preplan_anchor.checks import run_anchor_intervention
+
+    scores, _ = api.run_analysis("preplan_anchor", tiny, params=SMALL, progress=False)
+    check = get_analysis("preplan_anchor").check("anchor_intervention")
+    small = {"n_problems": 2, "max_new_tokens": 24, "n_random": 2}
+    result = run_anchor_intervention(tiny, check.make_params({**small, "scale": "0"}), scores=scores, progress=False)
+    table = result.tables["intervention"]
+    assert result.kind == "anchor_intervention" and result.scores is None
+    assert set(table["condition"]) == {"anchors", "random-0", "random-1"} and result.summary["n_traces"] >= 1
+    assert result.summary["anchors_delta_logprob"] == pytest.approx(
+        table.loc[table["condition"] == "anchors", "delta_logprob"].mean())
+    assert table["delta_logprob"].abs().max() > 1e-4  # removing attention to the keys changes the trace
+    unchanged = run_anchor_intervention(tiny, check.make_params({**small, "scale": 1.0}), scores=scores,
+                                        progress=False).tables["intervention"]
+    np.testing.assert_allclose(unchanged["delta_logprob"], 0, atol=1e-5)  # scale 1 edits nothing
+
+
+def test_preplan_cli_takes_model_device_dtype():
+    from typer.testing import CliRunner
+
+    from workbench.cli.main import app
+
+    args = ["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--n-problems", "1", "--max-new-tokens", "16"]
+    result = CliRunner().invoke(app, ["preplan", "report", *args, "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    assert "head split" in result.output and "coupling" in result.output
+    result = CliRunner().invoke(app, ["preplan", "intervene", *args, "--n-random", "1"])
+    assert result.exit_code in (0, 2), result.output
+    assert "anchors" in result.output or "No trace has an anchor" in result.output

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tempfile
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,9 +159,38 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean")
 
 
-def coerce_param(scope: str, name: str, value: Any, kind: type):
-    """One analysis parameter from a string (CLI, app) or a typed value (plan, API) to `kind`, checked."""
+_RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
+
+
+def _tuple_items(label: str, value: Any, item: type) -> list:
+    """'500,2000', '20-22,25' (int ranges, low-high) or a list/tuple → a list of raw items ('' → none)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if not isinstance(value, str):
+        return [value]  # one item
+    parts = [part.strip() for part in value.split(",")] if value.strip() else []
+    if item is not int:
+        return parts
+    out = []
+    for part in parts:
+        match = _RANGE.fullmatch(part)
+        lo, hi = (int(match[1]), int(match[2])) if match else (None, None)
+        if match and hi < lo:
+            raise InputError(f"{label} range {part!r} runs backwards; write low-high, e.g. '20-29'.")
+        out.extend(range(lo, hi + 1) if match else [part])
+    return out
+
+
+def coerce_param(scope: str, name: str, value: Any, kind: Any):
+    """One analysis parameter from a string (CLI, app) or a typed value (plan, API) to `kind`, checked.
+    `tuple[int, ...]` / `tuple[float, ...]` / `tuple[str, ...]` take '500,2000' (ints also '20-29') or a list;
+    each item is checked like a single parameter of that name."""
     label = f"{scope}: parameter {name}"
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"{label}: only tuple[X, ...] parameters are supported, not {kind}.")
+        return tuple(coerce_param(scope, name, item, args[0]) for item in _tuple_items(label, value, args[0]))
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 
 @dataclass(frozen=True)
@@ -15,9 +15,28 @@ class AttributionParams:
     n_prompts: int = 50
     seed: int = 0
     method: str = "both"  # activation | attribution | both | path
-    receivers: str = ""  # path patching: heads like 'L23H3,L29H1' ('' = direct path to the logits)
+    receivers: tuple[str, ...] = ()  # path patching: heads like ("L23H3", "L29H1") (() = direct path to the logits)
     receiver_positions: str = "all"  # path patching: patch the receivers at all positions or only the last
-    layers: str = ""  # activation patching only on these layers, e.g. '20-29' ('' = all)
+    layers: tuple[int, ...] = ()  # activation patching only on these layers, e.g. "20-29" → (20, …, 29); () = all
+
+
+@dataclass(frozen=True)
+class FaithfulnessParams:
+    task: str = ""  # '' = the checked run's task
+    top_fraction: float = 0.05  # the circuit: this share of heads by score
+    n_prompts: int = 50
+    seed: int = 1  # prompt seed (1: fresh prompts, not the seed-0 ones that found the circuit)
+    n_random: int = 10
+
+
+@dataclass(frozen=True)
+class RepairParams:
+    colored: str = ""  # Colored Objects circuit, name or file ('' = <model>_colored_objects in circuits/)
+    top_fraction: float = 0.05  # the IOI circuit: this share of the checked run's heads
+    n_prompts: int = 80  # Colored Objects prompts, half to choose heads, half held out
+    seed: int = 1
+    bias: float = 3.0  # attention logit bias to the wrong colors
+    max_heads: int = 4
 
 
 HEAD_ATTRIBUTION = AnalysisSpec(
@@ -27,6 +46,13 @@ HEAD_ATTRIBUTION = AnalysisSpec(
     params_type=AttributionParams,
     default_prompts="workbench.analyses.circuits.head_attribution:default_prompts",
     run="workbench.analyses.circuits.head_attribution:run",
+    checks=(
+        CheckSpec("faithfulness", "mean-ablate every head outside the top heads; share of the clean metric kept "
+                  "vs random circuits", FaithfulnessParams, "workbench.analyses.circuits.checks:run_faithfulness"),
+        CheckSpec("repair", "bias IOI-only heads of an IOI run to the wrong colors; Colored Objects held-out "
+                  "accuracy before/after vs random heads", RepairParams,
+                  "workbench.analyses.circuits.checks:run_repair"),
+    ),
 )
 
 

@@ -104,9 +104,8 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
                  n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None),
                  device: str = DEVICE, dtype: str = DTYPE):
     """Mean-ablate every head outside the circuit; share of the clean metric kept vs random circuits."""
-    import pandas as pd
-
     from workbench import api
+    from workbench.analyses.circuits.checks import faithfulness_table
     from workbench.analyses.circuits.faithfulness import faithfulness as faithfulness_of
     from workbench.analyses.circuits.tasks import make_task
     from workbench.results.circuits import load_circuit
@@ -114,18 +113,9 @@ def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
     circuit = load_circuit(name, directory)
     bridge = api.load_model(circuit.model, device=device, dtype=dtype)
     f = faithfulness_of(bridge, make_task(bridge, circuit.task, n_prompts, seed), circuit.heads, n_random=n_random)
-    console.rule(f"faithfulness of {circuit.name} ({f['n_heads']} heads) on {n_prompts} {circuit.task} prompts")
-    show(pd.DataFrame([
-        ("clean model", f"{f['clean']:.3f}"), ("every head mean-ablated", f"{f['all_ablated']:.3f}"),
-        ("circuit only (others mean-ablated)", f"{f['circuit']:.3f}"),
-        ("share of the clean metric kept", f"{f['kept']:.1%}"),
-        ("normalised (M_circuit − M_none)/(M_clean − M_none)", f"{f['normalised']:.1%}"),
-        (f"{n_random} random circuits of {f['n_heads']} heads: kept", f"{f['random_kept_mean']:.1%} ± "
-         f"{f['random_kept_sd']:.1%}"),
-        (f"{n_random} random circuits: normalised", f"{f['random_normalised_mean']:.1%} ± "
-         f"{f['random_normalised_sd']:.1%}"),
-        ("random circuits at least as faithful (normalised)", f"{f['random_above_circuit']} of {n_random}")],
-        columns=["measure", f"mean {f['metric']}"]), "faithfulness", 20)
+    console.rule(f"faithfulness of {circuit.name} ({f['n_heads']} heads) on {n_prompts} {circuit.task} prompts, "
+                 f"{n_random} random circuits")
+    show(faithfulness_table(f)[["measure", "value"]].round(3), f"faithfulness (mean {f['metric']})", 20)
     if f["clean"] <= 0:
         console.print("[yellow]note:[/] the clean metric is not positive, so 'share kept' has no meaning here; "
                       "read the normalised share.")
@@ -141,34 +131,28 @@ def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit
            device: str = DEVICE, dtype: str = DTYPE):
     """Edit IOI-only heads so Colored Objects behaves like IOI; held-out accuracy before and after."""
     from workbench import api
-    from workbench.analyses.circuits.repair import random_heads_control
-    from workbench.analyses.circuits.repair import repair as repair_with
-    from workbench.analyses.circuits.tasks import make_task
+    from workbench.analyses.circuits import RepairParams
+    from workbench.analyses.circuits.checks import repair_check
     from workbench.results.circuits import load_circuit
 
     a, b = load_circuit(ioi, directory), load_circuit(colored, directory)
-    if (a.task, b.task) != ("ioi", "colored_objects"):
+    if a.task != "ioi":
         raise WorkbenchError(f"repair takes an IOI circuit and a Colored Objects circuit; got tasks {a.task!r} "
                              f"({a.name}) and {b.task!r} ({b.name}).")
     if a.model != b.model:
         raise WorkbenchError(f"The circuits come from different models ({a.model}, {b.model}); repair needs one.")
-    candidates = [h for h in a.heads if h not in set(b.heads)]
-    if not candidates:
-        raise WorkbenchError("Every IOI circuit head is also in the Colored Objects circuit; nothing to repair with.")
     bridge = api.load_model(a.model, device=device, dtype=dtype)
-    fit, held = make_task(bridge, "colored_objects", n_prompts, seed).split(0.5, seed)
-    console.rule(f"repair: {len(candidates)} heads in {a.name} but not in {b.name}: "
-                 f"{', '.join(map(str, candidates))}")
-    result = repair_with(bridge, fit, held, candidates, bias=bias, max_heads=max_heads)
-    show(result["trials"], "greedy search on the fit split", 60)
-    show(result["table"], f"Colored Objects, {result['n_held_out']} held-out prompts")
-    if result["heads"]:
-        layers = sorted({h.layer for h in candidates})
-        control = random_heads_control(bridge, held, len(result["heads"]), bias=bias, layers=layers,
-                                       exclude=result["heads"])
-        accs = ", ".join(f"{acc:.1%}" for acc, _ in control)
-        console.print(f"control: the same edit on {len(result['heads'])} other random heads of layers "
-                      f"{', '.join(map(str, layers))} (3 seeds): held-out accuracy {accs}")
+    params = RepairParams(colored=colored, n_prompts=n_prompts, seed=seed, bias=bias, max_heads=max_heads)
+    result = repair_check(bridge, a.heads, b, params)
+    s = result.summary
+    console.rule(f"repair: {len(s['candidates'])} heads in {a.name} but not in {b.name}: {', '.join(s['candidates'])}")
+    show(result.tables["trials"], "greedy search on the fit split", 60)
+    show(result.tables["held_out"], f"Colored Objects, {s['n_held_out']} held-out prompts")
+    if "control" in result.tables:
+        control = result.tables["control"]
+        console.print(f"control: the same edit on {len(s['heads'])} other random heads of layers "
+                      f"{control['layers'].iloc[0]} ({len(control)} seeds): held-out accuracy "
+                      + ", ".join(f"{acc:.1%}" for acc in control["accuracy"]))
 
 
 @circuits_app.command("sae")
@@ -184,17 +168,13 @@ def sae(task: str = typer.Option("ioi"), model: str = MODEL,
     from workbench import api
     from workbench.analyses.circuits.sae.analysis import default_reference
     from workbench.analyses.circuits.sae.report import patching_seconds, summarize, sweep
+    from workbench.core.validation import parse_int_list
     from workbench.results.circuits import load_circuit
 
-    try:
-        n_list = [int(x) for x in sizes.split(",")]
-    except ValueError:
-        raise WorkbenchError(f"--sizes must be comma-separated integers, e.g. '5,10,20'; got {sizes!r}.") from None
+    n_list = parse_int_list(sizes, "--sizes", lo=1)
     kinds = {"sae": ("sae",), "kmeans": ("kmeans",), "both": ("sae", "kmeans")}
     if discretiser not in kinds:
         raise WorkbenchError(f"--discretiser must be sae, kmeans or both; got {discretiser!r}.")
-    if min(n_list, default=0) < 1:
-        raise WorkbenchError(f"--sizes must be integers >= 1 each, e.g. '5,10,20'; got {sizes!r}.")
     ref = reference or default_reference(model, task)
     if ref is None:
         raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "

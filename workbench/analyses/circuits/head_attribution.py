@@ -2,7 +2,8 @@
 patching (one backward pass) and, with receivers, path patching (see workbench.analyses.circuits.patching for the
 formulas; Wang et al. 2022, Merullo et al. 2024). Score = the normalised patching effect
 `(M_patched − M_clean) / (M_corrupt − M_clean)` of the chosen method; the other method's score sits in its
-own column, and the summary gives their Spearman rank correlation.
+own column, and the summary gives their Spearman rank correlation. `per_prompt` holds, per method, each
+prompt's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)`; their mean over prompts is the score.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.circuits import AttributionParams as Params
 from workbench.core.contrast import ContrastSet, flag_unchanged_answers
 from workbench.core.errors import WorkbenchError
@@ -22,23 +23,12 @@ from workbench.core.scores import head_label
 METHODS = ("activation", "attribution", "both", "path")
 
 
-def parse_layers(text: str, n_layers: int) -> list[int] | None:
-    if not text.strip():
-        return None
-    out: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            lo, hi = int(lo), int(hi or lo)
-            if hi < lo:
-                raise ValueError
-            out.update(range(lo, hi + 1))
-    except ValueError:
-        raise WorkbenchError(f"layers must look like '0-5,20' (ranges low-high); got {text!r}.") from None
-    bad = sorted(x for x in out if not 0 <= x < n_layers)
+def check_layers(layers, n_layers: int) -> list[int] | None:
+    """The layers to patch (None = all); fails naming layers the model does not have."""
+    bad = sorted(x for x in layers if not 0 <= x < n_layers)
     if bad:
         raise WorkbenchError(f"Layers {bad} do not exist (0..{n_layers - 1}).")
-    return sorted(out)
+    return sorted(set(layers)) or None
 
 
 def default_prompts(model, params: Params):
@@ -47,7 +37,7 @@ def default_prompts(model, params: Params):
     return make_task(model, params.task, params.n_prompts, params.seed).as_prompts()
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     from workbench.analyses.circuits import patching
     from workbench.models.loading import model_info
 
@@ -56,10 +46,10 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     if params.receiver_positions not in patching.RECEIVER_POSITIONS:
         raise WorkbenchError(f"receiver_positions must be one of {', '.join(patching.RECEIVER_POSITIONS)}; "
                              f"got {params.receiver_positions!r}.")
-    if params.method != "path" and (params.receivers.strip() or params.receiver_positions != "all"):
+    if params.method != "path" and (params.receivers or params.receiver_positions != "all"):
         raise WorkbenchError("receivers and receiver_positions belong to path patching; add method='path' "
                              "(--method path) or leave them out.")
-    if params.layers.strip() and params.method not in ("activation", "both"):
+    if params.layers and params.method not in ("activation", "both"):
         raise WorkbenchError(f"layers limits activation patching; method {params.method!r} scores every layer. "
                              "Use method='activation' or leave layers out.")
     info = model_info(model)
@@ -69,17 +59,20 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     if params.method in ("activation", "both"):
         t = time.perf_counter()
         maps["activation"] = patching.activation_patching(
-            model, contrast, base, layers=parse_layers(params.layers, info.n_layers), progress=progress)
+            model, contrast, base, layers=check_layers(params.layers, info.n_layers), progress=progress,
+            per_prompt=True)
         seconds["activation"] = time.perf_counter() - t
     if params.method in ("attribution", "both"):
         t = time.perf_counter()
-        maps["attribution"] = patching.attribution_patching(model, contrast, base)
+        maps["attribution"] = patching.attribution_patching(model, contrast, base, per_prompt=True)
         seconds["attribution"] = time.perf_counter() - t
     if params.method == "path":
         t = time.perf_counter()
         maps["path"] = patching.path_patching(model, contrast, params.receivers, base,
-                                               receiver_positions=params.receiver_positions, progress=progress)
+                                               receiver_positions=params.receiver_positions, progress=progress,
+                                               per_prompt=True)
         seconds["path"] = time.perf_counter() - t
+    per_prompt, maps = maps, {k: v.mean(-1) for k, v in maps.items()}  # [L, H, N] → scores [L, H]
     main = "path" if params.method == "path" else "activation" if "activation" in maps else "attribution"
     rows = []
     for layer in range(info.n_layers):
@@ -90,10 +83,12 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
             rows.append(row)
     scores = pd.DataFrame(rows)
     summary = summarize(contrast, base, maps, seconds, params)
-    per_prompt = pd.DataFrame({"prompt": range(len(contrast)), "text": [t[-80:] for t in contrast.clean.texts],
-                               "clean_metric": base.clean_metric, "corrupt_metric": base.corrupt_metric,
-                               "corruption_moves_metric": base.corrupt_metric < base.clean_metric})
-    return AnalysisOutput(scores, {"prompts": per_prompt}, summary)
+    prompt_table = pd.DataFrame({"prompt": range(len(contrast)), "text": [t[-80:] for t in contrast.clean.texts],
+                                 "clean_metric": base.clean_metric, "corrupt_metric": base.corrupt_metric,
+                                 "corruption_moves_metric": base.corrupt_metric < base.clean_metric})
+    return Result("head_attribution", scores, {"prompts": prompt_table}, summary,
+                  per_prompt=per_prompt_table({k: np.moveaxis(v, -1, 0) for k, v in per_prompt.items()})
+                  .dropna(subset=["value"]).reset_index(drop=True))  # NaN: heads not patched
 
 
 def summarize(contrast, base, maps, seconds, params) -> dict:

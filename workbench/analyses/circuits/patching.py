@@ -11,6 +11,8 @@ With M the mean metric over prompts (always scored with the clean answer tokens)
   and record R's z; (2) run clean with R's z set to the recorded values (at every position, or only at the
   final one, the END position of Wang et al.); score as above. R = ∅ is the sender's path to the logits
   that bypasses all other heads.
+With `per_prompt=True` each returns `[L, H, N]`: prompt n's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)`
+(M_clean, M_corrupt: means over all prompts), whose mean over n is the score.
 """
 
 from __future__ import annotations
@@ -95,25 +97,26 @@ def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def _group_metric(model, contrast, base: Baseline, g: int, n_copies: int, z_edit) -> np.ndarray:
-    """Mean metric of group g, tiled `n_copies` times in the batch → `[n_copies]` per-copy sums over prompts."""
+    """Metric of group g, tiled `n_copies` times in the batch → `[n_copies, B]` per copy and prompt."""
     rows = base.groups[g]
     ids = base.suffix_ids[g] * n_copies
     meta = [contrast.clean.metadata[i] for i in rows] * n_copies
     with torch.no_grad():
         values = metric_values(last_logits(model, ids, z_edit, base.prefixes[g], n_copies), meta, contrast.metric)
-    return values.view(n_copies, len(rows)).sum(-1).numpy()
+    return values.view(n_copies, len(rows)).double().numpy()
 
 
 def activation_patching(model, contrast: ContrastSet, base: Baseline | None = None, *,
-                        layers: Iterable[int] | None = None, max_rows: int = 256, progress: bool = True) -> np.ndarray:
-    """Exact per-head patching scores `[L, H]` (NaN for layers not asked for)."""
+                        layers: Iterable[int] | None = None, max_rows: int = 256, progress: bool = True,
+                        per_prompt: bool = False) -> np.ndarray:
+    """Exact per-head patching scores `[L, H]` (`[L, H, N]` per prompt; NaN for layers not asked for)."""
     from tqdm.auto import tqdm
 
     info = model_info(model)
     base = base or baseline(model, contrast)
     layers = list(range(info.n_layers)) if layers is None else sorted(set(layers))
     n, h_all = len(contrast), info.n_heads
-    totals = np.zeros((info.n_layers, h_all))
+    values = np.full((info.n_layers, h_all, n), np.nan)
     bar = tqdm(total=len(layers) * h_all * n, desc="activation patching", unit="prompt×head", disable=not progress)
     for g, rows in enumerate(base.groups):
         per_pass = max(1, max_rows // len(rows))
@@ -130,16 +133,21 @@ def activation_patching(model, contrast: ContrastSet, base: Baseline | None = No
                     for copy, head in enumerate(heads):
                         z[copy * b:(copy + 1) * b, :, head] = corrupt[:, :, head]
                     return z
-                totals[layer, heads] += _group_metric(model, contrast, base, g, len(heads), edit)
+                values[layer][heads[0]:heads[-1] + 1, rows] = _group_metric(model, contrast, base, g, len(heads), edit)
                 bar.update(len(heads) * len(rows))
     bar.close()
-    scores = np.full((info.n_layers, h_all), np.nan)
-    scores[layers] = base.normalise(totals[layers] / n)
-    return scores
+    return _scores(base, values, per_prompt)
 
 
-def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = None) -> np.ndarray:
-    """First-order estimate of the activation-patching scores `[L, H]`: one backward pass per group.
+def _scores(base: Baseline, metric: np.ndarray, per_prompt: bool) -> np.ndarray:
+    """Patched metrics `[L, H, N]` → normalised per-prompt shares, or their mean over prompts `[L, H]`."""
+    shares = base.normalise(metric)
+    return shares if per_prompt else shares.mean(-1)
+
+
+def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = None, *,
+                         per_prompt: bool = False) -> np.ndarray:
+    """First-order estimate of the activation-patching scores `[L, H]` (`[L, H, N]`): one backward pass per group.
 
     effect(h) ≈ M(clean) + Σ_{b,t,d} (z_corrupt − z_clean)[h] · ∂M/∂z[h] (Nanda 2023; Syed et al. 2023),
     the gradient taken through every downstream path, later attention heads included."""
@@ -149,7 +157,7 @@ def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = N
     for p in params:
         p.requires_grad_(False)
     try:
-        delta = torch.zeros(info.n_layers, info.n_heads)
+        delta = torch.zeros(info.n_layers, info.n_heads, len(contrast), dtype=torch.float64)
         for g, rows in enumerate(base.groups):
             leaves: dict[int, torch.Tensor] = {}
 
@@ -163,17 +171,17 @@ def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = N
                 grads = torch.autograd.grad(metric, [leaves[x] for x in range(info.n_layers)])
             for layer, grad in enumerate(grads):
                 diff = base.corrupt_z[g][layer] - base.clean_z[g][layer]  # [B, T, H, d]
-                delta[layer] += (diff * grad).sum((0, 1, 3))
+                delta[layer][:, rows] = (diff * grad).sum((1, 3)).T.double()  # [H, B]: prompts don't interact
     finally:
         for p in params:
             p.requires_grad_(True)
-    return base.normalise(base.m_clean + delta.numpy() / len(contrast))
+    return _scores(base, base.m_clean + delta.numpy(), per_prompt)
 
 
 def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Baseline | None = None, *,
                   senders: Sequence | None = None, receiver_positions: str = "all", max_rows: int = 256,
-                  progress: bool = True) -> np.ndarray:
-    """Path-patching scores `[L, H]` of senders → receiver heads (NaN for heads that are not senders).
+                  progress: bool = True, per_prompt: bool = False) -> np.ndarray:
+    """Path-patching scores `[L, H]` (`[L, H, N]`) of senders → receiver heads (NaN for heads that are not senders).
 
     `receiver_positions`: "all" patches the receivers' z at every position, "last" only at the final one."""
     from tqdm.auto import tqdm
@@ -197,7 +205,7 @@ def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Basel
     recv = {}
     for r in receivers:
         recv.setdefault(r.layer, []).append(r.head)
-    totals = np.zeros(len(senders))
+    totals = np.zeros((len(senders), len(contrast)))
     bar = tqdm(total=len(senders) * len(contrast), desc="path patching", unit="prompt×sender", disable=not progress)
     for g, rows in enumerate(base.groups):
         per_pass = max(1, max_rows // len(rows))
@@ -229,10 +237,10 @@ def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Basel
                     z[:, at, heads] = recorded[layer][:, at]
                     return z
                 sums = _group_metric(model, contrast, base, g, copies, stage2)
-            totals[start:start + copies] += sums
+            totals[start:start + copies, rows] = sums
             bar.update(copies * b)
     bar.close()
-    scores = np.full((info.n_layers, info.n_heads), np.nan)
+    metric = np.full((info.n_layers, info.n_heads, len(contrast)), np.nan)
     for s, total in zip(senders, totals, strict=True):
-        scores[s.layer, s.head] = base.normalise(total / len(contrast))
-    return scores
+        metric[s.layer, s.head] = total
+    return _scores(base, metric, per_prompt)

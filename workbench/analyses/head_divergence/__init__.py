@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,22 @@ class Params:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class ReinforceParams:
+    k: int = 10  # the top-k divergence heads are scaled
+    alpha: float = 2.0  # by this factor
+    n_random: int = 3  # controls: k random other heads, one draw per seed
+    seed: int = 0
+    held_out: float = 0.5  # share of the known facts held out (the analysis scores the rest)
+
+
 SPEC = AnalysisSpec(
     name="head_divergence",
     summary="how much each head's output changes when a passage is added",
     params_type=Params,
     default_prompts="workbench.analyses.head_divergence.score:default_prompts",
     run="workbench.analyses.head_divergence.score:run",
+    checks=(CheckSpec("reinforce", "scale the top-k divergence heads by alpha (VHR): follow rate on held-out "
+                      "counterfactual prompts vs k random heads, and the cost on neutral passages", ReinforceParams,
+                      "workbench.analyses.head_divergence.checks:run_reinforce"),),
 )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from workbench.analyses.base import Result
+from workbench.analyses.head_divergence import ReinforceParams
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
 from workbench.edits.intervene import ScaleHead, intervene
@@ -51,3 +53,17 @@ def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n
                      "mean_follow_margin": float(cf["after"].mean()),
                      "neutral_true_preferred": float((nt["after"] > 0).mean()), "n": len(cf)})
     return pd.DataFrame(rows)
+
+
+def run_reinforce(model, params: ReinforceParams, *, scores: pd.DataFrame, progress: bool = True) -> Result:
+    """The check: `reinforce` with its params; summary = follow rates and neutral preference per condition."""
+    table = reinforce(model, scores, k=params.k, alpha=params.alpha, n_random=params.n_random, seed=params.seed,
+                      held_out=params.held_out)
+    random_rows = table[table["condition"].str.startswith("random")]
+    summary = {"heads": table.loc[table["condition"] == "top-k", "heads"].iloc[0].split(","), "alpha": params.alpha,
+               "n_prompts": int(table["n"].iloc[0])}
+    for name, rows in (("baseline", table[table["condition"] == "baseline"]),
+                       ("top_k", table[table["condition"] == "top-k"]), ("random", random_rows)):
+        summary[f"{name}_follow_rate"] = float(rows["follow_rate"].mean())
+        summary[f"{name}_neutral_true_preferred"] = float(rows["neutral_true_preferred"].mean())
+    return Result("head_divergence", None, {"reinforce": table}, summary, kind="reinforce")

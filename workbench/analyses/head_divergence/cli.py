@@ -48,11 +48,11 @@ def reinforce(model: str = MODEL, k: int = typer.Option(10),
               device: str = DEVICE, dtype: str = DTYPE,
               alpha: float = typer.Option(2.0), n_random: int = typer.Option(3), metric: str = typer.Option("l2")):
     """Scale the top-k divergence heads by α: follow rate on held-out prompts vs k random heads, neutral cost."""
-    from workbench.analyses.head_divergence.checks import reinforce as run_reinforce
+    from workbench.analyses.head_divergence import ReinforceParams
+    from workbench.analyses.head_divergence.checks import run_reinforce
 
     bridge, scores, _, _, _ = _run(model, metric, k, device, dtype)
-    table = run_reinforce(bridge, scores, k=k, alpha=alpha, n_random=n_random)
-    show(table, f"VHR: heads ×{alpha:g}")
-    random_rows = table[table["condition"].str.startswith("random")]
-    rates = random_rows["follow_rate"]
+    result = run_reinforce(bridge, ReinforceParams(k=k, alpha=alpha, n_random=n_random), scores=scores)
+    show(result.tables["reinforce"], f"VHR: heads ×{alpha:g}")
+    rates = result.tables["reinforce"].query("condition.str.startswith('random')")["follow_rate"]
     console.print(f"random-k mean follow rate {rates.mean():.2f} ± {rates.std():.2f}")

@@ -64,6 +64,9 @@ def known_facts(model, facts: list[dict]) -> tuple[list[dict], dict[str, int]]:
     tok = model_info(model).tokenizer
     single = [f for f in facts if all(len(tok(" " + f[k], add_special_tokens=False)["input_ids"]) == 1
                                       for k in ("answer", "counterfactual"))]
+    if not single:
+        raise PromptError(f"None of the {len(facts)} facts has single-token answers in this model's tokenizer; "
+                          "head_divergence needs a word-level tokenizer (e.g. smollm2-135m), not a byte-level one.")
     closed = prompt_set(single, "none", "closed-book")
     ids = tokenize(model, closed)
     batch, _ = pad_batch(ids, tok.pad_token_id or 0)

@@ -8,6 +8,7 @@ more on the passage (context-aware). The paper's "vision-aware heads" are the hi
 per-prompt aggregate over the top-k heads plays the role of its per-token VHD.
 `divergence_between` is the same computation for any two (model, prompt set) pairs: two prompt sets on
 one model, or two models of the same shape on one prompt set.
+`per_prompt`: metric `divergence`, D[l,h] of each prompt (mean over its aligned positions); score = its mean.
 Departures: text passages instead of images; answer positions are the prompt's last tokens (teacher
 forcing), not freely generated tokens.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.head_divergence import Params
 from workbench.core.errors import WorkbenchError
 from workbench.core.scores import head_label
@@ -74,7 +75,7 @@ def follows_passage(model, prompts) -> np.ndarray:
     return np.array(run_metric(model, prompts, LOGIT_DIFF))
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     from workbench.analyses.head_divergence.prompts import load_facts, prompt_set
     from workbench.models.loading import model_info
 
@@ -83,7 +84,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
         raise WorkbenchError("head_divergence needs a counterfactual QA prompt set built by its default_prompts.")
     closed = prompt_set(facts, "none", f"{prompts.name}-closed")
     per_prompt = divergence_between(model, prompts, model, closed, n_positions=params.n_positions,
-                                    metric=params.metric, progress=progress)
+                                    metric=params.metric, progress=progress).double()
     mean = per_prompt.mean(0)
     info = model_info(model)
     order = torch.argsort(mean.flatten(), descending=True)
@@ -95,8 +96,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     margin = follows_passage(model, prompts)
     agg = aggregate(per_prompt, top).numpy()
     questions = [m["question"] for m in prompts.metadata]
-    per_prompt_table = pd.DataFrame({"prompt": range(len(prompts)), "question": questions,
-                                     "follow_margin": margin, "follows": margin > 0, "aggregate_divergence": agg})
+    prompt_table = pd.DataFrame({"prompt": range(len(prompts)), "question": questions,
+                                 "follow_margin": margin, "follows": margin > 0, "aggregate_divergence": agg})
     rows = [{"layer": layer, "head": head, "label": head_label(layer, head), "score": float(mean[layer, head]),
              "sd": float(per_prompt[:, layer, head].std()) if len(prompts) > 1 else 0.0,
              "rank": int(rank[layer * info.n_heads + head]) + 1}
@@ -108,7 +109,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
     summary = {"follow_rate": float((margin > 0).mean()), "n_prompts": len(prompts),
                "top_heads": [head_label(int(i) // info.n_heads, int(i) % info.n_heads) for i in order[: params.top_k]],
                **_correlation(agg, margin > 0), "n_neutral_passages": len(load_facts()[1])}
-    return AnalysisOutput(scores, {"prompts": per_prompt_table}, summary)
+    return Result("head_divergence", scores, {"prompts": prompt_table}, summary,
+                  per_prompt=per_prompt_table({"divergence": per_prompt}))
 
 
 def _correlation(aggregate_divergence: np.ndarray, follows: np.ndarray) -> dict[str, float | None]:

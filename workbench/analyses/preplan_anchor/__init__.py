@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,23 @@ class Params:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class AnchorParams:
+    scale: float = 0.1  # attention scale on the chosen keys (0 removes them)
+    n_random: int = 3  # random-token controls
+    n_problems: int = 8  # the traces: as the analysis's defaults
+    max_new_tokens: int = 256
+    window: int = 10
+    seed: int = 0
+
+
 SPEC = AnalysisSpec(
     name="preplan_anchor",
     summary="local/global heads, WAAD preplan and FAI anchor tokens",
     params_type=Params,
     default_prompts="workbench.analyses.preplan_anchor.score:default_prompts",
     run="workbench.analyses.preplan_anchor.score:run",
+    checks=(CheckSpec("anchor_intervention", "lower the global heads' attention to the anchors vs to as many random "
+                      "tokens; change in the trace's log-probability", AnchorParams,
+                      "workbench.analyses.preplan_anchor.checks:run_anchor_intervention"),),
 )

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.analyses.base import Result
+from workbench.analyses.preplan_anchor import AnchorParams
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
 from workbench.edits.apply import bridge_hooks
@@ -72,11 +74,34 @@ _COLUMNS = ["trace", "condition", "n_keys", "logprob_before", "logprob_after", "
             "agreement_after", "delta_agreement"]
 
 
-def summarize_intervention(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean deltas for anchors vs the random controls (pooled over seeds)."""
+def run_anchor_intervention(model, params: AnchorParams, *, scores: pd.DataFrame, progress: bool = True) -> Result:
+    """The check: the global heads of `scores` (column kind), anchors of the traces of `n_problems` problems
+    (generated or cached, marked with the analysis's default thresholds)."""
+    from workbench.analyses.preplan_anchor import Params
+    from workbench.analyses.preplan_anchor.prompts import generate_traces, problem_prompts
+    from workbench.analyses.preplan_anchor.score import trace_tables
+
+    traces = generate_traces(model, problem_prompts(model, params.n_problems), params.max_new_tokens,
+                             progress=progress)
+    marks = Params(n_problems=params.n_problems, max_new_tokens=params.max_new_tokens, window=params.window,
+                   n_shuffles=1)  # only the token marks are used, not the coupling
+    _, tokens, _, _ = trace_tables(model, traces, marks, progress=progress)
+    table = anchor_intervention(model, traces, tokens, scores, scale=params.scale, n_random=params.n_random,
+                                seed=params.seed, progress=progress)
+    means = summarize_intervention(table, decimals=None).xs("mean", axis=1, level=1)
+    summary = {f"{kind}_{column}": float(means.loc[kind, column]) for kind in means.index
+               for column in ("delta_logprob", "delta_agreement")}
+    summary.update(n_traces=int(table["trace"].nunique()), scale=params.scale,
+                   n_global_heads=int((scores["kind"] == "global").sum()))
+    return Result("preplan_anchor", None, {"intervention": table}, summary, kind="anchor_intervention")
+
+
+def summarize_intervention(table: pd.DataFrame, decimals: int | None = 4) -> pd.DataFrame:
+    """Mean deltas for anchors vs the random controls (pooled over seeds), rounded to `decimals`."""
     if table.empty:
         raise WorkbenchError("No trace has an anchor token to lower attention to; use more problems (--n-problems) "
                              "or longer traces (--max-new-tokens).")
     kind = table["condition"].where(table["condition"] == "anchors", "random")
-    return (table.assign(kind=kind).groupby("kind")[["delta_logprob", "delta_agreement", "n_keys"]]
-            .agg(["mean", "std", "count"]).round(4))
+    out = table.assign(kind=kind).groupby("kind")[["delta_logprob", "delta_agreement", "n_keys"]].agg(
+        ["mean", "std", "count"])
+    return out if decimals is None else out.round(decimals)

@@ -64,11 +64,12 @@ def intervene(scale: float = typer.Option(0.1, help="attention scale on the chos
               max_new_tokens: int = typer.Option(256), window: int = typer.Option(10),
               model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE):
     """Lower global heads' attention to the anchors vs to as many random tokens; effect on the trace."""
-    from workbench.analyses.preplan_anchor.checks import anchor_intervention, summarize_intervention
-    from workbench.analyses.preplan_anchor.prompts import generate_traces, problem_prompts
+    from workbench.analyses.preplan_anchor import AnchorParams
+    from workbench.analyses.preplan_anchor.checks import run_anchor_intervention, summarize_intervention
 
-    bridge, scores, _, tokens, _ = _run(n_problems, max_new_tokens, window, model, device, dtype)
-    traces = generate_traces(bridge, problem_prompts(bridge, n_problems), max_new_tokens, progress=False)
-    table = anchor_intervention(bridge, traces, tokens, scores, scale=scale, n_random=n_random)
+    bridge, scores, _, _, _ = _run(n_problems, max_new_tokens, window, model, device, dtype)
+    params = AnchorParams(scale=scale, n_random=n_random, n_problems=n_problems, max_new_tokens=max_new_tokens,
+                          window=window)
+    table = run_anchor_intervention(bridge, params, scores=scores, progress=False).tables["intervention"]
     show(table.round(4), f"attention ×{scale:g} on anchors vs random tokens (global heads)")
     console.print(summarize_intervention(table).to_string())

@@ -11,6 +11,8 @@ above its `anchor_quantile` (the last `min_future` tokens, with too few later qu
 Coupling (the paper's rhythm): the share of preplan tokens followed within k tokens (0..k, so
 coinciding counts) by an anchor, against chance: the same share with anchor positions shuffled
 uniformly over the eligible positions (`n_shuffles` draws, seeded); p = share of draws ≥ observed.
+`per_prompt` (prompt = trace): `mean_distance` over the trace's generated tokens and their count `n_tokens`;
+the score is the token-weighted mean `Σ_n n_tokens·mean_distance / Σ_n n_tokens`.
 Departures: the paper's head split and thresholds are settings here; only generated tokens are scored.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.preplan_anchor import Params
 from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
@@ -100,7 +102,7 @@ def request_windowed(window: int) -> ReducerRequest:
 
 
 def trace_tables(model, traces, params: Params, *, progress: bool = True):
-    """Stream every trace twice (unclipped and windowed); return (head table, token table, coupling)."""
+    """Stream every trace twice (unclipped and windowed); return (head table, token table, coupling, per_prompt)."""
     from workbench.engine.store import ActivationStore
     from workbench.models.loading import model_info
 
@@ -108,7 +110,8 @@ def trace_tables(model, traces, params: Params, *, progress: bool = True):
     store = ActivationStore()
     plain, _ = store.ensure_stats(model, traces, REQUEST_GLOBAL, progress=progress)
     windowed, _ = store.ensure_stats(model, traces, request_windowed(params.window), progress=progress)
-    mean_distance = _mean_distance(plain, [m["prompt_len"] for m in traces.metadata])
+    sums, n_tokens = _trace_distances(plain, [m["prompt_len"] for m in traces.metadata])
+    mean_distance = sums.sum(0) / n_tokens.sum(0)
     global_heads = head_split(mean_distance, params.split_quantile)
     tok = info.tokenizer
     rows, pooled = [], []
@@ -131,29 +134,32 @@ def trace_tables(model, traces, params: Params, *, progress: bool = True):
                            "score": float(mean_distance[layer, head]),
                            "kind": "global" if bool(global_heads[layer, head]) else "local"}
                           for layer in range(info.n_layers) for head in range(info.n_heads)])
-    return heads, pd.DataFrame(rows), coupling
+    per_prompt = per_prompt_table({"mean_distance": sums / n_tokens, "n_tokens": n_tokens})
+    return heads, pd.DataFrame(rows), coupling, per_prompt
 
 
-def _mean_distance(stats: list[AttentionStats], starts: list[int]) -> torch.Tensor:
-    """Mean unclipped attention distance per head `[L, H]` over the generated tokens of all traces."""
-    parts = [s.distance[0, :, :, start:] for s, start in zip(stats, starts, strict=True)]
-    return torch.cat(parts, dim=-1).mean(-1)
+def _trace_distances(stats: list[AttentionStats], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per trace: the sum of unclipped attention distances over its generated tokens `[N, L, H]` (float64), and
+    how many there are (`[N, L, H]`, the same for every head)."""
+    parts = [s.distance[0, :, :, start:].double() for s, start in zip(stats, starts, strict=True)]
+    return (torch.stack([p.sum(-1) for p in parts]),
+            torch.stack([torch.full(p.shape[:2], p.shape[-1], dtype=torch.float64) for p in parts]))
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     from workbench.analyses.preplan_anchor.prompts import generate_traces, score_traces
     from workbench.models.loading import model_info
 
     traces = prompts if prompts.token_ids is not None else generate_traces(model, prompts, params.max_new_tokens,
                                                                            progress=progress)
-    heads, tokens, coupling = trace_tables(model, traces, params, progress=progress)
+    heads, tokens, coupling, per_prompt = trace_tables(model, traces, params, progress=progress)
     answers = pd.DataFrame(score_traces(model, traces))
     heads.insert(0, "prompt_set", traces.name)
     heads.insert(0, "model", model_info(model).spec.name)
     heads.insert(0, "analysis", "preplan_anchor")
     summary = {**coupling, "accuracy": float(answers["correct"].mean()), "n_traces": len(answers),
                "n_global_heads": int((heads["kind"] == "global").sum())}
-    return AnalysisOutput(heads, {"tokens": tokens, "answers": answers}, summary)
+    return Result("preplan_anchor", heads, {"tokens": tokens, "answers": answers}, summary, per_prompt=per_prompt)
 
 
 def default_prompts(model, params: Params):

@@ -8,6 +8,9 @@ official code) or at the last one. `workbench.analyses.circuits.sae.SAECircuitFi
 head h by `|C+ \\ C−|` (codes seen only on positives), softmax over heads. Evaluation: ROC-AUC and best
 F1 of the node scores against a reference circuit; the trivial baseline ranks heads by
 `|mean‖o+‖ − mean‖o−‖|`.
+`per_prompt` (prompt n = clean prompt n, its corrupted twin n): `code_clean`/`code_corrupt`, the code of each head,
+and `norm_clean`/`norm_corrupt`, `‖o‖`. raw_score = |{code_clean} \\ {code_corrupt}| per head (score = its softmax
+over heads); baseline_score = |mean norm_clean − mean norm_corrupt|.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.circuits import SAEParams as Params
 from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
@@ -104,7 +107,7 @@ def evaluate(scores: np.ndarray, mask: np.ndarray | None) -> dict:
     return {"roc_auc": float(roc_auc(scores, mask)), "best_f1": float(best_f1(scores, mask)[0])}
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     from workbench.analyses.circuits.sae import SAECircuitFinder, norm_difference_baseline
     from workbench.models.loading import model_info
 
@@ -138,4 +141,6 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
                                 "to": head_label(int(i) % edges.shape[1] // n, int(i) % edges.shape[1] % n),
                                 "score": float(edges.ravel()[i])} for i in top if edges.ravel()[i] > 0],
                               columns=["from", "to", "score"])
-    return AnalysisOutput(pd.DataFrame(rows), {"edges": edge_table}, summary)
+    per_prompt = per_prompt_table({"code_clean": finder.codes_pos_, "code_corrupt": finder.codes_neg_,
+                                   "norm_clean": pos.norm(dim=-1), "norm_corrupt": neg.norm(dim=-1)})
+    return Result("sae_circuits", pd.DataFrame(rows), {"edges": edge_table}, summary, per_prompt=per_prompt)
