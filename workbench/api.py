@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pandas as pd
@@ -25,7 +24,7 @@ from workbench.edits.intervene import (
 from workbench.models.loading import DEFAULT_MODEL
 from workbench.results import runs as results
 
-__all__ = ["load_model", "list_models", "run_analysis", "intervene", "load_result", "find_results",
+__all__ = ["load_model", "list_models", "run", "check", "run_analysis", "intervene", "load_result", "find_results",
            "list_analyses", "PromptSet", "AblateHead", "ScaleHead", "UniformAttention", "AttentionEdit",
            "PatchHead", "summarize", "DEFAULT_MODEL", "text_prompts", "plot_heads", "top_heads",
            "load_table", "load_summary", "contrast_task", "load_circuit", "list_circuits", "circuit_overlap",
@@ -64,36 +63,30 @@ def list_analyses() -> pd.DataFrame:
     return pd.DataFrame([{"analysis": s.name, "summary": s.summary} for s in REGISTRY])
 
 
+def run(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None, params: Any = None, *,
+        save: bool = True, progress: bool = True, results_dir=None):
+    """Run a registered analysis; its Result (scores, tables, summary, per_prompt, record once saved)."""
+    from workbench.analyses.runner import run_analysis as _run
+
+    return _run(analysis, _as_model(model), prompts, params, save=save, progress=progress, results_dir=results_dir)
+
+
+def check(analysis: str, check: str, model=DEFAULT_MODEL, params: Any = None, *, run_id: str | None = None,
+          scores: pd.DataFrame | None = None, save: bool = True, progress: bool = True, results_dir=None):
+    """Run a named check of an analysis on a run's HeadScores (the named run, else the newest on this model)."""
+    from workbench.analyses.runner import run_check
+
+    return run_check(analysis, check, _as_model(model), params, run_id=run_id, scores=scores, save=save,
+                     progress=progress, results_dir=results_dir)
+
+
 def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None,
                  params: Any = None, *, save: bool = True, progress: bool = True,
                  results_dir=None) -> tuple[pd.DataFrame, results.RunRecord | None]:
-    """Run a registered analysis; returns its HeadScores and (if saved) the catalog record."""
-    import dataclasses
-
-    from workbench.analyses import get_analysis
-    from workbench.analyses.base import AnalysisOutput, resolve
-    from workbench.models.loading import model_info
-
-    spec = get_analysis(analysis)
-    model = _as_model(model)
-    if params is None or isinstance(params, dict):
-        params = spec.make_params(params)
-    started = time.perf_counter()
-    prompts = prompts if prompts is not None else resolve(spec.default_prompts)(model, params)
-    output = resolve(spec.run)(model, prompts, params, progress=progress)
-    if not isinstance(output, AnalysisOutput):
-        output = AnalysisOutput(output)
-    scores, tables, summary = output.scores, output.tables, output.summary
-    info = model_info(model)
-    scores = results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)
-    elapsed = {"total": time.perf_counter() - started}
-    scores.attrs["summary"] = summary  # extra tables are saved with the run (results.load_table)
-    if not save:
-        return scores, None
-    record = results.save_run(scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
-                              prompts_fingerprint=prompts.fingerprint, timings=elapsed, results_dir=results_dir,
-                              tables=tables, summary=summary)
-    return scores, record
+    """Run a registered analysis; returns its HeadScores and (if saved) the catalog record (see `run`)."""
+    result = run(analysis, model, prompts, params, save=save, progress=progress, results_dir=results_dir)
+    result.scores.attrs["summary"] = result.summary  # extra tables are saved with the run (results.load_table)
+    return result.scores, result.record
 
 
 def intervene(model, prompts: PromptSet, edits, metric: str = "loss", *, batch_size: int = 8) -> pd.DataFrame:
@@ -138,8 +131,8 @@ def load_summary(run_id: str, results_dir=None) -> dict:
 
 
 def find_results(analysis: str | None = None, model: str | None = None, prompt_set: str | None = None,
-                 results_dir=None) -> pd.DataFrame:
-    return results.find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set)
+                 results_dir=None, kind: str | None = None) -> pd.DataFrame:
+    return results.find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set, kind=kind)
 
 
 def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict:
