@@ -205,8 +205,8 @@ def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Opti
         console.print("no saved runs match")
         return
     df["parent_run"] = df["parent_run"].fillna("")
-    show(df[["run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "params", "created", "n_rows",
-             "seconds"]], "runs")
+    show(df[["run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "params", "n_rows"]],
+         "runs (the run id starts with the UTC time it was saved)")
 
 
 @results_app.command("show")
