@@ -34,7 +34,8 @@ def test_checks_become_cells_that_depend_on_their_run_cell():
     ({"checks": ["ablate"]}, "has no check 'ablate'; its checks: ablate_top"),
     ({"checks": "ablate_top"}, "checks must be a list of check names"),
     ({"checks": ["ablate_top"], "check_params": {"ablate": {"k": 1}}}, r"check_params names \['ablate'\]"),
-    ({"checks": ["ablate_top"], "check_params": {"ablate_top": {"k": 1.5}}}, "check 'ablate_top': ablate_top: parameter k must be an integer"),
+    ({"checks": ["ablate_top"], "check_params": {"ablate_top": {"k": 1.5}}},
+     "check 'ablate_top': ablate_top: parameter k must be an integer"),
     ({"check_params": {"ablate_top": 3}}, "check_params must be a table of tables"),
 ])
 def test_bad_checks_fail_before_running(entry, message):
