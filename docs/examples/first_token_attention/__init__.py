@@ -18,7 +18,7 @@ class Params:
 @dataclass(frozen=True)
 class AblateTopParams:
     k: int = 2
-    seeds: tuple[int, ...] = (0, 1)
+    n_random: int = 2  # random draws, seeded 0 … n_random − 1
     n_prompts: int = 4
     n_tokens: int = 64
 

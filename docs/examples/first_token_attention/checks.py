@@ -1,5 +1,5 @@
 """ablate_top: if the top-k first-token heads matter, mean-ablating them should change the next-token loss on
-natural text more than mean-ablating k random other heads (one random draw per seed). Table `conditions`: one
+natural text more than mean-ablating k random other heads (n_random draws, seeded 0 … n_random − 1). Table `conditions`: one
 row per condition with the mean over prompts of loss before, after and delta = after − before."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def ablate_top(model, params: AblateTopParams, *, scores: pd.DataFrame, progress
     top = [HeadRef(int(r.layer), int(r.head)) for r in ranked.head(params.k).itertuples()]
     others = sorted({HeadRef(int(r.layer), int(r.head)) for r in scores.itertuples()} - set(top))
     conditions = [("top", None, top)] + [("random", s, random.Random(s).sample(others, params.k))
-                                         for s in params.seeds]
+                                         for s in range(params.n_random)]
     prompts = text_chunks(model, params.n_prompts, params.n_tokens)
     rows = []
     for name, seed, heads in conditions:
