@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import tomllib
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from example_analysis import EXAMPLE, SMALL
+from example_analysis import EXAMPLE, SMALL, example_registered  # noqa: F401  (a fixture)
 from test_analyses import FAST, _tiny_prompts
 
 from workbench.analyses import REGISTRY
@@ -106,3 +109,28 @@ def test_a_check_reads_the_newest_run_on_the_same_model_or_the_one_named(tiny, t
                   results_dir=explicit)
     with pytest.raises(WorkbenchError, match="has no check 'ablate'; its checks: ablate_top"):
         run_check(EXAMPLE, "ablate", tiny, SMALL, results_dir=explicit)
+
+
+# ---- docs/adding_an_analysis.md walks through the example the tests run ------------------------------------
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "adding_an_analysis.md"
+
+
+def test_the_guide_shows_the_example_files_as_they_are():
+    text = GUIDE.read_text()
+    shown = re.findall(r"`(docs/examples/[^`]+)`\n\n```python\n(.*?)```", text, flags=re.S)
+    assert {Path(p).name for p, _ in shown} == {"__init__.py", "score.py", "checks.py", "views.py"}
+    for path, code in shown:
+        assert code in (GUIDE.parents[1] / path).read_text(), f"{path} changed; update the guide"
+
+
+def test_the_guides_python_and_plan_run(example_registered):  # noqa: F811
+    from workbench.batch.plan import parse_plan
+
+    text = GUIDE.read_text()
+    [python] = [b for b in re.findall(r"\n\n```python\n(.*?)```", text, flags=re.S) if "import workbench.api" in b]
+    scope: dict = {}
+    exec(compile(python, str(GUIDE), "exec"), scope)  # the guide's own lines, on the tiny model
+    assert scope["check"].record.parent_run == scope["run"].record.run_id
+    [plan] = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    cells = parse_plan(tomllib.loads(plan)).cells
+    assert [c.check for c in cells] == ["", "ablate_top", "", "ablate_top"]
