@@ -8,7 +8,8 @@
 `analysis` is a registered name or an AnalysisSpec (so a spec outside the registry runs the same way), `model` a
 model name or a loaded model, `params` a Params instance or a dict of typed or string values (spec.make_params).
 A check that needs scores and is given none checks the named run, else the newest run of the analysis on the same
-model (same fingerprint), else a new run with default params (saved first, when saving).
+model (same fingerprint), else a new run with default params (saved first, when saving). A saved check records
+the prompt set and prompts fingerprint of the run it checked (its own prompts follow from its params).
 """
 
 from __future__ import annotations

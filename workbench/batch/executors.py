@@ -76,12 +76,12 @@ def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress:
 
     for cell in todo:
         mark_started(cell, results_dir)
-    for phase in ([c for c in todo if not c.check], [c for c in todo if c.check]):  # runs, then their checks
-        if executor == "local":
-            for cell in phase:
-                record(_run_safely(cell, results_dir))
-        elif phase:
-            _run_on_ray(phase, workers, record, results_dir)
+    phases = [[c for c in todo if not c.check], [c for c in todo if c.check]]  # runs, then the checks of their runs
+    if executor == "local":
+        for cell in phases[0] + phases[1]:
+            record(_run_safely(cell, results_dir))
+    else:
+        _run_on_ray([p for p in phases if p], workers, record, results_dir)
     bar.close()
     return summary(outcomes.values())
 
@@ -98,8 +98,9 @@ def _run_safely(cell: Cell, results_dir: Path | None = None) -> CellOutcome:
                            error=f"{type(exc).__name__}: {exc}")
 
 
-def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome], None],
+def _run_on_ray(phases: list[list[Cell]], workers: int, record: Callable[[CellOutcome], None],
                 results_dir: Path | None = None) -> None:
+    """Each phase's cells on one pool of workers; a phase starts when the one before has finished."""
     import ray
     from ray.util import ActorPool
 
@@ -111,8 +112,9 @@ def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome],
     try:
         actor = ray.remote(num_cpus=1)(_CellWorker)
         pool = ActorPool([actor.remote() for _ in range(workers)])
-        for outcome in pool.map_unordered(lambda a, c: a.run.remote(c, results_dir), cells):
-            record(outcome)
+        for cells in phases:
+            for outcome in pool.map_unordered(lambda a, c: a.run.remote(c, results_dir), cells):
+                record(outcome)
     finally:
         if started_here:
             ray.shutdown()
