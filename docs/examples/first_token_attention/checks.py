@@ -1,6 +1,6 @@
 """ablate_top: if the top-k first-token heads matter, mean-ablating them should change the next-token loss on
-natural text more than mean-ablating k random other heads (n_random draws, seeded 0 … n_random − 1). Table `conditions`: one
-row per condition with the mean over prompts of loss before, after and delta = after − before."""
+natural text more than mean-ablating k random other heads (n_random draws, seeded 0 … n_random − 1). Table
+`conditions`: one row per condition with the mean over prompts of loss before, after and delta = after − before."""
 
 from __future__ import annotations
 
