@@ -105,20 +105,17 @@ def list_analyses() -> pd.DataFrame:
     return pd.DataFrame([{"analysis": s.name, "summary": s.summary} for s in REGISTRY])
 
 
-def run(analysis: str, model, prompts: PromptSet | None = None, params: Any = None, *, save: bool = True,
-        progress: bool = True, results_dir=None) -> Result:
-    """Run a registered analysis (params: its Params, a dict of overrides or None); saved in the catalog if `save`."""
-    try:
-        from workbench.analyses.runner import run_analysis as run_spec
-    except ModuleNotFoundError as exc:  # until workbench.analyses.runner lands
-        if exc.name != "workbench.analyses.runner":
-            raise
-        run_spec = _run_here
+def run(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None, params: Any = None, *,
+        save: bool = True, progress: bool = True, results_dir=None) -> Result:
+    """Run a registered analysis (params: its Params, a dict of overrides or None); its Result (scores, tables,
+    summary, per_prompt, and the catalog record once saved)."""
+    from workbench.analyses.runner import run_analysis as run_spec
+
     return run_spec(analysis, _as_model(model), prompts, params, save=save, progress=progress,
                     results_dir=results_dir)
 
 
-def check(analysis: str, check: str, model, params: Any = None, *, run_id: str | None = None,
+def check(analysis: str, check: str, model=DEFAULT_MODEL, params: Any = None, *, run_id: str | None = None,
           scores: pd.DataFrame | None = None, save: bool = True, progress: bool = True, results_dir=None) -> Result:
     """Run a named check of an analysis on `scores`, or on the saved run `run_id` (default: this model's latest)."""
     from workbench.analyses.runner import run_check
@@ -127,36 +124,11 @@ def check(analysis: str, check: str, model, params: Any = None, *, run_id: str |
                      progress=progress, results_dir=results_dir)
 
 
-def _run_here(analysis, model, prompts, params, *, save, progress, results_dir) -> Result:
-    import dataclasses
-    import time
-
-    from workbench.analyses import get_analysis
-    from workbench.analyses.base import as_result, resolve
-    from workbench.models.loading import model_info
-    from workbench.results import runs as results
-
-    spec = get_analysis(analysis)
-    if params is None or isinstance(params, dict):
-        params = spec.make_params(params)
-    started = time.perf_counter()
-    prompts = prompts if prompts is not None else resolve(spec.default_prompts)(model, params)
-    result = as_result(spec.name, resolve(spec.run)(model, prompts, params, progress=progress))
-    info = model_info(model)
-    result.scores = results.validate_head_scores(result.scores, n_layers=info.n_layers, n_heads=info.n_heads)
-    result.scores.attrs["summary"] = result.summary
-    if save:
-        result.record = results.save_run(
-            result.scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
-            prompts_fingerprint=prompts.fingerprint, timings={"total": time.perf_counter() - started},
-            results_dir=results_dir, tables=result.tables, summary=result.summary)
-    return result
-
-
 def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None = None, params: Any = None, *,
                  save: bool = True, progress: bool = True, results_dir=None) -> tuple[pd.DataFrame, RunRecord | None]:
     """`run`, as (HeadScores, catalog record or None): the shape notebooks and older callers use."""
     result = run(analysis, model, prompts, params, save=save, progress=progress, results_dir=results_dir)
+    result.scores.attrs["summary"] = result.summary
     return result.scores, result.record
 
 
@@ -209,11 +181,11 @@ def load_summary(run_id: str, results_dir=None) -> dict:
 
 
 def find_results(analysis: str | None = None, model: str | None = None, prompt_set: str | None = None,
-                 results_dir=None) -> pd.DataFrame:
-    """The catalog of saved runs, newest first, filtered by analysis / model / prompt set."""
+                 results_dir=None, kind: str | None = None) -> pd.DataFrame:
+    """The catalog of saved runs and checks, newest first, filtered by analysis / model / prompt set / kind."""
     from workbench.results.runs import find_runs
 
-    return find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set)
+    return find_runs(results_dir, analysis=analysis, model=model, prompt_set=prompt_set, kind=kind)
 
 
 def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict:

@@ -1,6 +1,7 @@
 """Run a plan's cells: locally in this process, or on a Ray cluster (a task per cell, models loaded once
 per worker). Both write every run to the same catalog and skip cells that are already finished. A cell
-that raises anything is recorded as failed with its error, and the batch goes on."""
+that raises anything is recorded as failed with its error, and the batch goes on. Check cells run after the
+run cells, each on the run its run cell saved."""
 
 from __future__ import annotations
 
@@ -40,9 +41,16 @@ def run_cell(cell: Cell, results_dir: Path | None = None) -> tuple[str, float]:
 
     started = time.perf_counter()
     model = api.load_model(cell.model, device=cell.device, dtype=cell.dtype)
-    _, record = api.run_analysis(cell.analysis, model, params=dict(cell.params), progress=False,
-                                 results_dir=results_dir)
-    return record.run_id, time.perf_counter() - started
+    if not cell.check:
+        result = api.run(cell.analysis, model, params=dict(cell.params), progress=False, results_dir=results_dir)
+        return result.record.run_id, time.perf_counter() - started
+    parent = finished_run(cell.parent, results_dir)
+    if parent is None:
+        raise WorkbenchError(f"check {cell.check} has no run to check: its run cell ({cell.parent.label()}) did not "
+                             "finish; fix that cell and run the batch again.")
+    result = api.check(cell.analysis, cell.check, model, dict(cell.check_params), run_id=parent, progress=False,
+                       results_dir=results_dir)
+    return result.record.run_id, time.perf_counter() - started
 
 
 def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress: bool = True,
@@ -68,11 +76,12 @@ def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress:
 
     for cell in todo:
         mark_started(cell, results_dir)
+    phases = [[c for c in todo if not c.check], [c for c in todo if c.check]]  # runs, then the checks of their runs
     if executor == "local":
-        for cell in todo:
+        for cell in phases[0] + phases[1]:
             record(_run_safely(cell, results_dir))
     else:
-        _run_on_ray(todo, workers, record, results_dir)
+        _run_on_ray([p for p in phases if p], workers, record, results_dir)
     bar.close()
     return summary(outcomes.values())
 
@@ -89,8 +98,9 @@ def _run_safely(cell: Cell, results_dir: Path | None = None) -> CellOutcome:
                            error=f"{type(exc).__name__}: {exc}")
 
 
-def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome], None],
+def _run_on_ray(phases: list[list[Cell]], workers: int, record: Callable[[CellOutcome], None],
                 results_dir: Path | None = None) -> None:
+    """Each phase's cells on one pool of workers; a phase starts when the one before has finished."""
     import ray
     from ray.util import ActorPool
 
@@ -102,8 +112,9 @@ def _run_on_ray(cells: list[Cell], workers: int, record: Callable[[CellOutcome],
     try:
         actor = ray.remote(num_cpus=1)(_CellWorker)
         pool = ActorPool([actor.remote() for _ in range(workers)])
-        for outcome in pool.map_unordered(lambda a, c: a.run.remote(c, results_dir), cells):
-            record(outcome)
+        for cells in phases:
+            for outcome in pool.map_unordered(lambda a, c: a.run.remote(c, results_dir), cells):
+                record(outcome)
     finally:
         if started_here:
             ray.shutdown()
@@ -122,7 +133,7 @@ class _CellWorker:
 
 
 def summary(outcomes) -> pd.DataFrame:
-    rows = [{"cell": o.cell.cell_id, "analysis": o.cell.analysis, "model": o.cell.model,
+    rows = [{"cell": o.cell.cell_id, "analysis": o.cell.analysis, "check": o.cell.check, "model": o.cell.model,
              "params": ", ".join(f"{k}={v}" for k, v in sorted(o.cell.params.items())), "status": o.status,
              "run_id": o.run_id or "", "seconds": round(o.seconds, 2), "error": o.error} for o in outcomes]
     return pd.DataFrame(rows)

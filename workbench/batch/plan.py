@@ -9,13 +9,17 @@
     name = "attention_profile"
     params = { n_prompts = 2 }
     grid = { n_tokens = [64, 128] }     # every combination becomes a cell
+    checks = ["ablate"]                 # optional: a check cell per run cell, run on that cell's run
+    check_params = { ablate = { k = 3 } }
 
-A cell's id hashes (analysis, model, params and a non-default dtype), so the same cell in two plans is the
-same work; the device is not part of it (the same numbers on any device, as in the model fingerprint).
+A cell's id hashes (analysis, model, params, a non-default dtype and, for a check cell, the check and its
+params), so the same cell in two plans is the same work; the device is not part of it (the same numbers on any
+device, as in the model fingerprint).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -38,19 +42,30 @@ class Cell:
     params: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     device: str = "auto"
+    check: str = ""  # a check cell: the check's name, run on the run of `parent` ("" for a run cell)
+    check_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cell_id(self) -> str:
         fields: dict[str, Any] = {"a": self.analysis, "m": self.model, "p": self.params}
         if self.dtype != "float32":  # float32 cells keep the ids they had before dtypes existed
             fields["d"] = self.dtype
+        if self.check:
+            fields |= {"c": self.check, "cp": self.check_params}
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
+    @property
+    def parent(self) -> Cell:
+        """The run cell whose run a check cell checks (a run cell is its own parent)."""
+        return dataclasses.replace(self, check="", check_params={})
+
     def label(self) -> str:
-        params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        params, check_params = (",".join(f"{k}={v}" for k, v in sorted(p.items()))
+                                for p in (self.params, self.check_params))
         dtype = f" · {self.dtype}" if self.dtype != "float32" else ""
-        return f"{self.analysis} · {self.model}{dtype}" + (f" · {params}" if params else "")
+        check = f" · check {self.check}" + (f"({check_params})" if check_params else "") if self.check else ""
+        return f"{self.analysis} · {self.model}{dtype}" + (f" · {params}" if params else "") + check
 
 
 @dataclass(frozen=True)
@@ -107,9 +122,11 @@ def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
         raise PlanError("A plan needs at least one [[analyses]] table with a `name`.")
     cells = []
     for number, entry in enumerate(entries, 1):
+        checks = _entry_checks(entry, number)
         for params in _entry_params(entry, number):
             for model in models:
-                cells.append(Cell(entry["name"], model, params, dtype=dtype, device=device))
+                cell = Cell(entry["name"], model, params, dtype=dtype, device=device)
+                cells += [cell] + [dataclasses.replace(cell, check=c, check_params=p) for c, p in checks.items()]
     unique = tuple(dict((c.cell_id, c) for c in cells).values())
     return Plan(name=str(name), cells=unique, source=source)
 
@@ -121,9 +138,9 @@ def _entry_params(entry: Any, number: int) -> list[dict[str, Any]]:
     if not isinstance(entry, dict) or "name" not in entry:
         raise PlanError(f"Each [[analyses]] table needs a name; table {number} is {entry!r}.")
     where = f"[[analyses]] table {number} ({entry['name']!r})"
-    extra = sorted(set(entry) - {"name", "params", "grid"})
+    extra = sorted(set(entry) - {"name", "params", "grid", "checks", "check_params"})
     if extra:
-        raise PlanError(f"{where}: unknown keys {extra}; a table has name, params and grid.")
+        raise PlanError(f"{where}: unknown keys {extra}; a table has name, params, grid, checks and check_params.")
     spec = get_analysis(entry["name"])
     base, grid = entry.get("params", {}), entry.get("grid", {})
     for key, value in (("params", base), ("grid", grid)):
@@ -143,3 +160,26 @@ def _entry_params(entry: Any, number: int) -> list[dict[str, Any]]:
             raise PlanError(f"{where}, cell {cell}: {exc}") from None
         out.append(params)
     return out
+
+
+def _entry_checks(entry: dict[str, Any], number: int) -> dict[str, dict[str, Any]]:
+    """Check name -> its params, for the `checks` and `check_params` of one [[analyses]] table."""
+    from workbench.analyses import get_analysis
+
+    where = f"[[analyses]] table {number} ({entry.get('name')!r})"
+    names, tables = entry.get("checks", []), entry.get("check_params", {})
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PlanError(f"{where}: checks must be a list of check names, e.g. checks = [\"ablate\"]; got {names!r}.")
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise PlanError(f"{where}: check_params must be a table of tables, e.g. check_params = {{ ablate = "
+                        f"{{ k = 3 }} }}; got {tables!r}.")
+    unused = sorted(set(tables) - set(names))
+    if unused:
+        raise PlanError(f"{where}: check_params names {unused}, which are not in checks = {names}.")
+    spec = get_analysis(entry["name"])
+    for name in names:
+        try:
+            spec.check(name).make_params(tables.get(name, {}))
+        except WorkbenchError as exc:
+            raise PlanError(f"{where}, check {name!r}: {exc}") from None
+    return {name: dict(tables.get(name, {})) for name in names}

@@ -1,4 +1,5 @@
-"""A static HTML report of a batch: the summary table and, per finished run, its head map and top heads.
+"""A static HTML report of a batch: the summary table and, per finished run, its head map and top heads
+(per finished check: its summary and tables, and the head map when it has per-head scores).
 
 One self-contained file (plotly.js inlined once), so it can be shared and opened without the app or a
 network.
@@ -24,11 +25,19 @@ def write_report(summary: pd.DataFrame, path: str | Path, *, title: str = "Batch
     for row in summary.itertuples():
         if row.status not in ("done", "skipped") or not row.run_id:
             continue
-        scores, record = results.load_run(row.run_id, results_dir)
-        parts.append(f"<h2>{html.escape(record.analysis)} · {html.escape(record.model)} · "
+        result = results.load_result(row.run_id, results_dir)
+        scores, record = result.scores, result.record
+        kind = "" if record.kind == "run" else f"check {record.kind} of {record.parent_run} · "
+        parts.append(f"<h2>{html.escape(record.analysis)} · {html.escape(kind + record.model)} · "
                      f"{html.escape(record.prompt_set)}</h2><p>run {html.escape(record.run_id)}, "
                      f"{record.timings.get('total', 0):.1f} s, params {html.escape(str(record.params))}</p>")
-        fig = head_heatmap(scores, title=f"{record.analysis}: score per head")
+        if record.kind != "run":
+            parts.append(f"<p>{html.escape(str(result.summary))}</p>" + "".join(
+                f"<h3>{html.escape(name)}</h3>" + table.head(top).to_html(index=False, border=0, float_format="%.4g")
+                for name, table in result.tables.items()))
+        if scores is None:
+            continue
+        fig = head_heatmap(scores, title=f"{record.analysis} {kind}score per head")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=first_figure))
         first_figure = False
         shown = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]

@@ -7,6 +7,8 @@ in flight. Markers are keyed by cell, not by plan, so plans that share cells sha
 Before a cell runs, `<cell_id>.pending` records when it started. A batch killed after the run was saved
 but before its marker was written leaves that file behind; on resume the run saved since then for the
 same analysis, model and parameters is adopted (and marked) instead of running the cell again.
+
+A check cell is finished when its Result still loads and checked the run its run cell has now.
 """
 
 from __future__ import annotations
@@ -31,23 +33,28 @@ def finished_run(cell: Cell, results_dir: Path | None = None) -> str | None:
         return _adopt_saved_run(cell, results_dir)
     try:
         run_id = json.loads(marker.read_text())["run_id"]
-        results.load_run(run_id, results_dir)
+        record = results.load_result(run_id, results_dir).record
     except (OSError, ValueError, KeyError):
         return None  # a damaged marker or a deleted run: do the cell again
+    if cell.check and record.parent_run != finished_run(cell.parent, results_dir):
+        return None  # its run cell was done again since: check the new run
     return run_id
+
+
+def _about(cell: Cell) -> dict:
+    about = {"analysis": cell.analysis, "model": cell.model, "params": cell.params}
+    return about | ({"check": cell.check, "check_params": cell.check_params} if cell.check else {})
 
 
 def mark_started(cell: Cell, results_dir: Path | None = None) -> None:
     """Record that `cell` is about to run (see the module docstring)."""
     _write_atomic(state_dir(results_dir) / f"{cell.cell_id}.pending",
-                  {"started": datetime.now(timezone.utc).isoformat(), "analysis": cell.analysis,
-                   "model": cell.model, "params": cell.params})
+                  {"started": datetime.now(timezone.utc).isoformat(), **_about(cell)})
 
 
 def mark_finished(cell: Cell, run_id: str, seconds: float, results_dir: Path | None = None) -> None:
     folder = state_dir(results_dir)
-    _write_atomic(folder / f"{cell.cell_id}.json", {"run_id": run_id, "seconds": seconds, "analysis": cell.analysis,
-                                                    "model": cell.model, "params": cell.params})
+    _write_atomic(folder / f"{cell.cell_id}.json", {"run_id": run_id, "seconds": seconds, **_about(cell)})
     (folder / f"{cell.cell_id}.pending").unlink(missing_ok=True)
 
 
@@ -72,17 +79,21 @@ def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
     from workbench.models.loading import resolve_spec
 
     try:
-        want = _canonical(dataclasses.asdict(get_analysis(cell.analysis).make_params(cell.params)))
+        spec = get_analysis(cell.analysis)
+        owner = spec.check(cell.check) if cell.check else spec
+        want = _canonical(dataclasses.asdict(owner.make_params(cell.check_params if cell.check else cell.params)))
         model = resolve_spec(cell.model).name
     except WorkbenchError:
         return None  # the cell will run (and fail) with this error
+    parent = finished_run(cell.parent, results_dir) if cell.check else None
     root = Path(results_dir or results.default_results_dir()) / cell.analysis
     for run_json in sorted(root.glob("*/run.json")):
         try:
             record = json.loads(run_json.read_text())
             if (record["model"] == model and _canonical(record["params"]) == want
+                    and record.get("kind", "run") == (cell.check or "run") and record.get("parent_run") == parent
                     and datetime.fromisoformat(record["created"]) >= started):
-                results.load_run(record["run_id"], results_dir)
+                results.load_result(record["run_id"], results_dir)
                 mark_finished(cell, record["run_id"], float(sum(record["timings"].values())), results_dir)
                 return record["run_id"]
         except (OSError, ValueError, KeyError, TypeError):

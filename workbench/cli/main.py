@@ -17,6 +17,7 @@ from workbench.analyses.preplan_anchor import cli as cli_preplan
 from workbench.analyses.retrieval_heads import cli as cli_retrieval
 from workbench.cli import app as cli_app
 from workbench.cli import batch as cli_batch
+from workbench.cli import registry as cli_registry
 from workbench.cli.common import DEVICE, DTYPE, MODEL, OneLineErrors, _params, console, friendly, show
 from workbench.core import paths
 from workbench.core.errors import WorkbenchError
@@ -35,6 +36,7 @@ app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
 app.add_typer(cli_sinks.sinks_app, name="sinks")
 app.add_typer(cli_circuits.circuits_app, name="circuits")
 app.add_typer(cli_induction.induction_app, name="induction")
+cli_registry.add_analysis_apps(app)  # `workbench <analysis> run | show | <check>` for every registered analysis
 
 
 @app.callback()
@@ -191,26 +193,29 @@ def cache_rm(model_fingerprint: Optional[str] = typer.Option(None, "--model-fp")
 @results_app.command("ls")
 @friendly
 def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Option(None, "--model", "-m"),
-               prompt_set: Optional[str] = typer.Option(None, "--prompt-set")):
-    """List saved runs, newest first, filtered by analysis, model, prompt set."""
+               prompt_set: Optional[str] = typer.Option(None, "--prompt-set"),
+               kind: Optional[str] = typer.Option(None, help="'run' or a check's name"),
+               results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
+    """List saved runs and checks (kind, and the run a check checked), newest first, filtered."""
     from workbench import api
 
-    df = api.find_results(analysis=analysis, model=model, prompt_set=prompt_set)
+    df = api.find_results(analysis=analysis, model=model, prompt_set=prompt_set, kind=kind, results_dir=results_dir)
     if df.empty:
         console.print("no saved runs match")
         return
-    show(df[["run_id", "analysis", "model", "prompt_set", "created", "n_rows", "seconds"]], "runs")
+    df["parent_run"] = df["parent_run"].fillna("")
+    show(df[["run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "params", "n_rows"]],
+         "runs (the run id starts with the UTC time it was saved)")
 
 
 @results_app.command("show")
 @friendly
-def results_show(run_id: str, top: int = typer.Option(10, help="show this many top heads")):
-    """Top heads of a saved run."""
-    from workbench import api
+def results_show(run_id: str, top: int = typer.Option(10, help="show this many top heads"),
+                 results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
+    """Top heads (and, for a check, its tables) and the summary of a saved run."""
+    from workbench.results.runs import load_result
 
-    scores, record = api.load_result(run_id)
-    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]
-    show(scores.sort_values("score", ascending=False)[cols].head(top), f"{record.analysis} · {record.run_id}")
+    cli_registry.print_result(load_result(run_id, results_dir), top)
 
 
 def main() -> None:  # pragma: no cover

@@ -4,6 +4,7 @@ disagrees with its directory (a copied run) is refused, so a bare id always reac
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -42,9 +43,10 @@ def _check_place(run_dir: Path, record) -> None:
                            f"{record.analysis}/{record.run_id} or delete it.")
 
 
-# Fields DuckDB reads from run.json (params and package_versions are not catalogued).
-_CATALOG_SCHEMA = {c: "VARCHAR" for c in CATALOG_COLUMNS[:-2]}
-_CATALOG_SCHEMA |= {"n_rows": "BIGINT", "timings": "MAP(VARCHAR, DOUBLE)"}
+# Fields DuckDB reads from run.json (package_versions are not catalogued; params become a short text).
+_CATALOG_SCHEMA = {c: "VARCHAR" for c in CATALOG_COLUMNS if c not in ("n_rows", "params", "path", "seconds")}
+_CATALOG_SCHEMA |= {"n_rows": "BIGINT", "params": "JSON", "timings": "MAP(VARCHAR, DOUBLE)"}
+_PARAMS_WIDTH = 80
 
 
 def _empty_catalog() -> pd.DataFrame:
@@ -52,22 +54,29 @@ def _empty_catalog() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, str)) for c in CATALOG_COLUMNS})
 
 
+def _params_text(params: str | None) -> str:
+    """`k=5, mode=mean` from the params JSON, cut to _PARAMS_WIDTH characters."""
+    text = ", ".join(f"{k}={v}" for k, v in json.loads(params or "{}").items())
+    return text if len(text) <= _PARAMS_WIDTH else text[:_PARAMS_WIDTH - 1] + "…"
+
+
 def find_runs(results_dir: Path | None = None, *, analysis: str | None = None, model: str | None = None,
-              prompt_set: str | None = None) -> pd.DataFrame:
-    """One row per saved run, newest first, optionally filtered. Malformed runs are skipped with a warning."""
+              prompt_set: str | None = None, kind: str | None = None) -> pd.DataFrame:
+    """One row per saved run or check (`kind`: "run" or the check's name; `parent_run`: the run it checked),
+    newest first, optionally filtered. Malformed runs are skipped with a warning."""
     files = _good_run_files(Path(results_dir or default_results_dir()))
     if not files:
         return _empty_catalog()
     where, args = [], [files, _CATALOG_SCHEMA]
-    for column, value in (("analysis", analysis), ("model", model), ("prompt_set", prompt_set)):
+    for column, value in (("analysis", analysis), ("model", model), ("prompt_set", prompt_set), ("kind", kind)):
         if value is not None:
             where.append(f"{column} = ?")  # column names are constants; values are bound
             args.append(value)
     sql = (
-        "SELECT run_id, analysis, model, prompt_set, created, n_rows, model_fingerprint, "
-        "prompts_fingerprint, git_commit, filename AS path, "
-        "coalesce(list_sum(map_values(timings)), 0.0)::DOUBLE AS seconds "
-        "FROM read_json(?, columns = ?, filename = true, format = 'auto') "
+        "SELECT * FROM (SELECT run_id, analysis, coalesce(kind, 'run') AS kind, parent_run, model, prompt_set, "
+        "created, n_rows, model_fingerprint, prompts_fingerprint, git_commit, params::VARCHAR AS params, "
+        "filename AS path, coalesce(list_sum(map_values(timings)), 0.0)::DOUBLE AS seconds "
+        "FROM read_json(?, columns = ?, filename = true, format = 'auto')) "
         + (f"WHERE {' AND '.join(where)} " if where else "")
         + "ORDER BY TRY_CAST(created AS TIMESTAMPTZ) DESC NULLS LAST, run_id DESC"
     )
@@ -76,7 +85,9 @@ def find_runs(results_dir: Path | None = None, *, analysis: str | None = None, m
     if df.empty:
         return _empty_catalog()
     df["path"] = [str(Path(f).parent) for f in df["path"]]
-    df["git_commit"] = df["git_commit"].astype(object).where(df["git_commit"].notna(), None)
+    df["params"] = [_params_text(p) for p in df["params"]]
+    for column in ("git_commit", "parent_run"):
+        df[column] = df[column].astype(object).where(df[column].notna(), None)
     return df[list(CATALOG_COLUMNS)]
 
 

@@ -1,9 +1,11 @@
 """Saved analysis results: tidy per-head scores, run provenance, and a DuckDB catalog.
 
-Each run lives in ``<results_dir>/<analysis>/<run_id>/`` as ``scores.parquet`` (one row per
-head, see :func:`validate_head_scores`) plus ``run.json`` (a :class:`RunRecord`, which records the size
-and sha256 of every table the run saved; loading checks them, so a damaged file is an error, never
-shown). The catalog (:func:`find_runs`, :func:`query_catalog`) lives in ``results_catalog``.
+Each saved Result (an analysis run, or a check of one: RunRecord.kind, .parent_run) lives in
+``<results_dir>/<analysis>/<run_id>/`` as ``scores.parquet`` (one row per head, see
+:func:`validate_head_scores`; absent for a check without per-head values), ``per_prompt.parquet``,
+``tables/*.parquet``, ``summary.json`` and ``run.json`` (a :class:`RunRecord`, which records the size and sha256
+of every file the run saved; loading checks them, so a damaged file is an error, never shown). The catalog
+(:func:`find_runs`, :func:`query_catalog`) lives in ``workbench.results.catalog``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from workbench.core.scores import (  # noqa: F401  (re-exported: the public name
     validate_head_scores,
 )
 
-CATALOG_COLUMNS = ("run_id", "analysis", "model", "prompt_set", "created", "n_rows", "model_fingerprint",
-                   "prompts_fingerprint", "git_commit", "path", "seconds")
+CATALOG_COLUMNS = ("run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "created", "n_rows",
+                   "model_fingerprint", "prompts_fingerprint", "git_commit", "params", "path", "seconds")
 PROVENANCE_DISTRIBUTIONS = ("torch", "transformers", "transformer-lens", "numpy", "pandas", "pyarrow",
                             "duckdb", "attention-workbench")
 _SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -64,6 +66,8 @@ class RunRecord:
     n_rows: int
     # relative path -> {"bytes", "sha256"} of each file saved with the run; {} for runs saved before checksums
     checksums: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    kind: str = "run"  # "run", or the name of the check this Result is
+    parent_run: str | None = None  # the run a check checked (None for runs)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-compatible dict."""
@@ -75,7 +79,7 @@ class RunRecord:
         if not isinstance(data, Mapping):
             raise ResultsError(f"run record must be a JSON object, got {type(data).__name__}.")
         fields = {f.name for f in dataclasses.fields(cls)}
-        data = {"checksums": {}, **data}
+        data = {"checksums": {}, "kind": "run", "parent_run": None, **data}  # fields runs saved before lack
         missing = sorted(fields - set(data))
         if missing:
             raise ResultsError(f"run record is missing field(s) {missing}.")
@@ -83,7 +87,7 @@ class RunRecord:
         for name in fields:
             value, kind = data[name], kinds.get(name, str)
             ok = isinstance(value, kind) and not isinstance(value, bool)
-            if not ok and not (name == "git_commit" and value is None):
+            if not ok and not (name in ("git_commit", "parent_run") and value is None):
                 raise ResultsError(f"run record field {name!r} should be {kind.__name__}, got {value!r}.")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["timings"].values()):
             raise ResultsError("run record field 'timings' must map names to seconds (numbers).")
@@ -151,25 +155,33 @@ def _check_timings(timings: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prompts_fingerprint: str,
+def save_run(scores: pd.DataFrame | None, *, params: dict, model_fingerprint: str, prompts_fingerprint: str,
              timings: dict, results_dir: Path | None = None, tables: Mapping[str, pd.DataFrame] | None = None,
-             summary: Mapping[str, Any] | None = None) -> RunRecord:
+             summary: Mapping[str, Any] | None = None, per_prompt: pd.DataFrame | None = None, kind: str = "run",
+             parent_run: str | None = None, analysis: str | None = None, model: str | None = None,
+             prompt_set: str | None = None) -> RunRecord:
     """Validate and atomically write ``<results_dir>/<analysis>/<run_id>/{scores.parquet,run.json}``.
 
-    Analyses with per-token or per-trial output add ``tables`` (``tables/<name>.parquet``) and a JSON
-    ``summary`` (``summary.json``); read them back with :func:`load_table` and :func:`load_summary`.
+    Analyses with per-token or per-trial output add ``tables`` (``tables/<name>.parquet``), a JSON ``summary``
+    (``summary.json``) and ``per_prompt`` values (``per_prompt.parquet``); read them back with :func:`load_table`,
+    :func:`load_summary` and :func:`load_per_prompt`. A check saves ``kind`` (its name) and ``parent_run``; one
+    without per-head values passes ``scores=None`` with ``analysis``, ``model`` and ``prompt_set``.
     """
     tables = dict(tables or {})
     bad_tables = [n for n in tables if not _SAFE_NAME_RE.fullmatch(str(n))]
     if bad_tables:
         raise ResultsError(f"table names {bad_tables} cannot be file names; use letters, digits, '_', '-'.")
     clean_summary = _check_params(summary or {})
-    clean = validate_head_scores(scores)
-    clean.attrs = {}  # tables and summaries are written as files, not as parquet metadata
-    analysis = clean.loc[0, "analysis"]
+    clean = None if scores is None else validate_head_scores(scores)
+    if clean is not None:
+        clean.attrs = {}  # tables and summaries are written as files, not as parquet metadata
+        analysis, model, prompt_set = (clean.loc[0, c] for c in ("analysis", "model", "prompt_set"))
+    elif not (analysis and model and prompt_set is not None):
+        raise ResultsError("a Result without scores needs analysis, model and prompt_set to be saved.")
     if not _SAFE_NAME_RE.fullmatch(analysis):
         raise ResultsError(f"analysis name {analysis!r} cannot be used as a directory name; use letters, "
                            "digits, '_', '-' or '.' (not starting with '.').")
+    per_prompt = None if per_prompt is None else _check_per_prompt(per_prompt)
     clean_params, clean_timings = _check_params(params), _check_timings(timings)
     versions, commit = collect_provenance()
     now = _utcnow()
@@ -181,23 +193,22 @@ def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prom
     tmp = analysis_dir / f".{run_id}.tmp-{os.getpid()}"
     try:
         tmp.mkdir()
-        clean.to_parquet(tmp / "scores.parquet", index=False)
-        if tables:
-            (tmp / "tables").mkdir()
-            for name, table in tables.items():
-                table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+        for rel, table in [("scores.parquet", clean), ("per_prompt.parquet", per_prompt),
+                           *((f"tables/{name}.parquet", table) for name, table in tables.items())]:
+            if table is not None:
+                (tmp / rel).parent.mkdir(exist_ok=True)
+                table.to_parquet(tmp / rel, index=False)
         if clean_summary:
             (tmp / "summary.json").write_text(json.dumps(clean_summary, sort_keys=True, indent=2) + "\n")
         checksums = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)}
                      for rel in _run_files(tmp)}
         record = RunRecord(
-            run_id=run_id, analysis=analysis, model=clean.loc[0, "model"],
-            prompt_set=clean.loc[0, "prompt_set"], params=clean_params,
+            run_id=run_id, analysis=analysis, model=str(model), prompt_set=str(prompt_set), params=clean_params,
             model_fingerprint=str(model_fingerprint), prompts_fingerprint=str(prompts_fingerprint),
             package_versions=versions, git_commit=commit, timings=clean_timings,
             created=now.isoformat(timespec="microseconds"),
             workbench_version=versions.get("attention-workbench", "unknown"),
-            n_rows=len(clean), checksums=checksums,
+            n_rows=0 if clean is None else len(clean), checksums=checksums, kind=str(kind), parent_run=parent_run,
         )
         (tmp / "run.json").write_text(json.dumps(record.to_json(), sort_keys=True, indent=2) + "\n")
         os.rename(tmp, analysis_dir / run_id)  # fails rather than merge if the id was taken meanwhile
@@ -205,6 +216,17 @@ def save_run(scores: pd.DataFrame, *, params: dict, model_fingerprint: str, prom
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+def _check_per_prompt(per_prompt: pd.DataFrame) -> pd.DataFrame:
+    from workbench.analyses.base import PER_PROMPT_COLUMNS
+
+    if not isinstance(per_prompt, pd.DataFrame) or list(per_prompt.columns) != list(PER_PROMPT_COLUMNS):
+        got = list(per_prompt.columns) if isinstance(per_prompt, pd.DataFrame) else type(per_prompt).__name__
+        raise ResultsError(f"per_prompt must be a DataFrame with columns {list(PER_PROMPT_COLUMNS)}; got {got}.")
+    out = per_prompt.reset_index(drop=True)
+    out.attrs = {}
+    return out
 
 
 def _new_run_id(root: Path, now: datetime) -> str:
@@ -217,7 +239,8 @@ def _new_run_id(root: Path, now: datetime) -> str:
 
 def _run_files(run_dir: Path) -> list[str]:
     """Relative paths of the data files of a run (everything but run.json)."""
-    names = ["scores.parquet", "summary.json"] + [f"tables/{p.name}" for p in sorted(run_dir.glob("tables/*.parquet"))]
+    names = ["scores.parquet", "per_prompt.parquet", "summary.json"]
+    names += [f"tables/{p.name}" for p in sorted(run_dir.glob("tables/*.parquet"))]
     return [n for n in names if (run_dir / n).is_file()]
 
 
@@ -240,15 +263,27 @@ def verify_file(run_dir: Path, record: RunRecord, rel: str, *, full: bool = True
 def load_table(run_dir_or_id: str | Path, name: str, results_dir: Path | None = None) -> pd.DataFrame:
     """A named extra table of a run (e.g. per-token traces), saved with ``save_run(tables=...)``."""
     run_dir = _find_run_dir(run_dir_or_id, results_dir)
-    path = run_dir / "tables" / f"{name}.parquet"
-    if not path.exists():
+    if not (run_dir / "tables" / f"{name}.parquet").exists():
         raise ResultsError(f"run {run_dir_or_id} has no table {name!r}; it was not saved by this analysis.")
-    record = _read_record(run_dir / "run.json")
-    verify_file(run_dir, record, f"tables/{name}.parquet")
+    return _read_parquet(run_dir, _read_record(run_dir / "run.json"), f"tables/{name}.parquet")
+
+
+def load_per_prompt(run_dir_or_id: str | Path, results_dir: Path | None = None) -> pd.DataFrame | None:
+    """The per-prompt head values of a run (prompt, layer, head, metric, value), or None if it saved none."""
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    if not (run_dir / "per_prompt.parquet").exists():
+        return None
+    return _read_parquet(run_dir, _read_record(run_dir / "run.json"), "per_prompt.parquet")
+
+
+def _read_parquet(run_dir: Path, record: RunRecord, rel: str) -> pd.DataFrame:
+    """A checksum-verified parquet file of a run."""
+    verify_file(run_dir, record, rel)
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(run_dir / rel)
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise ResultsError(f"cannot read {path} ({type(exc).__name__}); re-run the analysis.") from None
+        raise ResultsError(f"cannot read {run_dir / rel} ({type(exc).__name__}: {exc}); delete the run directory "
+                           "or re-run the analysis.") from None
 
 
 def load_summary(run_dir_or_id: str | Path, results_dir: Path | None = None) -> dict[str, Any]:
@@ -309,20 +344,28 @@ def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tupl
     """Load (scores, record) from a run directory path or a bare run_id."""
     run_dir = _find_run_dir(run_dir_or_id, results_dir)
     record = _read_record(run_dir / "run.json")
-    parquet = run_dir / "scores.parquet"
-    verify_file(run_dir, record, "scores.parquet")
-    try:
-        scores = pd.read_parquet(parquet)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise ResultsError(f"cannot read {parquet} ({type(exc).__name__}: {exc}); delete the run directory "
-                           "or re-run the analysis.") from None
+    if record.kind != "run" and not (run_dir / "scores.parquet").exists():
+        raise ResultsError(f"{record.run_id} is a {record.kind!r} check of {record.analysis} without per-head "
+                           "scores; read its tables with load_result().")
+    scores = _read_parquet(run_dir, record, "scores.parquet")
     try:
         scores = validate_head_scores(scores)
     except ResultsError as exc:
-        raise ResultsError(f"{parquet} holds invalid head scores: {exc}") from None
+        raise ResultsError(f"{run_dir / 'scores.parquet'} holds invalid head scores: {exc}") from None
     return scores, record
 
 
+def load_result(run_dir_or_id: str | Path, results_dir: Path | None = None):
+    """The saved Result (scores or None, tables, summary, per_prompt, kind, record) of a run or a check."""
+    from workbench.analyses.base import Result
+
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    record = _read_record(run_dir / "run.json")
+    scores = load_run(run_dir)[0] if (run_dir / "scores.parquet").exists() or record.kind == "run" else None
+    tables = {p.stem: _read_parquet(run_dir, record, f"tables/{p.name}")
+              for p in sorted(run_dir.glob("tables/*.parquet"))}
+    return Result(record.analysis, scores, tables, load_summary(run_dir), load_per_prompt(run_dir), record.kind,
+                  record)
 
 
 from workbench.results.catalog import find_runs, query_catalog  # noqa: E402,F401  (the catalog, re-exported)

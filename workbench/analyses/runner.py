@@ -1,0 +1,119 @@
+"""The one place that runs analysis specs and their checks, and saves each Result in the catalog.
+
+    run_analysis(analysis, model, prompts, params) -> Result        kind "run"
+    run_check(analysis, check, model, params, run_id, scores) -> Result
+                                                                    kind = the check's name, parent_run = the run
+                                                                    whose HeadScores it checked
+
+`analysis` is a registered name or an AnalysisSpec (so a spec outside the registry runs the same way), `model` a
+model name or a loaded model, `params` a Params instance or a dict of typed or string values (spec.make_params).
+A check that needs scores and is given none checks the named run, else the newest run of the analysis on the same
+model (same fingerprint), else a new run with default params (saved first, when saving). A saved check records
+the prompt set and prompts fingerprint of the run it checked (its own prompts follow from its params).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from workbench.analyses.base import AnalysisSpec, CheckSpec, Result, as_result, resolve
+
+
+def spec_of(analysis: str | AnalysisSpec) -> AnalysisSpec:
+    from workbench.analyses import get_analysis
+
+    return analysis if isinstance(analysis, AnalysisSpec) else get_analysis(analysis)
+
+
+def _loaded(model):
+    from workbench.models.loading import load_model
+
+    return load_model(model) if isinstance(model, str) else model
+
+
+def _typed(owner: AnalysisSpec | CheckSpec, params: Any):
+    return owner.make_params(params) if params is None or isinstance(params, dict) else params
+
+
+def run_analysis(analysis, model, prompts=None, params=None, *, save: bool = True, progress: bool = True,
+                 results_dir=None) -> Result:
+    """Run an analysis (default prompts from its params unless given); its Result, saved unless save=False."""
+    from workbench.models.loading import model_info
+    from workbench.results.runs import validate_head_scores
+
+    spec, model = spec_of(analysis), _loaded(model)
+    params = _typed(spec, params)
+    started = time.perf_counter()
+    prompts = prompts if prompts is not None else resolve(spec.default_prompts)(model, params)
+    result = as_result(spec.name, resolve(spec.run)(model, prompts, params, progress=progress))
+    info = model_info(model)
+    result.scores = validate_head_scores(result.scores, n_layers=info.n_layers, n_heads=info.n_heads)
+    elapsed = {"total": time.perf_counter() - started}
+    if save:
+        _save(spec, result, params, info, prompts.name, prompts.fingerprint, elapsed, results_dir)
+    return result
+
+
+def run_check(analysis, check, model, params=None, *, run_id: str | None = None, scores=None, save: bool = True,
+              progress: bool = True, results_dir=None) -> Result:
+    """Run a named check of an analysis on the HeadScores of a run (see the module docstring for which run)."""
+    from workbench.models.loading import model_info
+    from workbench.results.runs import validate_head_scores
+
+    spec, model = spec_of(analysis), _loaded(model)
+    check = check if isinstance(check, CheckSpec) else spec.check(check)
+    params = _typed(check, params)
+    info = model_info(model)
+    parent = _parent_run(spec, model, info, run_id, save, progress, results_dir) \
+        if check.needs_scores and (scores is None or run_id is not None) else None
+    if scores is None and parent is not None:
+        scores = parent.scores
+    started = time.perf_counter()
+    result = as_result(spec.name, resolve(check.run)(model, params, scores=scores, progress=progress), check.name)
+    result.kind = check.name
+    if result.scores is not None:
+        result.scores = validate_head_scores(result.scores.assign(analysis=spec.name), n_layers=info.n_layers,
+                                             n_heads=info.n_heads)
+    elapsed = {"total": time.perf_counter() - started}
+    if save:
+        record = parent.record if parent is not None else None
+        prompt_set = record.prompt_set if record else str(scores["prompt_set"].iloc[0]) if scores is not None else ""
+        _save(spec, result, params, info, prompt_set, record.prompts_fingerprint if record else "", elapsed,
+              results_dir, parent_run=record.run_id if record else None)
+    return result
+
+
+def _parent_run(spec: AnalysisSpec, model, info, run_id, save, progress, results_dir) -> Result:
+    """The run a check reads: the named one, the newest on this model, or a new one with default params."""
+    from workbench.core.errors import WorkbenchError
+    from workbench.results import runs
+
+    if run_id is None:
+        found = runs.find_runs(results_dir, analysis=spec.name, model=info.spec.name, kind="run")
+        found = found[found["model_fingerprint"] == info.fingerprint]
+        if found.empty:
+            return run_analysis(spec, model, save=save, progress=progress, results_dir=results_dir)
+        run_id = found["run_id"].iloc[0]
+    result = runs.load_result(run_id, results_dir)
+    record = result.record
+    if record.analysis != spec.name or record.kind != "run":
+        raise WorkbenchError(f"run {run_id} is a {record.kind} of {record.analysis}, not a run of {spec.name}; "
+                             f"pass the id of a {spec.name} run (`workbench results ls --analysis {spec.name}`).")
+    if record.model_fingerprint != info.fingerprint:
+        raise WorkbenchError(f"run {run_id} was computed on {record.model} (fingerprint {record.model_fingerprint}), "
+                             f"not on the model checked now ({info.spec.name}, {info.fingerprint}); "
+                             "pass a run of this model or check with --model " + record.model + ".")
+    return result
+
+
+def _save(spec, result: Result, params, info, prompt_set: str, prompts_fingerprint: str, timings: dict, results_dir,
+          parent_run: str | None = None) -> None:
+    from workbench.results.runs import save_run
+
+    result.record = save_run(result.scores, params=dataclasses.asdict(params), model_fingerprint=info.fingerprint,
+                             prompts_fingerprint=prompts_fingerprint, timings=timings, results_dir=results_dir,
+                             tables=result.tables, summary=result.summary, per_prompt=result.per_prompt,
+                             kind=result.kind, parent_run=parent_run, analysis=spec.name, model=info.spec.name,
+                             prompt_set=prompt_set)
