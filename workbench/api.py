@@ -71,7 +71,7 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
     import dataclasses
 
     from workbench.analyses import get_analysis
-    from workbench.analyses.base import AnalysisOutput, resolve
+    from workbench.analyses.base import as_result, resolve
     from workbench.models.loading import model_info
 
     spec = get_analysis(analysis)
@@ -80,9 +80,7 @@ def run_analysis(analysis: str, model=DEFAULT_MODEL, prompts: PromptSet | None =
         params = spec.make_params(params)
     started = time.perf_counter()
     prompts = prompts if prompts is not None else resolve(spec.default_prompts)(model, params)
-    output = resolve(spec.run)(model, prompts, params, progress=progress)
-    if not isinstance(output, AnalysisOutput):
-        output = AnalysisOutput(output)
+    output = as_result(spec.name, resolve(spec.run)(model, prompts, params, progress=progress))
     scores, tables, summary = output.scores, output.tables, output.summary
     info = model_info(model)
     scores = results.validate_head_scores(scores, n_layers=info.n_layers, n_heads=info.n_heads)

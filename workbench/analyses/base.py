@@ -121,3 +121,18 @@ class AnalysisSpec:
                 return check
         names = ", ".join(c.name for c in self.checks) or "none"
         raise WorkbenchError(f"{self.name} has no check {name!r}; its checks: {names}.")
+
+
+def per_prompt_table(values: dict[str, Any], prompts: Any = None) -> pd.DataFrame:
+    """Tidy PER_PROMPT_COLUMNS from `{metric: array [P, L, H]}` (numpy or CPU torch); `prompts[p]` is the
+    prompt index (or trial id) of row p (default 0 … P−1). Values are stored as float64."""
+    import numpy as np
+
+    frames = []
+    for metric, array in values.items():
+        a = np.asarray(array, dtype=np.float64)
+        ids = np.arange(a.shape[0]) if prompts is None else np.asarray(prompts, dtype=np.int64)
+        p, layer, head = np.indices(a.shape).reshape(3, -1)
+        frames.append(pd.DataFrame({"prompt": ids[p], "layer": layer, "head": head, "metric": metric,
+                                    "value": a.reshape(-1)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PER_PROMPT_COLUMNS))

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tempfile
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,11 @@ def parse_bool(text: str) -> bool:
 def coerce_param(scope: str, name: str, value: Any, kind: type):
     """One analysis parameter from a string (CLI, app) or a typed value (plan, API) to `kind`, checked."""
     label = f"{scope}: parameter {name}"
+    if typing.get_origin(kind) is tuple:  # tuple[int, ...] / tuple[str, ...] from "500,2000" or [500, 2000]
+        parts = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+        if not isinstance(parts, (list, tuple)):
+            raise InputError(f"{label} must be a comma-separated list; got {value!r}.")
+        return tuple(coerce_param(scope, name, p, typing.get_args(kind)[0]) for p in parts)
     if kind is bool:
         if isinstance(value, bool):
             return value
