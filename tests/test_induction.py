@@ -151,7 +151,8 @@ def test_ablate_check_result_equals_zeroing_the_top_heads_by_hand(tiny):
     assert table["condition"].tolist() == ["top-k induction", "random", "random"]
     top = scores.sort_values("score", ascending=False).head(2)["label"]
     assert set(table["heads"][0].split(",")) == set(top)
-    before, after = _repeated_half_loss(tiny, prompts), _repeated_half_loss(tiny, prompts, parse_heads(table["heads"][0]))
+    before = _repeated_half_loss(tiny, prompts)
+    after = _repeated_half_loss(tiny, prompts, parse_heads(table["heads"][0]))
     assert summary["loss_before"] == pytest.approx(before, abs=1e-4)
     assert summary["top_delta"] == pytest.approx(after - before, abs=1e-4) and abs(after - before) > 1e-3
     assert summary["random_delta_max"] == pytest.approx(table["delta"][1:].max())

@@ -3,7 +3,8 @@ the loss on the second copy of repeated random tokens far more than ablating k r
 
 Loss on the repeated half: mean next-token cross-entropy over the targets of the second copy (positions
 len − R … len − 1, predicted from the logits one position earlier); the first target of the copy cannot be
-inferred, the other R − 1 can be copied. Ablation is AblateHead (zero, or mean over the same prompts). `run_ablate` is the registered check "ablate".
+inferred, the other R − 1 can be copied. Ablation is AblateHead (zero, or mean over the same prompts).
+`run_ablate` is the registered check "ablate".
 """
 
 from __future__ import annotations
