@@ -70,11 +70,15 @@ def test_induction_scores_equal_full_pattern_computation(tiny):
 
 
 def test_non_sink_distance_equals_full_pattern_computation(tiny):
+    from workbench.analyses.attention_profile import Params as ProfileParams
+    from workbench.analyses.attention_profile.score import run as profile_run
+
     prompts = api.text_prompts(tiny, n_prompts=2, n_tokens=40)
-    scores, _ = api.run_analysis("attention_profile", tiny, prompts, params={"n_prompts": 2, "n_tokens": 40},
-                                 progress=False, save=False)
+    result = profile_run(tiny, prompts, ProfileParams(n_prompts=2, n_tokens=40), progress=False)
+    scores = result.scores
     num, den = 0.0, 0.0
     raw, raw_n = 0.0, 0
+    per_score, per_distance = [], []
     for ids in tokenize(tiny, prompts):
         pat = _patterns(tiny, ids)  # [L, H, T, T]
         n = pat.shape[-1]
@@ -86,6 +90,8 @@ def test_non_sink_distance_equals_full_pattern_computation(tiny):
         den = den + keep.sum(-1)
         raw = raw + (pat * dist).sum(-1)[..., 1:].sum(-1)
         raw_n += n - 1
+        per_score.append(torch.where(keep, ratio, 0).sum(-1) / keep.sum(-1))
+        per_distance.append((pat * dist).sum(-1)[..., 1:].mean(-1))
     want, want_raw = num / den, raw / raw_n
     for row in scores.itertuples():
         assert row.distance_non_sink == pytest.approx(float(want[row.layer, row.head]), abs=1e-4)
@@ -94,6 +100,19 @@ def test_non_sink_distance_equals_full_pattern_computation(tiny):
         assert row.non_sink_queries == pytest.approx(float(den[row.layer, row.head]) / (raw_n - len(prompts)))
     median = scores["distance"].median()
     assert ((scores["kind"] == "global") == (scores["distance"] > median)).all()
+    # per_prompt: each prompt's own values; the score is their mean weighted by the valid queries
+    pp = result.per_prompt.pivot_table(index=["prompt", "layer", "head"], columns="metric", values="value",
+                                       dropna=False)
+    shape = (len(prompts), *want.shape)
+    np.testing.assert_allclose(pp["score"].to_numpy().reshape(shape), torch.stack(per_score).numpy(), atol=1e-4)
+    np.testing.assert_allclose(pp["distance"].to_numpy().reshape(shape), torch.stack(per_distance).numpy(),
+                               atol=1e-4)
+    weight = pp["non_sink_queries"] * (40 - 2)
+    agg = (pp["score"].fillna(0) * weight).groupby(["layer", "head"]).sum() / weight.groupby(["layer", "head"]).sum()
+    ordered = scores.set_index(["layer", "head"]).loc[agg.index]
+    np.testing.assert_allclose(agg.to_numpy(), ordered["score"].to_numpy(), rtol=1e-6)  # float32 sums
+    mean = pp["bos_mass"].groupby(["layer", "head"]).mean()
+    np.testing.assert_allclose(mean.to_numpy(), ordered["bos_mass"].to_numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_non_sink_distance_removes_a_pure_sink():
