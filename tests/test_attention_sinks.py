@@ -156,6 +156,30 @@ def test_analysis_returns_valid_head_scores(tiny):
     assert scores["score"].between(0, 1).all()
 
 
+def test_per_prompt_values_are_each_prompts_own_and_average_to_the_scores(tiny):
+    import numpy as np
+
+    from workbench.analyses.attention_sinks.score import run
+    from workbench.core.natural_text import text_chunks
+
+    prompts = text_chunks(tiny, 3, 32)
+    result = run(tiny, prompts, Params(n_prompts=3, n_tokens=32, epsilon=0.12), progress=False)
+    pp = result.per_prompt.pivot_table(index=["prompt", "layer", "head"], columns="metric", values="value")
+    assert set(pp.columns) == {"score", "first_token_share", "hidden_sink_rate", "n_hidden_sinks", "max_hidden_alpha"}
+    first, names = [], [H.pattern(x) for x in range(2)]  # α[0] = mean over queries of A[q, 0], full patterns
+    for ids in tokenize(tiny, prompts):
+        _, cache = tiny.run_with_cache(torch.tensor([ids]), names_filter=lambda n: n in names)
+        first.append(torch.stack([cache[n][0, :, :, 0].mean(-1) for n in names]))
+    first = torch.stack(first).numpy()  # [P, L, H]
+    np.testing.assert_allclose(pp["first_token_share"].to_numpy().reshape(first.shape), first, atol=1e-5)
+    np.testing.assert_array_equal(pp["score"].to_numpy().reshape(first.shape), first > 0.12)
+    mean = pp.groupby(["layer", "head"]).mean()
+    ordered = result.scores.set_index(["layer", "head"]).loc[mean.index]
+    for metric in pp.columns:  # float32 means of 3 values
+        np.testing.assert_allclose(mean[metric], ordered[metric if metric != "score" else "sink_rate"], atol=1e-6)
+    assert 0 < ordered["score"].mean() < 1  # ε = 0.12: some prompt × head flags, not all
+
+
 @pytest.mark.real_model
 def test_smollm2_has_bos_sinks_and_massive_activations(smol):
     from workbench.core.natural_text import text_chunks

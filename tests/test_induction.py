@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from workbench import api
 from workbench.analyses.attention_profile.score import MIN_NON_SINK
+from workbench.analyses.base import PER_PROMPT_COLUMNS, resolve
+from workbench.analyses.induction_heads import Params as InductionParams
 from workbench.analyses.induction_heads.checks import induction_ablation_check
 from workbench.analyses.induction_heads.prompts import repeated_tokens
+from workbench.analyses.induction_heads.score import run as induction_run
 from workbench.core.errors import InputError, PromptError
 from workbench.core.prompts import tokenize
 from workbench.engine import hooks
@@ -43,26 +47,38 @@ def test_repeated_tokens_are_seeded_repeated_and_never_special(tiny):
 def test_induction_scores_equal_full_pattern_computation(tiny):
     half = 12
     prompts = repeated_tokens(tiny, 3, half, seed=4)
-    scores, _ = api.run_analysis("induction_heads", tiny, prompts, params={"half_len": half}, progress=False,
-                                 save=False)
+    result = induction_run(tiny, prompts, InductionParams(n_prompts=3, half_len=half, seed=4), progress=False)
+    scores = result.scores
     pats = torch.stack([_patterns(tiny, list(ids)) for ids in prompts.token_ids])  # [P, L, H, T, T]
     t = torch.arange(half + 1, 2 * half + 1)
-    induction = pats[..., t, t - half + 1].mean(-1).mean(0)
-    prev = pats[..., t, t - 1].mean(-1).mean(0)
+    per_induction, per_prev = pats[..., t, t - half + 1].mean(-1), pats[..., t, t - 1].mean(-1)  # [P, L, H]
+    induction, prev = per_induction.mean(0), per_prev.mean(0)
     got = scores.set_index(["layer", "head"])
     for (layer, head), row in got.iterrows():
         assert row["induction"] == pytest.approx(float(induction[layer, head]), abs=1e-5)
         assert row["prev_token_random"] == pytest.approx(float(prev[layer, head]), abs=1e-5)
         assert row["score"] == row["induction"]
     assert (got["induction"] > 0).all()
+    # per_prompt: each prompt's own means (against its full patterns), and their mean is the score
+    pp = result.per_prompt.set_index(["metric", "prompt", "layer", "head"])["value"]
+    assert list(result.per_prompt.columns) == list(PER_PROMPT_COLUMNS) and len(pp) == 2 * 3 * len(scores)
+    for metric, ref in (("score", per_induction), ("prev_token_random", per_prev)):
+        np.testing.assert_allclose(pp[metric].to_numpy().reshape(ref.shape), ref.numpy(), atol=1e-5)
+        mean = pp[metric].groupby(["layer", "head"]).mean()
+        column = "score" if metric == "score" else metric  # float32 sums of R terms in [0, 1]: ~R·2^-24
+        np.testing.assert_allclose(mean.to_numpy(), got[column].to_numpy(), rtol=0, atol=half * 2 ** -24)
 
 
 def test_non_sink_distance_equals_full_pattern_computation(tiny):
+    from workbench.analyses.attention_profile import Params as ProfileParams
+    from workbench.analyses.attention_profile.score import run as profile_run
+
     prompts = api.text_prompts(tiny, n_prompts=2, n_tokens=40)
-    scores, _ = api.run_analysis("attention_profile", tiny, prompts, params={"n_prompts": 2, "n_tokens": 40},
-                                 progress=False, save=False)
+    result = profile_run(tiny, prompts, ProfileParams(n_prompts=2, n_tokens=40), progress=False)
+    scores = result.scores
     num, den = 0.0, 0.0
     raw, raw_n = 0.0, 0
+    per_score, per_distance = [], []
     for ids in tokenize(tiny, prompts):
         pat = _patterns(tiny, ids)  # [L, H, T, T]
         n = pat.shape[-1]
@@ -74,6 +90,8 @@ def test_non_sink_distance_equals_full_pattern_computation(tiny):
         den = den + keep.sum(-1)
         raw = raw + (pat * dist).sum(-1)[..., 1:].sum(-1)
         raw_n += n - 1
+        per_score.append(torch.where(keep, ratio, 0).sum(-1) / keep.sum(-1))
+        per_distance.append((pat * dist).sum(-1)[..., 1:].mean(-1))
     want, want_raw = num / den, raw / raw_n
     for row in scores.itertuples():
         assert row.distance_non_sink == pytest.approx(float(want[row.layer, row.head]), abs=1e-4)
@@ -82,6 +100,19 @@ def test_non_sink_distance_equals_full_pattern_computation(tiny):
         assert row.non_sink_queries == pytest.approx(float(den[row.layer, row.head]) / (raw_n - len(prompts)))
     median = scores["distance"].median()
     assert ((scores["kind"] == "global") == (scores["distance"] > median)).all()
+    # per_prompt: each prompt's own values; the score is their mean weighted by the valid queries
+    pp = result.per_prompt.pivot_table(index=["prompt", "layer", "head"], columns="metric", values="value",
+                                       dropna=False)
+    shape = (len(prompts), *want.shape)
+    np.testing.assert_allclose(pp["score"].to_numpy().reshape(shape), torch.stack(per_score).numpy(), atol=1e-4)
+    np.testing.assert_allclose(pp["distance"].to_numpy().reshape(shape), torch.stack(per_distance).numpy(),
+                               atol=1e-4)
+    weight = pp["non_sink_queries"] * (40 - 2)
+    agg = (pp["score"].fillna(0) * weight).groupby(["layer", "head"]).sum() / weight.groupby(["layer", "head"]).sum()
+    ordered = scores.set_index(["layer", "head"]).loc[agg.index]
+    np.testing.assert_allclose(agg.to_numpy(), ordered["score"].to_numpy(), rtol=1e-6)  # float32 sums
+    mean = pp["bos_mass"].groupby(["layer", "head"]).mean()
+    np.testing.assert_allclose(mean.to_numpy(), ordered["bos_mass"].to_numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_non_sink_distance_removes_a_pure_sink():
@@ -105,6 +136,45 @@ def test_ablation_check_returns_one_row_per_condition(tiny):
     assert not set(table["heads"][0].split(",")) & set(table["heads"][1].split(","))
     with pytest.raises(InputError, match="k must be"):
         induction_ablation_check(tiny, prompts, k=0)
+
+
+def _repeated_half_loss(model, prompts, heads=()) -> float:
+    """Mean loss on the second copy with the outputs z of `heads` zeroed by a bridge hook (written here)."""
+    def zero(z, hook=None, layer=0):
+        z = z.clone()
+        for h in heads:
+            if h.layer == layer:
+                z[:, :, h.head] = 0.0
+        return z
+    fwd = [(hooks.z(x), lambda z, hook=None, x=x: zero(z, layer=x)) for x in {h.layer for h in heads}]
+    losses = []
+    for ids, meta in zip(prompts.token_ids, prompts.metadata, strict=True):
+        with torch.no_grad():
+            logits = model.run_with_hooks(torch.tensor([ids]), fwd_hooks=fwd)[0].double()
+        start = len(ids) - meta["half_len"]
+        losses.append(float(torch.nn.functional.cross_entropy(logits[start - 1: -1], torch.tensor(ids[start:]))))
+    return sum(losses) / len(losses)
+
+
+def test_ablate_check_result_equals_zeroing_the_top_heads_by_hand(tiny):
+    from workbench.analyses import get_analysis
+    from workbench.core.heads import parse_heads
+
+    check = get_analysis("induction_heads").check("ablate")
+    params = check.make_params({"n_prompts": "2", "half_len": "8", "k": "2", "seeds": "2", "mode": "zero"})
+    prompts = repeated_tokens(tiny, 2, 8, seed=0)
+    scores = induction_run(tiny, prompts, InductionParams(n_prompts=2, half_len=8), progress=False).scores
+    result = resolve(check.run)(tiny, params, scores=scores, progress=False)
+    assert result.kind == "ablate" and result.analysis == "induction_heads" and result.scores is None
+    table, summary = result.tables["conditions"], result.summary
+    assert table["condition"].tolist() == ["top-k induction", "random", "random"]
+    top = scores.sort_values("score", ascending=False).head(2)["label"]
+    assert set(table["heads"][0].split(",")) == set(top)
+    before = _repeated_half_loss(tiny, prompts)
+    after = _repeated_half_loss(tiny, prompts, parse_heads(table["heads"][0]))
+    assert summary["loss_before"] == pytest.approx(before, abs=1e-4)
+    assert summary["top_delta"] == pytest.approx(after - before, abs=1e-4) and abs(after - before) > 1e-3
+    assert summary["random_delta_max"] == pytest.approx(table["delta"][1:].max())
 
 
 def test_induction_cli_runs_the_check_and_validates_numbers():

@@ -237,7 +237,7 @@ def test_smollm2_scores_through_reducers_equal_full_patterns(smol):
 def test_smollm2_retrieval_heads_and_causal_check(smol):
     from workbench.analyses.retrieval_heads.checks import mask_check
 
-    params = Params(lengths="300", n_depths=1, max_new_tokens=20)
+    params = Params(lengths=(300,), n_depths=1, max_new_tokens=20)
     ps = niah_prompts(smol, lengths=(300,), depths=(50.0,), fmt="chat", max_new_tokens=20)
     scores, trials = score_trials(smol, ps, params, progress=False)
     assert trials["correct"].all() and scores["n_trials"].iloc[0] == 3

@@ -25,7 +25,7 @@ from workbench.engine.reducers import ReducerRequest
 from workbench.engine.run import stream_forward
 from workbench.models.loading import model_info
 
-PARAMS = Params(lengths="300", n_depths=3, fmt="paper", max_new_tokens=5, only_correct=False)
+PARAMS = Params(lengths=(300,), n_depths=3, fmt="paper", max_new_tokens=5, only_correct=False)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,24 @@ def test_interrupted_run_resumes_without_redoing_trials(tiny, trials, monkeypatc
     assert inputs["prompts_fingerprint"] == trials.fingerprint and inputs["params"]["max_new_tokens"] == 5
 
 
+def test_per_prompt_holds_the_counted_trials_behind_the_score(tiny, trials, monkeypatch, wide_spans):
+    from workbench.analyses.retrieval_heads import score as retrieval_heads
+
+    # only the "tortoise" needle's trials are answered right, so only they are counted
+    monkeypatch.setattr(retrieval_heads, "rouge1_recall", lambda response, answer: float(answer == "Captain Biscuit"))
+    result = retrieval_heads.run(tiny, trials, Params(**{**PARAMS.__dict__, "only_correct": True}), progress=False)
+    counted = [i for i, m in enumerate(trials.metadata) if m["needle"] == "tortoise"]
+    pp = result.per_prompt
+    assert sorted(set(pp["prompt"])) == counted and set(pp["metric"]) == {"score", "n_events"}
+    by_head = pp.groupby(["metric", "layer", "head"])["value"]
+    scores = result.scores.set_index(["layer", "head"])
+    mean, total = by_head.mean()["score"], by_head.sum()["n_events"]
+    assert (scores["n_trials"] == len(counted)).all() and (total.loc[scores.index] == scores["n_events"]).all()
+    # float32 means of 3 trial scores in [0, 1]
+    assert (mean.loc[scores.index] - scores["score"]).abs().max() < 1e-6 and scores["score"].max() > 0
+    assert result.tables["trials"]["correct"].tolist() == [m["needle"] == "tortoise" for m in trials.metadata]
+
+
 def test_damaged_or_foreign_trial_files_are_redone(tiny, trials, monkeypatch, wide_spans, capsys):
     ref_scores, _ = score_trials(tiny, trials, PARAMS, progress=False)
     directory = log_dir(model_info(tiny).fingerprint, trials.fingerprint, PARAMS)
@@ -181,7 +199,7 @@ from workbench.analyses.retrieval_heads.prompts import niah_prompts
 
 tiny = load_model("tiny")
 trials = niah_prompts(tiny, lengths=(300,), depths=(0.0, 50.0, 100.0), fmt="paper", max_new_tokens=5)
-params = Params(lengths="300", n_depths=3, fmt="paper", max_new_tokens=5, only_correct=False)
+params = Params(lengths=(300,), n_depths=3, fmt="paper", max_new_tokens=5, only_correct=False)
 
 def on_trial(i, record, seconds):
     if i + 1 >= int(sys.argv[1]):

@@ -46,7 +46,8 @@ def _int(params: Mapping[str, Any], key: str, default: int = 0) -> int:
 
 
 def _lengths(value: Any) -> list[int]:
-    items = [s for s in str(value).replace(" ", "").split(",") if s]
+    text = str(value).replace(" ", "")
+    items = list(value) if isinstance(value, (list, tuple)) else [s for s in text.split(",") if s]
     try:
         return [int(s) for s in items]
     except ValueError:

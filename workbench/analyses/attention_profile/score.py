@@ -16,6 +16,10 @@ Per head (l, h), averaged over the real query tokens t ≥ 1 of every prompt:
 The local/global split of Li et al. (2025) thresholds the raw distance D, as the preplan_anchor analysis does:
 `kind` is "global" for heads whose `distance` is above the median over heads, else "local". Query 0 is
 skipped (it can only attend to itself).
+Per prompt (`Result.per_prompt`, metric = the column; "score" for distance_non_sink): each column's mean over
+that prompt's queries. A column is the mean of its per-prompt values weighted by the prompt's queries (T_p − 1;
+equal weights for the equal-length windows of `text_chunks`); the score weights each prompt by its valid
+queries, `non_sink_queries_p · (T_p − 2)`, leaving out prompts with none (NaN).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 import torch
 
 from workbench.analyses.attention_profile import Params
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 
@@ -42,10 +47,11 @@ def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: to
     return torch.where(valid, value, torch.zeros_like(value)), valid
 
 
-def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
-    """Per-head means `[L, H]` over the queries t ≥ 1 of every prompt (stats with batch dim 1); the non-sink
-    distance over its own valid queries (see the module docstring)."""
+def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(Per-head means `[L, H]` over the queries t ≥ 1 of every prompt, the same per prompt `[P, L, H]`), from
+    stats with batch dim 1; the non-sink distance over its own valid queries (see the module docstring)."""
     sums: dict[str, torch.Tensor] = {}
+    per_prompt: dict[str, list[torch.Tensor]] = {key: [] for key in COLUMNS}
     count = 0
     non_sink, non_sink_n, n_eligible = 0, 0, 0
     for s in stats:
@@ -58,19 +64,24 @@ def profile(stats: list[AttentionStats]) -> dict[str, torch.Tensor]:
         }
         for key, value in parts.items():
             sums[key] = sums.get(key, 0) + value.sum(-1)
+            per_prompt[key].append(value.sum(-1) / max(value.shape[-1], 1))
         count += s.distance.shape[-1] - 1
         value, valid = non_sink_distance(s.distance[0], s.key_mass["bos"][0], s.q_pos)
         non_sink = non_sink + value.sum(-1)
         non_sink_n = non_sink_n + valid.sum(-1)
         n_eligible += int((s.q_pos >= 2).sum())
+        per_prompt["distance_non_sink"].append(value.sum(-1) / valid.sum(-1))  # NaN: no valid query
+        per_prompt["non_sink_queries"].append(valid.sum(-1).float() / max(int((s.q_pos >= 2).sum()), 1))
     out = {k: v / max(count, 1) for k, v in sums.items()}
     out["distance_non_sink"] = torch.where(non_sink_n > 0, non_sink / torch.as_tensor(non_sink_n).clamp_min(1),
                                            torch.full_like(out["distance"], float("nan")))
     out["non_sink_queries"] = torch.as_tensor(non_sink_n).float() / max(n_eligible, 1)
-    return out
+    return out, {k: torch.stack(v) for k, v in per_prompt.items()}
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
+    """HeadScores and per_prompt: "score" (distance_non_sink) and the other COLUMNS, per prompt (see the module
+    docstring for how they aggregate)."""
     from workbench.engine.store import ActivationStore
     from workbench.models.loading import model_info
 
@@ -78,7 +89,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     request = ReducerRequest(row_argmax=True, column_sums=False, distance=True, key_sets={"bos": [0]},
                              offsets=(1,))
     stats, _ = ActivationStore().ensure_stats(model, prompts, request, progress=progress)
-    means = profile(stats)
+    means, per_prompt = profile(stats)
     rows = []
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
@@ -90,7 +101,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
     df.insert(0, "analysis", "attention_profile")
-    return df
+    per_prompt["score"] = per_prompt.pop("distance_non_sink")
+    return Result("attention_profile", df, per_prompt=per_prompt_table(per_prompt))
 
 
 def default_prompts(model, params: Params):

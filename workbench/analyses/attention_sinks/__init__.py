@@ -1,12 +1,14 @@
 """Attention sinks (Xiao et al. 2023; Gu et al. 2024; Yu et al. 2024): score, report, checks, views, CLI.
 
-The spec (torch-free): Params and the names of the functions that run it."""
+The spec (torch-free): Params, the check's Params and the names of the functions that run them. The sink edits
+of `workbench sinks edit` are not a check: they edit heads (or massive dimensions) the user names, not a run's
+scores."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 EPSILON = 0.3  # a head is a sink head on a prompt when α0 > EPSILON (Gu et al. 2024)
 HIDDEN_THRESHOLD = 0.1
@@ -22,10 +24,34 @@ class Params:
     uniform_ratio: float = 3.0
 
 
+@dataclass(frozen=True)
+class SearchParams:
+    """The ACT head search (act_search.py): calibration β, hidden-sink rule, candidate pool, batch size."""
+
+    beta: float = 0.4
+    threshold: float = HIDDEN_THRESHOLD
+    min_queries: int = 4
+    uniform_ratio: float = 3.0
+    max_candidates: int = 20
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class ActParams(SearchParams):
+    """The "act_search" check: the search on a shipped letter-answer set, every `holdout_every`-th item held out."""
+
+    holdout_every: int = 3
+    dataset: str = "first_letter"  # or "simple_mc" (data/sinks)
+
+
 SPEC = AnalysisSpec(
     name="attention_sinks",
     summary="BOS sink rate (α0 > 0.3), first-token share, hidden sinks",
     params_type=Params,
     default_prompts="workbench.analyses.attention_sinks.score:default_prompts",
     run="workbench.analyses.attention_sinks.score:run",
+    # It finds its own candidates (hidden-sink mass on the calibration split), so it needs no saved run.
+    checks=(CheckSpec("act_search", "ACT: heads whose hidden sinks, scaled by β, raise letter-answer accuracy "
+                      "(greedy on a calibration split, scored on held-out items)", ActParams,
+                      "workbench.analyses.attention_sinks.checks:run_act_search", needs_scores=False),),
 )

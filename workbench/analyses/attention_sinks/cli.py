@@ -94,16 +94,16 @@ def search(model: str = MODEL,
            dataset: str = typer.Option("first_letter", help="first_letter | simple_mc (shipped in data/sinks)")):
     """ACT head search on a shipped letter-answer set: calibrate greedily, report held-out accuracy."""
     from workbench import api
-    from workbench.analyses.attention_sinks.act_search import SearchParams, act_search
-    from workbench.analyses.attention_sinks.prompts import mc_prompts
+    from workbench.analyses.attention_sinks import ActParams
+    from workbench.analyses.attention_sinks.checks import run_act_search
 
     bridge = api.load_model(model, device=device, dtype=dtype)
-    cal = mc_prompts("calibration", holdout_every=holdout_every, dataset=dataset)
-    held = mc_prompts("heldout", holdout_every=holdout_every, dataset=dataset)
-    result = act_search(bridge, cal, held, SearchParams(beta=beta, max_candidates=max_candidates))
-    show(result.trace, f"greedy search over {len(result.candidates)} candidate heads (β = {beta})", 100)
-    console.print(f"kept heads: {', '.join(result.selected) or 'none'}")
-    show(result.summary, "accuracy: baseline vs calibrated (chance 25 %)")
+    params = ActParams(beta=beta, max_candidates=max_candidates, holdout_every=holdout_every, dataset=dataset)
+    result = run_act_search(bridge, params)
+    show(result.tables["trace"], f"greedy search over {len(result.summary['candidates'])} candidate heads "
+                                 f"(β = {beta})", 100)
+    console.print(f"kept heads: {', '.join(result.summary['selected']) or 'none'}")
+    show(result.tables["splits"], "accuracy: baseline vs calibrated (chance 25 %)")
 
 
 @sinks_app.command("edit")

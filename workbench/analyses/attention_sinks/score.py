@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from workbench.analyses.attention_sinks import EPSILON, HIDDEN_THRESHOLD, Params  # noqa: F401
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.core.scores import head_label
 from workbench.engine.reducers import ReducerRequest
 
@@ -62,16 +63,21 @@ def hidden_sinks(alpha: torch.Tensor, threshold: float = HIDDEN_THRESHOLD, min_q
     return sink & ~first & (alpha > uniform_ratio * uniform_alpha(t).to(alpha))
 
 
-def head_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.Tensor]:
-    """Per-head `[L, H]` aggregates over prompts (one `α [L, H, T]` per prompt)."""
+def prompt_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.Tensor]:
+    """Per-prompt values `[P, L, H]` (one `α [L, H, T]` per prompt) whose means over prompts are `head_summary`:
+    sink flag, α[0], hidden-sink flag, number of hidden sinks, largest hidden-sink α (0 without one)."""
     first = torch.stack([a[..., 0] for a in alphas])  # [P, L, H]
     hidden = [hidden_sinks(a, params.hidden_threshold, params.min_queries, params.uniform_ratio) for a in alphas]
     n_hidden = torch.stack([h.sum(-1).float() for h in hidden])
     max_hidden = torch.stack([torch.where(h, a, torch.zeros_like(a)).amax(-1)
                               for h, a in zip(hidden, alphas, strict=True)])
-    return {"sink_rate": (first > params.epsilon).float().mean(0), "first_token_share": first.mean(0),
-            "hidden_sink_rate": (n_hidden > 0).float().mean(0), "n_hidden_sinks": n_hidden.mean(0),
-            "max_hidden_alpha": max_hidden.mean(0)}
+    return {"sink_rate": (first > params.epsilon).float(), "first_token_share": first,
+            "hidden_sink_rate": (n_hidden > 0).float(), "n_hidden_sinks": n_hidden, "max_hidden_alpha": max_hidden}
+
+
+def head_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.Tensor]:
+    """Per-head `[L, H]` aggregates over prompts (one `α [L, H, T]` per prompt)."""
+    return {key: value.mean(0) for key, value in prompt_summary(alphas, params).items()}
 
 
 def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor]:
@@ -83,11 +89,14 @@ def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor
     return [column_importance(s.col_sum[0].float()) for s in stats]
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
+    """HeadScores and per_prompt: each column's per-prompt value (`prompt_summary`; "score" for the sink flag),
+    whose plain mean over prompts is the column."""
     from workbench.models.loading import model_info
 
     info = model_info(model)
-    summary = head_summary(prompt_alphas(model, prompts, progress=progress), params)
+    per_prompt = prompt_summary(prompt_alphas(model, prompts, progress=progress), params)
+    summary = {key: value.mean(0) for key, value in per_prompt.items()}
     rows = []
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
@@ -99,7 +108,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
     df.insert(0, "analysis", "attention_sinks")
-    return df
+    per_prompt["score"] = per_prompt.pop("sink_rate")
+    return Result("attention_sinks", df, per_prompt=per_prompt_table(per_prompt))
 
 
 def default_prompts(model, params: Params):

@@ -4,6 +4,7 @@ the loss on the second copy of repeated random tokens far more than ablating k r
 Loss on the repeated half: mean next-token cross-entropy over the targets of the second copy (positions
 len − R … len − 1, predicted from the logits one position earlier); the first target of the copy cannot be
 inferred, the other R − 1 can be copied. Ablation is AblateHead (zero, or mean over the same prompts).
+`run_ablate` is the registered check "ablate".
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from workbench.analyses.base import Result
 from workbench.core.errors import InterventionError
 from workbench.core.heads import HeadRef
 from workbench.engine.metrics import Metric
@@ -45,7 +47,7 @@ def induction_ablation_check(model, prompts=None, scores: pd.DataFrame | None = 
         raise InterventionError(f"Ablation mode must be 'zero' or 'mean', got {mode!r}.")
     info = model_info(model)
     prompts = prompts if prompts is not None else default_prompts(model, Params())
-    scores = scores if scores is not None else score_run(model, prompts, Params(), progress=progress)
+    scores = scores if scores is not None else score_run(model, prompts, Params(), progress=progress).scores
     total = info.n_layers * info.n_heads
     if 2 * k > total:
         raise InterventionError(f"k={k} top heads plus {k} random others need {2 * k} heads; the model has {total}.")
@@ -64,3 +66,18 @@ def induction_ablation_check(model, prompts=None, scores: pd.DataFrame | None = 
                      "loss_before": float(table["before"].mean()), "loss_after": float(table["after"].mean()),
                      "delta": float(table["delta"].mean()), "n_prompts": len(table)})
     return pd.DataFrame(rows)
+
+
+def run_ablate(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
+    """The "ablate" check on repeated tokens built from `params` (AblateParams); table "conditions" (one row per
+    condition); summary: Δloss of the top-k heads, mean and max Δloss of the random sets, loss before."""
+    from workbench.analyses.induction_heads.prompts import repeated_tokens
+
+    prompts = repeated_tokens(model, params.n_prompts, params.half_len, params.seed)
+    table = induction_ablation_check(model, prompts, scores, k=params.k, seeds=tuple(range(params.seeds)),
+                                     mode=params.mode, batch_size=params.batch_size, progress=progress)
+    top, rand = table.iloc[0], table.iloc[1:]
+    summary = {"k": params.k, "mode": params.mode, "loss_before": float(top["loss_before"]),
+               "top_delta": float(top["delta"]), "random_delta_mean": float(rand["delta"].mean()),
+               "random_delta_max": float(rand["delta"].max()), "n_prompts": len(prompts)}
+    return Result("induction_heads", tables={"conditions": table}, summary=summary, kind="ablate")

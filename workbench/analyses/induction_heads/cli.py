@@ -41,15 +41,16 @@ def check(model: str = MODEL, device: str = DEVICE, dtype: str = DTYPE, n_prompt
           seeds: int = typer.Option(3, help="random-head seeds"),
           mode: str = typer.Option("mean", help="mean | zero ablation of the head output z")):
     """Loss on the repeated half with the top-k induction heads ablated vs k random heads (per seed)."""
-    from workbench import api
+    from workbench.analyses.induction_heads import AblateParams
+    from workbench.analyses.induction_heads.checks import run_ablate
     from workbench.core.errors import InterventionError
 
     if mode not in ("zero", "mean"):  # before the model loads
         raise InterventionError(f"Ablation mode must be 'zero' or 'mean', got {mode!r}.")
     bridge, scores = _scores(model, device, dtype, n_prompts, half_len, seed, k)
-    prompts = api.repeated_tokens(bridge, n_prompts, half_len, seed)
-    table = api.induction_ablation_check(bridge, prompts, scores, k=k, seeds=tuple(range(seeds)), mode=mode)
+    params = AblateParams(n_prompts=n_prompts, half_len=half_len, seed=seed, k=k, seeds=seeds, mode=mode)
+    result = run_ablate(bridge, params, scores=scores, progress=False)
+    table, s = result.tables["conditions"], result.summary
     show(table.drop(columns=["k", "n_prompts"]).round(4), f"{mode}-ablation · loss on the repeated half")
-    top, rand = table.iloc[0], table.iloc[1:]
-    console.print(f"top-{k} induction heads: Δloss {top['delta']:+.3f}; random heads: Δloss "
-                  f"{rand['delta'].mean():+.3f} (mean of {len(rand)}, max {rand['delta'].max():+.3f})")
+    console.print(f"top-{k} induction heads: Δloss {s['top_delta']:+.3f}; random heads: Δloss "
+                  f"{s['random_delta_mean']:+.3f} (mean of {seeds}, max {s['random_delta_max']:+.3f})")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.induction_heads import Params
 from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
@@ -25,18 +26,24 @@ def request_for(half_len: int) -> ReducerRequest:
     return ReducerRequest(row_argmax=False, column_sums=False, distance=False, offsets=tuple(sorted({1, half_len - 1})))
 
 
-def induction_profile(stats: list[AttentionStats], half_len: int) -> dict[str, torch.Tensor]:
-    """Per-head means `[L, H]` of A[t, t−R+1] and A[t, t−1] over the second-copy queries (the last R rows)."""
+def induction_profile(stats: list[AttentionStats], half_len: int) -> tuple[dict, dict]:
+    """(Per-head means `[L, H]`, per-prompt means `[P, L, H]`) of A[t, t−R+1] ("induction") and A[t, t−1]
+    ("prev_token_random") over the second-copy queries (the last R rows). Every prompt has R such queries,
+    so the means are the plain means of the per-prompt means."""
     ind, prev, count = 0, 0, 0
+    per_prompt: dict[str, list] = {"induction": [], "prev_token_random": []}
     for s in stats:
         rows = slice(s.q_pos.shape[0] - half_len, None)
-        ind = ind + s.offset_mass[half_len - 1][0, :, :, rows].sum(-1)
-        prev = prev + s.offset_mass[1][0, :, :, rows].sum(-1)
-        count += half_len
-    return {"induction": ind / max(count, 1), "prev_token_random": prev / max(count, 1)}
+        ind_p, prev_p = (s.offset_mass[o][0, :, :, rows].sum(-1) for o in (half_len - 1, 1))
+        ind, prev, count = ind + ind_p, prev + prev_p, count + half_len
+        per_prompt["induction"].append(ind_p / half_len)
+        per_prompt["prev_token_random"].append(prev_p / half_len)
+    means = {"induction": ind / max(count, 1), "prev_token_random": prev / max(count, 1)}
+    return means, {k: torch.stack(v) for k, v in per_prompt.items()}
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFrame:
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
+    """HeadScores (score = induction) and per_prompt: "score" and "prev_token_random" per prompt."""
     from workbench.core.errors import PromptError
     from workbench.engine.store import ActivationStore
     from workbench.models.loading import model_info
@@ -48,7 +55,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
                           f"(workbench.analyses.induction_heads.prompts); {prompts.name!r} has {sorted(half_len)}.")
     half_len = half_len.pop()
     stats, _ = ActivationStore().ensure_stats(model, prompts, request_for(half_len), progress=progress)
-    means = induction_profile(stats, half_len)
+    means, per_prompt = induction_profile(stats, half_len)
     rows = [{"layer": layer, "head": head, "label": head_label(layer, head),
              "score": float(means["induction"][layer, head]), "induction": float(means["induction"][layer, head]),
              "prev_token_random": float(means["prev_token_random"][layer, head])}
@@ -57,7 +64,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> pd.DataFram
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
     df.insert(0, "analysis", "induction_heads")
-    return df
+    return Result("induction_heads", df, per_prompt=per_prompt_table(
+        {"score": per_prompt["induction"], "prev_token_random": per_prompt["prev_token_random"]}))
 
 
 def default_prompts(model, params: Params):

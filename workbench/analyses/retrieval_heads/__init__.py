@@ -1,25 +1,45 @@
 """Retrieval heads (Wu et al. 2024): score, prompts, checks, views and CLI.
 
-The spec (torch-free): Params and the names of the functions that run it."""
+The spec (torch-free): Params, the checks' Params and the names of the functions that run them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 
 @dataclass(frozen=True)
-class Params:
-    lengths: str = "500,2000"  # prompt lengths in tokens, comma-separated
+class Trials:
+    """The NIAH trials: one per (length, depth, needle)."""
+
+    lengths: tuple[int, ...] = (500, 2000)  # prompt lengths in tokens
     n_depths: int = 5  # depths linspace(0, 100, n_depths) %
     fmt: str = "chat"  # "paper" or "chat" (chat template, for instruct models)
     max_new_tokens: int = 24
+
+
+@dataclass(frozen=True)
+class Params(Trials):
     threshold: float = 0.1
     span_overlap: float = 0.9
     sink_tokens: int = 4
     recent_tokens: int = 128
     only_correct: bool = True  # the paper's rule; False counts every trial (models that never answer right)
+
+
+@dataclass(frozen=True)
+class MaskParams(Trials):
+    k: int = 0  # heads masked per condition; 0 (the default): 5 % of heads
+    seeds: int = 3  # random-head sets, seeds 0 … seeds−1
+
+
+@dataclass(frozen=True)
+class BudgetParams(Trials):
+    full_share: float = 0.25  # share of KV heads that keep the full cache
+    sink: int = 4  # sink tokens of a streaming head
+    recent: int = 128  # recent tokens of a streaming head
+    seeds: int = 3
 
 
 SPEC = AnalysisSpec(
@@ -28,4 +48,9 @@ SPEC = AnalysisSpec(
     params_type=Params,
     default_prompts="workbench.analyses.retrieval_heads.score:default_prompts",
     run="workbench.analyses.retrieval_heads.score:run",
+    checks=(CheckSpec("mask", "NIAH accuracy with the top-k retrieval heads vs k random non-retrieval heads uniform",
+                      MaskParams, "workbench.analyses.retrieval_heads.checks:run_mask"),
+            CheckSpec("kv_budget", "DuoAttention KV budget: retrieval-ranked KV heads full, the rest streaming, "
+                      "vs random KV heads full", BudgetParams,
+                      "workbench.analyses.retrieval_heads.checks:run_kv_budget")),
 )

@@ -11,6 +11,7 @@
   number of full KV heads chosen at random, per seed.
   KV memory (float32 K and V): full = 2·L·H_kv·T·d·4 bytes; budget = 2·d·4·(n_full·T + n_stream·min(T, sink+recent)),
   with T = prompt + generated tokens of each trial; saving = 1 − budget / full.
+`run_mask` and `run_kv_budget` are the registered checks "mask" and "kv_budget" (Params in the package spec).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from workbench.analyses.base import Result
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
 from workbench.edits.apply import editing
@@ -153,3 +155,38 @@ def random_mean(summary: pd.DataFrame) -> pd.DataFrame:
     agg = summary.groupby("condition", sort=False)[cols].agg(["mean", "std", "count"])
     agg.columns = [f"{a}_{b}" for a, b in agg.columns]
     return agg.reset_index()
+
+
+def _headline(conditions: pd.DataFrame) -> dict:
+    """Accuracy of the first (chosen-heads) condition and of each random seed, from a conditions table."""
+    chosen, rand = conditions.iloc[0], conditions.iloc[1:]
+    return {"condition": chosen["condition"], "accuracy": float(chosen["accuracy"]),
+            "accuracy_random": [float(x) for x in rand["accuracy"]],
+            "accuracy_random_mean": float(rand["accuracy"].mean()) if len(rand) else None,
+            "n_trials": int(chosen["n_trials"])}
+
+
+def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
+    """The "mask" check (MaskParams) on the NIAH trials of `params`: tables "conditions" (`mask_check`'s summary)
+    and "trials"; summary: k, top-k accuracy, accuracy per random seed and their mean."""
+    from workbench.analyses.retrieval_heads.score import default_prompts
+
+    conditions, trials = mask_check(model, default_prompts(model, params), scores, k=params.k or None,
+                                    seeds=range(params.seeds), max_new_tokens=params.max_new_tokens,
+                                    progress=progress)
+    summary = {"k": int(conditions["k"].iloc[0]), **_headline(conditions)}
+    return Result("retrieval_heads", tables={"conditions": conditions, "trials": trials}, summary=summary,
+                  kind="mask")
+
+
+def run_kv_budget(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
+    """The "kv_budget" check (BudgetParams): tables "conditions" (`budget_check`'s summary) and "trials";
+    summary: full/total KV heads, sink, recent, KV saving, accuracy of the retrieval-chosen and random heads."""
+    from workbench.analyses.retrieval_heads.score import default_prompts
+
+    conditions, trials = budget_check(model, default_prompts(model, params), scores, full_share=params.full_share,
+                                      sink=params.sink, recent=params.recent, seeds=range(params.seeds),
+                                      max_new_tokens=params.max_new_tokens, progress=progress)
+    summary = {**conditions.attrs, "kv_saving": float(conditions["kv_saving"].iloc[0]), **_headline(conditions)}
+    return Result("retrieval_heads", tables={"conditions": conditions, "trials": trials}, summary=summary,
+                  kind="kv_budget")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from workbench.analyses.retrieval_heads import BudgetParams, MaskParams, Trials
 from workbench.cli.common import DEVICE, DTYPE, console, friendly, save_figure, show
 from workbench.cli.common import MODEL as _MODEL
 from workbench.core.errors import WorkbenchError
@@ -26,15 +28,22 @@ _SEEDS = typer.Option(3, help="random-head seeds")
 
 
 def _prompts(model, lengths, preset, depths, fmt, new):
+    """(Params, prompts): `--lengths` parsed here, at the edge; the preset's lengths without it."""
     from workbench.analyses.retrieval_heads.prompts import DEFAULT_LENGTHS, LONG_LENGTHS
     from workbench.analyses.retrieval_heads.score import Params, default_prompts
+    from workbench.core.validation import parse_int_list
 
     presets = {"default": DEFAULT_LENGTHS, "long": LONG_LENGTHS}
     if preset not in presets:
         raise WorkbenchError(f"Unknown preset {preset!r}; choose default or long.")
-    lengths = lengths or ",".join(str(n) for n in presets[preset])
+    lengths = parse_int_list(lengths, "--lengths", lo=1) if lengths else presets[preset]
     params = Params(lengths=lengths, n_depths=depths, fmt=fmt, max_new_tokens=new)
     return params, default_prompts(model, params)
+
+
+def _trials(params) -> dict:
+    """The NIAH trial fields of `params`, for a check's Params."""
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(Trials)}
 
 
 def _scores(bridge, prompts, params, run_id, out):
@@ -95,12 +104,12 @@ def _baseline(trials) -> float | None:
     return float(done["correct"].mean())
 
 
-def _mask(bridge, prompts, scores, baseline, k, seeds, new, out) -> None:
-    from workbench import api
-    from workbench.analyses.retrieval_heads.checks import random_mean
+def _mask(bridge, params, scores, baseline, out) -> None:
+    from workbench.analyses.retrieval_heads.checks import random_mean, run_mask
 
     start = time.perf_counter()
-    summary, trials = api.retrieval_mask_check(bridge, prompts, scores, k=k, seeds=range(seeds), max_new_tokens=new)
+    result = run_mask(bridge, params, scores=scores)
+    summary, trials = result.tables["conditions"], result.tables["trials"]
     if baseline is not None:
         console.print(f"baseline (no heads masked): {baseline:.3f}")
     show(summary, f"causal check: uniform attention on k={int(summary['k'].iloc[0])} heads "
@@ -116,14 +125,12 @@ def _mask(bridge, prompts, scores, baseline, k, seeds, new, out) -> None:
         trials.to_csv(Path(out) / "mask_trials.csv", index=False)
 
 
-def _budget(bridge, prompts, scores, baseline, full_share, sink, recent, seeds, new, out) -> None:
-    from workbench import api
-    from workbench.analyses.retrieval_heads.checks import random_mean
+def _budget(bridge, params, scores, baseline, out) -> None:
+    from workbench.analyses.retrieval_heads.checks import random_mean, run_kv_budget
 
     start = time.perf_counter()
-    summary, trials = api.retrieval_budget_check(bridge, prompts, scores, full_share=full_share, sink=sink,
-                                                 recent=recent, seeds=range(seeds), max_new_tokens=new)
-    a = summary.attrs
+    result = run_kv_budget(bridge, params, scores=scores)
+    summary, trials, a = result.tables["conditions"], result.tables["trials"], result.summary
     if baseline is not None:
         console.print(f"baseline (full KV cache everywhere): {baseline:.3f}")
     show(summary, f"KV budget: {a['n_full_kv']}/{a['n_kv_total']} KV heads full, others sink {a['sink']} + "
@@ -151,7 +158,8 @@ def score(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = 
 
     bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
-    console.print(f"{len(prompts)} NIAH trials ({params.lengths} tokens × {depths} depths × needles, {fmt} format)")
+    console.print(f"{len(prompts)} NIAH trials ({','.join(map(str, params.lengths))} tokens × {depths} depths × "
+                  f"needles, {fmt} format)")
     _scores(bridge, prompts, params, None, out)
 
 
@@ -168,7 +176,7 @@ def mask(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str = _
     bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
     scores, trials = _scores(bridge, prompts, params, scores_run, out)
-    _mask(bridge, prompts, scores, _baseline(trials), k, seeds, max_new_tokens, out)
+    _mask(bridge, MaskParams(**_trials(params), k=k or 0, seeds=seeds), scores, _baseline(trials), out)
 
 
 @retrieval_app.command("budget")
@@ -186,7 +194,8 @@ def budget(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str =
     bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
     scores, trials = _scores(bridge, prompts, params, scores_run, out)
-    _budget(bridge, prompts, scores, _baseline(trials), full_share, sink, recent, seeds, max_new_tokens, out)
+    _budget(bridge, BudgetParams(**_trials(params), full_share=full_share, sink=sink, recent=recent, seeds=seeds),
+            scores, _baseline(trials), out)
 
 
 @retrieval_app.command("all")
@@ -201,7 +210,9 @@ def run_all(model: str = _MODEL, lengths: Optional[str] = _LENGTHS, preset: str 
 
     bridge = api.load_model(model, device=device, dtype=dtype)
     params, prompts = _prompts(bridge, lengths, preset, depths, fmt, max_new_tokens)
-    console.print(f"{len(prompts)} NIAH trials ({params.lengths} tokens × {depths} depths × needles, {fmt} format)")
+    console.print(f"{len(prompts)} NIAH trials ({','.join(map(str, params.lengths))} tokens × {depths} depths × "
+                  f"needles, {fmt} format)")
     scores, trials = _scores(bridge, prompts, params, scores_run, out)
-    _mask(bridge, prompts, scores, _baseline(trials), k, seeds, max_new_tokens, out)
-    _budget(bridge, prompts, scores, _baseline(trials), full_share, sink, recent, seeds, max_new_tokens, out)
+    _mask(bridge, MaskParams(**_trials(params), k=k or 0, seeds=seeds), scores, _baseline(trials), out)
+    _budget(bridge, BudgetParams(**_trials(params), full_share=full_share, sink=sink, recent=recent, seeds=seeds),
+            scores, _baseline(trials), out)

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from workbench.analyses.base import AnalysisOutput
+from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.retrieval_heads import Params
 from workbench.core.errors import PromptError
 from workbench.core.scores import head_label
@@ -106,6 +106,13 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
     same model, prompts and trial parameters redoes none of them; `on_trial(i, record, seconds)` follows
     every trial computed here. Scores are aggregated from the trial records, fresh or loaded, in trial order.
     """
+    info, records = _trial_records(model, prompts, params, progress=progress, resume=resume, on_trial=on_trial)
+    return _aggregate_records(records, info, prompts, params)[:2]
+
+
+def _trial_records(model, prompts, params: Params, *, progress: bool, resume: bool = True,
+                   on_trial: Callable[[int, dict, float], None] | None = None) -> tuple:
+    """(model info, one trial record per prompt): loaded from the trial log, or decoded now and saved."""
     from tqdm.auto import tqdm
 
     from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds, format_duration
@@ -148,7 +155,7 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
                     f"for the other {len(rest)} trials: ~{format_duration(left)}")
             if on_trial is not None:
                 on_trial(i, record, time.perf_counter() - start)
-    return _aggregate_records(records, info, prompts, params)
+    return info, records
 
 
 def _score_trial(model, info, i: int, prompt_ids: list[int], meta, params: Params) -> dict:
@@ -172,9 +179,11 @@ def _score_trial(model, info, i: int, prompt_ids: list[int], meta, params: Param
             "stream_sum": stream.sum(0).float().tolist(), "stream_n": int(stream.shape[0])}
 
 
-def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -> tuple:
+    """(HeadScores, trials table, per_prompt): per_prompt holds each counted trial's "score" (events / |span|)
+    and "n_events" per head, whose mean and sum over trials are the score and n_events columns."""
     shape = (info.n_layers, info.n_heads)
-    scores, events, correct = [], [], []
+    scores, events, correct, scored = [], [], [], []
     stream_sum, stream_n = torch.zeros(shape), 0
     for record in records:
         if record["events"] is None:
@@ -184,6 +193,7 @@ def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -
         scores.append(ev.float() / (b - a))
         events.append(ev)
         correct.append(bool(record["row"]["correct"]))
+        scored.append(int(record["trial"]))
         stream_sum += torch.tensor(record["stream_sum"], dtype=torch.float32)
         stream_n += int(record["stream_n"])
     trials = pd.DataFrame([record["row"] for record in records])
@@ -204,11 +214,16 @@ def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -
     df.insert(0, "prompt_set", prompts.name)
     df.insert(0, "model", info.spec.name)
     df.insert(0, "analysis", "retrieval_heads")
-    return df, trials
+    keep = counted.nonzero().flatten().tolist()
+    per_prompt = per_prompt_table({"score": torch.stack(scores)[keep], "n_events": torch.stack(events)[keep]},
+                                  [scored[i] for i in keep])
+    return df, trials, per_prompt
 
 
-def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOutput:
-    scores, trials = score_trials(model, prompts, params, progress=progress)
+def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
+    """HeadScores, table "trials", a summary, and per_prompt (see `_aggregate_records`; `prompt` = trial id)."""
+    info, records = _trial_records(model, prompts, params, progress=progress)
+    scores, trials, per_prompt = _aggregate_records(records, info, prompts, params)
     scores.attrs["trials"] = trials.to_dict("records")
     done = trials[trials["skipped"] == ""]
     summary = {"n_trials": len(trials), "n_skipped": len(trials) - len(done),
@@ -216,17 +231,7 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> AnalysisOut
                "top_heads": scores.sort_values("score", ascending=False)["label"].head(10).tolist()}
     if "correct" in done and len(done):
         summary["accuracy"] = float(done["correct"].astype(bool).mean())
-    return AnalysisOutput(scores, {"trials": trials}, summary)
-
-
-def parse_lengths(text: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(x) for x in str(text).replace(" ", "").split(",") if x)
-    except ValueError:
-        raise PromptError(f"Context lengths must be comma-separated integers, e.g. '500,1000'; got {text!r}.") from None
-    if not out or min(out) < 1:
-        raise PromptError(f"Give at least one positive context length; got {text!r}.")
-    return out
+    return Result("retrieval_heads", scores, {"trials": trials}, summary, per_prompt)
 
 
 def depths(n: int) -> tuple[float, ...]:
@@ -235,8 +240,9 @@ def depths(n: int) -> tuple[float, ...]:
     return tuple(float(x) for x in torch.linspace(0, 100, n).tolist()) if n > 1 else (50.0,)
 
 
-def default_prompts(model, params: Params):
+def default_prompts(model, params):
+    """NIAH trials of `params` (Params, MaskParams or BudgetParams: lengths × depths × needles)."""
     from workbench.analyses.retrieval_heads.prompts import niah_prompts
 
-    return niah_prompts(model, parse_lengths(params.lengths), depths(params.n_depths), fmt=params.fmt,
+    return niah_prompts(model, tuple(params.lengths), depths(params.n_depths), fmt=params.fmt,
                         max_new_tokens=params.max_new_tokens)

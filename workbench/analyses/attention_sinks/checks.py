@@ -1,0 +1,29 @@
+"""The registered check "act_search": the ACT head search (act_search.py) on a shipped letter-answer set."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from workbench.analyses.base import Result
+
+
+def run_act_search(model, params, *, scores: pd.DataFrame | None = None, progress: bool = True) -> Result:
+    """Greedy search on the calibration split of `params.dataset`, scored on its held-out split (ActParams).
+
+    Tables: "trace" (one row per candidate head) and "splits" (baseline vs calibrated accuracy and margin per
+    split); summary: the kept and candidate heads and `<split>_<column>` of "splits". `scores` is not used."""
+    import dataclasses
+
+    from workbench.analyses.attention_sinks import SearchParams
+    from workbench.analyses.attention_sinks.act_search import act_search
+    from workbench.analyses.attention_sinks.prompts import mc_prompts
+
+    split = {"holdout_every": params.holdout_every, "dataset": params.dataset}
+    search = SearchParams(**{f.name: getattr(params, f.name) for f in dataclasses.fields(SearchParams)})
+    found = act_search(model, mc_prompts("calibration", **split), mc_prompts("heldout", **split), search,
+                       progress=progress)
+    summary = {"selected": found.selected, "candidates": found.candidates, "beta": params.beta}
+    for row in found.summary.to_dict("records"):
+        summary.update({f"{row['split']}_{k}": v for k, v in row.items() if k != "split"})
+    return Result("attention_sinks", tables={"trace": found.trace, "splits": found.summary}, summary=summary,
+                  kind="act_search")
