@@ -58,7 +58,7 @@ def test_faithfulness_check_of_the_top_heads(tiny, tiny_ioi):
     scores = _attribution(tiny, tiny_ioi, method="attribution").scores
     check = SPEC.check("faithfulness")
     result = run_faithfulness(tiny, check.make_params({"top_fraction": "0.25", "n_random": "3"}), scores=scores,
-                              progress=False, contrast=tiny_ioi)
+                              progress=False, prompts=tiny_ioi)
     assert result.kind == "faithfulness" and result.scores is None and result.analysis == "head_attribution"
     best = scores.sort_values("score", ascending=False).head(2)
     assert result.summary["heads"] == sorted(best["label"], key=lambda s: tuple(map(int, s[1:].split("H"))))
@@ -66,7 +66,7 @@ def test_faithfulness_check_of_the_top_heads(tiny, tiny_ioi):
     assert table["circuit"] == pytest.approx(result.summary["circuit"]) and table["random_kept_sd"] >= 0
     # the whole model as the circuit ablates nothing: it keeps all of the clean metric
     everything = run_faithfulness(tiny, check.make_params({"top_fraction": 1.0, "n_random": 1}), scores=scores,
-                                  progress=False, contrast=tiny_ioi).summary
+                                  progress=False, prompts=tiny_ioi).summary
     assert everything["circuit"] == pytest.approx(everything["clean"], abs=1e-5)
     assert everything["normalised"] == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(WorkbenchError, match="task="):
@@ -95,7 +95,7 @@ def test_repair_check_uses_ioi_heads_outside_the_colored_circuit(tiny, tiny_ioi,
     path = save_circuit(colored, tmp_path)
     params = SPEC.check("repair").make_params({"colored": str(path), "top_fraction": 0.375, "max_heads": 1,
                                                "n_prompts": 4})
-    result = run_repair(tiny, params, scores=scores, progress=False, contrast=_colored_tiny(tiny))
+    result = run_repair(tiny, params, scores=scores, progress=False, prompts=_colored_tiny(tiny))
     s = result.summary
     assert result.kind == "repair" and s["candidates"] == sorted(top["label"].iloc[1:],
                                                                  key=lambda x: tuple(map(int, x[1:].split("H"))))

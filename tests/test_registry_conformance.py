@@ -4,6 +4,7 @@ and every check on the tiny model, and each Result round-tripped through the cat
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import tomllib
@@ -15,7 +16,7 @@ from example_analysis import EXAMPLE, SMALL, example_registered  # noqa: F401  (
 from test_analyses import FAST, _tiny_prompts
 
 from workbench.analyses import REGISTRY
-from workbench.analyses.base import PER_PROMPT_COLUMNS
+from workbench.analyses.base import PER_PROMPT_COLUMNS, resolve
 from workbench.analyses.runner import run_analysis, run_check
 from workbench.core.errors import WorkbenchError
 from workbench.models.loading import model_info
@@ -71,13 +72,31 @@ def test_run_and_every_check_on_tiny_round_trip_through_the_catalog(tiny, tiny_i
     for check in spec.checks:
         fields = {f.name for f in dataclasses.fields(check.params_type)}
         small = {k: v for k, v in {**SMALL_FIELDS, **FAST.get(spec.name, {})}.items() if k in fields}
-        result = run_check(spec, check.name, tiny, small, progress=False, results_dir=explicit)
+        small, prompts = tiny_check_inputs(spec, check, small, tiny, tiny_ioi, explicit)
+        result = run_check(spec, check.name, tiny, small, prompts=prompts, progress=False, results_dir=explicit)
         assert result.kind == check.name and result.record.kind == check.name
         assert result.record.parent_run == (run.record.run_id if check.needs_scores else None)
         assert result.scores is not None or result.tables or result.summary, f"{check.name} returned nothing"
         assert_same_result(result, load_result(result.record.run_id, explicit))
     catalog = find_runs(explicit, analysis=spec.name)
     assert sorted(catalog["kind"]) == sorted(["run", *(c.name for c in spec.checks)])
+
+
+def tiny_check_inputs(spec, check, small: dict, tiny, tiny_ioi, directory: Path):
+    """The prompts a check runs on for the tiny model (its byte tokenizer has no single-token names or facts): the
+    run's own tiny prompts where the check takes prompts; repair also gets a tiny Colored Objects set and circuit."""
+    if check.name == "repair":
+        from test_circuit_checks import _colored_tiny
+
+        from workbench.results.circuits import Circuit, save_circuit
+
+        colored = Circuit(name="co-tiny", model="tiny", task="colored_objects", heads=("L0H0",), n_layers=2,
+                          n_heads=4, method="hand-picked", selection="one head")
+        path = save_circuit(colored, directory / "circuits")
+        return {**small, "colored": str(path), "top_fraction": 0.5, "max_heads": 1, "n_prompts": 4}, \
+            _colored_tiny(tiny)
+    takes = "prompts" in inspect.signature(resolve(check.run)).parameters
+    return small, (_tiny_prompts(spec.name, tiny, tiny_ioi) if takes else None)
 
 
 @pytest.fixture

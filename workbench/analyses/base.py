@@ -5,7 +5,8 @@ A spec is torch-free: the registry, the CLI, batch plans and the app read specs 
 first use (see `resolve`).
 
     run(model, prompts, params, *, progress) -> Result                 the analysis itself
-    check.run(model, params, *, scores, progress) -> Result            a causal check of a run's HeadScores
+    check.run(model, params, *, scores, progress[, prompts]) -> Result a causal check of a run's HeadScores
+                                                                       (prompts: instead of those its params build)
     views(result) -> dict[str, plotly Figure]                          figures of a Result
 """
 
@@ -93,7 +94,7 @@ class CheckSpec:
     name: str
     summary: str
     params_type: type
-    run: str | Callable  # (model, params, *, scores: pd.DataFrame | None, progress: bool) -> Result
+    run: str | Callable  # (model, params, *, scores: pd.DataFrame | None, progress: bool[, prompts]) -> Result
     needs_scores: bool = True  # True: checks a saved run of the analysis (the latest, unless one is named)
 
     def make_params(self, overrides: dict[str, Any] | None = None):

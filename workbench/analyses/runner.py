@@ -1,7 +1,7 @@
 """The one place that runs analysis specs and their checks, and saves each Result in the catalog.
 
     run_analysis(analysis, model, prompts, params) -> Result        kind "run"
-    run_check(analysis, check, model, params, run_id, scores) -> Result
+    run_check(analysis, check, model, params, run_id, scores, prompts) -> Result
                                                                     kind = the check's name, parent_run = the run
                                                                     whose HeadScores it checked
 
@@ -15,10 +15,12 @@ the prompt set and prompts fingerprint of the run it checked (its own prompts fo
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from typing import Any
 
 from workbench.analyses.base import AnalysisSpec, CheckSpec, Result, as_result, resolve
+from workbench.core.errors import WorkbenchError
 
 
 def spec_of(analysis: str | AnalysisSpec) -> AnalysisSpec:
@@ -56,9 +58,10 @@ def run_analysis(analysis, model, prompts=None, params=None, *, save: bool = Tru
     return result
 
 
-def run_check(analysis, check, model, params=None, *, run_id: str | None = None, scores=None, save: bool = True,
-              progress: bool = True, results_dir=None) -> Result:
-    """Run a named check of an analysis on the HeadScores of a run (see the module docstring for which run)."""
+def run_check(analysis, check, model, params=None, *, run_id: str | None = None, scores=None, prompts=None,
+              save: bool = True, progress: bool = True, results_dir=None) -> Result:
+    """Run a named check of an analysis on the HeadScores of a run (see the module docstring for which run).
+    `prompts` replaces the prompts a check builds from its params (for checks that take them)."""
     from workbench.models.loading import model_info
     from workbench.results.runs import validate_head_scores
 
@@ -71,7 +74,14 @@ def run_check(analysis, check, model, params=None, *, run_id: str | None = None,
     if scores is None and parent is not None:
         scores = parent.scores
     started = time.perf_counter()
-    result = as_result(spec.name, resolve(check.run)(model, params, scores=scores, progress=progress), check.name)
+    function = resolve(check.run)
+    given = {}
+    if prompts is not None:
+        if "prompts" not in inspect.signature(function).parameters:
+            raise WorkbenchError(f"check {check.name} of {spec.name} builds its own prompts from its parameters; "
+                                 "it takes no prompts.")
+        given = {"prompts": prompts}
+    result = as_result(spec.name, function(model, params, scores=scores, progress=progress, **given), check.name)
     result.kind = check.name
     if result.scores is not None:
         result.scores = validate_head_scores(result.scores.assign(analysis=spec.name), n_layers=info.n_layers,

@@ -75,7 +75,7 @@ RULES: dict[str, Range] = {
     # processes
     "workers": COUNT, "port": Range(1, 65535), "width": Range(800, 3000),
     # scoped: one command or analysis
-    "repair.n_prompts": Range(4),
+    "repair.n_prompts": Range(4), "mask.k": NON_NEGATIVE,  # mask: k = 0 means 5 % of the heads
 }
 
 

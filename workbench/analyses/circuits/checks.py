@@ -6,7 +6,7 @@
 - repair: the IOI circuit's heads that are not in the Colored Objects circuit get `+bias` on the final query's
   attention to the wrong colors, chosen greedily on a fit half; held-out accuracy before and after, and the same
   edit on random heads of those layers as a control (Merullo et al. 2024).
-Both take `contrast=` to run on given prompts instead of the task's (tests, tiny models).
+Both take `prompts=` (a ContrastSet, or its `as_prompts()`) to run on given prompts instead of the task's.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def task_of(scores: pd.DataFrame, task: str = "") -> str:
     return found[0]
 
 
+def as_contrast(prompts):
+    """A ContrastSet from a ContrastSet, a PromptSet that carries its twins (`as_prompts()`), or None."""
+    from workbench.core.contrast import ContrastSet
+
+    return prompts if prompts is None or isinstance(prompts, ContrastSet) else ContrastSet.from_prompts(prompts)
+
+
 def faithfulness_table(f: dict) -> pd.DataFrame:
     """The faithfulness numbers as (key, measure, value) rows."""
     rows = [(key, label, float(f[key])) for key, label in _MEASURES.items()]
@@ -46,13 +53,14 @@ def faithfulness_table(f: dict) -> pd.DataFrame:
 
 
 def run_faithfulness(model, params: FaithfulnessParams, *, scores: pd.DataFrame, progress: bool = True,
-                     contrast=None) -> Result:
+                     prompts=None) -> Result:
     """Faithfulness of the top-`top_fraction` circuit of `scores` on `n_prompts` fresh prompts (seed `seed`)."""
     from workbench.analyses.circuits.faithfulness import faithfulness
     from workbench.analyses.circuits.tasks import make_task
     from workbench.results.circuits import select_heads
 
     heads = select_heads(scores, top_fraction=params.top_fraction)
+    contrast = as_contrast(prompts)
     if contrast is None:
         contrast = make_task(model, task_of(scores, params.task), params.n_prompts, params.seed)
     f = faithfulness(model, contrast, heads, n_random=params.n_random)
@@ -91,11 +99,12 @@ def repair_check(model, ioi_heads, colored, params: RepairParams, *, progress: b
 
 
 def run_repair(model, params: RepairParams, *, scores: pd.DataFrame, progress: bool = True,
-               contrast=None) -> Result:
+               prompts=None) -> Result:
     """Repair Colored Objects with the top-`top_fraction` heads of an IOI run's `scores`."""
     from workbench.models.loading import model_info
     from workbench.results.circuits import default_circuit_name, load_circuit, select_heads
 
+    contrast = as_contrast(prompts)
     if contrast is None and task_of(scores) != "ioi":
         raise WorkbenchError(f"repair checks an IOI run; these scores are from {scores['prompt_set'].iloc[0]!r}. "
                              "Run head_attribution with task=ioi.")

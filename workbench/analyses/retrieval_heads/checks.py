@@ -146,7 +146,10 @@ def _run_conditions(model, prompts, runs, max_new_tokens, progress, k) -> tuple[
         tables.append(table.assign(condition=name, seed=seed))
         rows.append({"condition": name, "seed": seed, "k": k, "heads": _short(list(heads)),
                      "accuracy": float(table["correct"].mean()), "n_trials": len(table)})
-    return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+    summary, trials = pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+    for table in (summary, trials):  # no seed for the top-k condition: a nullable integer column, not floats
+        table["seed"] = table["seed"].astype("Int64")
+    return summary, trials
 
 
 def random_mean(summary: pd.DataFrame) -> pd.DataFrame:
