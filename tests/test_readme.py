@@ -72,5 +72,5 @@ def test_a_readme_command_parses(args):
 
 def test_the_parse_refuses_what_the_command_line_refuses():
     for args in (["retrieval", "score", "--nope"], ["induction", "check", "--k", "five"], ["no-such-command"]):
-        with pytest.raises(Exception, match="No such|not a valid|Invalid value"):
+        with pytest.raises(Exception, match="No such|not a valid|Invalid value|should be a valid integer"):
             parse(get_command(app), args)
