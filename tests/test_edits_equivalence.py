@@ -34,6 +34,7 @@ from workbench.models.loading import model_info
 TEXTS = ("The cat sat on the mat and looked around.", "Heads attend.", "A short one, then a longer one.")
 HEADS = parse_heads("L0H1,L1H2,L1H3")
 RTOL = 1e-6
+RTOL64 = 1e-10  # one float64 computation against another: sums of <= 450 terms, eps 2.2e-16, through two layers
 NAMES = ("ablate-zero", "ablate-mean", "ablate-mean-per-position", "scale", "patch", "uniform", "reweight-scale",
          "reweight-remove", "final-query-bias", "sink-calibration", "streaming-window", "massive-zero", "massive-mean")
 
@@ -136,3 +137,39 @@ def test_decoding_with_a_kv_cache_equals_the_full_bridge_forward(tiny64, name):
         steps = [stream_forward(tiny64, ids[:, t:t + 1], None, cache=cache, logits="last").logits[0, -1]
                  for t in range(4, ids.shape[1])]
     assert (torch.stack(steps) - ref[4:]).abs().max() <= RTOL * ref.abs().max()
+
+
+class _GenericWindow(StreamingWindow):
+    """A streaming window without its key-range hint: the twin's generic score-edit path (every key's logit)."""
+
+    visible_keys = None
+
+
+def test_streaming_window_fast_path_equals_the_generic_path(tiny64, monkeypatch):
+    """Blocks of 64 query rows over prompts of 450 and 300 tokens (right padding), a window of 4 sink + 100 recent
+    keys that spans block edges: computing only the hinted keys gives the generic path's logits in float64."""
+    from workbench.engine import streaming
+
+    monkeypatch.setattr(streaming, "ROWS_PER_BLOCK", 64)
+    spied, block_keys = [], streaming._block_keys
+
+    def spy(*args):
+        keys = block_keys(*args)
+        spied.append(None if keys is None else len(keys))
+        return keys
+
+    monkeypatch.setattr(streaming, "_block_keys", spy)
+    gen = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 256, (n,), generator=gen).tolist() for n in (450, 300)]
+    heads = parse_heads("L0H0,L0H1,L1H2")
+    with default_float64():
+        fast = apply.forward(tiny64, ids, [StreamingWindow(heads, sink=4, recent=100)], backend="twin")
+        assert spied and all(n is not None and n <= 4 + 100 + 64 for n in spied)  # the fast path ran
+        spied.clear()
+        generic = apply.forward(tiny64, ids, [_GenericWindow(heads, sink=4, recent=100)], backend="twin")
+        assert spied and all(n is None for n in spied)
+        clean = apply.forward(tiny64, ids, [], backend="twin")
+    assert fast.dtype == torch.float64
+    real = torch.cat([x[:len(seq)] for x, seq in zip(fast - generic, ids, strict=True)])
+    assert real.abs().max() <= RTOL64 * generic.abs().max()
+    assert (generic[0, :450] - clean[0, :450]).abs().max() > 1e-3, "the window does not change the logits"

@@ -58,7 +58,9 @@ def compile_edits(edits: Sequence, batch: Batch) -> dict[int, list[streaming.Hea
     per_layer: dict[int, list[streaming.HeadEdit]] = {}
     for edit in edits:
         for layer, heads in edit.targets().items():
-            per_layer.setdefault(layer, []).append(streaming.HeadEdit(edit.site, heads, edit.fn(layer, heads, batch)))
+            hint = getattr(edit, "visible_keys", None)  # optional key-range hint of a score edit
+            per_layer.setdefault(layer, []).append(streaming.HeadEdit(edit.site, heads, edit.fn(layer, heads, batch),
+                                                                      hint))
     return per_layer
 
 

@@ -20,7 +20,7 @@ An edit says where it acts (`site`) and how (`fn(layer, heads, batch)`: a pure t
 - `SinkCalibration(heads, keys, beta)`: ACT (Yu et al. 2024): log β added to each head's per-prompt
   hidden-sink keys `keys[prompt][(layer, head)]`, so their attention is ×β and the rest renormalised.
 - `StreamingWindow(heads, sink, recent)`: DuoAttention streaming head: key k stays visible to query q only
-  if k < sink or q − recent < k ≤ q.
+  if k < sink or q − recent < k ≤ q. Its `visible_keys(q0, q1)` hint lets the twin compute only those keys' logits.
 - `MassiveDimEdit(layer, dims, mode, threshold, means, token_means)`: residual entries of `dims` with
   |x| > threshold (massive activations, Sun et al. 2024) → 0 or their mean; with `token_means` (token id →
   one mean per dim) only those tokens are edited and "mean" uses the token's own mean.
@@ -258,11 +258,15 @@ class StreamingWindow(_OnHeads):
             raise InterventionError(f"A streaming window needs sink >= 0 and recent >= 1, got "
                                     f"sink={self.sink}, recent={self.recent}.")
 
+    def visible_keys(self, q0: int, q1: int) -> list[tuple[int, int]]:
+        """Keys queries q0..q1 can see: [0, sink) ∪ (q0 − recent, q1] (the streaming twin computes only these)."""
+        return [(0, self.sink), (q0 - self.recent + 1, q1 + 1)]
+
     def fn(self, layer, heads, batch):
         import torch
 
-        def f(s, q):
-            k = torch.arange(s.shape[-1], device=s.device)[None, :]
+        def f(s, q, k=None):  # k: the key positions of the last axis (default: all, from 0)
+            k = (torch.arange(s.shape[-1], device=s.device) if k is None else k)[None, :]
             far = (k >= self.sink) & (k <= q.to(s.device)[:, None] - self.recent)
             return s.masked_fill(far, torch.finfo(s.dtype).min)
         return f

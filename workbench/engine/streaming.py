@@ -11,7 +11,10 @@ float16 model the statistics layers upcast q, k, v to float32: scores, softmax a
 Edits (`HeadEdit`, compiled by workbench.edits.apply and set with `edited`) act inside the attention function:
 score edits recompute their heads eagerly, block by block over query rows (logits, the edit, softmax, P·V),
 z edits rewrite the heads' outputs; the layer's other heads come from plain SDPA. Prefill and KV-cache
-decoding alike. A layer with edits cannot also collect statistics in the same forward.
+decoding alike. When every score edit of a layer hints which keys a block of queries can see (`HeadEdit.visible_keys`,
+e.g. a streaming window's sink and recent keys), only those keys' logits are computed for that block (the
+others would get zero attention: the same numbers, in O(T·window) instead of O(T²)).
+A layer with edits cannot also collect statistics in the same forward.
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ _REGISTERED = False
 class HeadEdit:
     """A pure edit of some heads of one layer: `fn(x, q_pos) -> x` on the heads' pre-softmax scores
     `[B, n, Tq, Tk]` (site "scores") or outputs `[B, Tq, n, d_head]` (site "z"), or on the residual stream
-    `[B, Tq, d_model]` (site "resid", heads ()); `q_pos` are the absolute query positions `[Tq]`."""
+    `[B, Tq, d_model]` (site "resid", heads ()); `q_pos` are the absolute query positions `[Tq]`.
+    Optional for score edits, `visible_keys(q0, q1)`: half-open key ranges holding every key that queries q0..q1 may
+    see after the edit; then `fn(x, q_pos, k_pos)` must also accept the scores of just those keys `k_pos`."""
 
     site: str
     heads: tuple[int, ...]
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    fn: Callable[..., torch.Tensor]
+    visible_keys: Callable[[int, int], Sequence[tuple[int, int]]] | None = None
 
 
 def apply_head_edit(edit: HeadEdit, x: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
@@ -167,26 +173,40 @@ def _scored_heads(edits, heads, query, key, value, mask, scaling, window, q_pos)
     q, k, v = query[:, idx], key[:, idx // group], value[:, idx // group]
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
     where = {h: i for i, h in enumerate(heads)}
+    score_edits = [e for e in edits if e.site == "scores"]
     tq, tk = q.shape[2], k.shape[2]
-    keys = torch.arange(tk, device=q.device)
     out = q.new_empty(q.shape)
     for start in range(0, tq, ROWS_PER_BLOCK):
         stop, rows = min(tq, start + ROWS_PER_BLOCK), q_pos[start:start + ROWS_PER_BLOCK]
-        scores = torch.matmul(q[:, :, start:stop] * scale, k.transpose(-1, -2))  # [B, n, rows, Tk]
-        far = keys[None, :] > rows[:, None]
+        keys = _block_keys(score_edits, int(rows[0]), int(rows[-1]), tk, q.device)
+        k_b, v_b = (k, v) if keys is None else (k[:, :, keys], v[:, :, keys])
+        keys_b = torch.arange(tk, device=q.device) if keys is None else keys
+        scores = torch.matmul(q[:, :, start:stop] * scale, k_b.transpose(-1, -2))  # [B, n, rows, keys]
+        far = keys_b[None, :] > rows[:, None]
         if window:
-            far |= keys[None, :] <= rows[:, None] - int(window)
+            far |= keys_b[None, :] <= rows[:, None] - int(window)
         scores.masked_fill_(far, float("-inf"))
         if mask is not None:
-            block = mask[..., start:stop, :tk]
+            block = mask[..., start:stop, :tk] if keys is None else mask[..., start:stop, keys]
             scores = scores.masked_fill(~block, float("-inf")) if block.dtype == torch.bool else scores + block
-        for edit in edits:
-            if edit.site == "scores":
-                sel = [where[h] for h in edit.heads]
-                scores[:, sel] = edit.fn(scores[:, sel], rows)
+        for edit in score_edits:
+            sel = [where[h] for h in edit.heads]
+            part = edit.fn(scores[:, sel], rows) if keys is None else edit.fn(scores[:, sel], rows, keys)
+            scores[:, sel] = part
         probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row with no visible key carries no attention
-        out[:, :, start:stop] = torch.matmul(probs, v)
+        out[:, :, start:stop] = torch.matmul(probs, v_b)
     return out.transpose(1, 2)
+
+
+def _block_keys(score_edits, q0: int, q1: int, tk: int, device) -> torch.Tensor | None:
+    """The keys some edit lets queries q0..q1 see, when every score edit hints them; None: all `tk` keys."""
+    if not all(e.visible_keys is not None for e in score_edits):
+        return None
+    seen = torch.zeros(tk, dtype=torch.bool)
+    for e in score_edits:
+        for lo, hi in e.visible_keys(q0, q1):
+            seen[max(0, lo):max(0, min(hi, tk))] = True
+    return None if bool(seen.all()) else seen.nonzero()[:, 0].to(device)
 
 
 def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
