@@ -19,10 +19,6 @@ class HookError(WorkbenchError):
     """A hook name the model does not have."""
 
 
-class StoreError(WorkbenchError):
-    """A cache entry that cannot be used (and could not be recomputed)."""
-
-
 class InterventionError(WorkbenchError):
     """An intervention that names heads, positions or sources the model or prompts do not have."""
 

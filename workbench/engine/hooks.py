@@ -58,28 +58,12 @@ def attn_out(layer: int) -> str:
     return _block(layer, "hook_attn_out")
 
 
-def mlp_out(layer: int) -> str:
-    return _block(layer, "hook_mlp_out")
-
-
 def resid_pre(layer: int) -> str:
     return _block(layer, "hook_resid_pre")
 
 
-def resid_mid(layer: int) -> str:
-    return _block(layer, "hook_resid_mid")
-
-
 def resid_post(layer: int) -> str:
     return _block(layer, "hook_resid_post")
-
-
-def embed() -> str:
-    return "hook_embed"
-
-
-def all_layers(make, n_layers: int) -> list[str]:
-    return [make(layer) for layer in range(n_layers)]
 
 
 def validate(model, names: Iterable[str]) -> list[str]:
