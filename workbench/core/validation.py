@@ -96,10 +96,8 @@ def describe(name: str, kind: type, scope: str | None = None) -> str:
 def check_number(name: str, value: Any, kind: type, *, scope: str | None = None, label: str | None = None):
     """`value` as `kind` (int or float) if it is one, finite and in range; else an InputError naming `label`."""
     label = label or name
-    ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        raise InputError(f"{label} must be {describe(name, kind, scope)}; got {value!r}.")
-    if not math.isfinite(value) or not rule_for(name, scope, kind).contains(value):
+    ok_type = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+    if not (ok_type and math.isfinite(value) and rule_for(name, scope, kind).contains(value)):
         raise InputError(f"{label} must be {describe(name, kind, scope)}; got {value!r}.")
     return float(value) if kind is float else value
 
@@ -150,13 +148,7 @@ def check_output_path(path: str | Path, label: str, kind: str = "file") -> Path:
     return path
 
 
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean")
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 _RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
@@ -194,11 +186,8 @@ def coerce_param(scope: str, name: str, value: Any, kind: Any):
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str):
-            try:
-                return parse_bool(value)
-            except ValueError:
-                pass
+        if isinstance(value, str) and value.strip().lower() in _BOOLS:
+            return _BOOLS[value.strip().lower()]
         raise InputError(f"{label}={value!r} is not a valid bool; use true or false.")
     if kind is int or kind is float:
         if isinstance(value, str):
