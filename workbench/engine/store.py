@@ -41,14 +41,13 @@ from workbench.engine.reducers import (
     stats_to_tensors,
 )
 from workbench.engine.run import stream_forward
-from workbench.engine.store_checks import (  # noqa: F401  (FORMAT, MANIFEST, prompt_keys are public here too)
+from workbench.engine.store_checks import (
     FORMAT,
     MANIFEST,
     PAIRWISE_SUFFIXES,
     dir_size,
     file_problem,
     load_manifest,
-    prompt_keys,
     record_problem,
 )
 from workbench.models.loading import model_info
