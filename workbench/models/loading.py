@@ -114,10 +114,8 @@ def resolve_spec(name: str) -> ModelSpec:
     """Turn a user-facing model name into a ModelSpec, or fail at once listing the known names."""
     if not isinstance(name, str) or not name.strip():
         raise ModelError(f"Model name must be a non-empty string; known models: {', '.join(known_names())}.")
-    if name in BUNDLED:
-        return BUNDLED[name]
-    if name in TINY:
-        return TINY[name]
+    if name in BUNDLED or name in TINY:
+        return {**BUNDLED, **TINY}[name]
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -300,11 +298,7 @@ def availability(spec: ModelSpec) -> str:
 def describe(spec: ModelSpec) -> dict[str, Any]:
     """Architecture facts read from the config alone (no weights loaded)."""
     row: dict[str, Any] = {"name": spec.name, "hf_id": spec.hf_id, "available": availability(spec)}
-    cfg = _peek_config(spec)
-    if cfg:
-        row.update(cfg)
-    row["description"] = spec.description
-    return row
+    return {**row, **(_peek_config(spec) or {}), "description": spec.description}
 
 
 def _peek_config(spec: ModelSpec) -> dict[str, Any] | None:
