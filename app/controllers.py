@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-import numpy as np
 import pandas as pd
 
 import workbench.api as wb
@@ -107,8 +106,25 @@ def choice(value: Any, options, name: str) -> str:
 
 # ---- catalog -----------------------------------------------------------------------------------------
 def catalog(results_dir: Path | None = None) -> pd.DataFrame:
-    """Saved runs, newest first (workbench.api.find_results)."""
-    return wb.find_results(results_dir=results_dir)
+    """Saved runs (kind "run"), newest first, each with `checks`: its saved checks (workbench.api.find_results),
+    one '<check>: <summary headline>' line each; checks themselves are not runs to pick."""
+    rows = wb.find_results(results_dir=results_dir)
+    runs = rows[rows["kind"] == "run"].reset_index(drop=True)
+    checks = rows[rows["kind"] != "run"]
+    runs["checks"] = ["\n".join(f"{c['kind']}: {headline(c['path'])}"
+                                for c in checks[checks["parent_run"] == run_id].to_dict("records"))
+                      for run_id in runs["run_id"]]
+    return runs
+
+
+def headline(run_dir: str, n: int = 3) -> str:
+    """The first `n` single numbers or words of a saved summary, 'k=v' (numbers to 3 significant digits)."""
+    try:
+        summary = wb.load_summary(run_dir)
+    except WorkbenchError as exc:
+        return f"summary unreadable ({exc})"
+    items = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and len(str(v)) <= 40]
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:n]) or "no summary"
 
 
 def run_label(row: Mapping[str, Any]) -> str:
@@ -364,5 +380,6 @@ def intervention_frames(result: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
     return _rounded(table), _rounded(agg)
 
 
-def finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not np.isfinite(value) else value
+def truncation(res: Mapping[str, Any]) -> str:
+    """' (BOS + the last 511 of 901)' when the worker cut a long prompt to its last window, else ''."""
+    return f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})" if res["truncated"] else ""

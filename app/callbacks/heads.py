@@ -7,7 +7,7 @@ from dash.exceptions import PreventUpdate
 
 import workbench.api as wb
 from workbench_app import controllers, ids
-from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.callbacks.common import guarded, polled, progress_line
 from workbench_app.context import AppContext
 from workbench_app.pages.common import alert, table
 from workbench_app.pages.heads import map_view
@@ -91,21 +91,10 @@ def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.HM_PATTERN, "figure"), Output(ids.HM_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.HM_PROGRESS, "children", allow_duplicate=True),
                   Input(ids.HM_JOB_POLL, "n_intervals"), State(ids.HM_JOB, "data"), prevent_initial_call=True)
-    @guarded
-    def poll_pattern(_n, job):
-        if not job or ctx.worker is None:
-            raise PreventUpdate
-        status = ctx.worker.status(job)
-        if status["status"] in ("queued", "running"):
-            return no_update, False, progress_line(status)
-        if status["status"] != "done":
-            return wb.plot_placeholder("no pattern"), True, alert(status["message"])
-        res = status["result"]
+    @polled(ctx, 1)
+    def poll_pattern(res):
         fig = wb.plot_pattern(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])
-        what = f"{res['head']} on {len(res['tokens'])} tokens"
-        if res["truncated"]:
-            what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"
-        return fig, True, done_line(status, what)
+        return fig, f"{res['head']} on {len(res['tokens'])} tokens" + controllers.truncation(res)
 
     @app.callback(Output(ids.URL, "search", allow_duplicate=True),
                   Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),
