@@ -46,10 +46,6 @@ def build_query(state: Mapping[str, Any]) -> str:
     return "?" + urlencode(items) if items else ""
 
 
-def page_title(pathname: str | None) -> str:
-    return PAGES.get(pathname if isinstance(pathname, str) and pathname else "/", "Not found")
-
-
 def shown(value: Any) -> str:
     """How a bad field value reads in a message: 'the field is empty', 'got 1e+99', 'got a list'."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -95,13 +91,6 @@ def float_in(value: Any, low: float, high: float, name: str) -> float:
     if number is None or not low <= number <= high:
         raise AppInputError(f"{name} must be a number between {low:g} and {high:g}; {shown(value)}.")
     return number
-
-
-def choice(value: Any, options, name: str) -> str:
-    """One of `options` (a dropdown's value), else AppInputError listing them."""
-    if not isinstance(value, str) or value not in options:
-        raise AppInputError(f"Choose {name}: one of {', '.join(map(str, options))}; {shown(value)}.")
-    return value
 
 
 # ---- catalog -----------------------------------------------------------------------------------------
@@ -321,6 +310,13 @@ def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
     if len(prompts) > MAX_PROMPTS:
         raise AppInputError(f"{name}: {len(prompts)} lines; give at most {MAX_PROMPTS} prompts, one per line.")
     return prompts
+
+
+def prompt_text(prompt: Any, text: Any) -> str:
+    """The prompt a page runs: the typed text when `prompt` is "custom", else sample prompt number `prompt`."""
+    if prompt == "custom":
+        return check_text(text, "Your prompt")
+    return sample_prompts()[int_in(prompt, 0, 3, "Sample prompt")]
 
 
 @lru_cache(maxsize=1)

@@ -81,10 +81,7 @@ def register(app, ctx: AppContext) -> None:
             return no_update, True, alert(f"This run is of {model}; the app's model is {ctx.model}. "
                                           f"Start the app with --model {model} to see patterns.", "warn")
         tokens = controllers.int_in(max_tokens, 8, 512, "Max tokens")
-        if prompt == "custom":
-            body = controllers.check_text(text, "Your prompt")
-        else:
-            body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
+        body = controllers.prompt_text(prompt, text)
         job = ctx.worker.submit("head_pattern", {"text": body, "head": head, "max_tokens": tokens})
         return job, False, progress_line(ctx.worker.status(job))
 

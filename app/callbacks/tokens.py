@@ -24,10 +24,7 @@ def register(app, ctx: AppContext) -> None:
         head = head.strip() if isinstance(head, str) and head.strip() else None
         if head:
             (head,) = controllers.parse_head_field(head, *ctx.shape, allow_many=False)
-        if prompt == "custom":
-            body = controllers.check_text(text, "Your prompt")
-        else:
-            body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
+        body = controllers.prompt_text(prompt, text)
         job = ctx.worker.submit("token_traces", {"text": body, "window": window, "head": head})
         query = controllers.build_query({"prompt": prompt, "head": head, "window": window,
                                          "text": body if prompt == "custom" and len(body) <= 500 else None})
