@@ -172,6 +172,12 @@ def _rounded(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def map_title(scores: pd.DataFrame, what: str) -> str:
+    """'<analysis> · <what>' over '<model> · <prompt set>', from the HeadScores' own identity columns."""
+    first = scores.iloc[0]
+    return f"{first['analysis']} · {what}<br><sup>{first['model']} · {first['prompt_set']}</sup>"
+
+
 def shape_of(scores: pd.DataFrame) -> tuple[int, int]:
     return int(scores["layer"].max()) + 1, int(scores["head"].max()) + 1
 

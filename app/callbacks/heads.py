@@ -57,7 +57,7 @@ def register(app, ctx: AppContext) -> None:
             return "Click a head on the map", html.P("Select a head to compare its scores.", className="muted")
         ref = wb.HeadRef.parse(head[:20])
         runs = ctx.runs()
-        model = runs.loc[runs["run_id"] == controllers.check_run_id(run_id, runs), "model"].iloc[0]
+        model = controllers.load_scores(run_id, runs)["model"].iloc[0]
         across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
         body = (table(across.drop(columns=["run_id"]), links={}) if not across.empty
                 else html.P("No other runs for this model.", className="muted"))

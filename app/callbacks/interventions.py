@@ -28,10 +28,9 @@ def register(app, ctx: AppContext) -> None:
                 raise PreventUpdate
             return wb.plot_placeholder(f"{str(run_id)[:60]!r} is not a saved run; pick one from the list.")
         scores = controllers.load_scores(run_id, runs)
-        row = runs.loc[runs["run_id"] == run_id].iloc[0]
         heads = heads if isinstance(heads, str) else ""
         fig = wb.plot_heads(scores, highlight=_highlight(heads, *controllers.shape_of(scores)),
-                            title=f"{row['analysis']} · score", height=620)
+                            title=controllers.map_title(scores, "score"), height=620)
         fig.update_layout(margin=dict(l=50, r=10, t=40, b=40))
         return fig
 
