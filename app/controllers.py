@@ -254,12 +254,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
                              "spearman": result["spearman"]}
     if not stats["same_shape"]:
         return stats, None
-    d = wb.score_difference(a, b)
-    diff = pd.DataFrame({"analysis": d["analysis"], "model": d["model"], "prompt_set": d["prompt_set"],
-                         "layer": d["layer"], "head": d["head"], "difference": d["score"].round(2),
-                         "score_a": d["score_a"].round(4), "score_b": d["score_b"].round(4),
-                         "pct_a": d["pct_a"].round(1), "pct_b": d["pct_b"].round(1)})
-    return stats, diff
+    diff = wb.score_difference(a, b).rename(columns={"score": "difference"})
+    return stats, diff.round({"difference": 2, "score_a": 4, "score_b": 4, "pct_a": 1, "pct_b": 1})
 
 
 # ---- circuits ----------------------------------------------------------------------------------------
