@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-import numpy as np
 import pandas as pd
 
 import workbench.api as wb
@@ -45,10 +44,6 @@ def build_query(state: Mapping[str, Any]) -> str:
     """`?k=v&…` of the non-empty known keys, in a stable order."""
     items = [(k, str(v)) for k, v in state.items() if k in _QUERY_KEYS and v not in (None, "", [])]
     return "?" + urlencode(items) if items else ""
-
-
-def page_title(pathname: str | None) -> str:
-    return PAGES.get(pathname if isinstance(pathname, str) and pathname else "/", "Not found")
 
 
 def shown(value: Any) -> str:
@@ -98,17 +93,27 @@ def float_in(value: Any, low: float, high: float, name: str) -> float:
     return number
 
 
-def choice(value: Any, options, name: str) -> str:
-    """One of `options` (a dropdown's value), else AppInputError listing them."""
-    if not isinstance(value, str) or value not in options:
-        raise AppInputError(f"Choose {name}: one of {', '.join(map(str, options))}; {shown(value)}.")
-    return value
-
-
 # ---- catalog -----------------------------------------------------------------------------------------
 def catalog(results_dir: Path | None = None) -> pd.DataFrame:
-    """Saved runs, newest first (workbench.api.find_results)."""
-    return wb.find_results(results_dir=results_dir)
+    """Saved runs (kind "run"), newest first, each with `checks`: its saved checks (workbench.api.find_results),
+    one '<check>: <summary headline>' line each; checks themselves are not runs to pick."""
+    rows = wb.find_results(results_dir=results_dir)
+    runs = rows[rows["kind"] == "run"].reset_index(drop=True)
+    checks = rows[rows["kind"] != "run"]
+    runs["checks"] = ["\n".join(f"{c['kind']}: {headline(c['path'])}"
+                                for c in checks[checks["parent_run"] == run_id].to_dict("records"))
+                      for run_id in runs["run_id"]]
+    return runs
+
+
+def headline(run_dir: str, n: int = 3) -> str:
+    """The first `n` single numbers or words of a saved summary, 'k=v' (numbers to 3 significant digits)."""
+    try:
+        summary = wb.load_summary(run_dir)
+    except WorkbenchError as exc:
+        return f"summary unreadable ({exc})"
+    items = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and len(str(v)) <= 40]
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:n]) or "no summary"
 
 
 def run_label(row: Mapping[str, Any]) -> str:
@@ -165,6 +170,12 @@ def _rounded(df: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(out[c]):
             out[c] = out[c].round(4)
     return out
+
+
+def map_title(scores: pd.DataFrame, what: str) -> str:
+    """'<analysis> · <what>' over '<model> · <prompt set>', from the HeadScores' own identity columns."""
+    first = scores.iloc[0]
+    return f"{first['analysis']} · {what}<br><sup>{first['model']} · {first['prompt_set']}</sup>"
 
 
 def shape_of(scores: pd.DataFrame) -> tuple[int, int]:
@@ -243,12 +254,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, An
                              "spearman": result["spearman"]}
     if not stats["same_shape"]:
         return stats, None
-    d = wb.score_difference(a, b)
-    diff = pd.DataFrame({"analysis": d["analysis"], "model": d["model"], "prompt_set": d["prompt_set"],
-                         "layer": d["layer"], "head": d["head"], "difference": d["score"].round(2),
-                         "score_a": d["score_a"].round(4), "score_b": d["score_b"].round(4),
-                         "pct_a": d["pct_a"].round(1), "pct_b": d["pct_b"].round(1)})
-    return stats, diff
+    diff = wb.score_difference(a, b).rename(columns={"score": "difference"})
+    return stats, diff.round({"difference": 2, "score_a": 4, "score_b": 4, "pct_a": 1, "pct_b": 1})
 
 
 # ---- circuits ----------------------------------------------------------------------------------------
@@ -305,6 +312,13 @@ def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
     if len(prompts) > MAX_PROMPTS:
         raise AppInputError(f"{name}: {len(prompts)} lines; give at most {MAX_PROMPTS} prompts, one per line.")
     return prompts
+
+
+def prompt_text(prompt: Any, text: Any) -> str:
+    """The prompt a page runs: the typed text when `prompt` is "custom", else sample prompt number `prompt`."""
+    if prompt == "custom":
+        return check_text(text, "Your prompt")
+    return sample_prompts()[int_in(prompt, 0, 3, "Sample prompt")]
 
 
 @lru_cache(maxsize=1)
@@ -364,5 +378,6 @@ def intervention_frames(result: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
     return _rounded(table), _rounded(agg)
 
 
-def finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not np.isfinite(value) else value
+def truncation(res: Mapping[str, Any]) -> str:
+    """' (BOS + the last 511 of 901)' when the worker cut a long prompt to its last window, else ''."""
+    return f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})" if res["truncated"] else ""

@@ -55,10 +55,7 @@ class WorkerClient:
     # ---- process ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker (if not running) and ask it to load the model in the background."""
-        self.submit("load", {}, on_done=self._remember_info)
-
-    def _remember_info(self, result: dict) -> None:
-        self.info = result
+        self.submit("load", {}, on_done=lambda result: setattr(self, "info", result))
 
     def _ensure_process(self) -> _Process:
         """The live worker, started if needed (call with the lock held; starting writes nothing)."""

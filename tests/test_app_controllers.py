@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from example_analysis import SMALL, example_registered  # noqa: F401,F811  (a fixture)
 
 from workbench.results import runs as results
 from workbench.viz import heads as viz
@@ -176,3 +177,22 @@ def test_pattern_heatmap_downsamples_long_prompts_keeping_peaks():
     assert "block-max" in fig.layout.title.text
     small = viz.pattern_heatmap(["a", "b"], [[1.0, 0.0], [0.4, 0.6]], head="L0H0")
     assert np.isnan(np.asarray(small.data[0].z, dtype=float)[0, 1])  # the future is hidden
+
+
+def test_catalog_offers_runs_only_and_lists_each_runs_checks(tmp_path, example_registered):  # noqa: F811
+    """A run and a check of it (the worked example on the tiny model): the pickers offer the run, never the check,
+    its scores load, and the run's row names the check with its summary headline."""
+    import workbench.api as wb
+
+    tmp_path = tmp_path / "results"
+    run = wb.run("first_token_attention", "tiny", params=SMALL, progress=False, results_dir=tmp_path)
+    check = wb.check("first_token_attention", "ablate_top", "tiny", params=SMALL, run_id=run.record.run_id,
+                     progress=False, results_dir=tmp_path)
+    assert set(wb.find_results(results_dir=tmp_path)["kind"]) == {"run", "ablate_top"}
+    runs = C.catalog(tmp_path)
+    assert [o["value"] for o in C.run_options(runs)] == [run.record.run_id]
+    assert C.load_scores(run.record.run_id, runs).equals(run.scores)
+    with pytest.raises(C.AppInputError, match="No saved run"):
+        C.load_scores(check.record.run_id, runs)
+    line = runs.loc[0, "checks"]
+    assert line.startswith("ablate_top: ") and f"top_delta={check.summary['top_delta']:.3g}" in line

@@ -15,6 +15,7 @@ Ops: load, head_pattern, token_traces, intervene, run_analysis. Errors the user 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -86,8 +87,6 @@ class Worker:
 
     # ---- ops ---------------------------------------------------------------------------------------
     def op_load(self, job_id: str) -> dict:
-        import dataclasses
-
         from workbench import api
         from workbench.analyses import get_analysis
         from workbench.models.loading import model_info
@@ -150,8 +149,6 @@ class Worker:
                 "prompt_set": prompts.name}
 
     def op_run_analysis(self, job_id: str, analysis: str, params: dict | None = None) -> dict:
-        import dataclasses
-
         from workbench import api
         from workbench.analyses import get_analysis
 
@@ -213,21 +210,14 @@ def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural
     """An edit dataclass from the app's plain fields (the kinds of workbench.edits.vocabulary)."""
     from workbench import api
     from workbench.core.natural_text import text_chunks
+    from workbench.core.validation import parse_int_list
     from workbench.edits.vocabulary import kind as edit_kind
     from workbench.edits.vocabulary import make_edit
 
-    params = edit_kind(kind).params
     if not math.isfinite(alpha):
         raise WorkbenchError(f"The scale must be a finite number, got {alpha}.")
-    positions = source = None
-    if "keys" in params:
-        try:
-            positions = tuple(int(k) for k in str(keys).replace(" ", "").split(",") if k)
-        except ValueError:
-            raise WorkbenchError(f"Key positions must be comma-separated integers like '0,1'; got {keys!r}.") from None
-        if not positions:
-            raise WorkbenchError("Re-weighting needs at least one key position, e.g. '0'.")
-    if "source" in params:
+    source = None
+    if "source" in edit_kind(kind).params:
         if patch_texts:
             source = api.PromptSet.from_texts("patch-source", patch_texts)
         elif natural is not None:  # later windows of the same bundled text
@@ -235,6 +225,7 @@ def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural
         else:
             raise WorkbenchError("Patching typed prompts needs source prompts: type one source per prompt, with "
                                  "the same token count, in the patch-source box.")
+    positions = parse_int_list(str(keys).replace(" ", ""), "Key positions", lo=-budget.MAX_EDIT_TOKENS)
     return make_edit(kind, refs, alpha=alpha, keys=positions, source=source)
 
 

@@ -1,4 +1,4 @@
-"""Shared callback helpers: turn any exception into a visible message, and render a job's progress."""
+"""Shared callback helpers: turn any exception into a visible message, and poll a worker job showing its progress."""
 
 from __future__ import annotations
 
@@ -33,6 +33,26 @@ def guarded(fn):
             return alert(message)
         return tuple([no_update] * (n - 1) + [alert(message)])
     return wrapper
+
+
+def polled(ctx, n_results: int):
+    """Turn ``show(result) -> (*outputs, what)`` into a poll callback ``(n_intervals, job) -> (*outputs, poll
+    disabled, progress)``: while the job runs the outputs stay and the progress line updates; a failed job leaves
+    the outputs and shows its message; a finished one gets ``show``'s outputs and "✓ what in 1.23 s"."""
+    def decorate(show):
+        @functools.wraps(show)
+        def poll(_n, job):
+            if not job or ctx.worker is None:
+                raise PreventUpdate
+            status = ctx.worker.status(job)
+            if status["status"] in ("queued", "running"):
+                return (*[no_update] * n_results, False, progress_line(status))
+            if status["status"] != "done":
+                return (*[no_update] * n_results, True, alert(status["message"]))
+            *outputs, what = show(status["result"])
+            return (*outputs, True, done_line(status, what))
+        return guarded(poll)
+    return decorate
 
 
 def progress_line(status: dict) -> html.Div:

@@ -26,10 +26,6 @@ def register(app, ctx: AppContext) -> None:
         runs = ctx.runs()
         k = controllers.int_in(k, 1, 200, "top-k")
         score_a, score_b = controllers.load_scores(a, runs), controllers.load_scores(b, runs)
-        row_a = runs.loc[runs["run_id"] == a].iloc[0]
-        row_b = runs.loc[runs["run_id"] == b].iloc[0]
-        name_a = f"A: {row_a['analysis']}<br><sup>{row_a['model']} · {row_a['prompt_set']}</sup>"
-        name_b = f"B: {row_b['analysis']}<br><sup>{row_b['model']} · {row_b['prompt_set']}</sup>"
         stats, diff = controllers.compare(score_a, score_b, k)
         k = stats["k"]
         cards = [_stat(f"of the top-{k} heads shared", f"{stats['top_k_overlap']} / {k}"),
@@ -38,8 +34,8 @@ def register(app, ctx: AppContext) -> None:
                  html.Div([html.Div("shared top heads", className="stat-label"),
                            html.Div(", ".join(stats["shared_heads"]) or "none", className="shared-heads")],
                           className="stat wide")]
-        fig_a = wb.plot_heads(score_a, title=name_a)
-        fig_b = wb.plot_heads(score_b, title=name_b)
+        fig_a = wb.plot_heads(score_a, title="A: " + controllers.map_title(score_a, "score"))
+        fig_b = wb.plot_heads(score_b, title="B: " + controllers.map_title(score_b, "score"))
         if diff is None:
             fig_d = wb.plot_placeholder("The runs have different layer × head shapes (two models):\n"
                                         "no per-head difference map; compare the maps and the overlap.")

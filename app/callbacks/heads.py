@@ -7,7 +7,7 @@ from dash.exceptions import PreventUpdate
 
 import workbench.api as wb
 from workbench_app import controllers, ids
-from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.callbacks.common import guarded, polled, progress_line
 from workbench_app.context import AppContext
 from workbench_app.pages.common import alert, table
 from workbench_app.pages.heads import map_view
@@ -57,7 +57,7 @@ def register(app, ctx: AppContext) -> None:
             return "Click a head on the map", html.P("Select a head to compare its scores.", className="muted")
         ref = wb.HeadRef.parse(head[:20])
         runs = ctx.runs()
-        model = runs.loc[runs["run_id"] == controllers.check_run_id(run_id, runs), "model"].iloc[0]
+        model = controllers.load_scores(run_id, runs)["model"].iloc[0]
         across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
         body = (table(across.drop(columns=["run_id"]), links={}) if not across.empty
                 else html.P("No other runs for this model.", className="muted"))
@@ -81,31 +81,17 @@ def register(app, ctx: AppContext) -> None:
             return no_update, True, alert(f"This run is of {model}; the app's model is {ctx.model}. "
                                           f"Start the app with --model {model} to see patterns.", "warn")
         tokens = controllers.int_in(max_tokens, 8, 512, "Max tokens")
-        if prompt == "custom":
-            body = controllers.check_text(text, "Your prompt")
-        else:
-            body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
+        body = controllers.prompt_text(prompt, text)
         job = ctx.worker.submit("head_pattern", {"text": body, "head": head, "max_tokens": tokens})
         return job, False, progress_line(ctx.worker.status(job))
 
     @app.callback(Output(ids.HM_PATTERN, "figure"), Output(ids.HM_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.HM_PROGRESS, "children", allow_duplicate=True),
                   Input(ids.HM_JOB_POLL, "n_intervals"), State(ids.HM_JOB, "data"), prevent_initial_call=True)
-    @guarded
-    def poll_pattern(_n, job):
-        if not job or ctx.worker is None:
-            raise PreventUpdate
-        status = ctx.worker.status(job)
-        if status["status"] in ("queued", "running"):
-            return no_update, False, progress_line(status)
-        if status["status"] != "done":
-            return wb.plot_placeholder("no pattern"), True, alert(status["message"])
-        res = status["result"]
+    @polled(ctx, 1)
+    def poll_pattern(res):
         fig = wb.plot_pattern(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])
-        what = f"{res['head']} on {len(res['tokens'])} tokens"
-        if res["truncated"]:
-            what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"
-        return fig, True, done_line(status, what)
+        return fig, f"{res['head']} on {len(res['tokens'])} tokens" + controllers.truncation(res)
 
     @app.callback(Output(ids.URL, "search", allow_duplicate=True),
                   Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, State, html, no_update
+from dash import Input, Output, State, html
 from dash.exceptions import PreventUpdate
 
 import workbench.api as wb
 from workbench_app import controllers, ids
-from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.callbacks.common import guarded, polled
 from workbench_app.context import AppContext
-from workbench_app.pages.common import alert, table
+from workbench_app.pages.common import table
 
 
 def _highlight(text, n_layers, n_heads):
@@ -28,10 +28,9 @@ def register(app, ctx: AppContext) -> None:
                 raise PreventUpdate
             return wb.plot_placeholder(f"{str(run_id)[:60]!r} is not a saved run; pick one from the list.")
         scores = controllers.load_scores(run_id, runs)
-        row = runs.loc[runs["run_id"] == run_id].iloc[0]
         heads = heads if isinstance(heads, str) else ""
         fig = wb.plot_heads(scores, highlight=_highlight(heads, *controllers.shape_of(scores)),
-                            title=f"{row['analysis']} · score", height=620)
+                            title=controllers.map_title(scores, "score"), height=620)
         fig.update_layout(margin=dict(l=50, r=10, t=40, b=40))
         return fig
 
@@ -69,17 +68,10 @@ def register(app, ctx: AppContext) -> None:
                   Output(ids.IV_FIGURE, "figure"), Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.IV_PROGRESS, "children"),
                   Input(ids.IV_JOB_POLL, "n_intervals"), State(ids.IV_JOB, "data"), prevent_initial_call=True)
-    @guarded
-    def poll(_n, job):
-        if not job or ctx.worker is None:
-            raise PreventUpdate
-        status = ctx.worker.status(job)
-        if status["status"] in ("queued", "running"):
-            return no_update, no_update, no_update, False, progress_line(status)
-        if status["status"] != "done":
-            return no_update, no_update, no_update, True, alert(status["message"])
-        per_prompt, aggregate = controllers.intervention_frames(status["result"])
-        fig = wb.plot_before_after(per_prompt, title="; ".join(status["result"].get("edits", [])))
+    @polled(ctx, 3)
+    def poll(result):
+        per_prompt, aggregate = controllers.intervention_frames(result)
+        fig = wb.plot_before_after(per_prompt, title="; ".join(result.get("edits", [])))
         return (html.Div([html.H4("Aggregate"), table(aggregate)]),
                 html.Div([html.H4("Per prompt"), table(per_prompt, id="iv-result-table")]),
-                fig, True, done_line(status, f"{len(per_prompt)} prompts, clean and edited"))
+                fig, f"{len(per_prompt)} prompts, clean and edited")

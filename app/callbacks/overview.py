@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dash import Input, Output, State, html, no_update
-from dash.exceptions import PreventUpdate
 
 from workbench_app import controllers, ids, requests
-from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.callbacks.common import guarded, polled
 from workbench_app.context import AppContext
-from workbench_app.pages.common import alert
 from workbench_app.pages.overview import runs_table
 
 
@@ -40,18 +38,12 @@ def register(app, ctx: AppContext) -> None:
         job = ctx.worker.submit("run_analysis", args)
         return job, False, []
 
-    @app.callback(Output(ids.OV_PROGRESS, "children"), Output(ids.OV_JOB_POLL, "disabled", allow_duplicate=True),
-                  Output(ids.OV_RUNS, "children"), Output(ids.OV_MESSAGE, "children", allow_duplicate=True),
+    @app.callback(Output(ids.OV_RUNS, "children"), Output(ids.OV_MESSAGE, "children", allow_duplicate=True),
+                  Output(ids.OV_JOB_POLL, "disabled", allow_duplicate=True), Output(ids.OV_PROGRESS, "children"),
                   Input(ids.OV_JOB_POLL, "n_intervals"), State(ids.OV_JOB, "data"), prevent_initial_call=True)
-    @guarded
-    def poll(_n, job):
-        if not job or ctx.worker is None:
-            raise PreventUpdate
-        status = ctx.worker.status(job)
-        if status["status"] in ("queued", "running"):
-            return progress_line(status), False, no_update, no_update
-        if status["status"] != "done":
-            return [], True, no_update, alert(status["message"])
-        run_id = status["result"]["run_id"]
-        return done_line(status, f"saved run {run_id}"), True, runs_table(ctx.runs()), \
-            html.Div(["Open it in the ", html.A("head map", href=f"/heads?run={run_id}")], className="alert alert-ok")
+    @polled(ctx, 2)
+    def poll(result):
+        run_id = result["run_id"]
+        link = html.Div(["Open it in the ", html.A("head map", href=f"/heads?run={run_id}")],
+                        className="alert alert-ok")
+        return runs_table(ctx.runs()), link, f"saved run {run_id}"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, State, no_update
-from dash.exceptions import PreventUpdate
+from dash import Input, Output, State
 
 import workbench.api as wb
 from workbench_app import controllers, ids
-from workbench_app.callbacks.common import done_line, guarded, progress_line
+from workbench_app.callbacks.common import guarded, polled
 from workbench_app.context import AppContext
-from workbench_app.pages.common import alert
 
 
 def register(app, ctx: AppContext) -> None:
@@ -26,10 +24,7 @@ def register(app, ctx: AppContext) -> None:
         head = head.strip() if isinstance(head, str) and head.strip() else None
         if head:
             (head,) = controllers.parse_head_field(head, *ctx.shape, allow_many=False)
-        if prompt == "custom":
-            body = controllers.check_text(text, "Your prompt")
-        else:
-            body = controllers.sample_prompts()[controllers.int_in(prompt, 0, 3, "Sample prompt")]
+        body = controllers.prompt_text(prompt, text)
         job = ctx.worker.submit("token_traces", {"text": body, "window": window, "head": head})
         query = controllers.build_query({"prompt": prompt, "head": head, "window": window,
                                          "text": body if prompt == "custom" and len(body) <= 500 else None})
@@ -38,17 +33,7 @@ def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.TK_FIGURE, "figure"), Output(ids.TK_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.TK_PROGRESS, "children"),
                   Input(ids.TK_JOB_POLL, "n_intervals"), State(ids.TK_JOB, "data"), prevent_initial_call=True)
-    @guarded
-    def poll(_n, job):
-        if not job or ctx.worker is None:
-            raise PreventUpdate
-        status = ctx.worker.status(job)
-        if status["status"] in ("queued", "running"):
-            return no_update, False, progress_line(status)
-        if status["status"] != "done":
-            return wb.plot_placeholder("no traces"), True, alert(status["message"])
-        res = status["result"]
-        what = f"{len(res['tokens'])} tokens"
-        if res["truncated"]:
-            what += f" (BOS + the last {len(res['tokens']) - 1} of {res['n_tokens_total']})"
-        return wb.plot_token_traces(res, title=f"Per-token attention · {ctx.model}"), True, done_line(status, what)
+    @polled(ctx, 1)
+    def poll(res):
+        what = f"{len(res['tokens'])} tokens" + controllers.truncation(res)
+        return wb.plot_token_traces(res, title=f"Per-token attention · {ctx.model}"), what

@@ -18,14 +18,12 @@ def prompt_options() -> list[dict]:
 
 def map_view(ctx: AppContext, run_id: str, column: str | None, head: str | None):
     """(colour-by options, heatmap figure, top-heads table) of a run; shared by the layout and its callback."""
-    runs = ctx.runs()
-    scores = controllers.load_scores(run_id, runs)
+    scores = controllers.load_scores(run_id, ctx.runs())
     columns = controllers.numeric_columns(scores)
     column = column if isinstance(column, str) and column in columns else "score"
     ref = wb.HeadRef.parse(head) if isinstance(head, str) and head else None
-    row = runs.loc[runs["run_id"] == run_id].iloc[0]
     fig = wb.plot_heads(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
-                        title=f"{row['analysis']} · {column}<br><sup>{row['model']} · {row['prompt_set']}</sup>")
+                        title=controllers.map_title(scores, column))
     return columns, fig, table(controllers.top_heads(scores, column, n=12), head_buttons="head_label")
 
 

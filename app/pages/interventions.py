@@ -14,14 +14,12 @@ def layout(state: dict, ctx: AppContext):
     runs = ctx.model_runs()
     edit = state.get("edit") if state.get("edit") in controllers.EDITS else "ablate"
     metric = state.get("metric") if state.get("metric") in controllers.METRICS else "loss"
-    picker = (card("Pick heads on a map", [
-        dcc.Dropdown(id=ids.IV_RUN_MAP, options=controllers.run_options(runs), value=runs["run_id"].iloc[0],
-                     clearable=False),
-        html.Div("Click a head to add it to the list; click again to remove it.", className="field-hint"),
-        dcc.Graph(id=ids.IV_MAP, config={"displayModeBar": False})]) if not runs.empty else
-        card("Pick heads on a map", [html.P("No saved run for this model: type heads instead.", className="muted"),
-                                     dcc.Dropdown(id=ids.IV_RUN_MAP, options=[], value=None),
-                                     dcc.Graph(id=ids.IV_MAP, style={"display": "none"})]))
+    picker = card("Pick heads on a map", [
+        dcc.Dropdown(id=ids.IV_RUN_MAP, options=controllers.run_options(runs),
+                     value=None if runs.empty else runs["run_id"].iloc[0], clearable=runs.empty),
+        html.Div("No saved run for this model: type heads instead." if runs.empty else
+                 "Click a head to add it to the list; click again to remove it.", className="field-hint"),
+        dcc.Graph(id=ids.IV_MAP, config={"displayModeBar": False}, style={"display": "none"} if runs.empty else {})])
     form = card("Edit", [
         html.Div([
             field("heads", dcc.Input(id=ids.IV_HEADS, type="text", value=state.get("heads", ""),

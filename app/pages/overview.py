@@ -12,7 +12,7 @@ from workbench_app import ids
 from workbench_app.context import AppContext
 from workbench_app.pages.common import card, field, job_slots, page, table
 
-RUN_COLUMNS = ["run_id", "analysis", "model", "prompt_set", "created", "n_rows", "seconds"]
+RUN_COLUMNS = ["run_id", "analysis", "model", "prompt_set", "created", "n_rows", "seconds", "checks"]
 
 
 def runs_table(runs: pd.DataFrame):

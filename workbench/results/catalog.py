@@ -12,7 +12,12 @@ import duckdb
 import pandas as pd
 
 from workbench.core.integrity import remove_temps
-from workbench.results.runs import CATALOG_COLUMNS, ResultsError, _read_record, default_results_dir, verify_file
+from workbench.core.paths import results_dir as default_results_dir
+from workbench.core.scores import ResultsError
+from workbench.results.record import _read_record, verify_file
+
+CATALOG_COLUMNS = ("run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "created", "n_rows",
+                   "model_fingerprint", "prompts_fingerprint", "git_commit", "params", "path", "seconds")
 
 
 def _good_run_files(root: Path) -> list[str]:

@@ -10,7 +10,6 @@ of every file the run saved; loading checks them, so a damaged file is an error,
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import math
@@ -39,67 +38,12 @@ from workbench.core.scores import (  # noqa: F401  (re-exported: the public name
     parse_head_label,
     validate_head_scores,
 )
+from workbench.results.catalog import CATALOG_COLUMNS, find_runs, query_catalog  # noqa: F401  (re-exported)
+from workbench.results.record import RunRecord, _read_record, _run_files, verify_file  # noqa: F401  (re-exported)
 
-CATALOG_COLUMNS = ("run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "created", "n_rows",
-                   "model_fingerprint", "prompts_fingerprint", "git_commit", "params", "path", "seconds")
 PROVENANCE_DISTRIBUTIONS = ("torch", "transformers", "transformer-lens", "numpy", "pandas", "pyarrow",
                             "duckdb", "attention-workbench")
 _SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunRecord:
-    """Provenance of one saved run (stored as run.json next to scores.parquet)."""
-
-    run_id: str
-    analysis: str
-    model: str
-    prompt_set: str
-    params: dict[str, Any]
-    model_fingerprint: str
-    prompts_fingerprint: str
-    package_versions: dict[str, str]
-    git_commit: str | None
-    timings: dict[str, float]
-    created: str
-    workbench_version: str
-    n_rows: int
-    # relative path -> {"bytes", "sha256"} of each file saved with the run; {} for runs saved before checksums
-    checksums: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    kind: str = "run"  # "run", or the name of the check this Result is
-    parent_run: str | None = None  # the run a check checked (None for runs)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-compatible dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
-        """Build a record from a dict as written by :meth:`to_json`, checking fields and types."""
-        if not isinstance(data, Mapping):
-            raise ResultsError(f"run record must be a JSON object, got {type(data).__name__}.")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        data = {"checksums": {}, "kind": "run", "parent_run": None, **data}  # fields runs saved before lack
-        missing = sorted(fields - set(data))
-        if missing:
-            raise ResultsError(f"run record is missing field(s) {missing}.")
-        kinds = {"params": dict, "package_versions": dict, "timings": dict, "n_rows": int, "checksums": dict}
-        for name in fields:
-            value, kind = data[name], kinds.get(name, str)
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-            if not ok and not (name in ("git_commit", "parent_run") and value is None):
-                raise ResultsError(f"run record field {name!r} should be {kind.__name__}, got {value!r}.")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data["timings"].values()):
-            raise ResultsError("run record field 'timings' must map names to seconds (numbers).")
-        for name, entry in data["checksums"].items():
-            if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-                    and isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool)):
-                raise ResultsError(f"run record field 'checksums' has a malformed entry for {name!r}.")
-        try:
-            datetime.fromisoformat(data["created"])
-        except ValueError:
-            raise ResultsError(f"run record field 'created' is not ISO-8601: {data['created']!r}.") from None
-        return cls(**{name: data[name] for name in fields})
 
 
 def collect_provenance() -> tuple[dict[str, str], str | None]:
@@ -146,13 +90,10 @@ def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_timings(timings: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in dict(timings).items():
-        seconds = float(value) if isinstance(value, numbers.Real) else math.nan
-        if not math.isfinite(seconds):
-            raise ResultsError(f"timings[{key!r}]={value!r} is not a finite number of seconds.")
-        out[str(key)] = seconds
-    return out
+    bad = {k: v for k, v in dict(timings).items() if not (isinstance(v, numbers.Real) and math.isfinite(v))}
+    if bad:
+        raise ResultsError(f"timings {bad} are not finite numbers of seconds.")
+    return {str(k): float(v) for k, v in dict(timings).items()}
 
 
 def save_run(scores: pd.DataFrame | None, *, params: dict, model_fingerprint: str, prompts_fingerprint: str,
@@ -237,43 +178,23 @@ def _new_run_id(root: Path, now: datetime) -> str:
             return run_id
 
 
-def _run_files(run_dir: Path) -> list[str]:
-    """Relative paths of the data files of a run (everything but run.json)."""
-    names = ["scores.parquet", "per_prompt.parquet", "summary.json"]
-    names += [f"tables/{p.name}" for p in sorted(run_dir.glob("tables/*.parquet"))]
-    return [n for n in names if (run_dir / n).is_file()]
-
-
-def verify_file(run_dir: Path, record: RunRecord, rel: str, *, full: bool = True) -> None:
-    """Raise a ResultsError unless `rel` matches the size (and, if `full`, the sha256) in run.json."""
-    if not record.checksums:  # saved before checksums were recorded
-        return
-    path, expected = run_dir / rel, record.checksums.get(rel)
-    fix = f"re-run the analysis ({record.analysis}) and delete {run_dir}"
-    if expected is None:
-        raise ResultsError(f"run {record.run_id}: {rel} was not saved with the run (no checksum in run.json); "
-                           f"{fix}.")
-    if not path.is_file():
-        raise ResultsError(f"run {record.run_id}: {rel} is missing; {fix}.")
-    if path.stat().st_size != expected["bytes"] or (full and sha256_file(path) != expected["sha256"]):
-        raise ResultsError(f"run {record.run_id}: {rel} does not match the checksum in its run.json (the file is "
-                           f"damaged); {fix}.")
+def _open(run_dir_or_id: str | Path, results_dir: Path | None) -> tuple[Path, RunRecord]:
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    return run_dir, _read_record(run_dir / "run.json")
 
 
 def load_table(run_dir_or_id: str | Path, name: str, results_dir: Path | None = None) -> pd.DataFrame:
     """A named extra table of a run (e.g. per-token traces), saved with ``save_run(tables=...)``."""
-    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    run_dir, record = _open(run_dir_or_id, results_dir)
     if not (run_dir / "tables" / f"{name}.parquet").exists():
         raise ResultsError(f"run {run_dir_or_id} has no table {name!r}; it was not saved by this analysis.")
-    return _read_parquet(run_dir, _read_record(run_dir / "run.json"), f"tables/{name}.parquet")
+    return _read_parquet(run_dir, record, f"tables/{name}.parquet")
 
 
 def load_per_prompt(run_dir_or_id: str | Path, results_dir: Path | None = None) -> pd.DataFrame | None:
     """The per-prompt head values of a run (prompt, layer, head, metric, value), or None if it saved none."""
-    run_dir = _find_run_dir(run_dir_or_id, results_dir)
-    if not (run_dir / "per_prompt.parquet").exists():
-        return None
-    return _read_parquet(run_dir, _read_record(run_dir / "run.json"), "per_prompt.parquet")
+    run_dir, record = _open(run_dir_or_id, results_dir)
+    return _read_parquet(run_dir, record, "per_prompt.parquet") if (run_dir / "per_prompt.parquet").exists() else None
 
 
 def _read_parquet(run_dir: Path, record: RunRecord, rel: str) -> pd.DataFrame:
@@ -288,29 +209,15 @@ def _read_parquet(run_dir: Path, record: RunRecord, rel: str) -> pd.DataFrame:
 
 def load_summary(run_dir_or_id: str | Path, results_dir: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run ({} when the analysis saved none)."""
-    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    run_dir, record = _open(run_dir_or_id, results_dir)
     path = run_dir / "summary.json"
     if not path.exists():
         return {}
-    verify_file(run_dir, _read_record(run_dir / "run.json"), "summary.json")
+    verify_file(run_dir, record, "summary.json")
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"{path} is not valid JSON ({exc}); re-run the analysis.") from None
-
-
-def _read_record(path: Path) -> RunRecord:
-    hint = "delete the run directory or re-run the analysis"
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{path} is missing; the run is incomplete — {hint}.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not valid JSON ({exc}); {hint}.") from None
-    try:
-        return RunRecord.from_json(data)
-    except ResultsError as exc:
-        raise ResultsError(f"{path} is malformed: {exc} To fix: {hint}.") from None
 
 
 def _find_run_dir(run_dir_or_id: str | Path, results_dir: Path | None) -> Path:
@@ -342,8 +249,7 @@ def _names_itself(run_dir: Path) -> bool:
 
 def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tuple[pd.DataFrame, RunRecord]:
     """Load (scores, record) from a run directory path or a bare run_id."""
-    run_dir = _find_run_dir(run_dir_or_id, results_dir)
-    record = _read_record(run_dir / "run.json")
+    run_dir, record = _open(run_dir_or_id, results_dir)
     if record.kind != "run" and not (run_dir / "scores.parquet").exists():
         raise ResultsError(f"{record.run_id} is a {record.kind!r} check of {record.analysis} without per-head "
                            "scores; read its tables with load_result().")
@@ -359,13 +265,9 @@ def load_result(run_dir_or_id: str | Path, results_dir: Path | None = None):
     """The saved Result (scores or None, tables, summary, per_prompt, kind, record) of a run or a check."""
     from workbench.analyses.base import Result
 
-    run_dir = _find_run_dir(run_dir_or_id, results_dir)
-    record = _read_record(run_dir / "run.json")
+    run_dir, record = _open(run_dir_or_id, results_dir)
     scores = load_run(run_dir)[0] if (run_dir / "scores.parquet").exists() or record.kind == "run" else None
     tables = {p.stem: _read_parquet(run_dir, record, f"tables/{p.name}")
               for p in sorted(run_dir.glob("tables/*.parquet"))}
     return Result(record.analysis, scores, tables, load_summary(run_dir), load_per_prompt(run_dir), record.kind,
                   record)
-
-
-from workbench.results.catalog import find_runs, query_catalog  # noqa: E402,F401  (the catalog, re-exported)
