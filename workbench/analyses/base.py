@@ -41,14 +41,6 @@ class Result:
     record: Any = None
 
 
-# Kept while analyses move to Result: an analysis may still return bare HeadScores or an AnalysisOutput.
-@dataclass
-class AnalysisOutput:
-    scores: pd.DataFrame
-    tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
-    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
 def resolve(ref: str | Callable) -> Callable:
     """A callable, or the one a "package.module:function" string names (imported now)."""
     if callable(ref):
@@ -58,14 +50,10 @@ def resolve(ref: str | Callable) -> Callable:
 
 
 def as_result(name: str, output: Any, kind: str = "run") -> Result:
-    """Any run's return value as a Result (bare HeadScores and AnalysisOutput are wrapped)."""
+    """A run's return value, checked to be a Result."""
     if isinstance(output, Result):
         return output
-    if isinstance(output, AnalysisOutput):
-        return Result(name, output.scores, dict(output.tables), dict(output.summary), kind=kind)
-    if isinstance(output, pd.DataFrame):
-        return Result(name, output, kind=kind)
-    raise TypeError(f"{name}: run returned {type(output).__name__}; return a Result.")
+    raise TypeError(f"{name}: {kind} returned {type(output).__name__}; return a Result.")
 
 
 def make_params(owner: str, params_type: type, overrides: dict[str, Any] | None = None):
@@ -122,6 +110,15 @@ class AnalysisSpec:
                 return check
         names = ", ".join(c.name for c in self.checks) or "none"
         raise WorkbenchError(f"{self.name} has no check {name!r}; its checks: {names}.")
+
+
+def head_frame(analysis: str, info: Any, prompt_set: str, row: Callable[[int, int], dict]) -> pd.DataFrame:
+    """HeadScores, one row per head: analysis, model, prompt_set, layer, head, label, then `row(layer, head)`."""
+    from workbench.core.scores import head_label
+
+    return pd.DataFrame([{"analysis": analysis, "model": info.spec.name, "prompt_set": prompt_set, "layer": layer,
+                          "head": head, "label": head_label(layer, head), **row(layer, head)}
+                         for layer in range(info.n_layers) for head in range(info.n_heads)])
 
 
 def per_prompt_table(values: dict[str, Any], prompts: Any = None) -> pd.DataFrame:

@@ -24,12 +24,10 @@ queries, `non_sink_queries_p · (T_p − 2)`, leaving out prompts with none (NaN
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
 from workbench.analyses.attention_profile import Params
-from workbench.analyses.base import Result, per_prompt_table
-from workbench.core.scores import head_label
+from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 
 MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
@@ -90,17 +88,10 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
                              offsets=(1,))
     stats, _ = ActivationStore().ensure_stats(model, prompts, request, progress=progress)
     means, per_prompt = profile(stats)
-    rows = []
-    for layer in range(info.n_layers):
-        for head in range(info.n_heads):
-            values = {key: float(means[key][layer, head]) for key in COLUMNS}
-            rows.append({"layer": layer, "head": head, "label": head_label(layer, head),
-                         "score": values["distance_non_sink"], **values})
-    df = pd.DataFrame(rows)
+    df = head_frame("attention_profile", info, prompts.name, lambda layer, head: {
+        "score": float(means["distance_non_sink"][layer, head]),
+        **{key: float(means[key][layer, head]) for key in COLUMNS}})
     df["kind"] = (df["distance"] > df["distance"].median()).map({True: "global", False: "local"})
-    df.insert(0, "prompt_set", prompts.name)
-    df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", "attention_profile")
     per_prompt["score"] = per_prompt.pop("distance_non_sink")
     return Result("attention_profile", df, per_prompt=per_prompt_table(per_prompt))
 

@@ -18,12 +18,10 @@ a hidden sink (the last key's α is just its self-attention `A[T−1,T−1]`); a
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
 from workbench.analyses.attention_sinks import EPSILON, HIDDEN_THRESHOLD, Params  # noqa: F401
-from workbench.analyses.base import Result, per_prompt_table
-from workbench.core.scores import head_label
+from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.engine.reducers import ReducerRequest
 
 
@@ -97,17 +95,8 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     info = model_info(model)
     per_prompt = prompt_summary(prompt_alphas(model, prompts, progress=progress), params)
     summary = {key: value.mean(0) for key, value in per_prompt.items()}
-    rows = []
-    for layer in range(info.n_layers):
-        for head in range(info.n_heads):
-            row = {"layer": layer, "head": head, "label": head_label(layer, head)}
-            row.update({k: float(v[layer, head]) for k, v in summary.items()})
-            row["score"] = row["sink_rate"]
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    df.insert(0, "prompt_set", prompts.name)
-    df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", "attention_sinks")
+    df = head_frame("attention_sinks", info, prompts.name, lambda layer, head: {
+        **{k: float(v[layer, head]) for k, v in summary.items()}, "score": float(summary["sink_rate"][layer, head])})
     per_prompt["score"] = per_prompt.pop("sink_rate")
     return Result("attention_sinks", df, per_prompt=per_prompt_table(per_prompt))
 

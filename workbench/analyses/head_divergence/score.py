@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.analyses.base import Result, per_prompt_table
+from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.head_divergence import Params
 from workbench.core.errors import WorkbenchError
 from workbench.core.scores import head_label
@@ -98,14 +98,9 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     questions = [m["question"] for m in prompts.metadata]
     prompt_table = pd.DataFrame({"prompt": range(len(prompts)), "question": questions,
                                  "follow_margin": margin, "follows": margin > 0, "aggregate_divergence": agg})
-    rows = [{"layer": layer, "head": head, "label": head_label(layer, head), "score": float(mean[layer, head]),
-             "sd": float(per_prompt[:, layer, head].std()) if len(prompts) > 1 else 0.0,
-             "rank": int(rank[layer * info.n_heads + head]) + 1}
-            for layer in range(info.n_layers) for head in range(info.n_heads)]
-    scores = pd.DataFrame(rows)
-    scores.insert(0, "prompt_set", prompts.name)
-    scores.insert(0, "model", info.spec.name)
-    scores.insert(0, "analysis", "head_divergence")
+    scores = head_frame("head_divergence", info, prompts.name, lambda layer, head: {
+        "score": float(mean[layer, head]), "sd": float(per_prompt[:, layer, head].std()) if len(prompts) > 1 else 0.0,
+        "rank": int(rank[layer * info.n_heads + head]) + 1})
     summary = {"follow_rate": float((margin > 0).mean()), "n_prompts": len(prompts),
                "top_heads": [head_label(int(i) // info.n_heads, int(i) % info.n_heads) for i in order[: params.top_k]],
                **_correlation(agg, margin > 0), "n_neutral_passages": len(load_facts()[1])}

@@ -13,12 +13,10 @@ remove n-gram and semantic cues, so attention to t−R+1 is the copying mechanis
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
-from workbench.analyses.base import Result, per_prompt_table
+from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.induction_heads import Params
-from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
 
 
@@ -56,14 +54,9 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     half_len = half_len.pop()
     stats, _ = ActivationStore().ensure_stats(model, prompts, request_for(half_len), progress=progress)
     means, per_prompt = induction_profile(stats, half_len)
-    rows = [{"layer": layer, "head": head, "label": head_label(layer, head),
-             "score": float(means["induction"][layer, head]), "induction": float(means["induction"][layer, head]),
-             "prev_token_random": float(means["prev_token_random"][layer, head])}
-            for layer in range(info.n_layers) for head in range(info.n_heads)]
-    df = pd.DataFrame(rows)
-    df.insert(0, "prompt_set", prompts.name)
-    df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", "induction_heads")
+    df = head_frame("induction_heads", info, prompts.name, lambda layer, head: {
+        "score": float(means["induction"][layer, head]), "induction": float(means["induction"][layer, head]),
+        "prev_token_random": float(means["prev_token_random"][layer, head])})
     return Result("induction_heads", df, per_prompt=per_prompt_table(
         {"score": per_prompt["induction"], "prev_token_random": per_prompt["prev_token_random"]}))
 

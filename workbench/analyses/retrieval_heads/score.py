@@ -31,10 +31,9 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from workbench.analyses.base import Result, per_prompt_table
+from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.retrieval_heads import Params
 from workbench.core.errors import PromptError
-from workbench.core.scores import head_label
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -203,17 +202,10 @@ def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -
     counted = torch.tensor(correct) if params.only_correct else torch.ones(len(correct), dtype=torch.bool)
     agg = aggregate(torch.stack(scores), torch.stack(events), counted)
     streaming = stream_sum / max(stream_n, 1)
-    out = []
-    for layer in range(info.n_layers):
-        for head in range(info.n_heads):
-            s = float(agg["score"][layer, head])
-            out.append({"layer": layer, "head": head, "label": head_label(layer, head), "score": s,
-                        "n_trials": agg["n_trials"], "n_events": int(agg["n_events"][layer, head]),
-                        "retrieval": s > params.threshold, "streaming_score": float(streaming[layer, head])})
-    df = pd.DataFrame(out)
-    df.insert(0, "prompt_set", prompts.name)
-    df.insert(0, "model", info.spec.name)
-    df.insert(0, "analysis", "retrieval_heads")
+    df = head_frame("retrieval_heads", info, prompts.name, lambda layer, head: {
+        "score": float(agg["score"][layer, head]), "n_trials": agg["n_trials"],
+        "n_events": int(agg["n_events"][layer, head]), "retrieval": float(agg["score"][layer, head]) > params.threshold,
+        "streaming_score": float(streaming[layer, head])})
     keep = counted.nonzero().flatten().tolist()
     per_prompt = per_prompt_table({"score": torch.stack(scores)[keep], "n_events": torch.stack(events)[keep]},
                                   [scored[i] for i in keep])
