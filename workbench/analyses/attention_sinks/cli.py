@@ -1,4 +1,5 @@
-"""`workbench sinks report|search|edit`: attention sinks, massive activations, sink interventions."""
+"""`workbench sinks report|edit`: attention sinks, massive activations, sink interventions (`sinks search`: the
+generic act_search check, added in workbench/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -83,27 +84,6 @@ def report(model: str = MODEL,
 
     _save({"first_token_share": first_token_heatmap(heads), "layer_norms": layer_norm_curves(layers),
            "cos_to_bos": token_heatmap(rep["tokens"])}, out)
-
-
-@sinks_app.command("search")
-@friendly
-def search(model: str = MODEL,
-           device: str = DEVICE, dtype: str = DTYPE,
-           beta: float = typer.Option(0.4), max_candidates: int = typer.Option(20),
-           holdout_every: int = typer.Option(3, help="every n-th question is held out"),
-           dataset: str = typer.Option("first_letter", help="first_letter | simple_mc (shipped in data/sinks)")):
-    """ACT head search on a shipped letter-answer set: calibrate greedily, report held-out accuracy."""
-    from workbench import api
-    from workbench.analyses.attention_sinks import ActParams
-    from workbench.analyses.attention_sinks.checks import run_act_search
-
-    bridge = api.load_model(model, device=device, dtype=dtype)
-    params = ActParams(beta=beta, max_candidates=max_candidates, holdout_every=holdout_every, dataset=dataset)
-    result = run_act_search(bridge, params)
-    show(result.tables["trace"], f"greedy search over {len(result.summary['candidates'])} candidate heads "
-                                 f"(β = {beta})", 100)
-    console.print(f"kept heads: {', '.join(result.summary['selected']) or 'none'}")
-    show(result.tables["splits"], "accuracy: baseline vs calibrated (chance 25 %)")
 
 
 @sinks_app.command("edit")
