@@ -5,7 +5,8 @@ spec.make_params / check.make_params (so names, types, ranges and their one-line
 next to --model, --device, --dtype and --results-dir. `run` prints the top heads and the summary and saves the
 Result; a check prints its tables (CheckSpec.tables, default all) and summary and saves its Result linked to the
 run it checked; `all` runs the analysis and then every check on that run; `show` prints the newest saved run and
-the checks saved for it. `--out DIR` writes each Result's tables as CSV (and a run's head map and views as HTML).
+the checks saved for it. `--out DIR` writes each Result's tables as CSV and its figures (spec.views, else a
+run's head map) as HTML.
 `add_commands` also puts these commands under other names in another group (`workbench induction check`).
 """
 
@@ -25,7 +26,7 @@ from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_f
 RESULTS_DIR = typer.Option(None, "--results-dir", help="save and read results here (default: the catalog)")
 _COMMON = {"model": MODEL, "device": DEVICE, "dtype": DTYPE, "results_dir": RESULTS_DIR,
            "save": typer.Option(True, help="save the Result to the results catalog"),
-           "out": typer.Option(None, "--out", help="directory for CSV tables (and HTML figures of a run)")}
+           "out": typer.Option(None, "--out", help="directory for CSV tables and HTML figures")}
 _TOP = {"top": typer.Option(10, help="show this many top heads")}
 _RUN_ID = {"run_id": typer.Option(None, "--run-id", help="check this run (default: the newest on --model)")}
 
@@ -171,7 +172,7 @@ def _summary_text(summary: dict) -> str:
 
 def print_result(result, top: int, out: Path | None = None) -> None:
     """Top heads (if the Result has per-head scores), a check's tables, the summary and where it was saved;
-    with `out`, its tables as `<kind>_<table>.csv` there (and a run's head map and views as HTML)."""
+    with `out`, its tables as `<kind>_<table>.csv` there and its figures as `<kind>_<figure>.html`."""
     from workbench.analyses import get_analysis
     from workbench.core.errors import WorkbenchError
     from workbench.core.scores import head_label
@@ -211,11 +212,14 @@ def _write(result, spec: AnalysisSpec | None, out: Path) -> None:
         if table is not None:
             table.to_csv(out / f"{result.kind}_{name}.csv", index=False)
             written.append(f"{result.kind}_{name}.csv")
-    if result.kind == "run" and result.scores is not None:
+    if spec is not None and spec.views:
+        figures = resolve(spec.views)(result)
+    elif result.kind == "run" and result.scores is not None:
         from workbench.viz.heads import head_heatmap
 
         figures = {"heads": head_heatmap(result.scores, title=f"{result.analysis}: score")}
-        figures.update(resolve(spec.views)(result) if spec is not None and spec.views else {})
-        for name, fig in figures.items():
-            written.append(save_figure(fig, out / f"run_{name}.html").name)
+    else:
+        figures = {}
+    for name, fig in figures.items():
+        written.append(save_figure(fig, out / f"{result.kind}_{name}.html").name)
     console.print(f"wrote {', '.join(written)} to {out}/")

@@ -29,31 +29,19 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
          top: int = typer.Option(15, help="rows of the top-head table")):
     """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
-    from workbench import api
+    from workbench.analyses import get_analysis
+    from workbench.cli.registry import run_and_show
     from workbench.results.circuit_maps import save_with_scores
     from workbench.results.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
 
     circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
-    bridge = api.load_model(model, device=device, dtype=dtype)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
-    scores, record = api.run_analysis("head_attribution", bridge, params=params)
-    s = scores.attrs["summary"]
-    console.rule(f"{task} · {model} · {s['n_prompts']} prompts · metric {s['metric']}")
-    console.print(f"clean: accuracy {s['clean_accuracy']:.1%}, mean {s['metric']} {s['clean_metric']:.3f}   "
-                  f"corrupted twins: accuracy {s['corrupt_accuracy']:.1%}, mean {s['corrupt_metric']:.3f}")
+    result = run_and_show(get_analysis("head_attribution"), params, model=model, device=device, dtype=dtype,
+                          results_dir=None, save=True, out=None, top=top)
+    scores, s, record = result.scores, result.summary, result.record
     if s["unchanged_answer_twins"]:
         console.print(f"[yellow]flagged:[/] corrupted twins {s['unchanged_answer_twins']} keep the clean answer")
-    if s["twins_not_lowering_metric"]:
-        console.print(f"[yellow]note:[/] on {len(s['twins_not_lowering_metric'])} prompts the corruption does not "
-                      f"lower the metric: {s['twins_not_lowering_metric'][:10]}")
-    for key, secs in s["seconds"].items():
-        console.print(f"{key} patching: {secs:.1f} s")
-    if "attribution_vs_activation_spearman" in s:
-        console.print(f"attribution vs activation patching, Spearman over all heads: "
-                      f"[bold]{s['attribution_vs_activation_spearman']:.3f}[/]")
-    cols = [c for c in ("label", "score", "activation_score", "attribution_score", "path_score") if c in scores]
-    show(scores.sort_values("score", ascending=False)[cols], f"top {top} heads by {method} score", top)
     heads = select_heads(scores, top_fraction=top_fraction)
     path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
     circuit = Circuit(name=circuit_name, model=model, task=task, heads=heads,

@@ -53,4 +53,5 @@ SPEC = AnalysisSpec(
             CheckSpec("kv_budget", "DuoAttention KV budget: retrieval-ranked KV heads full, the rest streaming, "
                       "vs random KV heads full", BudgetParams,
                       "workbench.analyses.retrieval_heads.checks:run_kv_budget", tables=("conditions",))),
+    views="workbench.analyses.retrieval_heads.views:views",
 )
