@@ -53,27 +53,26 @@ def add_commands(group: typer.Typer, spec: AnalysisSpec, names: dict[str, str] |
 def _build(spec: AnalysisSpec, name: str) -> tuple[str, Callable]:
     """(help, command) of the generic command `name` of `spec`."""
     if name == "run":
-        return f"Run {spec.name} and save its Result.", _command(
-            (spec.params_type,), _TOP, functools.partial(run_and_show, spec))
+        return f"Run {spec.name} and save its Result.", _command((spec,), _TOP, functools.partial(run_and_show, spec))
     if name == "show":
         return f"The newest saved {spec.name} run: top heads, summary and its checks.", _show(spec)
     if name == "all":
         return f"Run {spec.name}, then {', '.join(c.name for c in spec.checks)} on that run.", _command(
-            (spec.params_type, *(c.params_type for c in spec.checks)), _TOP, functools.partial(_all, spec))
+            (spec, *spec.checks), _TOP, functools.partial(_all, spec))
     check = spec.check(name)
     return f"{check.summary} (saved with the run it checks).", _command(
-        (check.params_type,), _RUN_ID, functools.partial(_check, spec, check))
+        (check,), _RUN_ID, functools.partial(_check, spec, check))
 
 
-def _command(params_types: tuple[type, ...], extra: dict, action: Callable) -> Callable:
-    """A typer command whose options are the fields (strings) of `params_types` plus `extra` and the common
-    options; `action(overrides, **options)` gets the given fields as a dict."""
+def _command(owners: tuple[AnalysisSpec | CheckSpec, ...], extra: dict, action: Callable) -> Callable:
+    """A typer command whose options are the Params fields (strings) of `owners` (specs or checks) plus `extra`
+    and the common options; `action(overrides, **options)` gets the given fields as a dict."""
     defaults = {}
-    for params_type in reversed(params_types):  # a field shared by several: the first one's default is shown
-        defaults.update({f.name: _default(f) for f in dataclasses.fields(params_type)})
+    for owner in reversed(owners):  # a field shared by several: the first one's default is shown
+        defaults.update({f.name: _default(f) for f in dataclasses.fields(owner.params_type)})
     clash = sorted(set(defaults) & (set(_COMMON) | set(extra)))
     if clash:
-        raise TypeError(f"{params_types[0].__qualname__}: fields {clash} clash with the CLI's own options; rename.")
+        raise TypeError(f"{owners[0].name}: fields {clash} clash with the CLI's own options; rename them.")
     options = {name: typer.Option(None, "--" + name.replace("_", "-"), help=f"default {default}")
                for name, default in defaults.items()}
     parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
@@ -89,7 +88,7 @@ def _command(params_types: tuple[type, ...], extra: dict, action: Callable) -> C
     command.__signature__ = inspect.Signature(parameters)
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__name__ = getattr(action, "func", action).__name__.strip("_")
-    command.params_types = params_types  # read by the tests of bad values
+    command.owners = owners  # whose make_params checks the options (read by the tests of bad values)
     return friendly(command, out_dirs=("out",))
 
 
