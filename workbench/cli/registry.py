@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import typer
 
 from workbench.analyses.base import AnalysisSpec, CheckSpec
-from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
+from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
 
 RESULTS_DIR = typer.Option(None, "--results-dir", help="save and read results here (default: the catalog)")
 _COMMON = {"model": MODEL, "device": DEVICE, "dtype": DTYPE, "results_dir": RESULTS_DIR,
@@ -205,20 +205,13 @@ def _write(result, spec: AnalysisSpec | None, out: Path) -> None:
     from workbench.analyses.base import resolve
 
     out.mkdir(parents=True, exist_ok=True)
-    tables = {"scores": result.scores, **result.tables}
-    written = []
+    tables = {name: table for name, table in {"scores": result.scores, **result.tables}.items() if table is not None}
     for name, table in tables.items():
-        if table is not None:
-            table.to_csv(out / f"{result.kind}_{name}.csv", index=False)
-            written.append(f"{result.kind}_{name}.csv")
+        table.to_csv(out / f"{result.kind}_{name}.csv", index=False)
+    console.print(f"tables written to {out}/ ({', '.join(f'{result.kind}_{n}.csv' for n in tables)})")
     if spec is not None and spec.views:
-        figures = resolve(spec.views)(result)
+        save_figures(resolve(spec.views)(result), out, f"{result.kind}_")
     elif result.kind == "run" and result.scores is not None:
         from workbench.viz.heads import head_heatmap
 
-        figures = {"heads": head_heatmap(result.scores, title=f"{result.analysis}: score")}
-    else:
-        figures = {}
-    for name, fig in figures.items():
-        written.append(save_figure(fig, out / f"{result.kind}_{name}.html").name)
-    console.print(f"wrote {', '.join(written)} to {out}/")
+        save_figures({"heads": head_heatmap(result.scores, title=f"{result.analysis}: score")}, out, "run_")
