@@ -67,7 +67,7 @@ def test_run_check_show_and_the_catalog_from_the_command_line(example_cli):
 
 def test_bad_values_and_missing_runs_are_one_line_errors(example_cli):
     bad = example_cli("first_token_attention", "run", "-m", "tiny", "--n-prompts", "2.5", code=2).stderr
-    assert "first_token_attention: parameter n_prompts='2.5' is not a valid int" in " ".join(bad.split())
+    assert "Invalid value for '--n-prompts'" in bad and "; --n-prompts must be an integer >= 1." in bad, bad
     assert "no saved induction_heads run of tiny; run `workbench induction_heads run` first" in \
         cli_error("induction_heads", "show", "-m", "tiny")
 

@@ -65,20 +65,7 @@ def _bad_values(name: str, kind: type, scope: str) -> list[str]:
     return bad
 
 
-def _param_options():
-    """(command path, click command, option, kind, scope) for the number fields of the analyses' and checks'
-    Params that the registry's generic commands take as strings (checked by make_params of `scope`)."""
-    for path, cmd in _commands():
-        for owner in getattr(cmd.callback, "owners", ()):
-            for name, kind in typing.get_type_hints(owner.params_type).items():
-                option = next(p for p in cmd.params if p.name == name)
-                first = next(o for o in cmd.callback.owners if name in typing.get_type_hints(o.params_type))
-                if kind in (int, float) and first is owner:
-                    yield path, cmd, option, kind, owner.name
-
-
 NUMERIC = list(_numeric_options())
-PARAMS = list(_param_options())
 CASES = [pytest.param(path, cmd, p, value, id=f"{' '.join(path)} {max(p.opts, key=len)}={value}")
          for path, cmd, p, kind in NUMERIC for value in _bad_values(p.name, kind, cmd.callback.__name__)]
 OUTPUTS = [(path, cmd, p) for path, cmd in _commands() for p in cmd.params
@@ -110,21 +97,10 @@ def one_line_error(args: list[str]) -> str:
 
 
 def test_the_table_covers_every_command_with_numbers():
-    assert len(NUMERIC) >= 30 and len(PARAMS) >= 150, (len(NUMERIC), len(PARAMS))
-    commands = {" ".join(path) for path, *_ in NUMERIC + PARAMS}
+    assert len(NUMERIC) >= 200, len(NUMERIC)  # the registry's commands type every number field of the Params
+    commands = {" ".join(path) for path, *_ in NUMERIC}
     assert {"intervene", "sinks report", "sinks edit", "preplan intervene", "batch", "app", "circuits sae",
             "induction check", "retrieval budget", "retrieval_heads all", "head_attribution repair"} <= commands
-
-
-PARAM_CASES = [pytest.param(path, cmd, p, value, scope, id=f"{' '.join(path)} {max(p.opts, key=len)}={value}")
-               for path, cmd, p, kind, scope in PARAMS for value in _bad_values(p.name, kind, scope)]
-
-
-@pytest.mark.usefixtures("no_model_loads")
-@pytest.mark.parametrize("path, cmd, param, value, scope", PARAM_CASES)
-def test_every_numeric_param_option_refuses_bad_numbers(path, cmd, param, value, scope):
-    line = one_line_error([*path, *_required(cmd), f"{max(param.opts, key=len)}={value}"])
-    assert f"{scope}: parameter {param.name}" in line and ("must be" in line or "not a valid" in line), line
 
 
 @pytest.mark.usefixtures("no_model_loads")

@@ -188,7 +188,7 @@ def test_induction_cli_runs_the_check_and_validates_numbers():
     assert "induction_heads · ablate: conditions" in result.stdout and "top-k induction" in result.stdout
     assert "top_delta=" in result.stdout and "checks run " in result.stdout  # the run it checked (made first)
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--half-len", "1"])
-    assert result.exit_code == 2 and "parameter half_len must be an integer >= 2" in result.stderr
+    assert result.exit_code == 2 and "--half-len must be an integer >= 2" in result.stderr
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--mode", "half"])
     assert result.exit_code == 2 and "Ablation mode must be 'zero' or 'mean'" in result.stderr
 

@@ -1,7 +1,7 @@
 """The CLI of every registered analysis, built from its spec: `workbench <analysis> run | all | show | <check>`.
 
-Each field of the analysis's (or check's) Params becomes an option `--field-name` taking a string, parsed by
-spec.make_params / check.make_params (so names, types, ranges and their one-line errors are the registry's),
+Each field of the analysis's (or check's) Params becomes an option `--field-name` (numbers typed and range-checked
+at the edge, other fields strings), parsed by spec.make_params / check.make_params (one-line errors),
 next to --model, --device, --dtype and --results-dir. `run` prints the top heads and the summary and saves the
 Result; a check prints its tables (CheckSpec.tables, default all) and summary and saves its Result linked to the
 run it checked; `all` runs the analysis and then every check on that run; `show` prints the newest saved run and
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import typing
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -67,16 +68,17 @@ def _build(spec: AnalysisSpec, name: str) -> tuple[str, Callable]:
 def _command(owners: tuple[AnalysisSpec | CheckSpec, ...], extra: dict, action: Callable) -> Callable:
     """A typer command whose options are the Params fields (strings) of `owners` (specs or checks) plus `extra`
     and the common options; `action(overrides, **options)` gets the given fields as a dict."""
-    defaults = {}
-    for owner in reversed(owners):  # a field shared by several: the first one's default is shown
+    defaults, kinds = {}, {}
+    for owner in reversed(owners):  # a field shared by several: the first one's default and type
         defaults.update({f.name: _default(f) for f in dataclasses.fields(owner.params_type)})
+        kinds.update(typing.get_type_hints(owner.params_type))
     clash = sorted(set(defaults) & (set(_COMMON) | set(extra)))
     if clash:
         raise TypeError(f"{owners[0].name}: fields {clash} clash with the CLI's own options; rename them.")
     options = {name: typer.Option(None, "--" + name.replace("_", "-"), help=f"default {default}")
                for name, default in defaults.items()}
     parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                    annotation=Optional[str] if name in options else _annotation(name, option))
+                                    annotation=_annotation(name, option, kinds.get(name)))
                   for name, option in {**options, **_COMMON, **extra}.items()]
 
     def command(**kwargs):
@@ -87,8 +89,7 @@ def _command(owners: tuple[AnalysisSpec | CheckSpec, ...], extra: dict, action: 
 
     command.__signature__ = inspect.Signature(parameters)
     command.__annotations__ = {p.name: p.annotation for p in parameters}
-    command.__name__ = getattr(action, "func", action).__name__.strip("_")
-    command.owners = owners  # whose make_params checks the options (read by the tests of bad values)
+    command.__name__ = owners[0].name  # the scope of the number ranges (workbench.core.validation)
     return friendly(command, out_dirs=("out",))
 
 
@@ -96,7 +97,10 @@ def _default(field: dataclasses.Field):
     return field.default if field.default is not dataclasses.MISSING else field.default_factory()
 
 
-def _annotation(name: str, option) -> type:
+def _annotation(name: str, option, kind: type | None) -> type:
+    """Numbers typed (click parses them, `friendly` checks their range); other fields are strings for make_params."""
+    if kind is not None:
+        return Optional[kind] if kind in (int, float) else Optional[str]
     if name in ("results_dir", "out"):
         return Optional[Path]
     if name == "run_id":
