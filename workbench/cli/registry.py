@@ -61,7 +61,8 @@ def _build(spec: AnalysisSpec, name: str) -> tuple[str, Callable]:
         return f"Run {spec.name}, then {', '.join(c.name for c in spec.checks)} on that run.", _command(
             (spec, *spec.checks), _TOP, functools.partial(_all, spec))
     check = spec.check(name)
-    return f"{check.summary} (saved with the run it checks).", _command(
+    saved = " (saved with the run it checks)" if check.needs_scores else ""
+    return f"{check.summary}{saved}.", _command(
         (check,), _RUN_ID, functools.partial(_check, spec, check))
 
 
