@@ -39,7 +39,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 
 def saved_run_id(result) -> str:
-    match = re.search(r"saved run (\S+)", result.stdout)
+    match = re.search(r"^run (\S+) \(", result.stdout, re.MULTILINE)
     assert match, result.stdout
     return match.group(1)
 

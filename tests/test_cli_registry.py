@@ -67,6 +67,16 @@ def test_run_check_show_and_the_catalog_from_the_command_line(example_cli):
 
 def test_bad_values_and_missing_runs_are_one_line_errors(example_cli):
     bad = example_cli("first_token_attention", "run", "-m", "tiny", "--n-prompts", "2.5", code=2).stderr
-    assert "first_token_attention: parameter n_prompts='2.5' is not a valid int" in " ".join(bad.split())
+    assert "Invalid value for '--n-prompts'" in bad and "; --n-prompts must be an integer >= 1." in bad, bad
     assert "no saved induction_heads run of tiny; run `workbench induction_heads run` first" in \
         cli_error("induction_heads", "show", "-m", "tiny")
+
+
+def test_all_runs_then_checks_that_run_and_out_writes_tables_and_figures(example_cli, tmp_path):
+    small = [x for k, v in SMALL.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    done = example_cli("first_token_attention", "all", "-m", "tiny", *small, "--k", "1", "--out", str(tmp_path)).stdout
+    run_id = re.search(rf"^run ({RUN_ID}) ", done, re.MULTILINE).group(1)
+    assert re.search(rf"^ablate_top {RUN_ID} \(.*checks run {run_id}", done, re.MULTILINE)
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"run_scores.csv", "run_heads.html"} <= written and any(n.startswith("ablate_top_") for n in written)
+    assert "--k" in example_cli("first_token_attention", "all", "--help").stdout  # the check's fields are options

@@ -185,7 +185,8 @@ def test_induction_cli_runs_the_check_and_validates_numbers():
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--device", "cpu", "--n-prompts", "2",
                                       "--half-len", "8", "--k", "2", "--seeds", "1", "--mode", "zero"])
     assert result.exit_code == 0, result.output
-    assert "top 2 induction heads" in result.stdout and "top-2 induction heads: Δloss" in result.stdout
+    assert "induction_heads · ablate: conditions" in result.stdout and "top-k induction" in result.stdout
+    assert "top_delta=" in result.stdout and "checks run " in result.stdout  # the run it checked (made first)
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--half-len", "1"])
     assert result.exit_code == 2 and "--half-len must be an integer >= 2" in result.stderr
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--mode", "half"])

@@ -252,14 +252,14 @@ def test_cli_reports_a_clear_error_when_no_trial_is_right(tiny):
 
     from workbench.cli.main import app
 
-    result = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--format", "paper", "--lengths", "300",
-                                      "--depths", "1", "--max-new-tokens", "4"])
+    result = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--fmt", "paper", "--lengths", "300",
+                                      "--n-depths", "1", "--max-new-tokens", "4"])
     assert result.exit_code == 2, result.output
     assert "No trial was answered correctly" in result.output
     assert "0/3 trials already finished; finished trials are kept in" in result.output
     assert "estimated time for the other 2 trials" in result.output
-    again = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--format", "paper", "--lengths", "300",
-                                     "--depths", "1", "--max-new-tokens", "4"])
+    again = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--fmt", "paper", "--lengths", "300",
+                                     "--n-depths", "1", "--max-new-tokens", "4"])
     assert "3/3 trials already finished" in again.output and "estimated time" not in again.output
-    result = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--format", "paper", "--lengths", "9000"])
+    result = CliRunner().invoke(app, ["retrieval", "score", "-m", "tiny", "--fmt", "paper", "--lengths", "9000"])
     assert result.exit_code == 2 and "exceed the context" in result.output

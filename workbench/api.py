@@ -43,10 +43,8 @@ _LAZY = {
 
 __all__ = ["DEFAULT_MODEL", "WorkbenchError", "load_model", "list_models", "describe_model", "list_analyses", "run",
            "check", "run_analysis", "intervene", "text_prompts", "top_heads", "load_result", "load_scores",
-           "load_table", "load_summary", "find_results", "head_pattern", "token_traces", "retrieval_scores",
-           "retrieval_mask_check", "retrieval_budget_check", "repeated_tokens", "induction_ablation_check",
-           "sink_report", "act_search", "contrast_task", "load_circuit", "list_circuits", "circuit_overlap",
-           "circuit_faithfulness", "plot_circuit_overlap", *_LAZY]
+           "load_table", "load_summary", "find_results", "head_pattern", "token_traces", "load_circuit",
+           "list_circuits", "circuit_overlap", "plot_circuit_overlap", *_LAZY]
 
 
 def __getattr__(name: str):
@@ -204,75 +202,7 @@ def token_traces(model, text: str, *, window: int = 10, quantile: float = 0.9, h
                               max_tokens=max_tokens)
 
 
-# ---- per-analysis entry points kept for the analyses' CLIs and notebooks (checks move to `check`) -------------
-def retrieval_scores(model, prompts: PromptSet | None = None, params: Any = None, *, save: bool = True,
-                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, RunRecord | None]:
-    """Retrieval-head scores (Wu et al.) on NIAH trials: (HeadScores, per-trial table, catalog record)."""
-    import pandas as pd
-
-    scores, record = run_analysis("retrieval_heads", model, prompts, params, save=save, progress=progress)
-    return scores, pd.DataFrame(scores.attrs.get("trials", [])), record
-
-
-def retrieval_mask_check(model, prompts: PromptSet, scores: pd.DataFrame, **kwargs):
-    """NIAH accuracy with the top-k retrieval heads vs k random heads made uniform (retrieval_heads.checks)."""
-    from workbench.analyses.retrieval_heads.checks import mask_check
-
-    return mask_check(_as_model(model), prompts, scores, **kwargs)
-
-
-def retrieval_budget_check(model, prompts: PromptSet, scores: pd.DataFrame, **kwargs):
-    """DuoAttention-style KV budget: retrieval-chosen vs random full KV heads (retrieval_heads.checks)."""
-    from workbench.analyses.retrieval_heads.checks import budget_check
-
-    return budget_check(_as_model(model), prompts, scores, **kwargs)
-
-
-def repeated_tokens(model=DEFAULT_MODEL, n_prompts: int = 8, half_len: int = 64, seed: int = 0) -> PromptSet:
-    """`[BOS] + r + r` with r = half_len random non-special token ids, seeded (induction_heads.prompts)."""
-    from workbench.analyses.induction_heads.prompts import repeated_tokens as build
-
-    return build(_as_model(model), n_prompts, half_len, seed)
-
-
-def induction_ablation_check(model, prompts: PromptSet | None = None, scores: pd.DataFrame | None = None,
-                             **kwargs) -> pd.DataFrame:
-    """Repeated-half loss with the top-k induction heads vs k random heads ablated (induction_heads.checks)."""
-    from workbench.analyses.induction_heads.checks import induction_ablation_check as _check
-
-    return _check(_as_model(model), prompts, scores, **kwargs)
-
-
-def sink_report(model, prompts: PromptSet | None = None, *, n_prompts: int = 16, n_tokens: int = 64,
-                progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Attention-sink tables (heads, layers, hidden/secondary sinks, tokens, massive activations)."""
-    from workbench.analyses.attention_sinks.report import ReportParams
-    from workbench.analyses.attention_sinks.report import sink_report as _report
-    from workbench.core.natural_text import text_chunks
-
-    model = _as_model(model)
-    prompts = prompts if prompts is not None else text_chunks(model, n_prompts, n_tokens)
-    return _report(model, prompts, ReportParams(n_prompts=len(prompts), n_tokens=n_tokens), progress=progress)
-
-
-def act_search(model, calibration: PromptSet | None = None, heldout: PromptSet | None = None, **params):
-    """ACT head search (greedy β-calibration of hidden sinks) on the shipped multiple-choice set by default."""
-    from workbench.analyses.attention_sinks.act_search import SearchParams
-    from workbench.analyses.attention_sinks.act_search import act_search as _search
-    from workbench.analyses.attention_sinks.prompts import mc_prompts
-
-    return _search(_as_model(model), calibration or mc_prompts("calibration"), heldout or mc_prompts("heldout"),
-                   SearchParams(**params))
-
-
 # ---- circuits ------------------------------------------------------------------------------------------
-def contrast_task(model, task: str = "ioi", n: int = 50, seed: int = 0):
-    """A contrast set (clean prompts + corrupted twins): ioi, colored_objects, greater_than or docstring."""
-    from workbench.analyses.circuits.tasks import make_task
-
-    return make_task(_as_model(model), task, n, seed)
-
-
 def load_circuit(name: str, directory=None):
     """A saved circuit (circuits/<name>.toml) and its score map (None if saved without one)."""
     from workbench.results.circuit_maps import load_with_scores
@@ -292,13 +222,6 @@ def circuit_overlap(a, b, **kwargs) -> dict:
     from workbench.analyses.circuits.overlap import overlap
 
     return overlap(a, b, **kwargs)
-
-
-def circuit_faithfulness(model, contrast, heads, *, n_random: int = 10, seed: int = 0) -> dict:
-    """Share of the clean metric a circuit keeps with every other head mean-ablated, vs random circuits."""
-    from workbench.analyses.circuits.faithfulness import faithfulness
-
-    return faithfulness(_as_model(model), contrast, heads, n_random=n_random, seed=seed)
 
 
 def plot_circuit_overlap(a, b, names=("A", "B")):

@@ -1,4 +1,4 @@
-"""Analyses: one folder per analysis (score, prompts, checks, views, cli) and an explicit registry.
+"""Analyses: one folder per analysis (score, prompts, checks, views; a few also a cli) and an explicit registry.
 
 The registry is torch-free: each analysis package's `__init__.py` declares its spec (Params and the names of
 its functions), and the code that runs a model is imported only when an analysis runs.

@@ -84,6 +84,7 @@ class CheckSpec:
     params_type: type
     run: str | Callable  # (model, params, *, scores: pd.DataFrame | None, progress: bool[, prompts]) -> Result
     needs_scores: bool = True  # True: checks a saved run of the analysis (the latest, unless one is named)
+    tables: tuple[str, ...] = ()  # display hint: the tables `workbench <analysis> <check>` prints (() = all)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         return make_params(self.name, self.params_type, overrides)

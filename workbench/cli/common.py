@@ -161,6 +161,13 @@ def _params(items: List[str]) -> dict:
     return out
 
 
+def save_figures(figures: dict, out: Path, prefix: str = "") -> list[str]:
+    """Each figure as `<out>/<prefix><name>.html` (see save_figure); prints and returns the file names."""
+    names = [save_figure(fig, Path(out) / f"{prefix}{name}.html").name for name, fig in figures.items()]
+    console.print(f"figures written to {out}/ ({', '.join(names)})")
+    return names
+
+
 def save_figure(fig, path) -> Path:
     """Write a plotly figure as self-contained HTML (plotly.js inlined: the workbench runs offline)."""
     path = Path(path)

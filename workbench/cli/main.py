@@ -9,12 +9,11 @@ from typing import List, Optional
 
 import typer
 
+from workbench.analyses import get_analysis
 from workbench.analyses.attention_sinks import cli as cli_sinks
 from workbench.analyses.circuits import cli as cli_circuits
 from workbench.analyses.head_divergence import cli as cli_divergence
-from workbench.analyses.induction_heads import cli as cli_induction
 from workbench.analyses.preplan_anchor import cli as cli_preplan
-from workbench.analyses.retrieval_heads import cli as cli_retrieval
 from workbench.cli import app as cli_app
 from workbench.cli import batch as cli_batch
 from workbench.cli import registry as cli_registry
@@ -29,14 +28,23 @@ results_app = typer.Typer(help="Saved analysis runs (the catalog).", no_args_is_
 app.add_typer(cache_app, name="cache")
 app.add_typer(results_app, name="results")
 app.command("batch")(cli_batch.batch)
-app.add_typer(cli_preplan.app, name="preplan")
-app.add_typer(cli_divergence.app, name="divergence")
 app.add_typer(cli_app.app_app, name="app")
-app.add_typer(cli_retrieval.retrieval_app, name="retrieval")
-app.add_typer(cli_sinks.sinks_app, name="sinks")
-app.add_typer(cli_circuits.circuits_app, name="circuits")
-app.add_typer(cli_induction.induction_app, name="induction")
-cli_registry.add_analysis_apps(app)  # `workbench <analysis> run | show | <check>` for every registered analysis
+cli_registry.add_analysis_apps(app)  # `workbench <analysis> run | all | show | <check>` for every analysis
+# Short groups: their own commands (reports, edits, circuit files) and names for the generic ones.
+_GROUPS = {
+    "induction": (typer.Typer(help="Induction heads on repeated random tokens (Olsson et al. 2022).",
+                              no_args_is_help=True), "induction_heads", {"score": "run", "check": "ablate"}),
+    "retrieval": (typer.Typer(help="Retrieval heads (Wu et al. 2024): scores, causal check, KV budget.",
+                              no_args_is_help=True), "retrieval_heads",
+                  {"score": "run", "mask": "mask", "budget": "kv_budget", "all": "all"}),
+    "sinks": (cli_sinks.sinks_app, "attention_sinks", {"search": "act_search"}),
+    "preplan": (cli_preplan.app, "preplan_anchor", {"intervene": "anchor_intervention"}),
+    "divergence": (cli_divergence.app, "head_divergence", {"reinforce": "reinforce"}),
+    "circuits": (cli_circuits.circuits_app, "head_attribution", {"faithfulness": "faithfulness", "repair": "repair"}),
+}
+for _name, (_group, _analysis, _names) in _GROUPS.items():
+    cli_registry.add_commands(_group, get_analysis(_analysis), _names)
+    app.add_typer(_group, name=_name)
 
 
 @app.callback()
@@ -88,19 +96,9 @@ def run(analysis: str = typer.Argument("attention_profile"),
         param: List[str] = typer.Option(None, "--param", "-p", help="name=value, repeatable"),
         top: int = typer.Option(10, help="show this many top heads"),
         save: bool = typer.Option(True, help="save to the results catalog")):
-    """Run an analysis on a model and save its head scores to the catalog."""
-    from workbench import api
-    from workbench.analyses import get_analysis
-
-    params = get_analysis(analysis).make_params(_params(param))  # bad names and values fail before the model loads
-    bridge = api.load_model(model, device=device, dtype=dtype)
-    scores, record = api.run_analysis(analysis, bridge, params=params, save=save)
-    cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head")
-            and not (c != "score" and scores[c].equals(scores["score"]))]  # a named copy of the score: once
-    show(scores.sort_values("score", ascending=False)[cols].head(top), f"{analysis}: top {top} heads by score")
-    if record:
-        console.print(f"saved run [bold]{record.run_id}[/] ({record.timings['total']:.1f} s) — "
-                      "`workbench results ls` lists the catalog")
+    """Run an analysis on a model and save its Result (`workbench <analysis> run` takes the params as options)."""
+    cli_registry.run_and_show(get_analysis(analysis), _params(param), model=model, device=device, dtype=dtype,
+                      results_dir=None, save=save, out=None, top=top)
 
 
 @app.command()

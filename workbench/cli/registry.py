@@ -1,10 +1,13 @@
-"""The CLI of every registered analysis, built from its spec: `workbench <analysis> run | show | <check>`.
+"""The CLI of every registered analysis, built from its spec: `workbench <analysis> run | all | show | <check>`.
 
-Each field of the analysis's (or check's) Params becomes an option `--field-name` taking a string, parsed by
-spec.make_params / check.make_params (so names, types, ranges and their one-line errors are the registry's),
+Each field of the analysis's (or check's) Params becomes an option `--field-name` (numbers typed and range-checked
+at the edge, other fields strings), parsed by spec.make_params / check.make_params (one-line errors),
 next to --model, --device, --dtype and --results-dir. `run` prints the top heads and the summary and saves the
-Result; a check prints its tables and summary and saves its Result linked to the run it checked; `show` prints
-the newest saved run (top heads, summary) and the checks saved for it.
+Result; a check prints its tables (CheckSpec.tables, default all) and summary and saves its Result linked to the
+run it checked; `all` runs the analysis and then every check on that run; `show` prints the newest saved run and
+the checks saved for it. `--out DIR` writes each Result's tables as CSV and its figures (spec.views, else a
+run's head map) as HTML.
+`add_commands` also puts these commands under other names in another group (`workbench induction check`).
 """
 
 from __future__ import annotations
@@ -12,16 +15,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import typing
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 
 from workbench.analyses.base import AnalysisSpec, CheckSpec
-from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, show
+from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
 
 RESULTS_DIR = typer.Option(None, "--results-dir", help="save and read results here (default: the catalog)")
-_COMMON = {"model": MODEL, "device": DEVICE, "dtype": DTYPE, "results_dir": RESULTS_DIR}
+_COMMON = {"model": MODEL, "device": DEVICE, "dtype": DTYPE, "results_dir": RESULTS_DIR,
+           "save": typer.Option(True, help="save the Result to the results catalog"),
+           "out": typer.Option(None, "--out", help="directory for CSV tables and HTML figures")}
+_TOP = {"top": typer.Option(10, help="show this many top heads")}
+_RUN_ID = {"run_id": typer.Option(None, "--run-id", help="check this run (default: the newest on --model)")}
 
 
 def add_analysis_apps(app: typer.Typer, specs: tuple[AnalysisSpec, ...] | None = None) -> None:
@@ -29,79 +37,113 @@ def add_analysis_apps(app: typer.Typer, specs: tuple[AnalysisSpec, ...] | None =
     from workbench.analyses import REGISTRY
 
     for spec in specs or REGISTRY:
-        app.add_typer(analysis_app(spec), name=spec.name)
+        sub = typer.Typer(help=spec.summary, no_args_is_help=True)
+        add_commands(sub, spec)
+        app.add_typer(sub, name=spec.name)
 
 
-def analysis_app(spec: AnalysisSpec) -> typer.Typer:
-    sub = typer.Typer(help=spec.summary, no_args_is_help=True)
-    extra = {"top": typer.Option(10, help="show this many top heads"),
-             "save": typer.Option(True, help="save the Result to the results catalog")}
-    sub.command("run", help=f"Run {spec.name} and save its Result.")(
-        _command(spec.params_type, extra, functools.partial(_run, spec)))
-    sub.command("show", help=f"The newest saved {spec.name} run: top heads, summary and its checks.")(_show(spec))
-    for check in spec.checks:
-        options = {"run_id": typer.Option(None, "--run-id", help="check this run (default: the newest on --model)"),
-                   "save": extra["save"]}
-        sub.command(check.name, help=f"{check.summary} (saved with the run it checks).")(
-            _command(check.params_type, options, functools.partial(_check, spec, check)))
-    return sub
+def add_commands(group: typer.Typer, spec: AnalysisSpec, names: dict[str, str] | None = None) -> None:
+    """The spec's commands on `group`; `names` maps a command name in `group` to the generic command it runs
+    (default: every command under its own name)."""
+    every = ["run", "show", *(["all"] if spec.checks else []), *(c.name for c in spec.checks)]
+    for name, generic in (names or {n: n for n in every}).items():
+        text, command = _build(spec, generic)
+        group.command(name, help=text if name == generic else f"`workbench {spec.name} {generic}`: {text}")(command)
 
 
-def _command(params_type: type, extra: dict, action: Callable) -> Callable:
-    """A typer command whose options are the Params fields (strings) plus `extra` and the model options;
-    `action(overrides, **options)` gets the given fields as a dict."""
-    fields = [f.name for f in dataclasses.fields(params_type)]
-    clash = sorted(set(fields) & (set(_COMMON) | set(extra)))
+def _build(spec: AnalysisSpec, name: str) -> tuple[str, Callable]:
+    """(help, command) of the generic command `name` of `spec`."""
+    if name == "run":
+        return f"Run {spec.name} and save its Result.", _command((spec,), _TOP, functools.partial(run_and_show, spec))
+    if name == "show":
+        return f"The newest saved {spec.name} run: top heads, summary and its checks.", _show(spec)
+    if name == "all":
+        return f"Run {spec.name}, then {', '.join(c.name for c in spec.checks)} on that run.", _command(
+            (spec, *spec.checks), _TOP, functools.partial(_all, spec))
+    check = spec.check(name)
+    saved = " (saved with the run it checks)" if check.needs_scores else ""
+    return f"{check.summary}{saved}.", _command(
+        (check,), _RUN_ID, functools.partial(_check, spec, check))
+
+
+def _command(owners: tuple[AnalysisSpec | CheckSpec, ...], extra: dict, action: Callable) -> Callable:
+    """A typer command whose options are the Params fields (strings) of `owners` (specs or checks) plus `extra`
+    and the common options; `action(overrides, **options)` gets the given fields as a dict."""
+    defaults, kinds = {}, {}
+    for owner in reversed(owners):  # a field shared by several: the first one's default and type
+        defaults.update({f.name: _default(f) for f in dataclasses.fields(owner.params_type)})
+        kinds.update(typing.get_type_hints(owner.params_type))
+    clash = sorted(set(defaults) & (set(_COMMON) | set(extra)))
     if clash:
-        raise TypeError(f"{params_type.__qualname__}: fields {clash} clash with the CLI's own options; rename them.")
-    options = {name: typer.Option(None, "--" + name.replace("_", "-"), help=f"default {_default(params_type, name)}")
-               for name in fields}
+        raise TypeError(f"{owners[0].name}: fields {clash} clash with the CLI's own options; rename them.")
+    options = {name: typer.Option(None, "--" + name.replace("_", "-"), help=f"default {default}")
+               for name, default in defaults.items()}
     parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                    annotation=Optional[str] if name in options else _annotation(name, option))
+                                    annotation=_annotation(name, option, kinds.get(name)))
                   for name, option in {**options, **_COMMON, **extra}.items()]
 
     def command(**kwargs):
-        overrides = {name: kwargs.pop(name) for name in fields if kwargs.get(name) is not None}
-        for name in fields:
+        overrides = {name: kwargs.pop(name) for name in defaults if kwargs.get(name) is not None}
+        for name in defaults:
             kwargs.pop(name, None)
         return action(overrides, **kwargs)
 
     command.__signature__ = inspect.Signature(parameters)
     command.__annotations__ = {p.name: p.annotation for p in parameters}
-    command.__name__ = getattr(action, "func", action).__name__.strip("_")
-    return friendly(command)
+    command.__name__ = owners[0].name  # the scope of the number ranges (workbench.core.validation)
+    return friendly(command, out_dirs=("out",))
 
 
-def _default(params_type: type, name: str):
-    return next(f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(params_type) if f.name == name)
+def _default(field: dataclasses.Field):
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
 
 
-def _annotation(name: str, option) -> type:
-    if name == "results_dir":
+def _annotation(name: str, option, kind: type | None) -> type:
+    """Numbers typed (click parses them, `friendly` checks their range); other fields are strings for make_params."""
+    if kind is not None:
+        return Optional[kind] if kind in (int, float) else Optional[str]
+    if name in ("results_dir", "out"):
         return Optional[Path]
     if name == "run_id":
         return Optional[str]
     return type(option.default)
 
 
-def _run(spec: AnalysisSpec, overrides: dict, *, model, device, dtype, results_dir, top, save) -> None:
+def _own(params_type: type, overrides: dict) -> dict:
+    """The overrides that name fields of `params_type`."""
+    return {k: v for k, v in overrides.items() if k in {f.name for f in dataclasses.fields(params_type)}}
+
+
+def run_and_show(spec: AnalysisSpec, overrides: dict, *, model, device, dtype, results_dir, save, out, top):
+    """Run `spec`, print and write its Result; the Result."""
     from workbench import api
 
     params = spec.make_params(overrides)  # bad names and values fail before the model loads
     result = api.run(spec.name, api.load_model(model, device=device, dtype=dtype), params=params, save=save,
                      results_dir=results_dir)
-    print_result(result, top)
+    print_result(result, top, out)
+    return result
 
 
-def _check(spec: AnalysisSpec, check: CheckSpec, overrides: dict, *, model, device, dtype, results_dir, run_id,
-           save) -> None:
+def _check(spec: AnalysisSpec, check: CheckSpec, overrides: dict, *, model, device, dtype, results_dir, save, out,
+           run_id, scores=None):
     from workbench import api
 
     params = check.make_params(overrides)
     result = api.check(spec.name, check.name, api.load_model(model, device=device, dtype=dtype), params,
-                       run_id=run_id, save=save, results_dir=results_dir)
-    print_result(result, 10)
+                       run_id=run_id, scores=scores, save=save, results_dir=results_dir)
+    print_result(result, 10, out)
+
+
+def _all(spec: AnalysisSpec, overrides: dict, **options) -> None:
+    for owner in (spec, *spec.checks):
+        owner.make_params(_own(owner.params_type, overrides))  # every bad value fails before the model loads
+    result = run_and_show(spec, _own(spec.params_type, overrides), **options)
+    options.pop("top")
+    saved = result.record.run_id if result.record is not None else None
+    for check in spec.checks:
+        _check(spec, check, _own(check.params_type, overrides), run_id=saved,
+               scores=None if saved else result.scores, **options)
 
 
 def _show(spec: AnalysisSpec) -> Callable:
@@ -132,10 +174,17 @@ def _summary_text(summary: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()) or "-"
 
 
-def print_result(result, top: int) -> None:
-    """Top heads (if the Result has per-head scores), its tables, summary and where it was saved."""
+def print_result(result, top: int, out: Path | None = None) -> None:
+    """Top heads (if the Result has per-head scores), a check's tables, the summary and where it was saved;
+    with `out`, its tables as `<kind>_<table>.csv` there and its figures as `<kind>_<figure>.html`."""
+    from workbench.analyses import get_analysis
+    from workbench.core.errors import WorkbenchError
     from workbench.core.scores import head_label
 
+    try:
+        spec = get_analysis(result.analysis)
+    except WorkbenchError:  # a run of an analysis no longer registered
+        spec = None
     record, title = result.record, result.analysis + ("" if result.kind == "run" else f" · {result.kind}")
     if result.scores is not None:
         scores = result.scores.sort_values("score", ascending=False).head(top)
@@ -144,10 +193,30 @@ def print_result(result, top: int) -> None:
         heads = [head_label(int(r.layer), int(r.head)) for r in scores.itertuples()]
         show(scores[cols].assign(head=heads)[["head", *cols]], f"{title}: top {top} heads by score")
     if result.kind != "run":
+        shown = next((c.tables for c in spec.checks if c.name == result.kind), ()) if spec else ()
         for name, table in result.tables.items():
-            show(table, f"{title}: {name}")
+            if not shown or name in shown:
+                show(table, f"{title}: {name}")
     console.print(f"summary: {_summary_text(result.summary)}")
     if record is not None:
         parent = f", checks run {record.parent_run}" if record.parent_run else ""
         console.print(f"{record.kind} [bold]{record.run_id}[/] ({record.timings['total']:.1f} s{parent}) is in the "
                       "catalog — `workbench results ls` lists it")
+    if out is not None:
+        _write(result, spec, Path(out))
+
+
+def _write(result, spec: AnalysisSpec | None, out: Path) -> None:
+    from workbench.analyses.base import resolve
+
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {name: table for name, table in {"scores": result.scores, **result.tables}.items() if table is not None}
+    for name, table in tables.items():
+        table.to_csv(out / f"{result.kind}_{name}.csv", index=False)
+    console.print(f"tables written to {out}/ ({', '.join(f'{result.kind}_{n}.csv' for n in tables)})")
+    if spec is not None and spec.views:
+        save_figures(resolve(spec.views)(result), out, f"{result.kind}_")
+    elif result.kind == "run" and result.scores is not None:
+        from workbench.viz.heads import head_heatmap
+
+        save_figures({"heads": head_heatmap(result.scores, title=f"{result.analysis}: score")}, out, "run_")

@@ -1,4 +1,5 @@
-"""`workbench sinks report|search|edit`: attention sinks, massive activations, sink interventions."""
+"""`workbench sinks report|edit`: attention sinks, massive activations, sink interventions (`sinks search`: the
+generic act_search check, added in workbench/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,11 @@ from typing import Optional
 
 import typer
 
-from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
+from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
 from workbench.core.errors import WorkbenchError
 
 sinks_app = typer.Typer(help="Attention sinks: BOS/hidden/secondary sinks, massive activations, ACT.",
                         no_args_is_help=True)
-
-
-def _save(figures: dict, out: Optional[Path]) -> None:
-    if out is None:
-        return
-    for name, fig in figures.items():
-        save_figure(fig, out / f"{name}.html")
-    console.print(f"figures written to {out}/ ({', '.join(f'{n}.html' for n in figures)})")
 
 
 @sinks_app.command("report")
@@ -81,29 +74,9 @@ def report(model: str = MODEL,
              f"{ppl_tokens} tokens: massive dims set to zero vs to their mean")
     from workbench.analyses.attention_sinks.views import first_token_heatmap, layer_norm_curves, token_heatmap
 
-    _save({"first_token_share": first_token_heatmap(heads), "layer_norms": layer_norm_curves(layers),
-           "cos_to_bos": token_heatmap(rep["tokens"])}, out)
-
-
-@sinks_app.command("search")
-@friendly
-def search(model: str = MODEL,
-           device: str = DEVICE, dtype: str = DTYPE,
-           beta: float = typer.Option(0.4), max_candidates: int = typer.Option(20),
-           holdout_every: int = typer.Option(3, help="every n-th question is held out"),
-           dataset: str = typer.Option("first_letter", help="first_letter | simple_mc (shipped in data/sinks)")):
-    """ACT head search on a shipped letter-answer set: calibrate greedily, report held-out accuracy."""
-    from workbench import api
-    from workbench.analyses.attention_sinks import ActParams
-    from workbench.analyses.attention_sinks.checks import run_act_search
-
-    bridge = api.load_model(model, device=device, dtype=dtype)
-    params = ActParams(beta=beta, max_candidates=max_candidates, holdout_every=holdout_every, dataset=dataset)
-    result = run_act_search(bridge, params)
-    show(result.tables["trace"], f"greedy search over {len(result.summary['candidates'])} candidate heads "
-                                 f"(β = {beta})", 100)
-    console.print(f"kept heads: {', '.join(result.summary['selected']) or 'none'}")
-    show(result.tables["splits"], "accuracy: baseline vs calibrated (chance 25 %)")
+    if out is not None:
+        save_figures({"first_token_share": first_token_heatmap(heads), "layer_norms": layer_norm_curves(layers),
+                      "cos_to_bos": token_heatmap(rep["tokens"])}, out)
 
 
 @sinks_app.command("edit")
@@ -124,9 +97,7 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
     from workbench.core.heads import parse_heads
     from workbench.core.natural_text import text_chunks
     from workbench.core.validation import parse_int_list
-    from workbench.edits.apply import run_metric
     from workbench.edits.kinds import SinkCalibration
-    from workbench.engine.metrics import get_metric
 
     kinds = ("gamma", "remove", "act", "massive-zero", "massive-mean")
     if kind not in kinds:
@@ -147,7 +118,7 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
 
         per_prompt = sink_keys(prompt_alphas(bridge, texts, progress=False), SearchParams(beta=beta))
         edits = [SinkCalibration(tuple((h.layer, h.head) for h in refs), tuple(per_prompt), beta)]
-    elif kind in ("massive-zero", "massive-mean"):
+    else:  # massive-zero, massive-mean
         from workbench.analyses.attention_sinks.report import ReportParams, massive_edits, sink_report
 
         calib = text_chunks(bridge, 8, 64)
@@ -155,14 +126,6 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
         if dims.empty:
             raise WorkbenchError("No massive activations found on this model; nothing to edit.")
         edits = massive_edits(dims, kind.split("-")[1])
-    else:
-        raise WorkbenchError(f"Unknown --kind {kind!r}; choose gamma, remove, act, massive-zero or massive-mean.")
-    loss = get_metric("loss")
-    before = run_metric(bridge, texts, loss)
-    after = run_metric(bridge, texts, loss, edits)
-    import pandas as pd
-
-    table = pd.DataFrame({"prompt": range(len(texts)), "before": before, "after": after})
-    table["delta"] = table["after"] - table["before"]
-    show(table, f"{kind}: loss per prompt")
-    console.print(f"perplexity {math.exp(sum(before) / len(before)):.3f} → {math.exp(sum(after) / len(after)):.3f}")
+    table = api.intervene(bridge, texts, edits, "loss")
+    show(table[["prompt", "before", "after", "delta"]], f"{kind}: loss per prompt")
+    console.print(f"perplexity {math.exp(table['before'].mean()):.3f} → {math.exp(table['after'].mean()):.3f}")

@@ -1,4 +1,5 @@
-"""`workbench circuits find|ls|overlap|faithfulness|repair`: circuits from patching, as files in circuits/."""
+"""`workbench circuits find|ls|overlap|sae`: circuits from patching, as files in circuits/ (`circuits
+faithfulness|repair`: the generic checks of head_attribution, added in workbench/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import typer
 
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
 from workbench.core.errors import WorkbenchError
-from workbench.models.loading import DEFAULT_MODEL
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
                            no_args_is_help=True)
@@ -29,31 +29,19 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
          top: int = typer.Option(15, help="rows of the top-head table")):
     """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
-    from workbench import api
+    from workbench.analyses import get_analysis
+    from workbench.cli.registry import run_and_show
     from workbench.results.circuit_maps import save_with_scores
     from workbench.results.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
 
     circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
-    bridge = api.load_model(model, device=device, dtype=dtype)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
-    scores, record = api.run_analysis("head_attribution", bridge, params=params)
-    s = scores.attrs["summary"]
-    console.rule(f"{task} · {model} · {s['n_prompts']} prompts · metric {s['metric']}")
-    console.print(f"clean: accuracy {s['clean_accuracy']:.1%}, mean {s['metric']} {s['clean_metric']:.3f}   "
-                  f"corrupted twins: accuracy {s['corrupt_accuracy']:.1%}, mean {s['corrupt_metric']:.3f}")
+    result = run_and_show(get_analysis("head_attribution"), params, model=model, device=device, dtype=dtype,
+                          results_dir=None, save=True, out=None, top=top)
+    scores, s, record = result.scores, result.summary, result.record
     if s["unchanged_answer_twins"]:
         console.print(f"[yellow]flagged:[/] corrupted twins {s['unchanged_answer_twins']} keep the clean answer")
-    if s["twins_not_lowering_metric"]:
-        console.print(f"[yellow]note:[/] on {len(s['twins_not_lowering_metric'])} prompts the corruption does not "
-                      f"lower the metric: {s['twins_not_lowering_metric'][:10]}")
-    for key, secs in s["seconds"].items():
-        console.print(f"{key} patching: {secs:.1f} s")
-    if "attribution_vs_activation_spearman" in s:
-        console.print(f"attribution vs activation patching, Spearman over all heads: "
-                      f"[bold]{s['attribution_vs_activation_spearman']:.3f}[/]")
-    cols = [c for c in ("label", "score", "activation_score", "attribution_score", "path_score") if c in scores]
-    show(scores.sort_values("score", ascending=False)[cols], f"top {top} heads by {method} score", top)
     heads = select_heads(scores, top_fraction=top_fraction)
     path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
     circuit = Circuit(name=circuit_name, model=model, task=task, heads=heads,
@@ -95,64 +83,6 @@ def overlap(a: str = typer.Argument(..., help="circuit name or file"), b: str = 
                                  "(two models): there is no shared head map to draw; drop --out.")
         save_figure(fig, out)
         console.print(f"map written to {out}")
-
-
-@circuits_app.command("faithfulness")
-@friendly
-def faithfulness(name: str = typer.Argument(..., help="circuit name or file"),
-                 n_prompts: int = typer.Option(50), seed: int = typer.Option(1, help="prompt seed (1: fresh prompts)"),
-                 n_random: int = typer.Option(10), directory: Optional[Path] = typer.Option(None),
-                 device: str = DEVICE, dtype: str = DTYPE):
-    """Mean-ablate every head outside the circuit; share of the clean metric kept vs random circuits."""
-    from workbench import api
-    from workbench.analyses.circuits.checks import faithfulness_table
-    from workbench.analyses.circuits.faithfulness import faithfulness as faithfulness_of
-    from workbench.analyses.circuits.tasks import make_task
-    from workbench.results.circuits import load_circuit
-
-    circuit = load_circuit(name, directory)
-    bridge = api.load_model(circuit.model, device=device, dtype=dtype)
-    f = faithfulness_of(bridge, make_task(bridge, circuit.task, n_prompts, seed), circuit.heads, n_random=n_random)
-    console.rule(f"faithfulness of {circuit.name} ({f['n_heads']} heads) on {n_prompts} {circuit.task} prompts, "
-                 f"{n_random} random circuits")
-    show(faithfulness_table(f)[["measure", "value"]].round(3), f"faithfulness (mean {f['metric']})", 20)
-    if f["clean"] <= 0:
-        console.print("[yellow]note:[/] the clean metric is not positive, so 'share kept' has no meaning here; "
-                      "read the normalised share.")
-
-
-@circuits_app.command("repair")
-@friendly
-def repair(ioi: str = typer.Option(f"{DEFAULT_MODEL}_ioi", help="the IOI circuit"),
-           colored: str = typer.Option(f"{DEFAULT_MODEL}_colored_objects", help="the Colored Objects circuit"),
-           n_prompts: int = typer.Option(80, help="Colored Objects prompts (half to choose heads, half held out)"),
-           seed: int = typer.Option(1), bias: float = typer.Option(3.0, help="attention logit bias to wrong colors"),
-           max_heads: int = typer.Option(4), directory: Optional[Path] = typer.Option(None),
-           device: str = DEVICE, dtype: str = DTYPE):
-    """Edit IOI-only heads so Colored Objects behaves like IOI; held-out accuracy before and after."""
-    from workbench import api
-    from workbench.analyses.circuits import RepairParams
-    from workbench.analyses.circuits.checks import repair_check
-    from workbench.results.circuits import load_circuit
-
-    a, b = load_circuit(ioi, directory), load_circuit(colored, directory)
-    if a.task != "ioi":
-        raise WorkbenchError(f"repair takes an IOI circuit and a Colored Objects circuit; got tasks {a.task!r} "
-                             f"({a.name}) and {b.task!r} ({b.name}).")
-    if a.model != b.model:
-        raise WorkbenchError(f"The circuits come from different models ({a.model}, {b.model}); repair needs one.")
-    bridge = api.load_model(a.model, device=device, dtype=dtype)
-    params = RepairParams(colored=colored, n_prompts=n_prompts, seed=seed, bias=bias, max_heads=max_heads)
-    result = repair_check(bridge, a.heads, b, params)
-    s = result.summary
-    console.rule(f"repair: {len(s['candidates'])} heads in {a.name} but not in {b.name}: {', '.join(s['candidates'])}")
-    show(result.tables["trials"], "greedy search on the fit split", 60)
-    show(result.tables["held_out"], f"Colored Objects, {s['n_held_out']} held-out prompts")
-    if "control" in result.tables:
-        control = result.tables["control"]
-        console.print(f"control: the same edit on {len(s['heads'])} other random heads of layers "
-                      f"{control['layers'].iloc[0]} ({len(control)} seeds): held-out accuracy "
-                      + ", ".join(f"{acc:.1%}" for acc in control["accuracy"]))
 
 
 @circuits_app.command("sae")

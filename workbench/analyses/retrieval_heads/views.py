@@ -1,4 +1,4 @@
-"""Figures for retrieval heads: score map, retrieval-vs-streaming scatter, causal check and KV budget bars."""
+"""Figures for retrieval heads (`views`): score map, retrieval-vs-streaming scatter, causal check and KV budget bars."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from workbench.core.scores import head_label
 from workbench.viz.heads import head_heatmap
 
 
-def score_heatmap(scores: pd.DataFrame, column: str = "score") -> go.Figure:
-    """Layer × head heat map of a HeadScores column (hover: L{layer}H{head})."""
-    return head_heatmap(scores, column, title=f"retrieval heads: {column}")
+def views(result) -> dict[str, go.Figure]:
+    """A run: the score map and retrieval vs streaming; a check: accuracy per condition and by context length."""
+    if result.kind == "run":
+        return {"scores": head_heatmap(result.scores, title="retrieval heads: score"),
+                "retrieval_vs_streaming": retrieval_vs_streaming(result.scores)}
+    title = {"mask": "top-k vs random heads masked", "kv_budget": "under a KV budget"}.get(result.kind, result.kind)
+    return {"conditions": condition_bars(result.tables["conditions"], f"NIAH accuracy: {title}"),
+            "by_length": accuracy_by_length(result.tables["trials"], f"{title}: accuracy by length")}
 
 
 def retrieval_vs_streaming(scores: pd.DataFrame) -> go.Figure:
