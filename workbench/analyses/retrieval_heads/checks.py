@@ -152,13 +152,6 @@ def _run_conditions(model, prompts, runs, max_new_tokens, progress, k) -> tuple[
     return summary, trials
 
 
-def random_mean(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of accuracy (and saving) per condition over seeds."""
-    cols = [c for c in ("accuracy", "kv_saving") if c in summary]
-    agg = summary.groupby("condition", sort=False)[cols].agg(["mean", "std", "count"])
-    agg.columns = [f"{a}_{b}" for a, b in agg.columns]
-    return agg.reset_index()
-
 
 def _headline(conditions: pd.DataFrame) -> dict:
     """Accuracy of the first (chosen-heads) condition and of each random seed, from a conditions table."""
