@@ -76,7 +76,7 @@ def test_wheel_runs_outside_the_repository(tmp_path):
 
     profile = run(str(venv / "bin" / "workbench"), "run", "attention_profile", "-m", "tiny", "--device", "cpu")
     assert profile.returncode == 0, profile.stderr[-2000:]
-    assert "saved run" in profile.stdout
+    assert "is in the catalog" in profile.stdout
     assert list((tmp_path / "xdg-data" / "attention-workbench" / "results" / "attention_profile").iterdir())
     assert list((tmp_path / "xdg-cache" / "attention-workbench" / "activations").iterdir())
     helped = run(str(venv / "bin" / "workbench"), "sinks", "search", "--help")
