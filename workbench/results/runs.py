@@ -230,8 +230,8 @@ def _find_run_dir(run_dir_or_id: str | Path, results_dir: Path | None) -> Path:
         raise ResultsError(f"run directory {candidate} does not exist; check the path.")
     matches = [p for p in root.glob(f"*/{glob.escape(run_id)}") if p.is_dir()]
     if not matches:
-        raise ResultsError(f"no run with id {run_id!r} under {root}; list saved runs with find_runs() "
-                           "or pass the run directory path.")
+        raise ResultsError(f"no run with id {run_id!r} under {root}; list saved runs with "
+                           "`workbench results ls` (or find_runs()) or pass the run directory path.")
     if len(matches) > 1:  # a copied run: prefer the one whose run.json agrees with where it lives
         matches = [p for p in matches if _names_itself(p)] or matches
     if len(matches) > 1:
