@@ -8,11 +8,9 @@ some logit by more than 1e-3, far above that, so each comparison could fail.
 
 from __future__ import annotations
 
-import types
-from contextlib import contextmanager
-
 import pytest
 import torch
+from float64 import default_float64, tiny_in_float64
 
 from workbench.core.heads import parse_heads
 from workbench.core.prompts import PromptSet, tokenize
@@ -39,31 +37,9 @@ NAMES = ("ablate-zero", "ablate-mean", "ablate-mean-per-position", "scale", "pat
          "reweight-remove", "final-query-bias", "sink-calibration", "streaming-window", "massive-zero", "massive-mean")
 
 
-@contextmanager
-def default_float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def _rms_norm(self, x):
-    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
-
-
 @pytest.fixture(scope="module")
 def tiny64():
-    from workbench.models.loading import load_model  # a fresh model: the session's tiny stays float32
-
-    model = load_model("tiny")
-    twin = model_info(model).stream_model
-    for root in (model.double(), twin.double()):
-        for module in root.modules():
-            if type(module).__name__.endswith("RMSNorm"):
-                module.forward = types.MethodType(_rms_norm, module)
-    return model
+    return tiny_in_float64()
 
 
 def prompts() -> PromptSet:

@@ -3,12 +3,10 @@ finite difference, path patching against activation patching where they must agr
 
 from __future__ import annotations
 
-import types
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 import torch
+from float64 import default_float64, tiny_in_float64
 
 from workbench import api
 from workbench.analyses.circuits import patching
@@ -36,34 +34,10 @@ def test_activation_patching_matches_patching_through_the_bridge(request, tiny_i
         assert scores[layer, head] == pytest.approx(want, abs=1e-4)
 
 
-def _rms_norm_in_input_dtype(self, x: torch.Tensor) -> torch.Tensor:
-    """Llama's RMSNorm, `w · x / sqrt(mean(x²) + ε)`, in the input's own dtype."""
-    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
-
-
-@contextmanager
-def default_float64():
-    """Tensors the engine creates (captured z, accumulators) follow torch's default dtype."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny64():
     """A fresh tiny model in float64, so a finite difference checks attribution patching, not rounding."""
-    from workbench.models.loading import load_model  # not api.load_model: that one is shared by the whole session
-
-    with default_float64():
-        model = load_model("tiny")
-    twin = model_info(model).stream_model.double()
-    for module in twin.modules():  # HF's RMSNorm computes in float32 whatever the input; keep float64
-        if type(module).__name__.endswith("RMSNorm"):
-            module.forward = types.MethodType(_rms_norm_in_input_dtype, module)
-    return model
+    return tiny_in_float64()
 
 
 @pytest.mark.parametrize("layer", [0, 1])  # layer 0's effect also runs through layer 1's attention
