@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.validation import check_device_names
+from workbench.models.loading import DEFAULT_MODEL, resolve_spec
 
 
 class PlanError(WorkbenchError):
@@ -96,9 +98,6 @@ def load_plan(path: str | Path) -> Plan:
 
 def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     """Validate a plan dict and expand it to cells, checking analyses, parameters and models early."""
-    from workbench.core.validation import check_device_names
-    from workbench.models.loading import DEFAULT_MODEL, resolve_spec
-
     unknown = sorted(set(raw) - {"name", "models", "analyses", "device", "dtype"})
     if unknown:
         raise PlanError(f"Unknown top-level keys {unknown}; a plan has name, models, device, dtype and "

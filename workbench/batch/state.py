@@ -18,7 +18,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from workbench.analyses import get_analysis
 from workbench.batch.plan import Cell
+from workbench.core.errors import WorkbenchError
+from workbench.models.loading import resolve_spec
 from workbench.results import runs as results
 
 
@@ -73,10 +76,6 @@ def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
     except (OSError, ValueError, KeyError):
         return None
     import dataclasses
-
-    from workbench.analyses import get_analysis
-    from workbench.core.errors import WorkbenchError
-    from workbench.models.loading import resolve_spec
 
     try:
         spec = get_analysis(cell.analysis)

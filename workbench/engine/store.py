@@ -28,6 +28,7 @@ from filelock import FileLock, Timeout
 from safetensors import safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save
+from tqdm.auto import tqdm
 
 from workbench.core import paths
 from workbench.core.integrity import atomic_write_text, remove_temps, temp_name
@@ -139,8 +140,6 @@ class ActivationStore:
         name = f"stats-{request_fingerprint(request)}"
 
         def compute(_missing):
-            from tqdm.auto import tqdm
-
             out: dict[str, torch.Tensor] = {}
             bar = tqdm(ids, desc=f"streaming stats · {prompts.name}", unit="prompt", disable=not progress)
             for i, seq in enumerate(bar):
@@ -151,8 +150,6 @@ class ActivationStore:
 
         entry, report, handles = self._ensure_items(model, prompts, (name,), tuple(len(x) for x in ids), compute)
         if progress and report.reused:
-            from tqdm.auto import tqdm
-
             tqdm.write(f"streaming stats for {prompts.name}: reused from the cache (no model run), {entry}")
         with handles[name] as fh:
             tensors = _read_tensors(fh)
@@ -317,8 +314,6 @@ def _compute(model, ids: list[list[int]], hooks: Sequence[str], batch_size: int,
     their positions are unchanged, so no attention mask is needed and the cached values equal an
     unbatched run.
     """
-    from tqdm.auto import tqdm
-
     info = model_info(model)
     pad_id = info.tokenizer.pad_token_id if info.tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))

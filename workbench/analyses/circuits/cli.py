@@ -8,8 +8,20 @@ from typing import Optional
 
 import typer
 
+from workbench import api
+from workbench.analyses import get_analysis
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
+from workbench.cli.registry import run_and_show
 from workbench.core.errors import WorkbenchError
+from workbench.core.validation import parse_int_list
+from workbench.results.circuits import (
+    Circuit,
+    check_circuit_name,
+    default_circuit_name,
+    list_circuits,
+    load_circuit,
+    select_heads,
+)
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
                            no_args_is_help=True)
@@ -29,10 +41,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
          top: int = typer.Option(15, help="rows of the top-head table")):
     """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
-    from workbench.analyses import get_analysis
-    from workbench.cli.registry import run_and_show
     from workbench.results.circuit_maps import save_with_scores
-    from workbench.results.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
 
     circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
@@ -58,8 +67,6 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
 @friendly
 def ls(directory: Optional[Path] = typer.Option(None)):
     """List the saved circuits."""
-    from workbench.results.circuits import list_circuits
-
     table = list_circuits(directory)
     show(table.drop(columns=[c for c in ("path", "error") if c in table and (c == "path" or table[c].isna().all())]),
          f"circuits in {directory or 'the repo circuits/ folder'}", 200)
@@ -95,11 +102,8 @@ def sae(task: str = typer.Option("ioi"), model: str = MODEL,
         discretiser: str = typer.Option("both", help="sae | kmeans | both"), epochs: int = typer.Option(500),
         n_latents: int = typer.Option(300), out: Optional[Path] = typer.Option(None, help="HTML plot of ROC-AUC")):
     """SAE circuit discovery vs a patching circuit: ROC-AUC / F1 by number of examples and seed, runtime."""
-    from workbench import api
     from workbench.analyses.circuits.sae.analysis import default_reference
     from workbench.analyses.circuits.sae.report import patching_seconds, summarize, sweep
-    from workbench.core.validation import parse_int_list
-    from workbench.results.circuits import load_circuit
 
     n_list = parse_int_list(sizes, "--sizes", lo=1)
     kinds = {"sae": ("sae",), "kmeans": ("kmeans",), "both": ("sae", "kmeans")}

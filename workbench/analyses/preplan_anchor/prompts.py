@@ -13,9 +13,12 @@ import os
 import re
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from workbench.core.errors import PromptError
 from workbench.core.paths import shipped
-from workbench.core.prompts import PromptSet
+from workbench.core.prompts import PromptSet, tokenize
+from workbench.models.loading import model_info
 
 DATA = shipped("data", "reasoning", "arithmetic.json")
 INSTRUCTION = "Solve the problem step by step, then write the final number after 'Answer:'."
@@ -34,8 +37,6 @@ def load_problems(path: Path = DATA) -> list[dict]:
 
 def problem_prompts(model, n_problems: int = 8) -> PromptSet:
     """The first `n_problems` problems as chat-formatted prompts (BOS comes from the template)."""
-    from workbench.models.loading import model_info
-
     tok = model_info(model).tokenizer
     problems = load_problems()[:n_problems]
     if n_problems < 1:
@@ -67,11 +68,8 @@ def extract_answer(text: str) -> str | None:
 def generate_traces(model, prompts: PromptSet, max_new_tokens: int = 256, *, progress: bool = True) -> PromptSet:
     """Greedy step-by-step traces (prompt + continuation), cached; metadata adds prompt_len, answer check."""
     import torch
-    from tqdm.auto import tqdm
 
-    from workbench.core.prompts import tokenize
     from workbench.engine.store import default_cache_dir
-    from workbench.models.loading import model_info
 
     info = model_info(model)
     path = default_cache_dir() / "traces" / info.fingerprint / f"{prompts.fingerprint}-{max_new_tokens}.json"
@@ -107,8 +105,6 @@ def _traces_from_json(payload: dict, prompts: PromptSet, max_new_tokens: int, to
 
 def score_traces(model, traces: PromptSet) -> list[dict]:
     """Per trace: decoded continuation, extracted answer and whether it is right."""
-    from workbench.models.loading import model_info
-
     tok = model_info(model).tokenizer
     rows = []
     for ids, meta in zip(traces.token_ids, traces.metadata, strict=True):

@@ -21,21 +21,21 @@ import random
 from typing import Sequence
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
+from workbench.core.prompts import tokenize
 from workbench.edits.apply import editing
 from workbench.edits.kinds import StreamingWindow, UniformAttention
+from workbench.models.loading import model_info
 
 
 def niah_accuracy(model, prompts, edits: Sequence = (), *, max_new_tokens: int = 24, progress: bool = True,
                   desc: str = "niah") -> pd.DataFrame:
     """One row per trial: response, ROUGE-1 recall, correct, tokens, under stream `edits`."""
-    from tqdm.auto import tqdm
-
     from workbench.analyses.retrieval_heads.score import rouge1_recall
-    from workbench.core.prompts import tokenize
     from workbench.engine.decode import greedy_generate
 
     ids = tokenize(model, prompts)
@@ -104,8 +104,6 @@ def budget_check(model, prompts, scores: pd.DataFrame, *, full_share: float = 0.
                  recent: int = 128, seeds: Sequence[int] = (0, 1, 2), max_new_tokens: int = 24,
                  progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary with accuracy and KV memory saving per condition; per-trial table)."""
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     if not 0 <= full_share < 1:
         raise WorkbenchError(f"full_share is the share of KV heads kept full, in [0, 1); got {full_share}.")
