@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import warnings
@@ -31,7 +30,7 @@ from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from workbench.core import paths
-from workbench.core.integrity import atomic_write_text, remove_temps, temp_name
+from workbench.core.integrity import atomic_write_bytes, atomic_write_text, remove_temps
 from workbench.core.prompts import PromptSet, pad_batch, tokenize
 from workbench.engine import hooks as hook_names
 from workbench.engine.reducers import (
@@ -243,17 +242,14 @@ class ActivationStore:
                     model_fp: str, prompts_fp: str) -> dict:
         """Write one item atomically: a list (one tensor per prompt) or a dict of named tensors."""
         final = entry / _file_name(hook)
-        tmp = temp_name(final)
         meta = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
                 "prompts_fingerprint": prompts_fp}
         named = tensors if isinstance(tensors, dict) else {f"p{i}": t for i, t in enumerate(tensors)}
         payload = save({k: t.contiguous() for k, t in named.items()}, metadata=meta)
-        with tmp.open("wb") as fh:
-            fh.write(payload)
         first = next(iter(named.values()))
         record = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(), "dtype": str(first.dtype),
                   "n_tensors": len(named), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.replace(tmp, final)
+        atomic_write_bytes(final, payload)
         return record
 
     # ---- listing ----------------------------------------------------------------------------------

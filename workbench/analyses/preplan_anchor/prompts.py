@@ -9,13 +9,13 @@ the model's greedy continuation; traces are cached as JSON under the activation 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from workbench.core.errors import PromptError
+from workbench.core.integrity import atomic_write_text
 from workbench.core.paths import shipped
 from workbench.core.prompts import PromptSet, tokenize
 from workbench.models.loading import model_info
@@ -87,9 +87,7 @@ def generate_traces(model, prompts: PromptSet, max_new_tokens: int = 256, *, pro
         records.append({"ids": out[0].tolist(), "prompt_len": len(ids)})
     payload = {"model": info.spec.name, "prompts": prompts.fingerprint, "traces": records}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload))
     return _traces_from_json(payload, prompts, max_new_tokens, tok)
 
 
