@@ -26,6 +26,7 @@ from pathlib import Path
 
 from workbench.core.errors import ModelError
 from workbench.core.integrity import atomic_write_text, is_temp, safetensors_header, sha256_file
+from workbench.core.paths import model_cache_dir
 
 SOURCE_FILE = "source.json"
 WEIGHTS_FILE = "weights.json"
@@ -41,8 +42,6 @@ KNOWN_ARCHITECTURES = {
 
 def cache_root() -> Path:
     """`$WORKBENCH_MODEL_CACHE`, else `<user cache dir>/attention-workbench/models`."""
-    from workbench.core.paths import model_cache_dir
-
     return model_cache_dir()
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import weakref
 from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -268,8 +269,6 @@ def model_info(model) -> LoadedModel:
 
 def model_fingerprint(spec: ModelSpec, weights_id: str) -> str:
     """sha256 over the spec, the weights' identity and the library versions that change activations."""
-    from importlib.metadata import version
-
     payload = {
         "spec": {k: v for k, v in asdict(spec).items() if k not in ("description", "install_hint")},
         "weights": weights_id,
