@@ -13,6 +13,7 @@ A check cell is finished when its Result still loads and checked the run its run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,7 +74,6 @@ def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
         started = datetime.fromisoformat(json.loads(pending.read_text())["started"])
     except (OSError, ValueError, KeyError):
         return None
-    import dataclasses
 
     try:
         spec = get_analysis(cell.analysis)

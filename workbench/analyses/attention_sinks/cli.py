@@ -3,6 +3,7 @@ generic act_search check, added in workbench/cli/main.py)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -93,8 +94,6 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
          device: str = DEVICE, dtype: str = DTYPE,
          n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """One sink intervention on held-out natural text; loss before and after (perplexity in the summary)."""
-    import math
-
     from workbench.analyses.attention_sinks.score import prompt_alphas
 
     kinds = ("gamma", "remove", "act", "massive-zero", "massive-mean")
