@@ -247,13 +247,9 @@ def model_info(model) -> LoadedModel:
 
 def model_fingerprint(spec: ModelSpec, weights_id: str) -> str:
     """sha256 over the spec, the weights' identity and the library versions that change activations."""
-    payload = {
-        "spec": {k: v for k, v in asdict(spec).items() if k not in ("description", "install_hint")},
-        "weights": weights_id,
-        "transformer_lens": version("transformer-lens"),
-        "transformers": version("transformers"),
-        "torch": version("torch"),
-    }
+    payload = {"spec": {k: v for k, v in asdict(spec).items() if k not in ("description", "install_hint")},
+               "weights": weights_id, "transformer_lens": version("transformer-lens"),
+               "transformers": version("transformers"), "torch": version("torch")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

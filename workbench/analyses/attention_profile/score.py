@@ -57,12 +57,8 @@ def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[
     non_sink, non_sink_n, n_eligible = 0, 0, 0
     for s in stats:
         rows = slice(1, None)
-        parts = {
-            "distance": s.distance[0, :, :, rows],
-            "bos_mass": s.key_mass["bos"][0, :, :, rows],
-            "max_attention": s.argmax_val[0, :, :, rows],
-            "prev_token": s.offset_mass[1][0, :, :, rows],
-        }
+        parts = {"distance": s.distance[0, :, :, rows], "bos_mass": s.key_mass["bos"][0, :, :, rows],
+                 "max_attention": s.argmax_val[0, :, :, rows], "prev_token": s.offset_mass[1][0, :, :, rows]}
         for key, value in parts.items():
             sums[key] = sums.get(key, 0) + value.sum(-1)
             per_prompt[key].append(value.sum(-1) / max(value.shape[-1], 1))
