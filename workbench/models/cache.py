@@ -199,7 +199,6 @@ def _convert(spec, target: Path) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
     src = gguf_path(spec)
     started = time.time()
     with tqdm(total=3, desc=f"convert {spec.name} (one-off)", unit="step") as bar, quiet_hf_progress():
