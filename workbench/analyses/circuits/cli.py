@@ -14,14 +14,7 @@ from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_f
 from workbench.cli.registry import run_and_show
 from workbench.core.errors import WorkbenchError
 from workbench.core.validation import parse_int_list
-from workbench.results.circuits import (
-    Circuit,
-    check_circuit_name,
-    default_circuit_name,
-    list_circuits,
-    load_circuit,
-    select_heads,
-)
+from workbench.results import circuits as files
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
                            no_args_is_help=True)
@@ -43,7 +36,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
     from workbench.results.circuit_maps import save_with_scores
 
-    circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
+    circuit_name = files.check_circuit_name(name) if name else files.default_circuit_name(model, task)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
     result = run_and_show(get_analysis("head_attribution"), params, model=model, device=device, dtype=dtype,
@@ -51,14 +44,14 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     scores, s, record = result.scores, result.summary, result.record
     if s["unchanged_answer_twins"]:
         console.print(f"[yellow]flagged:[/] corrupted twins {s['unchanged_answer_twins']} keep the clean answer")
-    heads = select_heads(scores, top_fraction=top_fraction)
+    heads = files.select_heads(scores, top_fraction=top_fraction)
     path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
-    circuit = Circuit(name=circuit_name, model=model, task=task, heads=heads,
-                      n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1,
-                      method={"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching"),
-                      selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
-                      metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
-                              "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
+    how = {"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching")
+    circuit = files.Circuit(name=circuit_name, model=model, task=task, heads=heads,
+                            n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1, method=how,
+                            selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
+                            metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
+                                    "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
     path = save_with_scores(circuit, scores, directory)
     console.print(f"circuit [bold]{circuit.name}[/]: {len(heads)} heads {', '.join(circuit.labels)} → {path}")
 
@@ -67,7 +60,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
 @friendly
 def ls(directory: Optional[Path] = typer.Option(None)):
     """List the saved circuits."""
-    table = list_circuits(directory)
+    table = files.list_circuits(directory)
     show(table.drop(columns=[c for c in ("path", "error") if c in table and (c == "path" or table[c].isna().all())]),
          f"circuits in {directory or 'the repo circuits/ folder'}", 200)
 
@@ -113,7 +106,7 @@ def sae(task: str = typer.Option("ioi"), model: str = MODEL,
     if ref is None:
         raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "
                              f"`workbench circuits find --task {task} -m {model}` or pass --reference.")
-    load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
+    files.load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
     bridge = api.load_model(model, device=device, dtype=dtype)
     table = sweep(bridge, task, ref, sizes=n_list, seeds=seeds, discretisers=kinds[discretiser], epochs=epochs,
                   n_latents=n_latents)
