@@ -25,7 +25,7 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.heads import parse_heads
 from workbench.core.natural_text import text_chunks
 from workbench.core.validation import parse_int_list
-from workbench.edits.vocabulary import kind, make_edit
+from workbench.edits import vocabulary
 from workbench.models.loading import model_info
 from workbench.results.runs import load_result
 
@@ -118,9 +118,9 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
     from workbench.edits.intervene import summarize
 
     refs = parse_heads(heads)
-    if "source" in kind(edit).params:
+    if "source" in vocabulary.kind(edit).params:
         raise WorkbenchError(f"--edit {edit} needs source prompts; patch through workbench.api or the app.")
-    the_edit = make_edit(edit, refs, alpha=alpha, keys=parse_int_list(keys, "--keys"))
+    the_edit = vocabulary.make_edit(edit, refs, alpha=alpha, keys=parse_int_list(keys, "--keys"))
     bridge = api.load_model(model, device=device, dtype=dtype)
 
     batch = edit_batch_size(n_tokens, model_info(bridge).n_heads)  # batch × heads × T² scores stay bounded
