@@ -122,7 +122,6 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
         raise WorkbenchError(f"--edit {edit} needs source prompts; patch through workbench.api or the app.")
     the_edit = vocabulary.make_edit(edit, refs, alpha=alpha, keys=parse_int_list(keys, "--keys"))
     bridge = api.load_model(model, device=device, dtype=dtype)
-
     batch = edit_batch_size(n_tokens, model_info(bridge).n_heads)  # batch × heads × T² scores stay bounded
     table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), the_edit, metric, batch_size=batch)
     show(table, f"{table.attrs['edits'][0]} · {metric}")
