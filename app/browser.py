@@ -3,6 +3,7 @@ the browser tests and the screenshot command. Never downloads a browser: it uses
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import tempfile
@@ -31,8 +32,6 @@ def find_browser() -> tuple[str | None, str | None]:
 @contextmanager
 def serve(dash_app, port: int | None = None, host: str = "127.0.0.1"):
     """Serve a Dash app on a background thread; yields its base URL; shuts down on exit."""
-    import logging
-
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -161,15 +161,7 @@ def top_heads(scores: pd.DataFrame, column: str = "score", n: int = 15) -> pd.Da
     keep = ["head_label", "score"] + [c for c in top.columns if c not in
                                        ("head_label", "score", "analysis", "model", "prompt_set", "layer", "head",
                                         "label")]
-    return _rounded(top[keep])
-
-
-def _rounded(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    for c in out.columns:
-        if pd.api.types.is_float_dtype(out[c]):
-            out[c] = out[c].round(4)
-    return out
+    return top[keep].round(4)
 
 
 def map_title(scores: pd.DataFrame, what: str) -> str:
@@ -375,7 +367,7 @@ def intervention_frames(result: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
                          "metric": summary.get("metric"), "mean before": summary.get("before"),
                          "mean after": summary.get("after"), "mean delta": summary.get("delta"),
                          "share of prompts where it rose": summary.get("share_increased")}])
-    return _rounded(table), _rounded(agg)
+    return table.round(4), agg.round(4)
 
 
 def truncation(res: Mapping[str, Any]) -> str:

@@ -28,9 +28,19 @@ import time
 import traceback
 from typing import Any, Callable
 
+from workbench import api
+from workbench.analyses import get_analysis
 from workbench.core import budget
 from workbench.core.errors import WorkbenchError
+from workbench.core.heads import HeadRef, parse_heads
+from workbench.core.natural_text import text_chunks
+from workbench.core.prompts import tokenize
+from workbench.core.validation import parse_int_list
+from workbench.edits.vocabulary import kind as edit_kind
+from workbench.edits.vocabulary import make_edit
 from workbench.models import DEFAULT_MODEL
+from workbench.models.loading import model_info
+from workbench.results.circuits import list_circuits
 
 MAX_QUEUED = 32
 BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. Wait for them to finish, "
@@ -49,8 +59,6 @@ class Worker:
     @property
     def model(self):
         if self._model is None:
-            from workbench import api
-
             self._model = api.load_model(self.model_name, device=self.device, dtype=self.dtype)
         return self._model
 
@@ -87,10 +95,6 @@ class Worker:
 
     # ---- ops ---------------------------------------------------------------------------------------
     def op_load(self, job_id: str) -> dict:
-        from workbench import api
-        from workbench.analyses import get_analysis
-        from workbench.models.loading import model_info
-
         info = model_info(self.model)
         analyses = api.list_analyses().to_dict("records")
         for row in analyses:  # defaults let the app check the budget before it submits
@@ -101,9 +105,6 @@ class Worker:
                 "analyses": analyses, "budget": budget.BUDGET_TEXT}
 
     def op_head_pattern(self, job_id: str, text: str, head: str, max_tokens: int = 256) -> dict:
-        from workbench import api
-        from workbench.core.heads import HeadRef
-
         ref = HeadRef.parse(_text(head, "head", 20))
         self.progress(job_id, f"running {self.model_name} on the prompt for {ref}")
         return api.head_pattern(self.model, _text(text, "text"), ref.layer, ref.head,
@@ -111,8 +112,6 @@ class Worker:
 
     def op_token_traces(self, job_id: str, text: str, window: int = 10, quantile: float = 0.9,
                         head: str | None = None) -> dict:
-        from workbench import api
-
         quantile = float(quantile)
         if not 0.0 < quantile < 1.0:
             raise WorkbenchError(f"quantile must be between 0 and 1; got {quantile}.")
@@ -123,12 +122,7 @@ class Worker:
     def op_intervene(self, job_id: str, heads: str, edit: str, metric: str = "loss", alpha: float = 0.0,
                      keys: str = "0", texts: list[str] | None = None, n_prompts: int = 4, n_tokens: int = 64,
                      patch_texts: list[str] | None = None) -> dict:
-        from workbench import api
-        from workbench.core.heads import parse_heads
-        from workbench.core.natural_text import text_chunks
-        from workbench.core.prompts import tokenize
         from workbench.edits.intervene import summarize
-        from workbench.models.loading import model_info
 
         refs = parse_heads(_text(heads, "heads", 2000))
         texts, patch_texts = _texts(texts, "texts"), _texts(patch_texts, "patch_texts")
@@ -149,9 +143,6 @@ class Worker:
                 "prompt_set": prompts.name}
 
     def op_run_analysis(self, job_id: str, analysis: str, params: dict | None = None) -> dict:
-        from workbench import api
-        from workbench.analyses import get_analysis
-
         params = check_params(params)
         spec = get_analysis(_text(analysis, "analysis", 80))
         typed = spec.make_params(params)
@@ -197,8 +188,6 @@ def check_params(params: Any) -> dict[str, str]:
         out[key] = _text(str(value), f"parameter {key}", 200)
     budget.refuse_paths(out)
     if out.get("reference"):
-        from workbench.results.circuits import list_circuits
-
         names = set(list_circuits()["name"])
         if out["reference"] not in names:
             raise budget.PathRefused(f"reference={out['reference']!r} is not a saved circuit; name one of: "
@@ -208,11 +197,6 @@ def check_params(params: Any) -> dict[str, str]:
 
 def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural, model):
     """An edit dataclass from the app's plain fields (the kinds of workbench.edits.vocabulary)."""
-    from workbench import api
-    from workbench.core.natural_text import text_chunks
-    from workbench.core.validation import parse_int_list
-    from workbench.edits.vocabulary import kind as edit_kind
-    from workbench.edits.vocabulary import make_edit
 
     if not math.isfinite(alpha):
         raise WorkbenchError(f"The scale must be a finite number, got {alpha}.")

@@ -19,19 +19,18 @@ import inspect
 import time
 from typing import Any
 
+from workbench.analyses import get_analysis
 from workbench.analyses.base import AnalysisSpec, CheckSpec, Result, as_result, resolve
 from workbench.core.errors import WorkbenchError
+from workbench.models.loading import load_model, model_info
+from workbench.results import runs
 
 
 def spec_of(analysis: str | AnalysisSpec) -> AnalysisSpec:
-    from workbench.analyses import get_analysis
-
     return analysis if isinstance(analysis, AnalysisSpec) else get_analysis(analysis)
 
 
 def _loaded(model):
-    from workbench.models.loading import load_model
-
     return load_model(model) if isinstance(model, str) else model
 
 
@@ -42,7 +41,6 @@ def _typed(owner: AnalysisSpec | CheckSpec, params: Any):
 def run_analysis(analysis, model, prompts=None, params=None, *, save: bool = True, progress: bool = True,
                  results_dir=None) -> Result:
     """Run an analysis (default prompts from its params unless given); its Result, saved unless save=False."""
-    from workbench.models.loading import model_info
     from workbench.results.runs import validate_head_scores
 
     spec, model = spec_of(analysis), _loaded(model)
@@ -62,7 +60,6 @@ def run_check(analysis, check, model, params=None, *, run_id: str | None = None,
               save: bool = True, progress: bool = True, results_dir=None) -> Result:
     """Run a named check of an analysis on the HeadScores of a run (see the module docstring for which run).
     `prompts` replaces the prompts a check builds from its params (for checks that take them)."""
-    from workbench.models.loading import model_info
     from workbench.results.runs import validate_head_scores
 
     spec, model = spec_of(analysis), _loaded(model)
@@ -97,9 +94,6 @@ def run_check(analysis, check, model, params=None, *, run_id: str | None = None,
 
 def _parent_run(spec: AnalysisSpec, model, info, run_id, save, progress, results_dir) -> Result:
     """The run a check reads: the named one, the newest on this model, or a new one with default params."""
-    from workbench.core.errors import WorkbenchError
-    from workbench.results import runs
-
     if run_id is None:
         found = runs.find_runs(results_dir, analysis=spec.name, model=info.spec.name, kind="run")
         found = found[found["model_fingerprint"] == info.fingerprint]

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from workbench import api
 from workbench.batch.plan import Cell, Plan
 from workbench.batch.state import finished_run, mark_finished, mark_started
 from workbench.core.errors import WorkbenchError
@@ -37,8 +39,6 @@ def check_executor(executor: str) -> None:
 
 def run_cell(cell: Cell, results_dir: Path | None = None) -> tuple[str, float]:
     """Run one cell through the facade; returns (run id, seconds). Models stay loaded per process."""
-    from workbench import api
-
     started = time.perf_counter()
     model = api.load_model(cell.model, device=cell.device, dtype=cell.dtype)
     if not cell.check:
@@ -56,8 +56,6 @@ def run_cell(cell: Cell, results_dir: Path | None = None) -> tuple[str, float]:
 def run_plan(plan: Plan, executor: str = "local", *, workers: int = 2, progress: bool = True,
              results_dir: Path | None = None, on_done: Callable[[CellOutcome], None] | None = None) -> pd.DataFrame:
     """Run every unfinished cell; return a summary table (one row per cell)."""
-    from tqdm.auto import tqdm
-
     check_executor(executor)
 
     outcomes = {c.cell_id: CellOutcome(c, "skipped", finished_run(c, results_dir)) for c in plan.cells}

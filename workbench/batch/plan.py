@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.analyses import get_analysis
 from workbench.core.errors import WorkbenchError
+from workbench.core.validation import check_device_names
+from workbench.models.loading import DEFAULT_MODEL, resolve_spec
 
 
 class PlanError(WorkbenchError):
@@ -96,9 +99,6 @@ def load_plan(path: str | Path) -> Plan:
 
 def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
     """Validate a plan dict and expand it to cells, checking analyses, parameters and models early."""
-    from workbench.core.validation import check_device_names
-    from workbench.models.loading import DEFAULT_MODEL, resolve_spec
-
     unknown = sorted(set(raw) - {"name", "models", "analyses", "device", "dtype"})
     if unknown:
         raise PlanError(f"Unknown top-level keys {unknown}; a plan has name, models, device, dtype and "
@@ -133,8 +133,6 @@ def parse_plan(raw: dict[str, Any], source: str = "") -> Plan:
 
 def _entry_params(entry: Any, number: int) -> list[dict[str, Any]]:
     """The parameter sets of one [[analyses]] table, each checked against the analysis's typed Params."""
-    from workbench.analyses import get_analysis
-
     if not isinstance(entry, dict) or "name" not in entry:
         raise PlanError(f"Each [[analyses]] table needs a name; table {number} is {entry!r}.")
     where = f"[[analyses]] table {number} ({entry['name']!r})"
@@ -164,8 +162,6 @@ def _entry_params(entry: Any, number: int) -> list[dict[str, Any]]:
 
 def _entry_checks(entry: dict[str, Any], number: int) -> dict[str, dict[str, Any]]:
     """Check name -> its params, for the `checks` and `check_params` of one [[analyses]] table."""
-    from workbench.analyses import get_analysis
-
     where = f"[[analyses]] table {number} ({entry.get('name')!r})"
     names, tables = entry.get("checks", []), entry.get("check_params", {})
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

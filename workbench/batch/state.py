@@ -13,12 +13,16 @@ A check cell is finished when its Result still loads and checked the run its run
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from workbench.analyses import get_analysis
 from workbench.batch.plan import Cell
+from workbench.core.errors import WorkbenchError
+from workbench.core.integrity import atomic_write_text
+from workbench.models.loading import resolve_spec
 from workbench.results import runs as results
 
 
@@ -60,9 +64,7 @@ def mark_finished(cell: Cell, run_id: str, seconds: float, results_dir: Path | N
 
 def _write_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, sort_keys=True))
 
 
 def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
@@ -72,11 +74,6 @@ def _adopt_saved_run(cell: Cell, results_dir: Path | None) -> str | None:
         started = datetime.fromisoformat(json.loads(pending.read_text())["started"])
     except (OSError, ValueError, KeyError):
         return None
-    import dataclasses
-
-    from workbench.analyses import get_analysis
-    from workbench.core.errors import WorkbenchError
-    from workbench.models.loading import resolve_spec
 
     try:
         spec = get_analysis(cell.analysis)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli.common import DEVICE, DTYPE, MODEL, check_device_names, friendly
+from workbench.cli.common import DEVICE, DTYPE, MODEL, check_device_names, console, err, friendly
 from workbench.core.errors import WorkbenchError
 from workbench.models import DEFAULT_MODEL
+from workbench.models.loading import resolve_spec
 
 app_app = typer.Typer(help="The Dash dashboard: head maps, patterns, comparisons, interventions, tokens.",
                       invoke_without_command=True)
@@ -44,8 +45,6 @@ def app(ctx: typer.Context,
     """Start the dashboard (debug off) on the bundled default model; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
         return
-    from workbench.cli.common import err
-    from workbench.models.loading import resolve_spec
 
     resolve_spec(model)
     _check_host(host)
@@ -67,7 +66,6 @@ def screenshots(out: Path = typer.Option(Path("docs/screenshots"), help="directo
                 head: str = typer.Option("L3H0", help="head to select on the head map and intervene on"),
                 width: int = typer.Option(1500, min=800, max=3000)):
     """Save a PNG of each page (headless Chromium), after running attention_profile if no run exists."""
-    from workbench.cli.common import console
     from workbench_app import browser
     from workbench_app.main import create_app
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from workbench.batch.plan import load_plan
 from workbench.cli.common import console, error_line, friendly, show
 
 
@@ -22,7 +23,6 @@ def batch(plan_file: Path = typer.Argument(..., help="a TOML plan (see workbench
     A cell that fails is recorded with its error and the others still run; the exit code is 1 if any failed.
     """
     from workbench.batch.executors import check_executor, run_plan
-    from workbench.batch.plan import load_plan
     from workbench.batch.report import write_report
 
     check_executor(executor)

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from workbench import api
 from workbench.analyses import get_analysis
 from workbench.analyses.attention_sinks import cli as cli_sinks
 from workbench.analyses.circuits import cli as cli_circuits
@@ -19,7 +20,14 @@ from workbench.cli import batch as cli_batch
 from workbench.cli import registry as cli_registry
 from workbench.cli.common import DEVICE, DTYPE, MODEL, OneLineErrors, _params, console, friendly, show
 from workbench.core import paths
+from workbench.core.budget import edit_batch_size
 from workbench.core.errors import WorkbenchError
+from workbench.core.heads import parse_heads
+from workbench.core.natural_text import text_chunks
+from workbench.core.validation import parse_int_list
+from workbench.edits import vocabulary
+from workbench.models.loading import model_info
+from workbench.results.runs import load_result
 
 app = typer.Typer(help="Attention-head interpretability workbench.", no_args_is_help=True,
                   pretty_exceptions_enable=False, cls=OneLineErrors)
@@ -59,8 +67,6 @@ def _global_options(home: Optional[Path] = typer.Option(
 @friendly
 def models():
     """List bundled and test models: size, layers × heads, KV heads, context, offline availability."""
-    from workbench import api
-
     df = api.list_models()
     df["params"] = df["params"].map(lambda p: f"{p / 1e6:.0f}M" if p == p and p else "-")
     show(df[["name", "params", "layers", "heads", "kv_heads", "n_ctx", "available", "description"]], "models")
@@ -71,8 +77,6 @@ def models():
 @friendly
 def analyses():
     """List the registered analyses."""
-    from workbench import api
-
     show(api.list_analyses(), "analyses")
 
 
@@ -82,8 +86,6 @@ def hooks(model: str = MODEL,
           device: str = DEVICE, dtype: str = DTYPE,
           contains: str = typer.Option("blocks.0.", help="only names containing this")):
     """List the model's real hook names."""
-    from workbench import api
-
     names = [n for n in api.load_model(model, device=device, dtype=dtype).hook_dict if contains in n]
     console.print("\n".join(names))
 
@@ -113,21 +115,13 @@ def intervene(heads: str = typer.Option(..., help="heads like 'L3H5,L10H2'"),
               device: str = DEVICE, dtype: str = DTYPE,
               n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """Edit heads on natural-text prompts and show the metric before and after, per prompt."""
-    from workbench import api
-    from workbench.core.heads import parse_heads
-    from workbench.core.natural_text import text_chunks
-    from workbench.core.validation import parse_int_list
     from workbench.edits.intervene import summarize
-    from workbench.edits.vocabulary import kind, make_edit
 
     refs = parse_heads(heads)
-    if "source" in kind(edit).params:
+    if "source" in vocabulary.kind(edit).params:
         raise WorkbenchError(f"--edit {edit} needs source prompts; patch through workbench.api or the app.")
-    the_edit = make_edit(edit, refs, alpha=alpha, keys=parse_int_list(keys, "--keys"))
+    the_edit = vocabulary.make_edit(edit, refs, alpha=alpha, keys=parse_int_list(keys, "--keys"))
     bridge = api.load_model(model, device=device, dtype=dtype)
-    from workbench.core.budget import edit_batch_size
-    from workbench.models.loading import model_info
-
     batch = edit_batch_size(n_tokens, model_info(bridge).n_heads)  # batch × heads × T² scores stay bounded
     table = api.intervene(bridge, text_chunks(bridge, n_prompts, n_tokens), the_edit, metric, batch_size=batch)
     show(table, f"{table.attrs['edits'][0]} · {metric}")
@@ -195,8 +189,6 @@ def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Opti
                kind: Optional[str] = typer.Option(None, help="'run' or a check's name"),
                results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
     """List saved runs and checks (kind, and the run a check checked), newest first, filtered."""
-    from workbench import api
-
     df = api.find_results(analysis=analysis, model=model, prompt_set=prompt_set, kind=kind, results_dir=results_dir)
     if df.empty:
         console.print("no saved runs match")
@@ -211,8 +203,6 @@ def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Opti
 def results_show(run_id: str, top: int = typer.Option(10, help="show this many top heads"),
                  results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
     """Top heads (and, for a check, its tables) and the summary of a saved run."""
-    from workbench.results.runs import load_result
-
     cli_registry.print_result(load_result(run_id, results_dir), top)
 
 

@@ -21,8 +21,11 @@ from typing import Callable, Optional
 
 import typer
 
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench import analyses, api
+from workbench.analyses.base import AnalysisSpec, CheckSpec, resolve
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
+from workbench.core.errors import WorkbenchError
+from workbench.core.scores import head_label
 
 RESULTS_DIR = typer.Option(None, "--results-dir", help="save and read results here (default: the catalog)")
 _COMMON = {"model": MODEL, "device": DEVICE, "dtype": DTYPE, "results_dir": RESULTS_DIR,
@@ -34,9 +37,7 @@ _RUN_ID = {"run_id": typer.Option(None, "--run-id", help="check this run (defaul
 
 def add_analysis_apps(app: typer.Typer, specs: tuple[AnalysisSpec, ...] | None = None) -> None:
     """One sub-app per analysis (default: the whole registry)."""
-    from workbench.analyses import REGISTRY
-
-    for spec in specs or REGISTRY:
+    for spec in specs or analyses.REGISTRY:
         sub = typer.Typer(help=spec.summary, no_args_is_help=True)
         add_commands(sub, spec)
         app.add_typer(sub, name=spec.name)
@@ -116,8 +117,6 @@ def _own(params_type: type, overrides: dict) -> dict:
 
 def run_and_show(spec: AnalysisSpec, overrides: dict, *, model, device, dtype, results_dir, save, out, top):
     """Run `spec`, print and write its Result; the Result."""
-    from workbench import api
-
     params = spec.make_params(overrides)  # bad names and values fail before the model loads
     result = api.run(spec.name, api.load_model(model, device=device, dtype=dtype), params=params, save=save,
                      results_dir=results_dir)
@@ -127,8 +126,6 @@ def run_and_show(spec: AnalysisSpec, overrides: dict, *, model, device, dtype, r
 
 def _check(spec: AnalysisSpec, check: CheckSpec, overrides: dict, *, model, device, dtype, results_dir, save, out,
            run_id, scores=None):
-    from workbench import api
-
     params = check.make_params(overrides)
     result = api.check(spec.name, check.name, api.load_model(model, device=device, dtype=dtype), params,
                        run_id=run_id, scores=scores, save=save, results_dir=results_dir)
@@ -151,7 +148,6 @@ def _show(spec: AnalysisSpec) -> Callable:
     def show_latest(model: Optional[str] = typer.Option(None, "--model", "-m", help="only runs of this model"),
                     results_dir: Optional[Path] = RESULTS_DIR,
                     top: int = typer.Option(10, help="show this many top heads")):
-        from workbench.core.errors import WorkbenchError
         from workbench.results.runs import find_runs, load_result
 
         runs = find_runs(results_dir, analysis=spec.name, model=model, kind="run")
@@ -177,12 +173,8 @@ def _summary_text(summary: dict) -> str:
 def print_result(result, top: int, out: Path | None = None) -> None:
     """Top heads (if the Result has per-head scores), a check's tables, the summary and where it was saved;
     with `out`, its tables as `<kind>_<table>.csv` there and its figures as `<kind>_<figure>.html`."""
-    from workbench.analyses import get_analysis
-    from workbench.core.errors import WorkbenchError
-    from workbench.core.scores import head_label
-
     try:
-        spec = get_analysis(result.analysis)
+        spec = analyses.get_analysis(result.analysis)
     except WorkbenchError:  # a run of an analysis no longer registered
         spec = None
     record, title = result.record, result.analysis + ("" if result.kind == "run" else f" · {result.kind}")
@@ -207,8 +199,6 @@ def print_result(result, top: int, out: Path | None = None) -> None:
 
 
 def _write(result, spec: AnalysisSpec | None, out: Path) -> None:
-    from workbench.analyses.base import resolve
-
     out.mkdir(parents=True, exist_ok=True)
     tables = {name: table for name, table in {"scores": result.scores, **result.tables}.items() if table is not None}
     for name, table in tables.items():

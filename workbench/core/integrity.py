@@ -23,11 +23,8 @@ _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
 
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_fd(fh)
 
 
 def sha256_fd(fh) -> str:

@@ -55,9 +55,7 @@ def _coerce_index_column(df: pd.DataFrame, col: str, limit: int | None, limit_na
     return num
 
 
-def validate_head_scores(
-    df: pd.DataFrame, n_layers: int | None = None, n_heads: int | None = None
-) -> pd.DataFrame:
+def validate_head_scores(df: pd.DataFrame, n_layers: int | None = None, n_heads: int | None = None) -> pd.DataFrame:
     """Check a HeadScores frame and return a cleaned copy with coerced dtypes.
 
     Required columns: analysis, model, prompt_set (str, one value each), layer, head

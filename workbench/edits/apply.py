@@ -24,6 +24,7 @@ from workbench.edits.kinds import AblateHead, Batch, PatchHead
 from workbench.engine import hooks, streaming
 from workbench.engine.head_io import capture_z, decoder_layers
 from workbench.engine.metrics import Metric
+from workbench.engine.run import stream_forward
 from workbench.models.loading import model_info
 
 SITE_HOOKS = {"scores": hooks.attn_scores, "z": hooks.z, "resid": hooks.resid_post}
@@ -157,8 +158,6 @@ def _z_per_prompt(model, prompts: PromptSet, batch_size: int) -> list[torch.Tens
 def forward(model, batch_ids: Sequence[Sequence[int]], edits: Sequence = (), batch: Batch | None = None, *,
             backend: str = "bridge", last: bool = False) -> torch.Tensor:
     """Logits of a right-padded batch on the CPU: `[B, T, V]`, or `[B, V]` at each row's last real token."""
-    from workbench.engine.run import stream_forward
-
     info = model_info(model)
     tokens, _ = pad_batch(batch_ids, info.tokenizer.pad_token_id or 0)
     batch = batch or Batch(ids=tuple(tuple(x) for x in batch_ids))

@@ -153,7 +153,6 @@ class UniformAttention(_OnHeads):
         return lambda s, q: torch.where(_hidden(s), s, torch.zeros_like(s))
 
 
-
 @dataclass(frozen=True)
 class AttentionEdit(_OnHeads):
     site: ClassVar[str] = "scores"

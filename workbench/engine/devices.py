@@ -9,6 +9,7 @@ streaming reducers and softmax accumulate in float32 whatever the model's dtype)
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 
 import torch
@@ -73,8 +74,6 @@ def cache_kwargs(cache) -> dict:
 
 @functools.cache
 def _cache_keyword() -> str:
-    import inspect
-
     from transformers import LlamaModel
 
     return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import torch
 
+from workbench.engine.run import stream_forward
 from workbench.models.loading import model_info
 
 TOP_K = 16
@@ -86,8 +87,6 @@ def capturing(model, top_k: int = TOP_K) -> Iterator[_ResidualCollector]:
 
 def sink_forward(model, ids: list[int], request, *, top_k: int = TOP_K):
     """One streaming forward of one prompt: `(AttentionStats, ResidualStats)`."""
-    from workbench.engine.run import stream_forward
-
     with capturing(model, top_k) as collector:
         result = stream_forward(model, torch.tensor([ids]), request)
     return result.stats, collector.stats()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import warnings
@@ -28,9 +27,10 @@ from filelock import FileLock, Timeout
 from safetensors import safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save
+from tqdm.auto import tqdm
 
 from workbench.core import paths
-from workbench.core.integrity import atomic_write_text, remove_temps, temp_name
+from workbench.core.integrity import atomic_write_bytes, atomic_write_text, remove_temps
 from workbench.core.prompts import PromptSet, pad_batch, tokenize
 from workbench.engine import hooks as hook_names
 from workbench.engine.reducers import (
@@ -53,11 +53,6 @@ from workbench.engine.store_checks import (
 from workbench.models.loading import model_info
 
 LOCK_TIMEOUT_S = 3600
-
-
-def default_cache_dir() -> Path:
-    """`$WORKBENCH_CACHE_DIR`, else the user's cache dir (workbench.core.paths)."""
-    return paths.cache_dir()
 
 
 @dataclass
@@ -110,7 +105,7 @@ class ActivationStore:
     """On-disk activation cache keyed by model fingerprint × prompt-set fingerprint × hook."""
 
     def __init__(self, root: Path | str | None = None):
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else paths.cache_dir()
 
     def entry_dir(self, model_fp: str, prompts_fp: str) -> Path:
         return self.root / model_fp / prompts_fp
@@ -139,8 +134,6 @@ class ActivationStore:
         name = f"stats-{request_fingerprint(request)}"
 
         def compute(_missing):
-            from tqdm.auto import tqdm
-
             out: dict[str, torch.Tensor] = {}
             bar = tqdm(ids, desc=f"streaming stats · {prompts.name}", unit="prompt", disable=not progress)
             for i, seq in enumerate(bar):
@@ -151,8 +144,6 @@ class ActivationStore:
 
         entry, report, handles = self._ensure_items(model, prompts, (name,), tuple(len(x) for x in ids), compute)
         if progress and report.reused:
-            from tqdm.auto import tqdm
-
             tqdm.write(f"streaming stats for {prompts.name}: reused from the cache (no model run), {entry}")
         with handles[name] as fh:
             tensors = _read_tensors(fh)
@@ -246,17 +237,14 @@ class ActivationStore:
                     model_fp: str, prompts_fp: str) -> dict:
         """Write one item atomically: a list (one tensor per prompt) or a dict of named tensors."""
         final = entry / _file_name(hook)
-        tmp = temp_name(final)
         meta = {"format": FORMAT, "hook": hook, "model_fingerprint": model_fp,
                 "prompts_fingerprint": prompts_fp}
         named = tensors if isinstance(tensors, dict) else {f"p{i}": t for i, t in enumerate(tensors)}
         payload = save({k: t.contiguous() for k, t in named.items()}, metadata=meta)
-        with tmp.open("wb") as fh:
-            fh.write(payload)
         first = next(iter(named.values()))
         record = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(), "dtype": str(first.dtype),
                   "n_tensors": len(named), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.replace(tmp, final)
+        atomic_write_bytes(final, payload)
         return record
 
     # ---- listing ----------------------------------------------------------------------------------
@@ -317,8 +305,6 @@ def _compute(model, ids: list[list[int]], hooks: Sequence[str], batch_size: int,
     their positions are unchanged, so no attention mask is needed and the cached values equal an
     unbatched run.
     """
-    from tqdm.auto import tqdm
-
     info = model_info(model)
     pad_id = info.tokenizer.pad_token_id if info.tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))

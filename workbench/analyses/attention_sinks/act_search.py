@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from workbench.analyses.attention_sinks import SearchParams
 from workbench.analyses.attention_sinks.prompts import LETTERS
@@ -84,8 +85,6 @@ def _score(model, prompts, heads, keys, params, metric) -> tuple[float, float]:
 def act_search(model, calibration, heldout, params: SearchParams = SearchParams(), *,
                progress: bool = True) -> SearchResult:
     """Greedy head selection on `calibration`, then baseline vs calibrated accuracy on both splits."""
-    from tqdm.auto import tqdm
-
     metric = letter_margin_metric(model)
     cal_alpha = prompt_alphas(model, calibration, progress=progress)
     held_alpha = prompt_alphas(model, heldout, progress=progress)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
+from workbench.analyses.attention_sinks import SearchParams
+from workbench.analyses.attention_sinks.prompts import mc_prompts
 from workbench.analyses.base import Result
 
 
@@ -12,11 +16,7 @@ def run_act_search(model, params, *, scores: pd.DataFrame | None = None, progres
 
     Tables: "trace" (one row per candidate head) and "splits" (baseline vs calibrated accuracy and margin per
     split); summary: the kept and candidate heads and `<split>_<column>` of "splits". `scores` is not used."""
-    import dataclasses
-
-    from workbench.analyses.attention_sinks import SearchParams
     from workbench.analyses.attention_sinks.act_search import act_search
-    from workbench.analyses.attention_sinks.prompts import mc_prompts
 
     split = {"holdout_every": params.holdout_every, "dataset": params.dataset}
     search = SearchParams(**{f.name: getattr(params, f.name) for f in dataclasses.fields(SearchParams)})

@@ -3,13 +3,19 @@ generic act_search check, added in workbench/cli/main.py)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from workbench import api
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
 from workbench.core.errors import WorkbenchError
+from workbench.core.heads import parse_heads
+from workbench.core.natural_text import text_chunks
+from workbench.core.validation import parse_int_list
+from workbench.edits.kinds import SinkCalibration
 
 sinks_app = typer.Typer(help="Attention sinks: BOS/hidden/secondary sinks, massive activations, ACT.",
                         no_args_is_help=True)
@@ -27,9 +33,7 @@ def report(model: str = MODEL,
            top: int = typer.Option(10, help="rows per table"),
            out: Optional[Path] = typer.Option(None, help="directory for HTML figures")):
     """Where the BOS sink holds, hidden and secondary sinks, massive activations and their edit."""
-    from workbench import api
     from workbench.analyses.attention_sinks.report import ReportParams, massive_perplexity, sink_report
-    from workbench.core.natural_text import text_chunks
 
     bridge = api.load_model(model, device=device, dtype=dtype)
     params = ReportParams(n_prompts=n_prompts, n_tokens=n_tokens, epsilon=epsilon)
@@ -90,14 +94,7 @@ def edit(kind: str = typer.Option(..., help="gamma | remove | act | massive-zero
          device: str = DEVICE, dtype: str = DTYPE,
          n_prompts: int = typer.Option(4), n_tokens: int = typer.Option(128)):
     """One sink intervention on held-out natural text; loss before and after (perplexity in the summary)."""
-    import math
-
-    from workbench import api
     from workbench.analyses.attention_sinks.score import prompt_alphas
-    from workbench.core.heads import parse_heads
-    from workbench.core.natural_text import text_chunks
-    from workbench.core.validation import parse_int_list
-    from workbench.edits.kinds import SinkCalibration
 
     kinds = ("gamma", "remove", "act", "massive-zero", "massive-mean")
     if kind not in kinds:

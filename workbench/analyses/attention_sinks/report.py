@@ -22,10 +22,17 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from workbench.analyses.attention_sinks.score import Params, column_importance, head_summary, hidden_sinks
+from workbench.core.prompts import tokenize
 from workbench.core.scores import head_label
+from workbench.edits.apply import run_metric
+from workbench.edits.kinds import MassiveDimEdit
+from workbench.engine.metrics import get_metric
 from workbench.engine.reducers import ReducerRequest
+from workbench.engine.residual import sink_forward
+from workbench.models.loading import model_info
 
 COS_THRESHOLD = 0.9
 MASSIVE_RATIO = 100.0
@@ -75,11 +82,6 @@ def massive_entries(res, ratio: float = MASSIVE_RATIO) -> pd.DataFrame:
 # ---- the report ----------------------------------------------------------------------------------
 def collect(model, prompts, *, progress: bool = True):
     """Per prompt: token ids, α `[L, H, T]` and ResidualStats (one streaming forward each)."""
-    from tqdm.auto import tqdm
-
-    from workbench.core.prompts import tokenize
-    from workbench.engine.residual import sink_forward
-
     request = ReducerRequest(row_argmax=False, column_sums=True, distance=False)
     out = []
     for seq in tqdm(tokenize(model, prompts), desc=f"sink analysis · {prompts.name}", unit="prompt",
@@ -92,8 +94,6 @@ def collect(model, prompts, *, progress: bool = True):
 def sink_report(model, prompts, params: ReportParams = ReportParams(), *, progress: bool = True,
                 collected=None) -> dict[str, pd.DataFrame]:
     """Tables: heads, layers, hidden_examples, secondary, tokens (prompt 0), massive, massive_dims."""
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     tok = info.tokenizer
     data = collected if collected is not None else collect(model, prompts, progress=progress)
@@ -180,8 +180,6 @@ def massive_dims(massive: pd.DataFrame) -> pd.DataFrame:
 
 def massive_edits(dims: pd.DataFrame, mode: str):
     """One MassiveDimEdit per first layer: the massive entries of its dims → 0 or their per-token mean."""
-    from workbench.edits.kinds import MassiveDimEdit
-
     edits = []
     for layer, part in dims.groupby("first_layer"):
         pooled = [float(v) for v in part["mean_value_first_layer"]]
@@ -198,9 +196,6 @@ def massive_edits(dims: pd.DataFrame, mode: str):
 
 def massive_perplexity(model, dims: pd.DataFrame, texts, *, batch_size: int = 4) -> pd.DataFrame:
     """Perplexity on `texts` (a PromptSet): clean, massive dims set to zero, set to their mean."""
-    from workbench.edits.apply import run_metric
-    from workbench.engine.metrics import get_metric
-
     loss = get_metric("loss")
     rows = []
     for name, edits in (("clean", []), ("zero", massive_edits(dims, "zero")), ("mean", massive_edits(dims, "mean"))):

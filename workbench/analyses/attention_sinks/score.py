@@ -22,7 +22,10 @@ import torch
 
 from workbench.analyses.attention_sinks import EPSILON, HIDDEN_THRESHOLD, Params  # noqa: F401
 from workbench.analyses.base import Result, head_frame, per_prompt_table
+from workbench.core.natural_text import text_chunks
 from workbench.engine.reducers import ReducerRequest
+from workbench.engine.store import ActivationStore
+from workbench.models.loading import model_info
 
 
 def column_importance(col_sum: torch.Tensor) -> torch.Tensor:
@@ -80,8 +83,6 @@ def head_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.
 
 def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor]:
     """`α [L, H, T]` per prompt from streaming column sums (cached by the activation store)."""
-    from workbench.engine.store import ActivationStore
-
     request = ReducerRequest(row_argmax=False, column_sums=True, distance=False)
     stats, _ = ActivationStore().ensure_stats(model, prompts, request, progress=progress)
     return [column_importance(s.col_sum[0].float()) for s in stats]
@@ -90,8 +91,6 @@ def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     """HeadScores and per_prompt: each column's per-prompt value (`prompt_summary`; "score" for the sink flag),
     whose plain mean over prompts is the column."""
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     per_prompt = prompt_summary(prompt_alphas(model, prompts, progress=progress), params)
     summary = {key: value.mean(0) for key, value in per_prompt.items()}
@@ -102,6 +101,4 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
 
 
 def default_prompts(model, params: Params):
-    from workbench.core.natural_text import text_chunks
-
     return text_chunks(model, params.n_prompts, params.n_tokens, name=f"pydoc-{params.n_prompts}x{params.n_tokens}")

@@ -16,6 +16,8 @@ import pandas as pd
 from workbench.analyses.base import Result
 from workbench.analyses.circuits import FaithfulnessParams, RepairParams
 from workbench.core.errors import WorkbenchError
+from workbench.models.loading import model_info
+from workbench.results.circuits import default_circuit_name, load_circuit, select_heads
 
 _MEASURES = {"clean": "clean model", "all_ablated": "every head mean-ablated",
              "circuit": "circuit only (others mean-ablated)", "kept": "share of the clean metric kept",
@@ -57,7 +59,6 @@ def run_faithfulness(model, params: FaithfulnessParams, *, scores: pd.DataFrame,
     """Faithfulness of the top-`top_fraction` circuit of `scores` on `n_prompts` fresh prompts (seed `seed`)."""
     from workbench.analyses.circuits.faithfulness import faithfulness
     from workbench.analyses.circuits.tasks import make_task
-    from workbench.results.circuits import select_heads
 
     heads = select_heads(scores, top_fraction=params.top_fraction)
     contrast = as_contrast(prompts)
@@ -101,9 +102,6 @@ def repair_check(model, ioi_heads, colored, params: RepairParams, *, progress: b
 def run_repair(model, params: RepairParams, *, scores: pd.DataFrame, progress: bool = True,
                prompts=None) -> Result:
     """Repair Colored Objects with the top-`top_fraction` heads of an IOI run's `scores`."""
-    from workbench.models.loading import model_info
-    from workbench.results.circuits import default_circuit_name, load_circuit, select_heads
-
     contrast = as_contrast(prompts)
     if contrast is None and task_of(scores) != "ioi":
         raise WorkbenchError(f"repair checks an IOI run; these scores are from {scores['prompt_set'].iloc[0]!r}. "

@@ -8,8 +8,13 @@ from typing import Optional
 
 import typer
 
+from workbench import api
+from workbench.analyses import get_analysis
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
+from workbench.cli.registry import run_and_show
 from workbench.core.errors import WorkbenchError
+from workbench.core.validation import parse_int_list
+from workbench.results import circuits as files
 
 circuits_app = typer.Typer(help="Circuits: find them by patching, save them, compare them, test and repair them.",
                            no_args_is_help=True)
@@ -29,12 +34,9 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
          top: int = typer.Option(15, help="rows of the top-head table")):
     """Score every head on a task by patching, select a circuit and save it (TOML + its score map)."""
-    from workbench.analyses import get_analysis
-    from workbench.cli.registry import run_and_show
     from workbench.results.circuit_maps import save_with_scores
-    from workbench.results.circuits import Circuit, check_circuit_name, default_circuit_name, select_heads
 
-    circuit_name = check_circuit_name(name) if name else default_circuit_name(model, task)
+    circuit_name = files.check_circuit_name(name) if name else files.default_circuit_name(model, task)
     params = {"task": task, "n_prompts": n_prompts, "seed": seed, "method": method, "receivers": receivers,
               "receiver_positions": receiver_positions}
     result = run_and_show(get_analysis("head_attribution"), params, model=model, device=device, dtype=dtype,
@@ -42,14 +44,14 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     scores, s, record = result.scores, result.summary, result.record
     if s["unchanged_answer_twins"]:
         console.print(f"[yellow]flagged:[/] corrupted twins {s['unchanged_answer_twins']} keep the clean answer")
-    heads = select_heads(scores, top_fraction=top_fraction)
+    heads = files.select_heads(scores, top_fraction=top_fraction)
     path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
-    circuit = Circuit(name=circuit_name, model=model, task=task, heads=heads,
-                      n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1,
-                      method={"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching"),
-                      selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
-                      metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
-                              "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
+    how = {"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching")
+    circuit = files.Circuit(name=circuit_name, model=model, task=task, heads=heads,
+                            n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1, method=how,
+                            selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
+                            metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
+                                    "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
     path = save_with_scores(circuit, scores, directory)
     console.print(f"circuit [bold]{circuit.name}[/]: {len(heads)} heads {', '.join(circuit.labels)} → {path}")
 
@@ -58,9 +60,7 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
 @friendly
 def ls(directory: Optional[Path] = typer.Option(None)):
     """List the saved circuits."""
-    from workbench.results.circuits import list_circuits
-
-    table = list_circuits(directory)
+    table = files.list_circuits(directory)
     show(table.drop(columns=[c for c in ("path", "error") if c in table and (c == "path" or table[c].isna().all())]),
          f"circuits in {directory or 'the repo circuits/ folder'}", 200)
 
@@ -95,11 +95,8 @@ def sae(task: str = typer.Option("ioi"), model: str = MODEL,
         discretiser: str = typer.Option("both", help="sae | kmeans | both"), epochs: int = typer.Option(500),
         n_latents: int = typer.Option(300), out: Optional[Path] = typer.Option(None, help="HTML plot of ROC-AUC")):
     """SAE circuit discovery vs a patching circuit: ROC-AUC / F1 by number of examples and seed, runtime."""
-    from workbench import api
     from workbench.analyses.circuits.sae.analysis import default_reference
     from workbench.analyses.circuits.sae.report import patching_seconds, summarize, sweep
-    from workbench.core.validation import parse_int_list
-    from workbench.results.circuits import load_circuit
 
     n_list = parse_int_list(sizes, "--sizes", lo=1)
     kinds = {"sae": ("sae",), "kmeans": ("kmeans",), "both": ("sae", "kmeans")}
@@ -109,7 +106,7 @@ def sae(task: str = typer.Option("ioi"), model: str = MODEL,
     if ref is None:
         raise WorkbenchError(f"No saved circuit for {model} on {task} to measure against; find one with "
                              f"`workbench circuits find --task {task} -m {model}` or pass --reference.")
-    load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
+    files.load_circuit(ref)  # fails now, listing the circuits, rather than after loading the model
     bridge = api.load_model(model, device=device, dtype=dtype)
     table = sweep(bridge, task, ref, sizes=n_list, seeds=seeds, discretisers=kinds[discretiser], epochs=epochs,
                   n_latents=n_latents)

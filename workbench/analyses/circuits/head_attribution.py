@@ -16,9 +16,12 @@ from scipy.stats import spearmanr
 
 from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.circuits import AttributionParams as Params
+from workbench.analyses.circuits import patching
+from workbench.analyses.circuits.tasks import make_task
 from workbench.core.contrast import ContrastSet, flag_unchanged_answers
 from workbench.core.errors import WorkbenchError
 from workbench.core.scores import head_label
+from workbench.models.loading import model_info
 
 METHODS = ("activation", "attribution", "both", "path")
 
@@ -32,15 +35,10 @@ def check_layers(layers, n_layers: int) -> list[int] | None:
 
 
 def default_prompts(model, params: Params):
-    from workbench.analyses.circuits.tasks import make_task
-
     return make_task(model, params.task, params.n_prompts, params.seed).as_prompts()
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    from workbench.analyses.circuits import patching
-    from workbench.models.loading import model_info
-
     if params.method not in METHODS:
         raise WorkbenchError(f"Unknown method {params.method!r}; choose one of {', '.join(METHODS)}.")
     if params.receiver_positions not in patching.RECEIVER_POSITIONS:

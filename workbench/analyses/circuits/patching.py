@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
@@ -110,8 +111,6 @@ def activation_patching(model, contrast: ContrastSet, base: Baseline | None = No
                         layers: Iterable[int] | None = None, max_rows: int = 256, progress: bool = True,
                         per_prompt: bool = False) -> np.ndarray:
     """Exact per-head patching scores `[L, H]` (`[L, H, N]` per prompt; NaN for layers not asked for)."""
-    from tqdm.auto import tqdm
-
     info = model_info(model)
     base = base or baseline(model, contrast)
     layers = list(range(info.n_layers)) if layers is None else sorted(set(layers))
@@ -184,8 +183,6 @@ def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Basel
     """Path-patching scores `[L, H]` (`[L, H, N]`) of senders → receiver heads (NaN for heads that are not senders).
 
     `receiver_positions`: "all" patches the receivers' z at every position, "last" only at the final one."""
-    from tqdm.auto import tqdm
-
     if receiver_positions not in RECEIVER_POSITIONS:
         raise WorkbenchError(f"receiver_positions must be one of {', '.join(RECEIVER_POSITIONS)}; "
                              f"got {receiver_positions!r}.")

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from workbench.core.contrast import ContrastSet
 from workbench.core.errors import PromptError
@@ -50,8 +51,6 @@ def evaluate(model, contrast: ContrastSet, edit: FinalQueryBias | None) -> tuple
 def repair(model, fit: ContrastSet, held_out: ContrastSet, candidates: Sequence, *, bias: float = 3.0,
            max_heads: int = 4, progress: bool = True) -> dict:
     """Greedy choice of heads on `fit`; before/after on `held_out`. Returns the chosen heads and a table."""
-    from tqdm.auto import tqdm
-
     candidates = list(parse_heads(candidates))
     fit_keys, held_keys = tuple(wrong_color_positions(model, fit)), tuple(wrong_color_positions(model, held_out))
     chosen: list[HeadRef] = []

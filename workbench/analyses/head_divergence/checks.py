@@ -13,8 +13,11 @@ import pandas as pd
 
 from workbench.analyses.base import Result
 from workbench.analyses.head_divergence import ReinforceParams
+from workbench.analyses.head_divergence.prompts import known_facts, load_facts, prompt_set, split
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
+from workbench.core.prompts import PromptSet
+from workbench.core.validation import check_number
 from workbench.edits.intervene import ScaleHead, intervene
 
 
@@ -22,9 +25,6 @@ def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n
               held_out: float = 0.5, prompts=None) -> pd.DataFrame:
     """One row per condition: baseline, top-k, random-k (per seed); follow rate and neutral preference.
     `prompts`: a counterfactual set (with its facts in `extra["facts"]`) instead of the held-out known facts."""
-    from workbench.analyses.head_divergence.prompts import known_facts, load_facts, prompt_set, split
-    from workbench.core.validation import check_number
-
     for name, value, kind in (("k", k, int), ("alpha", alpha, float), ("n_random", n_random, int),
                               ("seed", seed, int), ("held_out", held_out, float)):
         check_number(name, value, kind)  # before the facts are scored, not after
@@ -62,9 +62,6 @@ def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n
 def _neutral_twin(counterfactual, neutral: list[str]):
     """The neutral-passage prompts of a counterfactual set's facts; answer ids (if the set carries them) swapped,
     since there the true answer is the one that should win."""
-    from workbench.analyses.head_divergence.prompts import prompt_set
-    from workbench.core.prompts import PromptSet
-
     facts = dict(counterfactual.extra).get("facts")
     if not facts:
         raise WorkbenchError(f"Prompt set {counterfactual.name!r} carries no facts (extra['facts']); build it with "

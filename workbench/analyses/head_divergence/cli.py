@@ -8,7 +8,10 @@ from typing import Optional
 
 import typer
 
+from workbench import api
+from workbench.analyses import get_analysis
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figure, show
+from workbench.cli.registry import run_and_show
 
 app = typer.Typer(help="Head divergence with vs without a passage (He et al. 2024, adapted).", no_args_is_help=True)
 
@@ -19,10 +22,6 @@ def report(model: str = MODEL, metric: str = typer.Option("l2", help="l2 | cosin
            device: str = DEVICE, dtype: str = DTYPE,
            top_k: int = typer.Option(10), out: Optional[Path] = typer.Option(None, help="HTML divergence map")):
     """The divergence map, the top heads, and whether ignored passages come with low divergence."""
-    from workbench import api
-    from workbench.analyses import get_analysis
-    from workbench.cli.registry import run_and_show
-
     result = run_and_show(get_analysis("head_divergence"), {"metric": metric, "top_k": top_k}, model=model,
                           device=device, dtype=dtype, results_dir=None, save=True, out=None, top=top_k)
     show(result.tables["prompts"].round(3), "per prompt")

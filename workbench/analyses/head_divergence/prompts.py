@@ -15,7 +15,8 @@ from pathlib import Path
 
 from workbench.core.errors import PromptError
 from workbench.core.paths import shipped
-from workbench.core.prompts import PromptSet
+from workbench.core.prompts import PromptSet, pad_batch, tokenize
+from workbench.models.loading import model_info
 
 DATA = shipped("data", "counterfactual_qa", "facts.json")
 
@@ -57,9 +58,6 @@ def prompt_set(facts: list[dict], context: str, name: str, neutral: list[str] | 
 def known_facts(model, facts: list[dict]) -> tuple[list[dict], dict[str, int]]:
     """Facts with single-token answers that the model answers right closed-book (argmax), and why others left."""
     import torch
-
-    from workbench.core.prompts import pad_batch, tokenize
-    from workbench.models.loading import model_info
 
     tok = model_info(model).tokenizer
     single = [f for f in facts if all(len(tok(" " + f[k], add_special_tokens=False)["input_ids"]) == 1

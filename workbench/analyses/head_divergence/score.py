@@ -21,9 +21,15 @@ import torch
 
 from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.head_divergence import Params
+from workbench.analyses.head_divergence.prompts import known_facts, load_facts, prompt_set, split
 from workbench.core.errors import WorkbenchError
+from workbench.core.prompts import PromptSet
 from workbench.core.scores import head_label
+from workbench.edits.intervene import run_metric
+from workbench.engine.metrics import LOGIT_DIFF
 from workbench.engine.reducers import ReducerRequest
+from workbench.engine.store import ActivationStore
+from workbench.models.loading import model_info
 
 
 def divergence(out_a: torch.Tensor, out_b: torch.Tensor, metric: str = "l2") -> torch.Tensor:
@@ -47,8 +53,6 @@ def aggregate(per_prompt: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
 
 def head_outputs(model, prompts, n_positions: int, *, progress: bool = True) -> torch.Tensor:
     """`[N, L, P, H, d]` head writes z·W_O at each prompt's last `n_positions` tokens (streaming, cached)."""
-    from workbench.engine.store import ActivationStore
-
     if n_positions < 1:
         raise WorkbenchError("n_positions must be at least 1.")
     request = ReducerRequest(row_argmax=False, column_sums=False, distance=False,
@@ -69,16 +73,10 @@ def divergence_between(model_a, prompts_a, model_b, prompts_b, *, n_positions: i
 
 def follows_passage(model, prompts) -> np.ndarray:
     """Per prompt: logit(passage's answer) − logit(true answer) at the last position (> 0: follows)."""
-    from workbench.edits.intervene import run_metric
-    from workbench.engine.metrics import LOGIT_DIFF
-
     return np.array(run_metric(model, prompts, LOGIT_DIFF))
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    from workbench.analyses.head_divergence.prompts import load_facts, prompt_set
-    from workbench.models.loading import model_info
-
     facts = prompts.extra.get("facts")
     if not facts:
         raise WorkbenchError("head_divergence needs a counterfactual QA prompt set built by its default_prompts.")
@@ -123,9 +121,6 @@ def _correlation(aggregate_divergence: np.ndarray, follows: np.ndarray) -> dict[
 
 def default_prompts(model, params: Params):
     """Counterfactual prompts for the scoring half of the facts the model knows closed-book."""
-    from workbench.analyses.head_divergence.prompts import known_facts, load_facts, prompt_set, split
-    from workbench.core.prompts import PromptSet
-
     facts, _ = load_facts()
     kept, _ = known_facts(model, facts)
     scoring, _ = split(kept, params.held_out, params.seed)

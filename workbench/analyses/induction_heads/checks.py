@@ -16,9 +16,15 @@ import pandas as pd
 import torch
 
 from workbench.analyses.base import Result
+from workbench.analyses.induction_heads.prompts import repeated_tokens
+from workbench.analyses.induction_heads.score import Params, default_prompts
+from workbench.analyses.induction_heads.score import run as score_run
 from workbench.core.errors import InterventionError
 from workbench.core.heads import HeadRef
+from workbench.core.validation import check_number
+from workbench.edits.intervene import AblateHead, intervene
 from workbench.engine.metrics import Metric
+from workbench.models.loading import model_info
 
 
 def _repeated_half_loss(logits, ids, meta, tok):
@@ -36,12 +42,6 @@ def induction_ablation_check(model, prompts=None, scores: pd.DataFrame | None = 
                              progress: bool = False) -> pd.DataFrame:
     """One row per condition ('top-k induction', 'random' per seed): heads, loss_before, loss_after, delta
     (means over prompts of the repeated-half loss). Scores default to induction_heads on `prompts`."""
-    from workbench.analyses.induction_heads.score import Params, default_prompts
-    from workbench.analyses.induction_heads.score import run as score_run
-    from workbench.core.validation import check_number
-    from workbench.edits.intervene import AblateHead, intervene
-    from workbench.models.loading import model_info
-
     check_number("k", k, int, label="k")
     if mode not in ("zero", "mean"):
         raise InterventionError(f"Ablation mode must be 'zero' or 'mean', got {mode!r}.")
@@ -71,8 +71,6 @@ def induction_ablation_check(model, prompts=None, scores: pd.DataFrame | None = 
 def run_ablate(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
     """The "ablate" check on repeated tokens built from `params` (AblateParams); table "conditions" (one row per
     condition); summary: Δloss of the top-k heads, mean and max Δloss of the random sets, loss before."""
-    from workbench.analyses.induction_heads.prompts import repeated_tokens
-
     prompts = repeated_tokens(model, params.n_prompts, params.half_len, params.seed)
     table = induction_ablation_check(model, prompts, scores, k=params.k, seeds=tuple(range(params.seeds)),
                                      mode=params.mode, batch_size=params.batch_size, progress=progress)

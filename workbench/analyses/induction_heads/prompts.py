@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from workbench.core.errors import PromptError
 from workbench.core.prompts import PromptSet
+from workbench.models.loading import model_info
 
 
 def ordinary_token_ids(tokenizer, vocab_size: int) -> list[int]:
@@ -22,8 +23,6 @@ def ordinary_token_ids(tokenizer, vocab_size: int) -> list[int]:
 def repeated_tokens(model, n_prompts: int = 8, half_len: int = 64, seed: int = 0) -> PromptSet:
     """`n_prompts` sequences `[BOS] + r + r` of 2·half_len + 1 tokens (metadata: half_len, seed)."""
     import torch
-
-    from workbench.models.loading import model_info
 
     info = model_info(model)
     if n_prompts < 1 or half_len < 2:

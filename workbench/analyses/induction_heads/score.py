@@ -17,7 +17,11 @@ import torch
 
 from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.induction_heads import Params
+from workbench.analyses.induction_heads.prompts import repeated_tokens
+from workbench.core.errors import PromptError
 from workbench.engine.reducers import AttentionStats, ReducerRequest
+from workbench.engine.store import ActivationStore
+from workbench.models.loading import model_info
 
 
 def request_for(half_len: int) -> ReducerRequest:
@@ -42,10 +46,6 @@ def induction_profile(stats: list[AttentionStats], half_len: int) -> tuple[dict,
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
     """HeadScores (score = induction) and per_prompt: "score" and "prev_token_random" per prompt."""
-    from workbench.core.errors import PromptError
-    from workbench.engine.store import ActivationStore
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     half_len = {int(m.get("half_len", -1)) for m in prompts.metadata}
     if len(half_len) != 1 or min(half_len) < 2:
@@ -62,6 +62,4 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
 
 
 def default_prompts(model, params: Params):
-    from workbench.analyses.induction_heads.prompts import repeated_tokens
-
     return repeated_tokens(model, params.n_prompts, params.half_len, params.seed)

@@ -15,11 +15,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result
-from workbench.analyses.preplan_anchor import AnchorParams
+from workbench.analyses.preplan_anchor import AnchorParams, Params
+from workbench.analyses.preplan_anchor.prompts import generate_traces, problem_prompts
+from workbench.analyses.preplan_anchor.score import trace_tables
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
+from workbench.core.validation import check_number
 from workbench.edits.apply import bridge_hooks
 from workbench.edits.kinds import AttentionEdit, Batch
 
@@ -41,10 +45,6 @@ def _trace_metrics(model, ids: list[int], start: int, edit: AttentionEdit | None
 def anchor_intervention(model, traces, tokens: pd.DataFrame, heads: pd.DataFrame, *, scale: float = 0.1,
                         n_random: int = 3, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """One row per (trace, condition): condition is 'anchors' or 'random-<seed>'; deltas vs the clean run."""
-    from tqdm.auto import tqdm
-
-    from workbench.core.validation import check_number
-
     check_number("scale", scale, float, label="scale")
     check_number("n_random", n_random, int, label="n_random")
     global_heads = tuple(HeadRef(int(r.layer), int(r.head)) for r in heads.itertuples() if r.kind == "global")
@@ -77,10 +77,6 @@ _COLUMNS = ["trace", "condition", "n_keys", "logprob_before", "logprob_after", "
 def run_anchor_intervention(model, params: AnchorParams, *, scores: pd.DataFrame, progress: bool = True) -> Result:
     """The check: the global heads of `scores` (column kind), anchors of the traces of `n_problems` problems
     (generated or cached, marked with the analysis's default thresholds)."""
-    from workbench.analyses.preplan_anchor import Params
-    from workbench.analyses.preplan_anchor.prompts import generate_traces, problem_prompts
-    from workbench.analyses.preplan_anchor.score import trace_tables
-
     traces = generate_traces(model, problem_prompts(model, params.n_problems), params.max_new_tokens,
                              progress=progress)
     marks = Params(n_problems=params.n_problems, max_new_tokens=params.max_new_tokens, window=params.window,

@@ -8,7 +8,9 @@ from typing import Optional
 
 import typer
 
+from workbench.analyses import get_analysis
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, show
+from workbench.cli.registry import run_and_show
 
 app = typer.Typer(help="Preplan/anchor tokens in reasoning traces (Li et al. 2025).", no_args_is_help=True)
 
@@ -20,9 +22,7 @@ def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option
            device: str = DEVICE, dtype: str = DTYPE,
            examples: int = typer.Option(2), out: Optional[Path] = typer.Option(None, help="HTML figures")):
     """Head split, traces with preplan (P) and anchor (A) marks, and the coupling against chance."""
-    from workbench.analyses import get_analysis
     from workbench.analyses.preplan_anchor.views import marked_text, trace_figure
-    from workbench.cli.registry import run_and_show
 
     params = {"n_problems": n_problems, "max_new_tokens": max_new_tokens, "window": window}
     result = run_and_show(get_analysis("preplan_anchor"), params, model=model, device=device, dtype=dtype,

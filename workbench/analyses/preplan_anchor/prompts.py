@@ -9,13 +9,16 @@ the model's greedy continuation; traces are cached as JSON under the activation 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from workbench.core.errors import PromptError
-from workbench.core.paths import shipped
-from workbench.core.prompts import PromptSet
+from workbench.core.integrity import atomic_write_text
+from workbench.core.paths import cache_dir, shipped
+from workbench.core.prompts import PromptSet, tokenize
+from workbench.models.loading import model_info
 
 DATA = shipped("data", "reasoning", "arithmetic.json")
 INSTRUCTION = "Solve the problem step by step, then write the final number after 'Answer:'."
@@ -34,8 +37,6 @@ def load_problems(path: Path = DATA) -> list[dict]:
 
 def problem_prompts(model, n_problems: int = 8) -> PromptSet:
     """The first `n_problems` problems as chat-formatted prompts (BOS comes from the template)."""
-    from workbench.models.loading import model_info
-
     tok = model_info(model).tokenizer
     problems = load_problems()[:n_problems]
     if n_problems < 1:
@@ -67,14 +68,9 @@ def extract_answer(text: str) -> str | None:
 def generate_traces(model, prompts: PromptSet, max_new_tokens: int = 256, *, progress: bool = True) -> PromptSet:
     """Greedy step-by-step traces (prompt + continuation), cached; metadata adds prompt_len, answer check."""
     import torch
-    from tqdm.auto import tqdm
-
-    from workbench.core.prompts import tokenize
-    from workbench.engine.store import default_cache_dir
-    from workbench.models.loading import model_info
 
     info = model_info(model)
-    path = default_cache_dir() / "traces" / info.fingerprint / f"{prompts.fingerprint}-{max_new_tokens}.json"
+    path = cache_dir() / "traces" / info.fingerprint / f"{prompts.fingerprint}-{max_new_tokens}.json"
     if path.exists():
         return _traces_from_json(json.loads(path.read_text()), prompts, max_new_tokens, info.tokenizer)
     tok, twin = info.tokenizer, info.stream_model
@@ -89,9 +85,7 @@ def generate_traces(model, prompts: PromptSet, max_new_tokens: int = 256, *, pro
         records.append({"ids": out[0].tolist(), "prompt_len": len(ids)})
     payload = {"model": info.spec.name, "prompts": prompts.fingerprint, "traces": records}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload))
     return _traces_from_json(payload, prompts, max_new_tokens, tok)
 
 
@@ -107,8 +101,6 @@ def _traces_from_json(payload: dict, prompts: PromptSet, max_new_tokens: int, to
 
 def score_traces(model, traces: PromptSet) -> list[dict]:
     """Per trace: decoded continuation, extracted answer and whether it is right."""
-    from workbench.models.loading import model_info
-
     tok = model_info(model).tokenizer
     rows = []
     for ids, meta in zip(traces.token_ids, traces.metadata, strict=True):

@@ -24,8 +24,11 @@ import torch
 
 from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.preplan_anchor import Params
+from workbench.analyses.preplan_anchor.prompts import generate_traces, problem_prompts, score_traces
 from workbench.core.scores import head_label
 from workbench.engine.reducers import AttentionStats, ReducerRequest
+from workbench.engine.store import ActivationStore
+from workbench.models.loading import model_info
 
 
 def head_split(mean_distance: torch.Tensor, quantile: float = 0.5) -> torch.Tensor:
@@ -103,9 +106,6 @@ def request_windowed(window: int) -> ReducerRequest:
 
 def trace_tables(model, traces, params: Params, *, progress: bool = True):
     """Stream every trace twice (unclipped and windowed); return (head table, token table, coupling, per_prompt)."""
-    from workbench.engine.store import ActivationStore
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     store = ActivationStore()
     plain, _ = store.ensure_stats(model, traces, REQUEST_GLOBAL, progress=progress)
@@ -147,9 +147,6 @@ def _trace_distances(stats: list[AttentionStats], starts: list[int]) -> tuple[to
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    from workbench.analyses.preplan_anchor.prompts import generate_traces, score_traces
-    from workbench.models.loading import model_info
-
     traces = prompts if prompts.token_ids is not None else generate_traces(model, prompts, params.max_new_tokens,
                                                                            progress=progress)
     heads, tokens, coupling, per_prompt = trace_tables(model, traces, params, progress=progress)
@@ -163,6 +160,4 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
 
 
 def default_prompts(model, params: Params):
-    from workbench.analyses.preplan_anchor.prompts import problem_prompts
-
     return problem_prompts(model, params.n_problems)

@@ -21,30 +21,29 @@ import random
 from typing import Sequence
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result
+from workbench.analyses.retrieval_heads import score  # module attributes: tests patch rouge1_recall
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
+from workbench.core.prompts import tokenize
 from workbench.edits.apply import editing
 from workbench.edits.kinds import StreamingWindow, UniformAttention
+from workbench.engine import decode
+from workbench.models.loading import model_info
 
 
 def niah_accuracy(model, prompts, edits: Sequence = (), *, max_new_tokens: int = 24, progress: bool = True,
                   desc: str = "niah") -> pd.DataFrame:
     """One row per trial: response, ROUGE-1 recall, correct, tokens, under stream `edits`."""
-    from tqdm.auto import tqdm
-
-    from workbench.analyses.retrieval_heads.score import rouge1_recall
-    from workbench.core.prompts import tokenize
-    from workbench.engine.decode import greedy_generate
-
     ids = tokenize(model, prompts)
     rows = []
     with editing(list(edits), model):
         for i in tqdm(range(len(ids)), desc=desc, unit="trial", disable=not progress):
             meta = prompts.metadata[i]
-            gen = greedy_generate(model, ids[i], max_new_tokens=max_new_tokens)
-            rouge = rouge1_recall(gen.text, meta["answer"])
+            gen = decode.greedy_generate(model, ids[i], max_new_tokens=max_new_tokens)
+            rouge = score.rouge1_recall(gen.text, meta["answer"])
             rows.append({"trial": i, "needle": meta.get("needle"), "context_length": meta.get("context_length"),
                          "depth": meta.get("depth"), "n_tokens": len(ids[i]) + len(gen.tokens),
                          "response": gen.text.strip(), "rouge1_recall": rouge, "correct": rouge > 0.5})
@@ -104,8 +103,6 @@ def budget_check(model, prompts, scores: pd.DataFrame, *, full_share: float = 0.
                  recent: int = 128, seeds: Sequence[int] = (0, 1, 2), max_new_tokens: int = 24,
                  progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary with accuracy and KV memory saving per condition; per-trial table)."""
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     if not 0 <= full_share < 1:
         raise WorkbenchError(f"full_share is the share of KV heads kept full, in [0, 1); got {full_share}.")
@@ -152,7 +149,6 @@ def _run_conditions(model, prompts, runs, max_new_tokens, progress, k) -> tuple[
     return summary, trials
 
 
-
 def _headline(conditions: pd.DataFrame) -> dict:
     """Accuracy of the first (chosen-heads) condition and of each random seed, from a conditions table."""
     chosen, rand = conditions.iloc[0], conditions.iloc[1:]
@@ -165,9 +161,7 @@ def _headline(conditions: pd.DataFrame) -> dict:
 def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
     """The "mask" check (MaskParams) on the NIAH trials of `params`: tables "conditions" (`mask_check`'s summary)
     and "trials"; summary: k, top-k accuracy, accuracy per random seed and their mean."""
-    from workbench.analyses.retrieval_heads.score import default_prompts
-
-    conditions, trials = mask_check(model, default_prompts(model, params), scores, k=params.k or None,
+    conditions, trials = mask_check(model, score.default_prompts(model, params), scores, k=params.k or None,
                                     seeds=range(params.seeds), max_new_tokens=params.max_new_tokens,
                                     progress=progress)
     summary = {"k": int(conditions["k"].iloc[0]), **_headline(conditions)}
@@ -178,9 +172,7 @@ def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> R
 def run_kv_budget(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
     """The "kv_budget" check (BudgetParams): tables "conditions" (`budget_check`'s summary) and "trials";
     summary: full/total KV heads, sink, recent, KV saving, accuracy of the retrieval-chosen and random heads."""
-    from workbench.analyses.retrieval_heads.score import default_prompts
-
-    conditions, trials = budget_check(model, default_prompts(model, params), scores, full_share=params.full_share,
+    conditions, trials = budget_check(model, score.default_prompts(model, params), scores, full_share=params.full_share,
                                       sink=params.sink, recent=params.recent, seeds=range(params.seeds),
                                       max_new_tokens=params.max_new_tokens, progress=progress)
     summary = {**conditions.attrs, "kv_saving": float(conditions["kv_saving"].iloc[0]), **_headline(conditions)}

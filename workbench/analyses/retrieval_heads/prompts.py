@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from workbench.core.errors import PromptError
+from workbench.core.natural_text import public_domain_text
 from workbench.core.prompts import PromptSet
+from workbench.models.loading import model_info
 
 PAPER_QUESTION = "Based on the content of the book, Question: {question}\nAnswer:"
 
@@ -53,8 +55,6 @@ LONG_LENGTHS = (2048, 4096, 8168)  # with 24 new tokens the last reaches SmolLM2
 
 
 def haystack_ids(tokenizer, n_tokens: int) -> list[int]:
-    from workbench.core.natural_text import public_domain_text
-
     text = public_domain_text()
     ids = tokenizer(text[: 8 * n_tokens + 1000], add_special_tokens=False)["input_ids"]
     if len(ids) < n_tokens:
@@ -92,8 +92,6 @@ def niah_prompts(model, lengths: Sequence[int] = DEFAULT_LENGTHS, depths: Sequen
                  needles: Sequence[Needle] = NEEDLES, *, fmt: str = "paper", max_new_tokens: int = 32,
                  name: str | None = None) -> PromptSet:
     """One prompt per (length, depth, needle); metadata holds the needle, question, answer and settings."""
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     tok = info.tokenizer
     if not needles or not lengths or not depths:

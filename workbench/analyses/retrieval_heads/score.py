@@ -30,10 +30,15 @@ from typing import Callable, Sequence
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.retrieval_heads import Params
+from workbench.analyses.retrieval_heads.prompts import niah_prompts
+from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds, format_duration
 from workbench.core.errors import PromptError
+from workbench.core.prompts import tokenize
+from workbench.models.loading import model_info
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -112,12 +117,6 @@ def score_trials(model, prompts, params: Params, *, progress: bool = True, resum
 def _trial_records(model, prompts, params: Params, *, progress: bool, resume: bool = True,
                    on_trial: Callable[[int, dict, float], None] | None = None) -> tuple:
     """(model info, one trial record per prompt): loaded from the trial log, or decoded now and saved."""
-    from tqdm.auto import tqdm
-
-    from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds, format_duration
-    from workbench.core.prompts import tokenize
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     ids = tokenize(model, prompts)
     shape = (info.n_layers, info.n_heads)
@@ -234,7 +233,5 @@ def depths(n: int) -> tuple[float, ...]:
 
 def default_prompts(model, params):
     """NIAH trials of `params` (Params, MaskParams or BudgetParams: lengths × depths × needles)."""
-    from workbench.analyses.retrieval_heads.prompts import niah_prompts
-
     return niah_prompts(model, tuple(params.lengths), depths(params.n_depths), fmt=params.fmt,
                         max_new_tokens=params.max_new_tokens)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from workbench.core.integrity import atomic_write_text, remove_temps
+from workbench.core.paths import cache_dir
 
 FORMAT_VERSION = 1
 TRIAL_PARAMS = ("max_new_tokens", "span_overlap", "sink_tokens", "recent_tokens")
@@ -30,11 +31,7 @@ def params_fingerprint(params: Any) -> str:
 
 
 def _model_dir(model_fingerprint: str, root: Path | None) -> Path:
-    if root is None:
-        from workbench.engine.store import default_cache_dir
-
-        root = default_cache_dir()
-    return Path(root) / model_fingerprint
+    return Path(cache_dir() if root is None else root) / model_fingerprint
 
 
 def log_dir(model_fingerprint: str, prompts_fingerprint: str, params: Any, root: Path | None = None) -> Path:

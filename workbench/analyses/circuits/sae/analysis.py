@@ -23,16 +23,19 @@ import torch
 
 from workbench.analyses.base import Result, per_prompt_table
 from workbench.analyses.circuits import SAEParams as Params
+from workbench.analyses.circuits.sae import SAECircuitFinder, best_f1, norm_difference_baseline, roc_auc
+from workbench.analyses.circuits.sae.autoencoder import one_thread
+from workbench.analyses.circuits.tasks import make_task
 from workbench.core.contrast import ContrastSet, aligned_ids
 from workbench.core.errors import WorkbenchError
 from workbench.core.scores import head_label
+from workbench.engine.head_io import capture_z, output_weights
+from workbench.models.loading import model_info
+from workbench.results.circuits import list_circuits, load_circuit
 
 
 def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_size: int = 32) -> torch.Tensor:
     """`[N, L, H, d_model]`: each head's write z·W_O, averaged over real positions or at the last one."""
-    from workbench.engine.head_io import capture_z, output_weights
-    from workbench.models.loading import model_info
-
     if positions not in ("mean", "last"):
         raise WorkbenchError(f"positions must be 'mean' or 'last', got {positions!r}.")
     info = model_info(model)
@@ -57,8 +60,6 @@ def collect(model, contrast: ContrastSet, positions: str = "mean") -> tuple[torc
     Runs on one thread: the SAE amplifies 1e-6 differences in its inputs (matmul summation order
     depends on the thread count) into different codes, so this keeps notebook and batch runs equal.
     """
-    from workbench.analyses.circuits.sae.autoencoder import one_thread
-
     clean, corrupt = aligned_ids(model, contrast)
     with one_thread():
         return head_outputs(model, clean, positions), head_outputs(model, corrupt, positions)
@@ -66,8 +67,6 @@ def collect(model, contrast: ContrastSet, positions: str = "mean") -> tuple[torc
 
 def reference_mask(name: str, n_layers: int, n_heads: int) -> np.ndarray:
     """Boolean `[L, H]` of a saved circuit; fails if its shape is not the model's."""
-    from workbench.results.circuits import load_circuit
-
     circuit = load_circuit(name)
     if (circuit.n_layers, circuit.n_heads) != (n_layers, n_heads):
         raise WorkbenchError(f"Reference circuit {name!r} is for a {circuit.n_layers}×{circuit.n_heads} model "
@@ -81,8 +80,6 @@ def reference_mask(name: str, n_layers: int, n_heads: int) -> np.ndarray:
 def default_reference(model_name: str, task: str) -> str | None:
     """The saved circuit for (model, task): `<model>_<task>` if it exists, else the first by name whose file
     names this model and task (e.g. gpt2-small_ioi for openai-community/gpt2)."""
-    from workbench.results.circuits import list_circuits
-
     listed = list_circuits()
     if listed.empty:
         return None
@@ -94,23 +91,16 @@ def default_reference(model_name: str, task: str) -> str | None:
 
 
 def default_prompts(model, params: Params):
-    from workbench.analyses.circuits.tasks import make_task
-
     return make_task(model, params.task, params.n_examples, params.seed + 1000).as_prompts()
 
 
 def evaluate(scores: np.ndarray, mask: np.ndarray | None) -> dict:
-    from workbench.analyses.circuits.sae import best_f1, roc_auc
-
     if mask is None:
         return {}
     return {"roc_auc": float(roc_auc(scores, mask)), "best_f1": float(best_f1(scores, mask)[0])}
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    from workbench.analyses.circuits.sae import SAECircuitFinder, norm_difference_baseline
-    from workbench.models.loading import model_info
-
     info = model_info(model)
     contrast = ContrastSet.from_prompts(prompts)
     t = time.perf_counter()

@@ -85,16 +85,9 @@ class SparseAutoencoder(nn.Module):
         return nn.functional.mse_loss(recon, self.normalise(x)) + l1 * z.abs().sum(dim=1).mean()
 
 
-def train_sae(
-    x: torch.Tensor,
-    n_latents: int = 300,
-    l1: float = 0.02,
-    lr: float = 1e-3,
-    epochs: int = 500,
-    seed: int = 0,
-    batch_size: int | None = None,
-    progress: bool = False,
-) -> tuple[SparseAutoencoder, list[float]]:
+def train_sae(x: torch.Tensor, n_latents: int = 300, l1: float = 0.02, lr: float = 1e-3, epochs: int = 500,
+              seed: int = 0, batch_size: int | None = None, progress: bool = False
+              ) -> tuple[SparseAutoencoder, list[float]]:
     """Train a SparseAutoencoder on x [N, d] with Adam; returns (model in eval mode, mean loss per epoch)."""
     x = torch.as_tensor(x, dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] < 1:

@@ -9,7 +9,10 @@ import time
 from typing import Sequence
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from workbench.analyses.circuits import patching
+from workbench.analyses.circuits.sae import SAECircuitFinder, norm_difference_baseline
 from workbench.analyses.circuits.sae.analysis import collect, evaluate, reference_mask
 from workbench.analyses.circuits.tasks import make_task
 from workbench.models.loading import model_info
@@ -21,10 +24,6 @@ def sweep(model, task: str, reference: str, *, sizes: Sequence[int] = (5, 10, 20
           discretisers: Sequence[str] = ("sae", "kmeans"), n_latents: int = 300, l1: float = 0.02,
           epochs: int = 500, positions: str = "mean", progress: bool = True) -> pd.DataFrame:
     """One row per (n_examples, seed, method): roc_auc, best_f1, seconds. Seed s draws its own prompts."""
-    from tqdm.auto import tqdm
-
-    from workbench.analyses.circuits.sae import SAECircuitFinder, norm_difference_baseline
-
     info = model_info(model)
     mask = reference_mask(reference, info.n_layers, info.n_heads)
     rows = []
@@ -58,8 +57,6 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 def patching_seconds(model, task: str, n: int, seed: int = SEED_OFFSET) -> float:
     """Wall time of activation patching of every head on the same prompts the sweep's seed 0 uses."""
-    from workbench.analyses.circuits import patching
-
     contrast = make_task(model, task, n, seed)
     t = time.perf_counter()
     patching.activation_patching(model, contrast, progress=False)
