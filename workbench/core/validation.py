@@ -1,10 +1,8 @@
-"""Numbers and output paths checked at the edges (CLI options, analysis parameters, batch plan cells).
+"""Numbers and output paths checked at the edges (CLI options, analysis parameters, plan cells); torch-free.
 
-One table of rules keyed by parameter name serves every edge, so `--n-tokens`, `-p n_tokens=…` and a plan's
-`n_tokens = …` obey the same range. A number must be finite, of the declared type (an int given 16.5 is
-refused, not truncated) and inside its range; names without a rule get: ints ≥ 0, floats finite. A rule
-scoped to one command or analysis (`"repair.n_prompts"`) wins over the plain name. Torch-free, so the app
-can reuse it.
+One rule table keyed by parameter name serves every edge. A number must be finite, of the declared type
+(16.5 for an int is refused) and in range; unruled names: ints ≥ 0, floats finite. A scoped rule
+(`"repair.n_prompts"`) wins over the plain name.
 """
 
 from __future__ import annotations
