@@ -1,11 +1,7 @@
-"""Per-head access on the SDPA twin: read or overwrite each head's output z (the input of the attention
-output projection, `[B, T, H·d_head]`) and score only the last real position of each prompt.
-
-Working on the twin rather than the bridge makes patching ~1.5× faster on SmolLM2 (no eager attention,
-no hook bookkeeping, logits only where the metric reads them); the twin shares the bridge's weights and
-its logits equal the bridge's. `Prefix`: clean and corrupted twins often share their first P tokens,
-where patching changes nothing (z_clean = z_corrupt there); their keys and values are computed once and
-only the suffix is re-run (3–4× less work on IOI).
+"""Per-head access on the SDPA twin: read or overwrite each head's z (`[B, T, H·d_head]`, the input of W_O) and
+score only each prompt's last real position (~1.5× faster patching than the bridge, same logits).
+`Prefix`: keys and values of the first P tokens that clean and corrupted prompts share are computed once
+(3–4× less work on IOI).
 """
 
 from __future__ import annotations
@@ -101,7 +97,6 @@ class Prefix:
 def last_logits(model, batch_ids: Sequence[Sequence[int]], z_edit: ZEdit | None = None,
                 prefix: Prefix | None = None, copies: int = 1) -> torch.Tensor:
     """Logits `[B, V]` at each prompt's last real token (right padding), under an optional z edit.
-
     With `prefix`, `batch_ids` are the equal-length suffixes of `copies` tiles of the prefix's prompts.
     """
     info = model_info(model)
