@@ -50,7 +50,7 @@ def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_siz
 
 
 def collect(model, contrast: ContrastSet, positions: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
-    """(positives, negatives) head outputs, on one thread (the SAE turns 1e-6 summation-order noise into other codes)."""
+    """(positives, negatives) head outputs, on one thread (SAE turns 1e-6 summation-order noise into other codes)."""
     clean, corrupt = aligned_ids(model, contrast)
     with one_thread():
         return head_outputs(model, clean, positions), head_outputs(model, corrupt, positions)
