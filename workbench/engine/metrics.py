@@ -1,10 +1,7 @@
-"""Per-prompt metrics on logits, for before/after tables: logit difference, answer log-prob, loss.
+"""Per-prompt metrics `(logits[T, V], ids[T], metadata) -> float`: logit difference, answer log-prob, loss.
 
-`logit_diff` is the one correct-minus-wrong logit difference: `logit[answer] − max_w logit[w]` (Wang et al. 2022).
-
-A metric maps `(logits[T, V], ids[T], metadata)` of one prompt (its real tokens only) to a float.
-Answer and wrong-answer tokens come from the prompt's metadata (`answer`, `wrong`: strings that must
-be single tokens, or `answer_id`, `wrong_id`).
+`logit_diff = logit[answer] − max_w logit[w]` (Wang et al. 2022); tokens from metadata `answer`/`wrong`
+(single-token strings) or `answer_id`/`wrong_id`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Causal check of induction heads (Olsson et al. 2022): ablating the top-k heads by induction score should raise
-the loss on the second copy of repeated random tokens far more than ablating k random other heads.
-
-Loss on the repeated half: mean next-token cross-entropy over the targets of the second copy (positions
-len − R … len − 1, predicted from the logits one position earlier); the first target of the copy cannot be
-inferred, the other R − 1 can be copied. Ablation is AblateHead (zero, or mean over the same prompts).
-`run_ablate` is the registered check "ablate".
+"""Causal check of induction heads (Olsson et al. 2022): ablating the top-k heads (AblateHead, zero or mean)
+should raise the second copy's loss far more than ablating k random others. Loss = mean next-token
+cross-entropy over the targets len − R … len − 1 (the first is not inferable).
 """
 
 from __future__ import annotations
