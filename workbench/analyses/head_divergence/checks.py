@@ -1,9 +1,7 @@
-"""VHR-style reinforcement (He et al. 2024): scale the outputs of the top-k divergence heads by α and see
-whether answers follow the passage more often, on held-out counterfactual prompts, against k random heads;
-and what it costs on neutral-passage prompts (does the model still prefer the true answer?).
+"""VHR-style reinforcement (He et al. 2024): scale the top-k divergence heads' outputs by α, vs k random heads.
 
-Follow rate = share of prompts with logit(passage answer) > logit(true answer) at the last position.
-Neutral preference = share of neutral-passage prompts with logit(true) > logit(counterfactual).
+Follow rate (held-out counterfactual prompts) = share with logit(passage answer) > logit(true answer);
+neutral preference (neutral passages) = share with logit(true) > logit(counterfactual).
 """
 
 from __future__ import annotations
