@@ -1,6 +1,4 @@
-"""Head-level figures (pure plotly): a layer × head heatmap of any HeadScores column, one head's attention
-pattern with token labels, and a difference map between two analyses or runs. DataFrame in, Figure out.
-"""
+"""Head-level figures (pure plotly, DataFrame in, Figure out): layer × head heatmap, head pattern, difference map."""
 
 from __future__ import annotations
 
