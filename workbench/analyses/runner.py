@@ -51,8 +51,7 @@ def run_analysis(analysis, model, prompts=None, params=None, *, save: bool = Tru
 
 def run_check(analysis, check, model, params=None, *, run_id: str | None = None, scores=None, prompts=None,
               save: bool = True, progress: bool = True, results_dir=None) -> Result:
-    """Run a named check of an analysis on the HeadScores of a run (see the module docstring for which run).
-    `prompts` replaces the prompts a check builds from its params (for checks that take them)."""
+    """Run a check on a run's HeadScores (which run: see the module docstring); `prompts` replaces its own."""
     from workbench.results.runs import validate_head_scores
 
     spec, model = spec_of(analysis), _loaded(model)

@@ -200,8 +200,7 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 
 def check_device_names(device: str, dtype: str) -> None:
-    """Refuse a misspelt --device / --dtype without importing torch (whether the device exists is checked
-    where the model loads)."""
+    """Refuse a misspelt --device / --dtype without importing torch (availability is checked at load)."""
     if dtype not in DTYPE_NAMES:
         raise InputError(f"Unknown --dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}.")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps|map", str(device).strip().lower()):

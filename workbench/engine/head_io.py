@@ -33,8 +33,7 @@ def decoder_layers(model) -> list[torch.nn.Module]:
 
 
 def output_projections(model) -> list[torch.nn.Module]:
-    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen, c_proj
-    for GPT-2)."""
+    """Each layer's attention output projection (o_proj for Llama / Gemma / Qwen, c_proj for GPT-2)."""
     out = []
     for layer in decoder_layers(model):
         attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
@@ -123,8 +122,7 @@ def _device(info) -> torch.device:
 
 
 def capture_z(model, batch_ids: Sequence[Sequence[int]], prefix: Prefix | None = None):
-    """(last logits `[B, V]`, head outputs `[L, B, T, H, d_head]`) of one clean forward (suffix only with a
-    prefix)."""
+    """(last logits `[B, V]`, head outputs `[L, B, T, H, d_head]`) of one clean forward (suffix only with a prefix)."""
     info = model_info(model)
     width = max(len(x) for x in batch_ids)
     zs = torch.zeros(info.n_layers, len(batch_ids), width, info.n_heads, info.d_head)

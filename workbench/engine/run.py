@@ -28,9 +28,7 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | Non
                    output_positions: Sequence[int] | torch.Tensor | None = None,
                    cache: Any = None, logits: str = "none", past_key_values: Any = None) -> StreamResult:
     """One streaming-twin forward: statistics for `request`, optional logits ("none"/"last"/"all"), on the CPU.
-
-    `output_positions`: absolute (negative: from each row's last real token). With `cache` it is one decoding
-    step: row statistics cover the new queries, column sums every cached key.
+    `output_positions`: absolute (negative: from each row's last real token). With `cache`: one decoding step.
     """
     cache = cache if cache is not None else past_key_values
     info = model_info(model)

@@ -152,8 +152,7 @@ class ActivationStore:
 
     def _ensure_items(self, model, prompts: PromptSet, names: Sequence[str], lengths: tuple[int, ...],
                       compute) -> tuple[Path, EnsureReport, dict[str, BinaryIO]]:
-        """Under the entry's lock: reuse valid items, recompute missing or invalid ones, update the manifest,
-        and open every item (a snapshot that a later removal cannot take away)."""
+        """Under the lock: reuse valid items, recompute the rest, update the manifest, open every item (a snapshot)."""
         info = model_info(model)
         entry = self.entry_dir(info.fingerprint, prompts.fingerprint)
         report = EnsureReport()
@@ -245,8 +244,7 @@ class ActivationStore:
 
     # ---- listing ----------------------------------------------------------------------------------
     def entries(self) -> list[dict]:
-        """One row per cached (model, prompt set) entry with its hooks and size on disk (temp files of
-        killed writers are deleted on the way)."""
+        """One row per cached (model, prompt set) entry with its hooks and size; deletes stale temp files."""
         rows = []
         for entry in sorted(p for p in self.root.glob("*/*") if not p.parent.name.startswith(".") and p.is_dir()):
             self._clean_if_idle(entry)

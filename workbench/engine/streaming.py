@@ -39,11 +39,10 @@ _REGISTERED = False
 
 @dataclass(frozen=True)
 class HeadEdit:
-    """A pure edit of some heads of one layer: `fn(x, q_pos) -> x` on the heads' pre-softmax scores
-    `[B, n, Tq, Tk]` (site "scores") or outputs `[B, Tq, n, d_head]` (site "z"), or on the residual stream
-    `[B, Tq, d_model]` (site "resid", heads ()); `q_pos` are the absolute query positions `[Tq]`.
-    Optional for score edits, `visible_keys(q0, q1)`: half-open key ranges holding every key that queries q0..q1 may
-    see after the edit; then `fn(x, q_pos, k_pos)` must also accept the scores of just those keys `k_pos`."""
+    """A pure edit `fn(x, q_pos) -> x` of some heads of one layer at `site` (shapes: workbench.edits.kinds).
+    Optional for score edits, `visible_keys(q0, q1)`: half-open key ranges holding every key queries q0..q1 may see;
+    then `fn(x, q_pos, k_pos)` must also accept the scores of just those keys `k_pos`.
+    """
 
     site: str
     heads: tuple[int, ...]

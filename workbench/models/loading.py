@@ -113,11 +113,8 @@ def resolve_spec(name: str) -> ModelSpec:
 
 
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
-    """Load `name` as a TransformerBridge (raw HF weights, eval mode).
-
-    `device`: auto | cpu | cuda | cuda:N | mps | map (accelerate's device_map="auto"); `dtype`: float32 |
-    bfloat16 | float16, part of the fingerprint (the device is not). HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE
-    default to 1 (set 0 to download).
+    """Load `name` as a TransformerBridge (raw HF weights, eval mode); device and dtype as in workbench.engine.devices.
+    The dtype is in the fingerprint, the device is not. HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE default to 1 (0: download).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -115,8 +115,7 @@ class Circuit:
 def select_heads(scores: pd.DataFrame, *, top_fraction: float | None = None, top_k: int | None = None,
                  threshold: float | None = None, column: str = "score", absolute: bool = False
                  ) -> tuple[HeadRef, ...]:
-    """Heads of a score map by exactly one criterion: ``ceil(top_fraction · N)`` best, ``top_k`` best, or
-    ``score >= threshold`` (``|score|`` when `absolute`). NaN never selected; ties broken by (layer, head)."""
+    """Heads of a score map by exactly one criterion (rules in the module docstring)."""
     given = [name for name, v in (("top_fraction", top_fraction), ("top_k", top_k), ("threshold", threshold))
              if v is not None]
     if len(given) != 1:

@@ -100,10 +100,8 @@ def save_run(scores: pd.DataFrame | None, *, params: dict, model_fingerprint: st
              summary: Mapping[str, Any] | None = None, per_prompt: pd.DataFrame | None = None, kind: str = "run",
              parent_run: str | None = None, analysis: str | None = None, model: str | None = None,
              prompt_set: str | None = None) -> RunRecord:
-    """Validate and atomically write a run's directory (see the module docstring); returns its RunRecord.
-
-    A check passes ``kind`` and ``parent_run``; one without per-head values passes ``scores=None`` with
-    ``analysis``, ``model`` and ``prompt_set``.
+    """Validate and atomically write a run's directory; returns its RunRecord. A check passes ``kind`` and
+    ``parent_run``; one without per-head values passes ``scores=None`` with ``analysis``, ``model``, ``prompt_set``.
     """
     tables = dict(tables or {})
     bad_tables = [n for n in tables if not _SAFE_NAME_RE.fullmatch(str(n))]

@@ -63,8 +63,7 @@ def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    """HeadScores and per_prompt: "score" (distance_non_sink) and the other COLUMNS, per prompt (see the module
-    docstring for how they aggregate)."""
+    """HeadScores and per_prompt: "score" (distance_non_sink) and the other COLUMNS (see the module docstring)."""
     info = model_info(model)
     request = ReducerRequest(row_argmax=True, column_sums=False, distance=True, key_sets={"bos": [0]},
                              offsets=(1,))

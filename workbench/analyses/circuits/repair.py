@@ -80,8 +80,7 @@ def repair(model, fit: ContrastSet, held_out: ContrastSet, candidates: Sequence,
 def random_heads_control(model, held_out: ContrastSet, n_heads: int, *, bias: float = 3.0, seeds: int = 3,
                          layers: Sequence[int] | None = None,
                          exclude: Sequence = ()) -> list[tuple[float, float]]:
-    """Held-out (accuracy, logit diff) with the same edit on random heads of `layers`, never those in `exclude`
-    (the chosen ones): a control."""
+    """Held-out (accuracy, logit diff) of the same edit on random heads of `layers` outside `exclude` (a control)."""
     info = model_info(model)
     keys = tuple(wrong_color_positions(model, held_out))
     skip = set(parse_heads(exclude)) if exclude else set()

@@ -96,11 +96,8 @@ def _stream_keys(sink: int, recent: int):
 
 def score_trials(model, prompts, params: Params, *, progress: bool = True, resume: bool = True,
                  on_trial: Callable[[int, dict, float], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(HeadScores, trials table) for a NIAH prompt set (see `workbench.analyses.retrieval_heads.prompts`).
-
-    With `resume`, each finished trial is saved at once (`trials.py`) and a rerun with the
-    same model, prompts and trial parameters redoes none of them; `on_trial(i, record, seconds)` follows
-    every trial computed here. Scores are aggregated from the trial records, fresh or loaded, in trial order.
+    """(HeadScores, trials table) for a NIAH prompt set; with `resume`, finished trials are saved and reused.
+    `on_trial(i, record, seconds)` follows each computed trial; scores aggregate all records in trial order.
     """
     info, records = _trial_records(model, prompts, params, progress=progress, resume=resume, on_trial=on_trial)
     return _aggregate_records(records, info, prompts, params)[:2]

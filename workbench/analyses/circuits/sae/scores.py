@@ -102,9 +102,7 @@ def roc_auc(scores, reference_mask) -> float:
 
 
 def best_f1(scores, reference_mask) -> tuple[float, float, int]:
-    """(best F1, threshold, k) over top-k cut-offs of scores [L, H] vs a boolean reference [L, H].
-    Cut-offs only between distinct scores, so `scores >= threshold` selects exactly k; F1 ties go to the smallest k.
-    """
+    """(best F1, threshold, k) over top-k cut-offs between distinct scores [L, H] vs a reference; ties: smallest k."""
     s, ref = _flat_scores_and_mask(scores, reference_mask)
     if not ref.any():
         raise WorkbenchError("best_f1 needs a reference with at least one head in the circuit")
