@@ -67,7 +67,7 @@ METRICS = {m.name: m for m in (LOGIT_DIFF, ANSWER_LOGPROB, LOSS)}
 
 
 def metric_values(logits_last: torch.Tensor, metadata: Sequence[dict], metric: str) -> torch.Tensor:
-    """A contrast set's per-prompt metric `[B]` from last-position logits `[B, V]` (differentiable; see core.contrast)."""
+    """A contrast set's per-prompt metric `[B]` from last logits `[B, V]` (differentiable; see core.contrast)."""
     if metric == "logit_diff":
         return torch.stack([logit_diff(logits_last[i], m["answer_id"], m["wrong_ids"]) for i, m in enumerate(metadata)])
     probs = torch.softmax(logits_last.float(), dim=-1)
