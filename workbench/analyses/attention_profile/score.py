@@ -35,8 +35,7 @@ def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: to
 
 
 def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(Per-head means `[L, H]` over the queries t ≥ 1 of every prompt, the same per prompt `[P, L, H]`), from
-    stats with batch dim 1; the non-sink distance over its own valid queries (see the module docstring)."""
+    """(per-head `[L, H]`, per-prompt `[P, L, H]`) means over queries t ≥ 1 (batch-1 stats; see module docstring)."""
     sums: dict[str, torch.Tensor] = {}
     per_prompt: dict[str, list[torch.Tensor]] = {key: [] for key in COLUMNS}
     count = 0

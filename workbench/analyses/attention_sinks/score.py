@@ -49,8 +49,7 @@ def uniform_alpha(t: int) -> torch.Tensor:
 
 def hidden_sinks(alpha: torch.Tensor, threshold: float = HIDDEN_THRESHOLD, min_queries: int = 1,
                  uniform_ratio: float = 0.0) -> torch.Tensor:
-    """`[..., T]` bool: keys with `α > threshold` (seen by ≥ `min_queries` queries and above `uniform_ratio`
-    × the uniform-attention α), minus the first such key."""
+    """`[..., T]` bool hidden sinks: `α > threshold`, ≥ `min_queries` queries, > `uniform_ratio`·α_unif, not first."""
     t = alpha.shape[-1]
     seen_by = torch.arange(t, 0, -1, device=alpha.device)
     sink = (alpha > threshold) & (seen_by >= min_queries)
@@ -59,8 +58,7 @@ def hidden_sinks(alpha: torch.Tensor, threshold: float = HIDDEN_THRESHOLD, min_q
 
 
 def prompt_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.Tensor]:
-    """Per-prompt values `[P, L, H]` (one `α [L, H, T]` per prompt) whose means over prompts are `head_summary`:
-    sink flag, α[0], hidden-sink flag, number of hidden sinks, largest hidden-sink α (0 without one)."""
+    """Per-prompt `[P, L, H]` values averaging to `head_summary` (sink flag, α[0], hidden sinks: flag, count, max α)."""
     first = torch.stack([a[..., 0] for a in alphas])  # [P, L, H]
     hidden = [hidden_sinks(a, params.hidden_threshold, params.min_queries, params.uniform_ratio) for a in alphas]
     n_hidden = torch.stack([h.sum(-1).float() for h in hidden])
@@ -83,8 +81,7 @@ def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    """HeadScores and per_prompt: each column's per-prompt value (`prompt_summary`; "score" for the sink flag),
-    whose plain mean over prompts is the column."""
+    """HeadScores and per_prompt (`prompt_summary`; "score" = the sink flag); a column is its per-prompt mean."""
     info = model_info(model)
     per_prompt = prompt_summary(prompt_alphas(model, prompts, progress=progress), params)
     summary = {key: value.mean(0) for key, value in per_prompt.items()}

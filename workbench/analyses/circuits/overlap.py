@@ -100,8 +100,7 @@ def layer_profile(scores: pd.DataFrame, bins: int = PROFILE_BINS) -> np.ndarray:
 
 def overlap(a: Circuit | pd.DataFrame, b: Circuit | pd.DataFrame, *, top_fraction: float | None = None,
             top_k: int | None = None) -> dict[str, Any]:
-    """Set overlap of two circuits or score maps (maps cut at `top_k` / `top_fraction`, default top 5 %),
-    plus Spearman of the full maps (same shape) and of their relative-depth layer profiles (any shapes)."""
+    """Set overlap of two circuits or maps (cut at `top_k` / `top_fraction`), plus the Spearman measures (above)."""
     if top_fraction is not None and top_k is not None:
         raise OverlapError("give at most one of top_fraction and top_k.")
     notes: list[str] = []
@@ -179,8 +178,7 @@ def difference_map(a_scores: pd.DataFrame, b_scores: pd.DataFrame) -> pd.DataFra
 
 def random_overlap_baseline(n_layers: int, n_heads: int, size_a: int, size_b: int, n: int = 1000,
                             seed: int = 0) -> dict[str, Any]:
-    """What two uniform random circuits of `size_a` and `size_b` heads share by chance (`n` draws of the
-    hypergeometric intersection), with the exact expectations alongside."""
+    """Chance overlap of uniform random circuits of `size_a`, `size_b` heads (`n` draws), with exact expectations."""
     from scipy.stats import hypergeom
 
     total = int(n_layers) * int(n_heads)

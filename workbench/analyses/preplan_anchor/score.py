@@ -134,8 +134,7 @@ def trace_tables(model, traces, params: Params, *, progress: bool = True):
 
 
 def _trace_distances(stats: list[AttentionStats], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per trace: the sum of unclipped attention distances over its generated tokens `[N, L, H]` (float64), and
-    how many there are (`[N, L, H]`, the same for every head)."""
+    """Per trace: summed unclipped distances over its generated tokens `[N, L, H]` (float64), and their count."""
     parts = [s.distance[0, :, :, start:].double() for s, start in zip(stats, starts, strict=True)]
     return (torch.stack([p.sum(-1) for p in parts]),
             torch.stack([torch.full(p.shape[:2], p.shape[-1], dtype=torch.float64) for p in parts]))

@@ -153,8 +153,7 @@ def _headline(conditions: pd.DataFrame) -> dict:
 
 
 def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
-    """The "mask" check (MaskParams) on the NIAH trials of `params`: tables "conditions" (`mask_check`'s summary)
-    and "trials"; summary: k, top-k accuracy, accuracy per random seed and their mean."""
+    """The "mask" check (MaskParams): tables "conditions" and "trials"; summary: k, top-k and random accuracies."""
     conditions, trials = mask_check(model, score.default_prompts(model, params), scores, k=params.k or None,
                                     seeds=range(params.seeds), max_new_tokens=params.max_new_tokens,
                                     progress=progress)
@@ -164,8 +163,7 @@ def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> R
 
 
 def run_kv_budget(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
-    """The "kv_budget" check (BudgetParams): tables "conditions" (`budget_check`'s summary) and "trials";
-    summary: full/total KV heads, sink, recent, KV saving, accuracy of the retrieval-chosen and random heads."""
+    """The "kv_budget" check (BudgetParams): tables "conditions" and "trials"; summary: KV heads, saving, accuracies."""
     conditions, trials = budget_check(model, score.default_prompts(model, params), scores, full_share=params.full_share,
                                       sink=params.sink, recent=params.recent, seeds=range(params.seeds),
                                       max_new_tokens=params.max_new_tokens, progress=progress)

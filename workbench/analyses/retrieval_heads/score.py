@@ -167,8 +167,7 @@ def _score_trial(model, info, i: int, prompt_ids: list[int], meta, params: Param
 
 
 def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -> tuple:
-    """(HeadScores, trials table, per_prompt): per_prompt holds each counted trial's "score" (events / |span|)
-    and "n_events" per head, whose mean and sum over trials are the score and n_events columns."""
+    """(HeadScores, trials table, per_prompt): each counted trial's "score" and "n_events" per head (mean / sum)."""
     shape = (info.n_layers, info.n_heads)
     scores, events, correct, scored = [], [], [], []
     stream_sum, stream_n = torch.zeros(shape), 0

@@ -69,8 +69,7 @@ def reference_mask(name: str, n_layers: int, n_heads: int) -> np.ndarray:
 
 
 def default_reference(model_name: str, task: str) -> str | None:
-    """The saved circuit for (model, task): `<model>_<task>` if it exists, else the first by name whose file
-    names this model and task (e.g. gpt2-small_ioi for openai-community/gpt2)."""
+    """The saved circuit for (model, task): `<model>_<task>`, else the first whose file names this model and task."""
     listed = list_circuits()
     if listed.empty:
         return None
