@@ -1,15 +1,9 @@
 """The model worker: a long-lived process that keeps one model loaded and answers JSON-line requests.
 
-The Dash app never imports torch; it starts `python -m workbench.worker --model NAME` and writes one
-request per line on stdin, `{"id": "...", "op": "...", "args": {...}}`. The worker answers on stdout with
-lines `{"id", "event": "started" | "progress" | "done" | "error", "message", "result"}`; everything else it
-prints (tqdm bars, warnings) goes to stderr. A reader thread drains stdin at once into a queue of at most
-`MAX_QUEUED` requests (a request beyond that gets a "busy" error straight away), so the app's writes never
-wait on a running job; requests run one at a time, in order. Every request is checked against the work
-budget (workbench.core.budget) before it runs.
-
-Ops: load, head_pattern, token_traces, intervene, run_analysis. Errors the user can fix
-(WorkbenchError) come back as `error` events with the message; the worker keeps serving.
+stdin: `{"id", "op", "args"}` per line; stdout: `{"id", "event": "started" | "progress" | "done" | "error",
+"message", "result"}`; everything else goes to stderr. A reader thread queues at most `MAX_QUEUED` requests
+(beyond: a "busy" error); requests run one at a time, in order, each checked against workbench.core.budget.
+Ops: load, head_pattern, token_traces, intervene, run_analysis. A WorkbenchError becomes an `error` event.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """The one place that runs analysis specs and their checks, and saves each Result in the catalog.
 
-    run_analysis(analysis, model, prompts, params) -> Result        kind "run"
-    run_check(analysis, check, model, params, run_id, scores, prompts) -> Result
-                                                                    kind = the check's name, parent_run = the run
-                                                                    whose HeadScores it checked
-
-`analysis` is a registered name or an AnalysisSpec (so a spec outside the registry runs the same way), `model` a
-model name or a loaded model, `params` a Params instance or a dict of typed or string values (spec.make_params).
-A check that needs scores and is given none checks the named run, else the newest run of the analysis on the same
-model (same fingerprint), else a new run with default params (saved first, when saving). A saved check records
-the prompt set and prompts fingerprint of the run it checked (its own prompts follow from its params).
+A check that needs scores and gets none checks the named run, else the newest run of the analysis on the same
+model fingerprint, else a new default run (saved first, when saving). A saved check records its parent run's
+prompt set and prompts fingerprint.
 """
 
 from __future__ import annotations
@@ -58,8 +51,7 @@ def run_analysis(analysis, model, prompts=None, params=None, *, save: bool = Tru
 
 def run_check(analysis, check, model, params=None, *, run_id: str | None = None, scores=None, prompts=None,
               save: bool = True, progress: bool = True, results_dir=None) -> Result:
-    """Run a named check of an analysis on the HeadScores of a run (see the module docstring for which run).
-    `prompts` replaces the prompts a check builds from its params (for checks that take them)."""
+    """Run a check on a run's HeadScores (which run: see the module docstring); `prompts` replaces its own."""
     from workbench.results.runs import validate_head_scores
 
     spec, model = spec_of(analysis), _loaded(model)

@@ -1,7 +1,6 @@
-"""Run a plan's cells: locally in this process, or on a Ray cluster (a task per cell, models loaded once
-per worker). Both write every run to the same catalog and skip cells that are already finished. A cell
-that raises anything is recorded as failed with its error, and the batch goes on. Check cells run after the
-run cells, each on the run its run cell saved."""
+"""Run a plan's cells locally or on Ray (models loaded once per worker), into one catalog, skipping finished cells.
+A cell that raises is recorded as failed and the batch goes on; check cells run after their run cells.
+"""
 
 from __future__ import annotations
 

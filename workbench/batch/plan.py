@@ -1,20 +1,9 @@
 """Batch plans: TOML files that expand to cells (one analysis on one model with one parameter set).
 
-    name = "overview"
-    models = ["smollm2-135m"]
-    device = "auto"                     # optional: auto | cpu | cuda | cuda:N | mps | map
-    dtype = "float32"                   # optional: float32 | bfloat16 | float16
-
-    [[analyses]]
-    name = "attention_profile"
-    params = { n_prompts = 2 }
-    grid = { n_tokens = [64, 128] }     # every combination becomes a cell
-    checks = ["ablate"]                 # optional: a check cell per run cell, run on that cell's run
-    check_params = { ablate = { k = 3 } }
-
-A cell's id hashes (analysis, model, params, a non-default dtype and, for a check cell, the check and its
-params), so the same cell in two plans is the same work; the device is not part of it (the same numbers on any
-device, as in the model fingerprint).
+Keys: name, models, optional device and dtype, and `[[analyses]]` with name, params, grid (every combination
+is a cell), checks and check_params (a check cell per run cell); shipped examples in `data/plans/`.
+A cell's id hashes analysis, model, params, a non-default dtype and any check with its params, so the same
+cell in two plans is the same work; the device is not part of it (as in the model fingerprint).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""A static HTML report of a batch: the summary table and, per finished run, its head map and top heads
-(per finished check: its summary and tables, and the head map when it has per-head scores).
-
-One self-contained file (plotly.js inlined once), so it can be shared and opened without the app or a
-network.
+"""A self-contained HTML report of a batch (plotly.js inlined once): the summary table and, per finished run, its
+head map and top heads; per finished check, its summary, tables and head map when it has per-head scores.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
-"""Which cells of a batch are finished: one small JSON marker per cell, written atomically.
+"""Which cells of a batch are finished: one atomic JSON marker per cell, `<results_dir>/batches/<cell_id>.json`.
 
-Markers live in `<results_dir>/batches/<cell_id>.json` and name the catalog run the cell produced; a
-cell whose marker exists and whose run still loads is skipped, so a killed batch loses only the cell
-in flight. Markers are keyed by cell, not by plan, so plans that share cells share the work.
-
-Before a cell runs, `<cell_id>.pending` records when it started. A batch killed after the run was saved
-but before its marker was written leaves that file behind; on resume the run saved since then for the
-same analysis, model and parameters is adopted (and marked) instead of running the cell again.
-
-A check cell is finished when its Result still loads and checked the run its run cell has now.
+A marker names the cell's catalog run; a cell whose marker exists and whose run loads is skipped (keyed by cell,
+so plans share work). `<cell_id>.pending` marks a started cell: on resume a run saved since then with the same
+analysis, model and params is adopted. A check cell is done when its Result loads and checked its run cell's run.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""Work budgets for requests from the app: what one request may ask of the model worker (torch-free).
+"""Work budgets for app requests to the model worker (torch-free; the app and the worker both check).
 
-The unit is **prompt tokens**: prompts × tokens per prompt (for generation, prompt length + new tokens).
-One request may cost at most `MAX_TOKENS` (65,536; e.g. 60 prompts × 509 tokens = 30,540 passes,
-56 × 8,191 = 458,696 does not). Interventions run through the bridge, which holds each edited layer's
-T × T scores, so their prompts are also capped at `MAX_EDIT_TOKENS` tokens each and run in batches whose
-`batch × heads × T²` stays under `MAX_EDIT_CELLS`. Both the app (before submitting) and the worker
-(before running) check these, with the same functions.
+Unit: prompt tokens (prompts × tokens, generation included), at most `MAX_TOKENS` per request. Interventions
+run on the bridge (T × T scores per edited layer): prompts ≤ `MAX_EDIT_TOKENS` each, batches with
+`batch × heads × T²` ≤ `MAX_EDIT_CELLS`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""Contrast sets: clean prompts, their corrupted twins, answer tokens and a metric — what patching needs.
+"""Contrast sets: clean prompts, their corrupted twins (same token length), answer tokens and a metric.
 
-Every clean prompt i has a corrupted twin of the same token length (patching swaps activations position
-by position). Metadata of each clean prompt carries token ids:
-- `logit_diff`: `answer_id` and `wrong_ids`; metric = logit(answer) − max_w logit(w) at the last position
-  (IOI: IO − S, Wang et al. 2022). Accuracy: metric > 0 (the answer beats every wrong candidate).
-- `prob_diff`: `good_ids`, `bad_ids`; metric = Σ p(good) − Σ p(bad) (greater-than, Hanna et al. 2023).
-The corrupted run is always scored with the *clean* prompt's tokens, so `M_corrupt` says how much of the
-clean behaviour the corruption removes. `corrupt_answer_id` (when a task knows it) lets
-`flag_unchanged_answers` flag twins whose corruption does not change the answer.
+- `logit_diff` (`answer_id`, `wrong_ids`): logit(answer) − max_w logit(w) at the last position (IOI, Wang et
+  al. 2022); accuracy: metric > 0.
+- `prob_diff` (`good_ids`, `bad_ids`): Σ p(good) − Σ p(bad) (greater-than, Hanna et al. 2023).
+Corrupted runs are scored with the clean tokens. `flag_unchanged_answers` uses `corrupt_answer_id`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Integrity helpers shared by every store: file checksums, atomic writes, stale temp-file cleanup.
 
-Temp files are named `.<final name>.tmp-<pid>`. A temp file written under a lock is stale as soon as the
-lock is ours; one written without a lock is stale when its writer is gone and it is older than
-`STALE_AGE_S` (or older than a day, whatever its pid says: pids of other namespaces are not visible).
+Temp files are `.<final name>.tmp-<pid>`: stale at once under the writers' lock, else when the writer is gone
+and older than `STALE_AGE_S`, or older than a day (pids of other namespaces are not visible).
 """
 
 from __future__ import annotations

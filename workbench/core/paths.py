@@ -1,19 +1,8 @@
-"""Where things live: the one place that knows the default directories and where shipped data is.
+"""Where things live: default directories (each with its variable) and shipped data.
 
-Written by the workbench (never under site-packages), each with its own environment variable:
-
-| what | variable | default |
-|---|---|---|
-| activation cache | `WORKBENCH_CACHE_DIR` | `<user cache dir>/attention-workbench/activations` |
-| results catalog | `WORKBENCH_RESULTS_DIR` | `<user data dir>/attention-workbench/results` |
-| converted models | `WORKBENCH_MODEL_CACHE` | `<user cache dir>/attention-workbench/models` |
-| saved circuits | `WORKBENCH_CIRCUITS_DIR` | a checkout's `circuits/`, else `<user data dir>/…/circuits` |
-
-`workbench --home DIR …` sets all four to `DIR/cache`, `DIR/results`, `DIR/models`, `DIR/circuits`.
-
-Read-only data shipped with the package (prompt sets, batch plans, curated circuits) lives in `data/` and
-`circuits/` at the top of the repository; the wheel maps them to the packages `workbench._data` and
-`workbench._circuits`, read through importlib.resources.
+`WORKBENCH_CACHE_DIR` (activations), `WORKBENCH_RESULTS_DIR`, `WORKBENCH_MODEL_CACHE`, `WORKBENCH_CIRCUITS_DIR`
+(a checkout's `circuits/`, else the user data dir); `workbench --home DIR` sets all four under DIR.
+Shipped read-only data (`data/`, `circuits/`) is packaged as `workbench._data` and `workbench._circuits`.
 """
 
 from __future__ import annotations

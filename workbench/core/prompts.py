@@ -1,7 +1,5 @@
-"""PromptSet: a frozen, fingerprinted set of prompts with per-prompt metadata and tokenisation settings.
-
-The fingerprint (sha256 over texts, metadata and settings) is part of every cache key. BOS handling is
-an explicit setting: SmolLM2's BOS is `<|im_start|>` and Gemma needs `<bos>`; the default prepends it.
+"""PromptSet: a frozen set of prompts with metadata and tokenisation settings; its sha256 fingerprint is part of
+every cache key. BOS is an explicit setting (SmolLM2's is `<|im_start|>`, Gemma needs `<bos>`; default: prepend).
 """
 
 from __future__ import annotations

@@ -56,10 +56,8 @@ def _coerce_index_column(df: pd.DataFrame, col: str, limit: int | None, limit_na
 
 
 def validate_head_scores(df: pd.DataFrame, n_layers: int | None = None, n_heads: int | None = None) -> pd.DataFrame:
-    """Check a HeadScores frame and return a cleaned copy with coerced dtypes.
-
-    Required columns: analysis, model, prompt_set (str, one value each), layer, head
-    (int >= 0, unique pairs), score (float; NaN allowed, inf not). Extra columns are kept.
+    """A cleaned copy: analysis, model, prompt_set (str, one value each), unique (layer, head) ints >= 0, score (float,
+    no inf); extra columns kept.
     """
     if not isinstance(df, pd.DataFrame):
         raise ResultsError(f"head scores must be a pandas DataFrame, got {type(df).__name__}.")

@@ -1,10 +1,8 @@
-"""Numbers and output paths checked at the edges (CLI options, analysis parameters, batch plan cells).
+"""Numbers and output paths checked at the edges (CLI options, analysis parameters, plan cells); torch-free.
 
-One table of rules keyed by parameter name serves every edge, so `--n-tokens`, `-p n_tokens=…` and a plan's
-`n_tokens = …` obey the same range. A number must be finite, of the declared type (an int given 16.5 is
-refused, not truncated) and inside its range; names without a rule get: ints ≥ 0, floats finite. A rule
-scoped to one command or analysis (`"repair.n_prompts"`) wins over the plain name. Torch-free, so the app
-can reuse it.
+One rule table keyed by parameter name serves every edge. A number must be finite, of the declared type
+(16.5 for an int is refused) and in range; unruled names: ints ≥ 0, floats finite. A scoped rule
+(`"repair.n_prompts"`) wins over the plain name.
 """
 
 from __future__ import annotations
@@ -202,8 +200,7 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 
 def check_device_names(device: str, dtype: str) -> None:
-    """Refuse a misspelt --device / --dtype without importing torch (whether the device exists is checked
-    where the model loads)."""
+    """Refuse a misspelt --device / --dtype without importing torch (availability is checked at load)."""
     if dtype not in DTYPE_NAMES:
         raise InputError(f"Unknown --dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}.")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps|map", str(device).strip().lower()):

@@ -1,12 +1,6 @@
-"""The one applier: edits compiled per batch into pure per-layer functions (`streaming.HeadEdit`), run by
-either back end, with the same numbers (tests/test_edits_equivalence.py):
-
-- "bridge": forward hooks on the TransformerBridge at `hooks.attn_scores`, `hooks.z`, `hooks.resid_post`;
-- "twin": the streaming SDPA twin; engine.streaming applies score and z edits inside its attention function
-  (prefill and KV-cache decoding alike), residual edits are forward hooks on its decoder layers.
-
-`run_metric` gives a metric per prompt under edits; `editing(edits, model)` applies position-free edits
-(uniform attention, streaming windows …) to every twin forward inside the block, e.g. while generating.
+"""The one applier: edits compiled per batch into per-layer `streaming.HeadEdit`s, run by either back end with
+the same numbers: "bridge" (hooks at `attn_scores`, `z`, `resid_post`) or "twin" (the streaming SDPA twin).
+`editing(edits, model)` applies position-free edits to every twin forward inside the block (e.g. generation).
 """
 
 from __future__ import annotations

@@ -1,29 +1,18 @@
 """Every edit, one frozen dataclass each; `workbench.edits.apply` runs them on the bridge or the SDPA twin.
 
-An edit says where it acts (`site`) and how (`fn(layer, heads, batch)`: a pure tensor function
-`(x, q_pos) -> x`, `q_pos` the absolute query positions `[Tq]`; with a KV cache, the new queries only):
-- "scores": the masked, pre-softmax attention logits of its heads `[B, n, Tq, Tk]` (hidden keys hold a value
-  ≤ finfo.min / 2: finfo.min on the bridge, -inf on the twin);
-- "z": its heads' outputs before W_O `[B, Tq, n, d_head]`;
-- "resid": the residual stream after a layer `[B, Tq, d_model]`.
-
-- `AblateHead(heads, mode="zero"|"mean", reference, per_position)`: z ← 0, or the mean z of `reference`
-  (default: the prompts) over every token, or at each position (`per_position`; Wang et al. 2022).
-- `ScaleHead(heads, alpha)`: z ← α·z (VHR-style reinforcement with α > 1).
-- `PatchHead(heads, source)`: z ← z of the aligned prompt of `source` (same token length).
-- `UniformAttention(heads)`: visible logits set equal, so the head averages its visible values,
-  `o[q] = Σ_{k≤q} V[k] / (q+1)`: Wu et al.'s (2024) masking of a retrieval head.
-- `AttentionEdit(heads, keys, scale= | logit_bias=)`: log s added to chosen keys' logits, which is
-  scale-and-renormalise (ZeroTuning: a0' = γa0/((γ−1)a0+1)); s = 0 removes them; negative keys count from
-  each prompt's end; a row is never left without a visible key.
-- `FinalQueryBias(heads, keys, bias)`: `bias` added at the last query only, for per-prompt keys (repair).
-- `SinkCalibration(heads, keys, beta)`: ACT (Yu et al. 2024): log β added to each head's per-prompt
-  hidden-sink keys `keys[prompt][(layer, head)]`, so their attention is ×β and the rest renormalised.
-- `StreamingWindow(heads, sink, recent)`: DuoAttention streaming head: key k stays visible to query q only
-  if k < sink or q − recent < k ≤ q. Its `visible_keys(q0, q1)` hint lets the twin compute only those keys' logits.
-- `MassiveDimEdit(layer, dims, mode, threshold, means, token_means)`: residual entries of `dims` with
-  |x| > threshold (massive activations, Sun et al. 2024) → 0 or their mean; with `token_means` (token id →
-  one mean per dim) only those tokens are edited and "mean" uses the token's own mean.
+`site` says where an edit acts, `fn(layer, heads, batch)` gives a pure `(x, q_pos) -> x` (`q_pos`: absolute
+query positions `[Tq]`): "scores" = masked pre-softmax logits `[B, n, Tq, Tk]` (hidden keys ≤ finfo.min / 2),
+"z" = head outputs before W_O `[B, Tq, n, d_head]`, "resid" = residual stream after a layer `[B, Tq, d_model]`.
+- `AblateHead`: z ← 0, or the mean z of `reference` over all tokens or per position (Wang et al. 2022).
+- `ScaleHead`: z ← α·z (VHR-style reinforcement with α > 1). `PatchHead`: z ← z of `source`'s aligned prompt.
+- `UniformAttention`: visible logits equal, `o[q] = Σ_{k≤q} V[k] / (q+1)` (Wu et al. 2024's head masking).
+- `AttentionEdit`: log s added to chosen keys' logits = scale-and-renormalise (ZeroTuning:
+  a0' = γa0/((γ−1)a0+1)); s = 0 removes them; negative keys count from the end; a row keeps ≥ 1 visible key.
+- `FinalQueryBias`: `bias` at the last query only, per-prompt keys (repair).
+- `SinkCalibration`: ACT (Yu et al. 2024): log β on each head's per-prompt hidden-sink keys (attention ×β).
+- `StreamingWindow`: DuoAttention streaming head: k visible to q iff k < sink or q − recent < k ≤ q.
+- `MassiveDimEdit`: residual entries of `dims` with |x| > threshold (Sun et al. 2024) → 0 or their mean;
+  with `token_means` only those tokens, each with its own mean.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Greedy decoding on the streaming twin with a KV cache, optionally collecting per-step head statistics.
 
-As in Wu et al.'s official code, the prompt minus its last token is prefilled (plain SDPA, no statistics),
-then every step feeds one token: step 0 feeds the prompt's last token, and the statistics of step t
-(row argmax over all keys, key-set masses) belong to the query that *produces* generated token t.
-Edits active around the call (workbench.edits.apply.editing) apply to prefill and decoding.
-Stopping: EOS / end-of-turn tokens, or a newline once the response has non-blank text (the official
-code stops at the first newline; SmolLM2 in the paper format starts its answer with blank lines).
+As in Wu et al.'s code the prompt minus its last token is prefilled (SDPA); step t's statistics belong to the
+query that produces token t. Active edits (`edits.apply.editing`) apply throughout. Stops at EOS/end-of-turn,
+or a newline after non-blank text (the official code stops at any newline; SmolLM2 starts with blank lines).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Devices and dtypes: parse the user's `--device` / `--dtype`, say clearly what is not available.
+"""Devices and dtypes: parse `--device` / `--dtype`, say clearly what is not available.
 
-`device`: "auto" (a CUDA GPU, else Apple's MPS, else the CPU), "cpu", "cuda", "cuda:N", "mps", or "map"
-(accelerate's `device_map="auto"`: spread the layers over every visible GPU, then the CPU, for models that
-do not fit one device). `dtype`: "float32", "bfloat16" or "float16" (the weights and activations; the
-streaming reducers and softmax accumulate in float32 whatever the model's dtype).
+`device`: auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps | map (accelerate's `device_map="auto"`).
+`dtype`: float32 | bfloat16 | float16 (reducers and softmax accumulate in float32 regardless).
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""Per-head access on the SDPA twin: read or overwrite each head's output z (the input of the attention
-output projection, `[B, T, H·d_head]`) and score only the last real position of each prompt.
-
-Working on the twin rather than the bridge makes patching ~1.5× faster on SmolLM2 (no eager attention,
-no hook bookkeeping, logits only where the metric reads them); the twin shares the bridge's weights and
-its logits equal the bridge's. `Prefix`: clean and corrupted twins often share their first P tokens,
-where patching changes nothing (z_clean = z_corrupt there); their keys and values are computed once and
-only the suffix is re-run (3–4× less work on IOI).
+"""Per-head access on the SDPA twin: read or overwrite each head's z (`[B, T, H·d_head]`, the input of W_O) and
+score only each prompt's last real position (~1.5× faster patching than the bridge, same logits).
+`Prefix`: keys and values of the first P tokens that clean and corrupted prompts share are computed once
+(3–4× less work on IOI).
 """
 
 from __future__ import annotations
@@ -37,8 +33,7 @@ def decoder_layers(model) -> list[torch.nn.Module]:
 
 
 def output_projections(model) -> list[torch.nn.Module]:
-    """The attention output projection of every layer of the twin (o_proj for Llama / Gemma / Qwen, c_proj
-    for GPT-2)."""
+    """Each layer's attention output projection (o_proj for Llama / Gemma / Qwen, c_proj for GPT-2)."""
     out = []
     for layer in decoder_layers(model):
         attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
@@ -101,7 +96,6 @@ class Prefix:
 def last_logits(model, batch_ids: Sequence[Sequence[int]], z_edit: ZEdit | None = None,
                 prefix: Prefix | None = None, copies: int = 1) -> torch.Tensor:
     """Logits `[B, V]` at each prompt's last real token (right padding), under an optional z edit.
-
     With `prefix`, `batch_ids` are the equal-length suffixes of `copies` tiles of the prefix's prompts.
     """
     info = model_info(model)
@@ -128,8 +122,7 @@ def _device(info) -> torch.device:
 
 
 def capture_z(model, batch_ids: Sequence[Sequence[int]], prefix: Prefix | None = None):
-    """(last logits `[B, V]`, head outputs `[L, B, T, H, d_head]`) of one clean forward (suffix only with a
-    prefix)."""
+    """(last logits `[B, V]`, head outputs `[L, B, T, H, d_head]`) of one clean forward (suffix only with a prefix)."""
     info = model_info(model)
     width = max(len(x) for x in batch_ids)
     zs = torch.zeros(info.n_layers, len(batch_ids), width, info.n_heads, info.d_head)

@@ -1,7 +1,5 @@
-"""Hook-name constructors (transformer-lens 4.x bridge names) and validation against a model's hooks.
-
-Analyses never spell hook strings: they call `pattern(3)`, `z(3)` … and `validate(model, names)` checks
-them once against the bridge's real hook list, with a did-you-mean.
+"""Hook-name constructors (transformer-lens 4.x bridge names); `validate` checks names against the bridge's
+hooks, with a did-you-mean.
 """
 
 from __future__ import annotations

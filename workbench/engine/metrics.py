@@ -1,10 +1,7 @@
-"""Per-prompt metrics on logits, for before/after tables: logit difference, answer log-prob, loss.
+"""Per-prompt metrics `(logits[T, V], ids[T], metadata) -> float`: logit difference, answer log-prob, loss.
 
-`logit_diff` is the one correct-minus-wrong logit difference: `logit[answer] − max_w logit[w]` (Wang et al. 2022).
-
-A metric maps `(logits[T, V], ids[T], metadata)` of one prompt (its real tokens only) to a float.
-Answer and wrong-answer tokens come from the prompt's metadata (`answer`, `wrong`: strings that must
-be single tokens, or `answer_id`, `wrong_id`).
+`logit_diff = logit[answer] − max_w logit[w]` (Wang et al. 2022); tokens from metadata `answer`/`wrong`
+(single-token strings) or `answer_id`/`wrong_id`.
 """
 
 from __future__ import annotations
@@ -70,8 +67,7 @@ METRICS = {m.name: m for m in (LOGIT_DIFF, ANSWER_LOGPROB, LOSS)}
 
 
 def metric_values(logits_last: torch.Tensor, metadata: Sequence[dict], metric: str) -> torch.Tensor:
-    """A contrast set's per-prompt metric `[B]` from last-position logits `[B, V]` (differentiable): `logit_diff`
-    from `answer_id`/`wrong_ids`, or `prob_diff` = Σ p(good_ids) − Σ p(bad_ids) (workbench.core.contrast)."""
+    """A contrast set's per-prompt metric `[B]` from last logits `[B, V]` (differentiable; see core.contrast)."""
     if metric == "logit_diff":
         return torch.stack([logit_diff(logits_last[i], m["answer_id"], m["wrong_ids"]) for i, m in enumerate(metadata)])
     probs = torch.softmax(logits_last.float(), dim=-1)

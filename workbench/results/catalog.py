@@ -1,6 +1,6 @@
-"""The DuckDB catalog of saved runs: one row per intact run, newest first; damaged runs are skipped with a
-warning that names the run and what to do. Run ids in the catalog are unique: a run whose run.json
-disagrees with its directory (a copied run) is refused, so a bare id always reaches exactly one run."""
+"""The DuckDB catalog of saved runs, newest first; damaged runs are skipped with a warning, and a run whose
+run.json disagrees with its directory (a copy) is refused, so a bare id reaches exactly one run.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""A circuit file with the score map that chose it: `<name>.toml` (workbench.results.circuits) next to
-`<name>.scores.parquet` (HeadScores of the patching run), so overlap of full maps works from committed files
-without the local results catalog."""
+"""A circuit file `<name>.toml` next to its `<name>.scores.parquet` score map, so full-map overlap works offline."""
 
 from __future__ import annotations
 
@@ -21,9 +19,7 @@ def scores_path(toml_path: Path) -> Path:
 
 
 def save_with_scores(circuit: Circuit, scores: pd.DataFrame, directory: Path | None = None) -> Path:
-    """Save the circuit TOML and its score map; returns the TOML path.
-
-    The map is written to a temporary file first, so a failed write leaves the old pair untouched."""
+    """Save the circuit TOML and its score map (map first: a failed write keeps the old pair); returns the TOML path."""
     scores = validate_head_scores(scores, n_layers=circuit.n_layers, n_heads=circuit.n_heads)
     keep = [c for c in scores.columns if c in MAP_COLUMNS or c.endswith("_score")]
     target = scores_path(circuit_path(circuit.name, directory))

@@ -1,27 +1,10 @@
-"""Circuits as files: a named set of heads of one model on one task, found by a method from a score map.
+"""Circuits as files: a named set of heads of one model on one task, chosen from a score map by a rule.
 
-A circuit lives in ``<directory>/<name>.toml`` (default ``<repo>/circuits/``)::
-
-    format_version = 1
-    name = "smollm2-135m_ioi"
-    model = "smollm2-135m"
-    task = "ioi"
-    n_layers = 30
-    n_heads = 9
-    method = "activation_patching"
-    selection = "top 5%"
-    run_id = "20250101T000000Z-abcd1234"   # omitted when unknown
-    notes = ""
-    heads = ["L3H5", "L9H1"]
-
-    [metric]
-    clean = 3.2
-    corrupt = -0.4
-
-Selection rules (:func:`select_heads`): ``top_fraction=f`` keeps the ``ceil(f · N)`` best of the N heads of
-the map (at least 1), ``top_k=k`` the k best, ``threshold=t`` every head with ``score >= t``. NaN scores are
-never selected; ``absolute=True`` ranks by ``|score|``; ties at the cut go to the lower (layer, head).
-Pure pandas/numpy: this module must not import torch (the app imports it).
+A circuit is ``<directory>/<name>.toml`` (default ``<repo>/circuits/``): format_version, name, model, task,
+n_layers, n_heads, method, selection, run_id (omitted when unknown), notes, heads (``["L3H5", …]``), [metric].
+Selection (:func:`select_heads`): ``top_fraction=f`` keeps the ``ceil(f · N)`` best heads (at least 1),
+``top_k=k`` the k best, ``threshold=t`` those with ``score >= t``; NaN never selected; ``absolute=True`` ranks
+by ``|score|``; ties at the cut go to the lower (layer, head). Torch-free (the app imports it).
 """
 
 from __future__ import annotations
@@ -132,8 +115,7 @@ class Circuit:
 def select_heads(scores: pd.DataFrame, *, top_fraction: float | None = None, top_k: int | None = None,
                  threshold: float | None = None, column: str = "score", absolute: bool = False
                  ) -> tuple[HeadRef, ...]:
-    """Heads of a score map by exactly one criterion: ``ceil(top_fraction · N)`` best, ``top_k`` best, or
-    ``score >= threshold`` (``|score|`` when `absolute`). NaN never selected; ties broken by (layer, head)."""
+    """Heads of a score map by exactly one criterion (rules in the module docstring)."""
     given = [name for name, v in (("top_fraction", top_fraction), ("top_k", top_k), ("threshold", threshold))
              if v is not None]
     if len(given) != 1:

@@ -1,11 +1,9 @@
-"""Saved analysis results: tidy per-head scores, run provenance, and a DuckDB catalog.
+"""Saved analysis results: tidy per-head scores and run provenance (catalog: `workbench.results.catalog`).
 
-Each saved Result (an analysis run, or a check of one: RunRecord.kind, .parent_run) lives in
-``<results_dir>/<analysis>/<run_id>/`` as ``scores.parquet`` (one row per head, see
-:func:`validate_head_scores`; absent for a check without per-head values), ``per_prompt.parquet``,
-``tables/*.parquet``, ``summary.json`` and ``run.json`` (a :class:`RunRecord`, which records the size and sha256
-of every file the run saved; loading checks them, so a damaged file is an error, never shown). The catalog
-(:func:`find_runs`, :func:`query_catalog`) lives in ``workbench.results.catalog``.
+A Result (a run, or a check: RunRecord.kind, .parent_run) lives in ``<results_dir>/<analysis>/<run_id>/``:
+``scores.parquet`` (absent for a check without per-head values), ``per_prompt.parquet``, ``tables/*.parquet``,
+``summary.json`` and ``run.json`` (a :class:`RunRecord` with every file's size and sha256; loading checks them,
+so a damaged file is an error, never shown).
 """
 
 from __future__ import annotations
@@ -102,12 +100,8 @@ def save_run(scores: pd.DataFrame | None, *, params: dict, model_fingerprint: st
              summary: Mapping[str, Any] | None = None, per_prompt: pd.DataFrame | None = None, kind: str = "run",
              parent_run: str | None = None, analysis: str | None = None, model: str | None = None,
              prompt_set: str | None = None) -> RunRecord:
-    """Validate and atomically write ``<results_dir>/<analysis>/<run_id>/{scores.parquet,run.json}``.
-
-    Analyses with per-token or per-trial output add ``tables`` (``tables/<name>.parquet``), a JSON ``summary``
-    (``summary.json``) and ``per_prompt`` values (``per_prompt.parquet``); read them back with :func:`load_table`,
-    :func:`load_summary` and :func:`load_per_prompt`. A check saves ``kind`` (its name) and ``parent_run``; one
-    without per-head values passes ``scores=None`` with ``analysis``, ``model`` and ``prompt_set``.
+    """Validate and atomically write a run's directory; returns its RunRecord. A check passes ``kind`` and
+    ``parent_run``; one without per-head values passes ``scores=None`` with ``analysis``, ``model``, ``prompt_set``.
     """
     tables = dict(tables or {})
     bad_tables = [n for n in tables if not _SAFE_NAME_RE.fullmatch(str(n))]

@@ -1,6 +1,4 @@
-"""Head-level figures (pure plotly): a layer × head heatmap of any HeadScores column, one head's attention
-pattern with token labels, and a difference map between two analyses or runs. DataFrame in, Figure out.
-"""
+"""Head-level figures (pure plotly, DataFrame in, Figure out): layer × head heatmap, head pattern, difference map."""
 
 from __future__ import annotations
 
@@ -43,9 +41,7 @@ def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | No
                  colorscale: str = SEQUENTIAL, zmid: float | None = None, zmin: float | None = None,
                  zmax: float | None = None, categories: Sequence[tuple[str, str]] = (),
                  height: int | None = None) -> go.Figure:
-    """Layer × head heatmap of `column`; hover shows L{l}H{h}, the value and the extra columns.
-
-    With `categories` ((name, colour) pairs) `column` holds codes 0..n−1, drawn as flat bands with counts."""
+    """Layer × head heatmap of `column`, hover with the extra columns; `categories` draws codes 0..n−1 as bands."""
     grid, n_layers, n_heads = _grid(scores, column)
     extras = extra_columns(scores)
     hover = np.full((n_layers, n_heads), "", dtype=object)

@@ -11,10 +11,7 @@ from workbench.viz.heads import FONT, _short
 
 
 def token_traces_figure(traces: Mapping[str, Any], *, title: str | None = None) -> go.Figure:
-    """Three stacked panels over token position: sink/BOS, WAAD (local heads), FAI (global heads).
-
-    `traces` is what `workbench.api.token_traces` returns; a selected head's curves are overlaid dashed.
-    """
+    """Stacked panels of `api.token_traces` over position: sink/BOS, WAAD, FAI; a selected head's curves dashed."""
     tokens = list(traces["tokens"])
     x = list(range(len(tokens)))
     start = int(traces.get("window_start", 0))

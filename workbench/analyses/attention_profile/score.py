@@ -1,25 +1,13 @@
 """Attention profile: where each head looks, from streaming statistics on natural text.
 
-Per head (l, h), averaged over the real query tokens t ≥ 1 of every prompt:
-- `distance = mean_t D_t`, `D_t = Σ_s A[t,s]·(t−s)` in tokens: mean attention distance, sink included;
-- score = `distance_non_sink = mean_t Σ_{s≥1} A[t,s]·(t−s) / Σ_{s≥1} A[t,s]` = `mean_t (D_t − t·A[t,0]) / (1 − A[t,0])`:
-  how far back the head looks once the first-token sink is removed and the rest renormalised, in tokens
-  (per query in [0, t−1]; higher: looks further back; uniform attention gives ≈ t/2). Averaged over the
-  queries t ≥ 2 (at t = 1 the only non-sink key is t itself) whose non-sink mass `1 − A[t,0]` is at least
-  MIN_NON_SINK (1 %); NaN for a head with no such query. `non_sink_queries` is the share of queries t ≥ 2
-  that qualify (small for pure sinks: their non-sink distance rests on few queries). A sink head
-  (A[t,0] ≈ 1) has a large raw distance (≈ t) that says nothing about content keys: ranking by `distance`
-  lists sinks, ranking by `distance_non_sink` lists heads that read far back;
-- `bos_mass = mean_t A[t,0]`: the share of attention parked on the first token (attention-sink behaviour);
-- `max_attention = mean_t max_s A[t,s]`: how peaked the head is (1: one key per query);
-- `prev_token = mean_t A[t,t−1]`: previous-token behaviour.
-The local/global split of Li et al. (2025) thresholds the raw distance D, as the preplan_anchor analysis does:
-`kind` is "global" for heads whose `distance` is above the median over heads, else "local". Query 0 is
-skipped (it can only attend to itself).
-Per prompt (`Result.per_prompt`, metric = the column; "score" for distance_non_sink): each column's mean over
-that prompt's queries. A column is the mean of its per-prompt values weighted by the prompt's queries (T_p − 1;
-equal weights for the equal-length windows of `text_chunks`); the score weights each prompt by its valid
-queries, `non_sink_queries_p · (T_p − 2)`, leaving out prompts with none (NaN).
+Per head, averaged over real queries t ≥ 1 (query 0 skipped):
+- `distance = mean_t D_t`, `D_t = Σ_s A[t,s]·(t−s)` tokens (a sink head has D ≈ t);
+- score = `distance_non_sink = mean_t (D_t − t·A[t,0]) / (1 − A[t,0])`: distance once the first-token sink is
+  removed, over t ≥ 2 with `1 − A[t,0] ≥ MIN_NON_SINK`; NaN if none; `non_sink_queries` = share qualifying;
+- `bos_mass = mean_t A[t,0]`, `max_attention = mean_t max_s A[t,s]`, `prev_token = mean_t A[t,t−1]`;
+- `kind`: "global" if `distance` > median over heads, else "local" (Li et al. 2025, as preplan_anchor).
+Per prompt: each column's mean over the prompt's queries; aggregates weight prompts by T_p − 1, the score by
+`non_sink_queries_p · (T_p − 2)`.
 """
 
 from __future__ import annotations
@@ -39,9 +27,7 @@ COLUMNS = ("distance_non_sink", "non_sink_queries", "distance", "bos_mass", "max
 
 def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: torch.Tensor,
                       min_mass: float = MIN_NON_SINK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per query `(D_t − t·A[t,0]) / (1 − A[t,0])` from `distance[..., T]`, `sink_mass[..., T]`, `q_pos[T]`.
-
-    Returns (value, valid): value is 0 where `1 − A[t,0] < min_mass` or t < 2 (valid False there)."""
+    """Per query `(D_t − t·A[t,0]) / (1 − A[t,0])` → (value, valid); invalid (0) if `1 − A[t,0] < min_mass` or t < 2."""
     rest = 1.0 - sink_mass
     valid = (rest >= min_mass) & (q_pos >= 2)
     value = (distance - q_pos.to(distance.dtype) * sink_mass) / rest.clamp_min(min_mass)
@@ -49,8 +35,7 @@ def non_sink_distance(distance: torch.Tensor, sink_mass: torch.Tensor, q_pos: to
 
 
 def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(Per-head means `[L, H]` over the queries t ≥ 1 of every prompt, the same per prompt `[P, L, H]`), from
-    stats with batch dim 1; the non-sink distance over its own valid queries (see the module docstring)."""
+    """(per-head `[L, H]`, per-prompt `[P, L, H]`) means over queries t ≥ 1 (batch-1 stats; see module docstring)."""
     sums: dict[str, torch.Tensor] = {}
     per_prompt: dict[str, list[torch.Tensor]] = {key: [] for key in COLUMNS}
     count = 0
@@ -77,8 +62,7 @@ def profile(stats: list[AttentionStats]) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    """HeadScores and per_prompt: "score" (distance_non_sink) and the other COLUMNS, per prompt (see the module
-    docstring for how they aggregate)."""
+    """HeadScores and per_prompt: "score" (distance_non_sink) and the other COLUMNS (see the module docstring)."""
     info = model_info(model)
     request = ReducerRequest(row_argmax=True, column_sums=False, distance=True, key_sets={"bos": [0]},
                              offsets=(1,))

@@ -1,15 +1,9 @@
 """ACT-style head search (Yu et al. 2024): which heads to calibrate, chosen greedily on a calibration split.
 
-For each prompt and head, hidden sinks are the keys with `α > 0.1` other than the first sink
-(analyses/attention_sinks.hidden_sinks). Calibrating a head multiplies its attention to those keys by
-β = 0.4 and renormalises (workbench.edits.SinkCalibration). Candidates are the heads with the most
-hidden-sink mass on the calibration split (`max_candidates` of them, strongest first); a candidate is
-kept if adding it raises calibration accuracy. The kept set is then scored on the held-out split.
-
-Metric: the letter-logit margin `logit[right] − max logit[other letters]` at the last position;
-a prompt is right when the margin is > 0 (letter tokens " A" … " D"; "A" … "D" where those are not single
-tokens, as in the tiny test models). Departure from the paper: the candidate pool is limited
-(the paper searches every head of 7B–30B models on GPUs; on a 2-core CPU that is not affordable).
+Calibrating a head = `SinkCalibration` (β = 0.4) on its hidden sinks (`score.hidden_sinks`). Candidates: the
+`max_candidates` heads with the most hidden-sink mass; one is kept if it raises calibration accuracy; the
+kept set is scored on the held-out split. Metric: `logit[right] − max logit[other letters]` > 0.
+Departure: the candidate pool is limited (the paper searches every head, on GPUs).
 """
 
 from __future__ import annotations

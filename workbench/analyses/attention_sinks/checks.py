@@ -12,10 +12,7 @@ from workbench.analyses.base import Result
 
 
 def run_act_search(model, params, *, scores: pd.DataFrame | None = None, progress: bool = True) -> Result:
-    """Greedy search on the calibration split of `params.dataset`, scored on its held-out split (ActParams).
-
-    Tables: "trace" (one row per candidate head) and "splits" (baseline vs calibrated accuracy and margin per
-    split); summary: the kept and candidate heads and `<split>_<column>` of "splits". `scores` is not used."""
+    """Greedy search on `params.dataset`'s calibration split, scored on held-out; tables "trace" and "splits"."""
     from workbench.analyses.attention_sinks.act_search import act_search
 
     split = {"holdout_every": params.holdout_every, "dataset": params.dataset}

@@ -1,19 +1,8 @@
-"""Shipped letter-answer prompt sets (A–D) in the SmolLM2 chat template, with a fixed split.
+"""Shipped letter-answer prompt sets (A–D) in the SmolLM2 chat template, with a fixed split (data/sinks/README.md).
 
-Both were written for this project (data/sinks/README.md):
-- `first_letter` (default): "Which letter does the word "Candle" start with?" with options A–D; a 4-way
-  classification SmolLM2-135M answers well above chance (~60 %);
-- `simple_mc`: simple factual / commonsense questions with four worded options. SmolLM2-135M is at
-  chance on it (it picks a letter regardless of content), so the ACT search cannot use it.
-
-A prompt is
-
-    <|im_start|>user\\n<question>\\nA. …\\nB. …\\nC. …\\nD. …\\nAnswer with the letter.<|im_end|>\\n
-    <|im_start|>assistant\\nAnswer:
-
-and the model's choice is the letter whose token (" A" … " D", single tokens) has the highest logit at
-the last position. Chance is 25 %. The split is deterministic: every `holdout_every`-th item (by id)
-is held out, the rest calibrate.
+`first_letter` (default; SmolLM2-135M ~60 %) and `simple_mc` (SmolLM2-135M at chance, unusable for ACT).
+The choice is the letter token (" A" … " D") with the highest last-position logit; chance 25 %. Every
+`holdout_every`-th item (by id) is held out, the rest calibrate.
 """
 
 from __future__ import annotations

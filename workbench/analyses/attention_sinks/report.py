@@ -1,16 +1,12 @@
 """The attention-sink report: BOS sinks, hidden and secondary sinks, massive activations, their edits.
 
-One streaming forward per prompt gives column sums (→ α, see analyses/attention_sinks.py) and residual
-reductions (engine/residual.py). From those:
-
-- secondary sinks (Wong et al.): inside the layer range where the BOS hidden-state norm stands above
-  `jump` × the median token norm (it jumps, then later drops), token t (t ≥ 3) is a sink at layer l if
-  `|cos(h_l[t], h_l[BOS])| > 0.9`; lifetime = number of flagged layers; class "secondary" if
-  `4 < lifetime < L − 15`, "BOS" for t = 0, else "none";
-- massive activations (Sun et al. 2024): residual entries with `|h_l[t, i]| ≥ ratio × median_{t,i}|h_l|`
-  (ratio 100 by default); reported per dimension with its tokens, layers and the ratio to the median;
-- the massive-dimension edit: at the first layer where a dimension is massive, its massive entries are
-  set to 0 or to their mean; perplexity on held-out windows of the shipped text before and after.
+One streaming forward per prompt gives column sums (α, see `score.py`) and residual reductions. Then:
+- secondary sinks (Wong et al.): in the layers where the BOS norm exceeds `jump` × the median token norm,
+  token t ≥ 3 is a sink at l if `|cos(h_l[t], h_l[BOS])| > 0.9`; class "secondary" if
+  `4 < lifetime < L − 15` (lifetime = flagged layers), "BOS" for t = 0, else "none";
+- massive activations (Sun et al. 2024): entries `|h_l[t, i]| ≥ ratio × median_{t,i}|h_l|` (ratio 100);
+- the massive-dimension edit at each dimension's first massive layer (→ 0 or mean); perplexity before/after
+  on held-out windows of the shipped text.
 """
 
 from __future__ import annotations

@@ -1,19 +1,13 @@
 """Attention sinks per head: column importance, sink rate, first-token share, hidden sinks.
 
-From the column sums of the streaming reducers (never a stored T×T pattern), per prompt and head (l, h):
-
-- column importance  `α[l,h][k] = Σ_{q≥k} A[l,h][q,k] / (T − k)`: the mean attention key k receives from
-  the queries that can see it (range 0–1; 1 = every later query puts all its attention on k);
-- first-token share  `α[l,h][0]` (the mean attention parked on the first token, BOS);
-- sink flag          `α[l,h][0] > ε`, ε = 0.3; score = sink rate = share of prompts with the flag
-  (range 0–1, higher = a more reliable BOS sink). The model-level sink rate of Gu et al. ("When Attention
-  Sink Emerges", sail-sg) is the share over (prompt, layer, head), on 64-token natural prompts;
-- hidden sinks (ACT, Yu et al. 2024): keys with `α > 0.1`, excluding the first such key (normally BOS).
-
-Departures (the papers leave both implicit): a key seen by fewer than `min_queries` later queries is never
-a hidden sink (the last key's α is just its self-attention `A[T−1,T−1]`); and a hidden sink must also get
-`uniform_ratio` (3) × what uniform causal attention would give it, `α_unif[k] = Σ_{q≥k} 1/(q+1) / (T−k)`
-(≈ 0.06 for k = 1 at T = 64), so that early keys of short prompts are not flagged for being early.
+From the streaming column sums, per prompt and head:
+- column importance `α[k] = Σ_{q≥k} A[q,k] / (T − k)` (0–1), first-token share `α[0]`;
+- score = sink rate = share of prompts with `α[0] > ε`, ε = 0.3 (Gu et al., "When Attention Sink Emerges":
+  their model-level rate is the share over (prompt, layer, head) on 64-token natural prompts);
+- hidden sinks (ACT, Yu et al. 2024): keys with `α > 0.1` except the first such key (normally BOS).
+Departures: keys seen by fewer than `min_queries` later queries are never hidden sinks, and a hidden sink
+needs `uniform_ratio` × the uniform-attention value `α_unif[k] = Σ_{q≥k} 1/(q+1) / (T−k)` (so early keys of
+short prompts are not flagged for being early).
 """
 
 from __future__ import annotations
@@ -55,8 +49,7 @@ def uniform_alpha(t: int) -> torch.Tensor:
 
 def hidden_sinks(alpha: torch.Tensor, threshold: float = HIDDEN_THRESHOLD, min_queries: int = 1,
                  uniform_ratio: float = 0.0) -> torch.Tensor:
-    """`[..., T]` bool: keys with `α > threshold` (seen by ≥ `min_queries` queries and above `uniform_ratio`
-    × the uniform-attention α), minus the first such key."""
+    """`[..., T]` bool hidden sinks: `α > threshold`, ≥ `min_queries` queries, > `uniform_ratio`·α_unif, not first."""
     t = alpha.shape[-1]
     seen_by = torch.arange(t, 0, -1, device=alpha.device)
     sink = (alpha > threshold) & (seen_by >= min_queries)
@@ -65,8 +58,7 @@ def hidden_sinks(alpha: torch.Tensor, threshold: float = HIDDEN_THRESHOLD, min_q
 
 
 def prompt_summary(alphas: list[torch.Tensor], params: Params) -> dict[str, torch.Tensor]:
-    """Per-prompt values `[P, L, H]` (one `α [L, H, T]` per prompt) whose means over prompts are `head_summary`:
-    sink flag, α[0], hidden-sink flag, number of hidden sinks, largest hidden-sink α (0 without one)."""
+    """Per-prompt `[P, L, H]` values averaging to `head_summary` (sink flag, α[0], hidden sinks: flag, count, max α)."""
     first = torch.stack([a[..., 0] for a in alphas])  # [P, L, H]
     hidden = [hidden_sinks(a, params.hidden_threshold, params.min_queries, params.uniform_ratio) for a in alphas]
     n_hidden = torch.stack([h.sum(-1).float() for h in hidden])
@@ -89,8 +81,7 @@ def prompt_alphas(model, prompts, *, progress: bool = True) -> list[torch.Tensor
 
 
 def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
-    """HeadScores and per_prompt: each column's per-prompt value (`prompt_summary`; "score" for the sink flag),
-    whose plain mean over prompts is the column."""
+    """HeadScores and per_prompt (`prompt_summary`; "score" = the sink flag); a column is its per-prompt mean."""
     info = model_info(model)
     per_prompt = prompt_summary(prompt_alphas(model, prompts, progress=progress), params)
     summary = {key: value.mean(0) for key, value in per_prompt.items()}

@@ -1,12 +1,10 @@
-"""Causal checks of head_attribution's HeadScores, as Results (the mechanics live in faithfulness.py, repair.py).
+"""Causal checks of head_attribution's HeadScores (mechanics in faithfulness.py, repair.py; Merullo et al. 2024).
 
-- faithfulness: the circuit = the top `top_fraction` heads by score; every other head mean-ablated on fresh
-  prompts of the run's task; kept / normalised share of the clean metric against `n_random` random circuits
-  of the same size (Wang et al. 2022; Merullo et al. 2024).
-- repair: the IOI circuit's heads that are not in the Colored Objects circuit get `+bias` on the final query's
-  attention to the wrong colors, chosen greedily on a fit half; held-out accuracy before and after, and the same
-  edit on random heads of those layers as a control (Merullo et al. 2024).
-Both take `prompts=` (a ContrastSet, or its `as_prompts()`) to run on given prompts instead of the task's.
+- faithfulness: top `top_fraction` heads kept, the rest mean-ablated on fresh prompts, vs `n_random` random
+  circuits of that size (Wang et al. 2022).
+- repair: IOI heads outside the Colored Objects circuit get `+bias` on the final query's wrong-color keys,
+  chosen greedily on a fit half; held-out accuracy vs random heads of those layers.
+`prompts=` (a ContrastSet or its `as_prompts()`) overrides the task's prompts.
 """
 
 from __future__ import annotations

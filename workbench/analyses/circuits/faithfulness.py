@@ -1,11 +1,8 @@
-"""Circuit faithfulness (Wang et al. 2022; Merullo et al. 2024): mean-ablate every head outside the circuit
-and keep the circuit; the share of the clean metric that remains,
-  `kept = M_circuit / M_clean`   and   `normalised = (M_circuit − M_none) / (M_clean − M_none)`,
-where M_none ablates every head. Mean ablation replaces a head's z by its mean over the corrupted
-prompts at the same position (prompts of one token length share a template), as in Wang et al.: the edit is
-`AblateHead(complement of the circuit, mode="mean", reference=corrupted prompts, per_position=True)`.
-Random circuits of the same size give the chance level (compared on the normalised share, which stays
-meaningful when the clean metric is near zero or negative, as on Colored Objects).
+"""Circuit faithfulness (Wang et al. 2022; Merullo et al. 2024): mean-ablate every head outside the circuit.
+
+`kept = M_circuit / M_clean`, `normalised = (M_circuit − M_none) / (M_clean − M_none)` (M_none: all ablated).
+Mean ablation = `AblateHead(mode="mean", reference=corrupted prompts, per_position=True)`, as Wang et al.
+Chance: random circuits of the same size, on the normalised share (meaningful when M_clean is near 0).
 """
 
 from __future__ import annotations

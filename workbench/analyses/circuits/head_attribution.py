@@ -1,9 +1,6 @@
-"""Head attribution on a contrast task: per-head effect by activation patching (exact), attribution
-patching (one backward pass) and, with receivers, path patching (see workbench.analyses.circuits.patching for the
-formulas; Wang et al. 2022, Merullo et al. 2024). Score = the normalised patching effect
-`(M_patched − M_clean) / (M_corrupt − M_clean)` of the chosen method; the other method's score sits in its
-own column, and the summary gives their Spearman rank correlation. `per_prompt` holds, per method, each
-prompt's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)`; their mean over prompts is the score.
+"""Head attribution on a contrast task (Wang et al. 2022; Merullo et al. 2024): activation, attribution or path
+patching (formulas in workbench.analyses.circuits.patching). Score = the chosen method's normalised effect; the
+other method sits in its own column, with their Spearman ρ in the summary; `per_prompt` per method.
 """
 
 from __future__ import annotations

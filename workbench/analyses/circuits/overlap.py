@@ -1,24 +1,12 @@
-"""Overlap of two circuits or two head score maps (torch-free; the app and the library share it).
+"""Overlap of two circuits or two head score maps (torch-free; the app shares it).
 
-For head sets A and B (a :class:`~workbench.results.circuits.Circuit`, or a score map cut with
-:func:`~workbench.results.circuits.select_heads`, default top 5 %)::
-
-    jaccard             = |A ∩ B| / |A ∪ B|
-    overlap_coefficient = |A ∩ B| / min(|A|, |B|)
-    shared_of_a         = |A ∩ B| / |A|            shared_of_b = |A ∩ B| / |B|
-
-Merullo et al. (2024) report shared_of_a ≈ 0.78 for the IOI vs Colored Objects circuits of GPT-2 medium.
-Two score maps of the same shape are also compared over *all* heads: ``spearman`` = Spearman's ρ of the
-scores (heads with a NaN in either map dropped). Maps of different shapes (two models) are compared by
-depth: each map's per-layer max score ``m[l]`` is placed at relative depth ``(l + ½) / n_layers``, binned
-on a grid of 10 equal bins of [0, 1] (max within a bin; empty bins linearly interpolated) and
-``layer_profile_spearman`` = ρ of the two 10-bin profiles.
-
-:func:`difference_map` ranks each map's scores as percentiles ``pct = 100 · rank / N`` (average ranks for
-ties, NaN unranked) and returns ``pct_A − pct_B`` per head, since two analyses' scores live on different scales.
-
-:func:`random_overlap_baseline` gives chance: for uniform random sets of sizes a and b out of N heads,
-``|A ∩ B| ~ Hypergeometric(N, a, b)`` with mean ``a · b / N``.
+Head sets A, B (circuits, or score maps cut by `results.circuits.select_heads`, default top 5 %):
+jaccard = |A∩B|/|A∪B|, overlap_coefficient = |A∩B|/min(|A|,|B|), shared_of_a = |A∩B|/|A|, shared_of_b = |A∩B|/|B|
+(Merullo et al. 2024: shared_of_a ≈ 0.78 for IOI vs Colored Objects in GPT-2 medium). Same-shape maps:
+``spearman`` = ρ over all heads (NaN dropped). Different shapes: per-layer max at depth ``(l + ½) / n_layers``,
+binned into 10 bins of [0, 1] (max per bin, empty bins interpolated), ``layer_profile_spearman`` = ρ of the
+profiles. :func:`difference_map` = ``pct_A − pct_B``, ``pct = 100 · rank / N`` (average ranks, NaN unranked).
+:func:`random_overlap_baseline`: ``|A ∩ B| ~ Hypergeometric(N, a, b)``, mean ``a · b / N``.
 """
 
 from __future__ import annotations
@@ -112,8 +100,7 @@ def layer_profile(scores: pd.DataFrame, bins: int = PROFILE_BINS) -> np.ndarray:
 
 def overlap(a: Circuit | pd.DataFrame, b: Circuit | pd.DataFrame, *, top_fraction: float | None = None,
             top_k: int | None = None) -> dict[str, Any]:
-    """Set overlap of two circuits or score maps (maps cut at `top_k` / `top_fraction`, default top 5 %),
-    plus Spearman of the full maps (same shape) and of their relative-depth layer profiles (any shapes)."""
+    """Set overlap of two circuits or maps (cut at `top_k` / `top_fraction`), plus the Spearman measures (above)."""
     if top_fraction is not None and top_k is not None:
         raise OverlapError("give at most one of top_fraction and top_k.")
     notes: list[str] = []
@@ -191,8 +178,7 @@ def difference_map(a_scores: pd.DataFrame, b_scores: pd.DataFrame) -> pd.DataFra
 
 def random_overlap_baseline(n_layers: int, n_heads: int, size_a: int, size_b: int, n: int = 1000,
                             seed: int = 0) -> dict[str, Any]:
-    """What two uniform random circuits of `size_a` and `size_b` heads share by chance (`n` draws of the
-    hypergeometric intersection), with the exact expectations alongside."""
+    """Chance overlap of uniform random circuits of `size_a`, `size_b` heads (`n` draws), with exact expectations."""
     from scipy.stats import hypergeom
 
     total = int(n_layers) * int(n_heads)

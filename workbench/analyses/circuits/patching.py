@@ -1,18 +1,13 @@
 """Per-head causal effects on a contrast set (clean prompts + corrupted twins), three ways.
 
-With M the mean metric over prompts (always scored with the clean answer tokens):
-- activation patching (exact): run clean with head h's output z replaced by its corrupted value,
-  `score[h] = (M_patched − M_clean) / (M_corrupt − M_clean)` (1: the head alone carries the corruption's
-  whole effect; Wang et al. 2022). Heads of one layer run side by side in the batch dimension.
-- attribution patching (Nanda 2023; Syed et al. 2023): first-order Taylor estimate from one backward pass,
-  `ΔM[h] ≈ Σ_{n,t} (z_corrupt − z_clean)[n,t,h] · ∂M/∂z[n,t,h]`, normalised the same way.
-- path patching to a receiver set R (Wang et al. 2022; Goldowsky-Dill et al. 2023): for sender h,
-  (1) run clean with h's z corrupted, every other head outside R frozen at its clean z (MLPs recompute),
-  and record R's z; (2) run clean with R's z set to the recorded values (at every position, or only at the
-  final one, the END position of Wang et al.); score as above. R = ∅ is the sender's path to the logits
-  that bypasses all other heads.
-With `per_prompt=True` each returns `[L, H, N]`: prompt n's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)`
-(M_clean, M_corrupt: means over all prompts), whose mean over n is the score.
+M = mean metric over prompts (always with the clean answer tokens); score = (M_patched − M_clean) /
+(M_corrupt − M_clean) (1: the head alone carries the corruption's whole effect).
+- activation patching (Wang et al. 2022): clean run with head h's z set to its corrupted value.
+- attribution patching (Nanda 2023; Syed et al. 2023): `ΔM[h] ≈ Σ_{n,t} (z_corrupt − z_clean) · ∂M/∂z`.
+- path patching to receivers R (Wang et al. 2022; Goldowsky-Dill et al. 2023): (1) clean run with h corrupted
+  and every other head outside R frozen clean, record R's z; (2) clean run with R's z patched in (all positions
+  or END only). R = ∅: h's direct path to the logits.
+`per_prompt=True` gives `[L, H, N]`: `(M_patched[n] − M_clean)/(M_corrupt − M_clean)`, whose mean is the score.
 """
 
 from __future__ import annotations
@@ -146,10 +141,7 @@ def _scores(base: Baseline, metric: np.ndarray, per_prompt: bool) -> np.ndarray:
 
 def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = None, *,
                          per_prompt: bool = False) -> np.ndarray:
-    """First-order estimate of the activation-patching scores `[L, H]` (`[L, H, N]`): one backward pass per group.
-
-    effect(h) ≈ M(clean) + Σ_{b,t,d} (z_corrupt − z_clean)[h] · ∂M/∂z[h] (Nanda 2023; Syed et al. 2023),
-    the gradient taken through every downstream path, later attention heads included."""
+    """First-order activation-patching scores `[L, H]` (`[L, H, N]`), gradients through every downstream path."""
     info = model_info(model)
     base = base or baseline(model, contrast)
     params = [p for p in info.stream_model.parameters() if p.requires_grad]
@@ -180,9 +172,7 @@ def attribution_patching(model, contrast: ContrastSet, base: Baseline | None = N
 def path_patching(model, contrast: ContrastSet, receivers: Sequence, base: Baseline | None = None, *,
                   senders: Sequence | None = None, receiver_positions: str = "all", max_rows: int = 256,
                   progress: bool = True, per_prompt: bool = False) -> np.ndarray:
-    """Path-patching scores `[L, H]` (`[L, H, N]`) of senders → receiver heads (NaN for heads that are not senders).
-
-    `receiver_positions`: "all" patches the receivers' z at every position, "last" only at the final one."""
+    """Path-patching scores `[L, H]` (`[L, H, N]`); NaN for non-senders. `receiver_positions`: "all" or "last"."""
     if receiver_positions not in RECEIVER_POSITIONS:
         raise WorkbenchError(f"receiver_positions must be one of {', '.join(RECEIVER_POSITIONS)}; "
                              f"got {receiver_positions!r}.")

@@ -1,11 +1,8 @@
-"""Circuit repair in the spirit of Merullo et al. (2024): heads that act in IOI but not in Colored Objects
-(IOI's inhibition heads) are made to do on Colored Objects what they do on IOI — at the final position they
-attend to the wrong candidates (the two other colors on the table), which the mover heads downstream then
-suppress. Paper: editing 4 middle-layer heads this way lifted Colored Objects accuracy 49.6 % → 93.7 %.
+"""Circuit repair (Merullo et al. 2024): IOI's inhibition heads (in IOI, not in Colored Objects) are made to attend
+from the final position to the wrong colors, which downstream mover heads suppress (paper: 49.6 % → 93.7 %).
 
-The edit (`workbench.edits.FinalQueryBias`) adds a logit bias b to the final query's attention scores for
-the wrong-color keys of the chosen heads. Heads are chosen greedily on a fit split (up to `max_heads`, each
-must raise the mean logit difference), then accuracy and logit difference are reported on held-out prompts.
+Edit: `FinalQueryBias` (+b on the wrong-color keys); heads chosen greedily on a fit split (≤ `max_heads`, each
+must raise the mean logit difference); accuracy and logit difference reported on held-out prompts.
 """
 
 from __future__ import annotations
@@ -83,8 +80,7 @@ def repair(model, fit: ContrastSet, held_out: ContrastSet, candidates: Sequence,
 def random_heads_control(model, held_out: ContrastSet, n_heads: int, *, bias: float = 3.0, seeds: int = 3,
                          layers: Sequence[int] | None = None,
                          exclude: Sequence = ()) -> list[tuple[float, float]]:
-    """Held-out (accuracy, logit diff) with the same edit on random heads of `layers`, never those in `exclude`
-    (the chosen ones): a control."""
+    """Held-out (accuracy, logit diff) of the same edit on random heads of `layers` outside `exclude` (a control)."""
     info = model_info(model)
     keys = tuple(wrong_color_positions(model, held_out))
     skip = set(parse_heads(exclude)) if exclude else set()

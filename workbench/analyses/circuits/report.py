@@ -1,7 +1,6 @@
-"""Two saved circuits side by side, as measures a person reads: shared heads, Jaccard |A∩B|/|A∪B|, overlap
-coefficient |A∩B|/min(|A|,|B|), chance level of random circuits of the same sizes, and the Spearman rank
-correlation of the full score maps (Merullo et al. 2024 report 78 % of IOI's heads reused by Colored Objects
-in GPT-2 medium). Shared by `workbench circuits overlap` and the dashboard's Circuits page."""
+"""Two saved circuits side by side (formulas in `overlap.py`): shared heads, Jaccard, overlap coefficient, chance
+level and Spearman ρ of the full maps. Shared by `workbench circuits overlap` and the Circuits page.
+"""
 
 from __future__ import annotations
 

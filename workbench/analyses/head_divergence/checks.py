@@ -1,9 +1,7 @@
-"""VHR-style reinforcement (He et al. 2024): scale the outputs of the top-k divergence heads by α and see
-whether answers follow the passage more often, on held-out counterfactual prompts, against k random heads;
-and what it costs on neutral-passage prompts (does the model still prefer the true answer?).
+"""VHR-style reinforcement (He et al. 2024): scale the top-k divergence heads' outputs by α, vs k random heads.
 
-Follow rate = share of prompts with logit(passage answer) > logit(true answer) at the last position.
-Neutral preference = share of neutral-passage prompts with logit(true) > logit(counterfactual).
+Follow rate (held-out counterfactual prompts) = share with logit(passage answer) > logit(true answer);
+neutral preference (neutral passages) = share with logit(true) > logit(counterfactual).
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ from workbench.edits.intervene import ScaleHead, intervene
 
 def reinforce(model, scores: pd.DataFrame, *, k: int = 10, alpha: float = 2.0, n_random: int = 3, seed: int = 0,
               held_out: float = 0.5, prompts=None) -> pd.DataFrame:
-    """One row per condition: baseline, top-k, random-k (per seed); follow rate and neutral preference.
-    `prompts`: a counterfactual set (with its facts in `extra["facts"]`) instead of the held-out known facts."""
+    """One row per condition (baseline, top-k, random-k per seed): follow rate and neutral preference.
+    `prompts`: a counterfactual set (facts in `extra["facts"]`) instead of the held-out known facts."""
     for name, value, kind in (("k", k, int), ("alpha", alpha, float), ("n_random", n_random, int),
                               ("seed", seed, int), ("held_out", held_out, float)):
         check_number(name, value, kind)  # before the facts are scored, not after

@@ -1,10 +1,7 @@
-"""Counterfactual QA: facts the model knows, passages that state another answer, and neutral passages.
+"""Counterfactual QA from data/counterfactual_qa/facts.json: one-shot QA with a counterfactual or neutral passage.
 
-Facts ship in data/counterfactual_qa/facts.json (written for this project). Prompts are one-shot QA
-(the shot fixes the answer format): `"Question: {example}\nAnswer: {example answer}\n\n{passage}\n
-Question: {question}\nAnswer:"` → `" {answer}"`; the closed-book twin drops the passage, so both end in
-the same tokens and their last positions align. Only facts whose true and counterfactual
-answers are single tokens and that the model gets right closed-book are kept (`known_facts`).
+`"Question: {example}\nAnswer: {example answer}\n\n{passage}\nQuestion: {question}\nAnswer:"`; the closed-book
+twin drops the passage, so last positions align. `known_facts`: single-token answers the model gets right.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Head divergence: which heads read the context (He et al. 2024, VHD, adapted to text).
 
-For head (l, h) and prompt n, with `o[l,h]_t = z[l,h]_t · W_O[h]` the head's write into the residual
-stream at aligned position t (the last `n_positions` tokens, which both prompts share):
-  `D[l,h] = mean_n mean_t ‖o[l,h]_t(passage + question) − o[l,h]_t(question only)‖₂`
-(`metric="cosine"`: `1 − cos(o_with, o_without)` instead). Score ≥ 0; higher = the head's output depends
-more on the passage (context-aware). The paper's "vision-aware heads" are the high-D heads; the
-per-prompt aggregate over the top-k heads plays the role of its per-token VHD.
-`divergence_between` is the same computation for any two (model, prompt set) pairs: two prompt sets on
-one model, or two models of the same shape on one prompt set.
-`per_prompt`: metric `divergence`, D[l,h] of each prompt (mean over its aligned positions); score = its mean.
-Departures: text passages instead of images; answer positions are the prompt's last tokens (teacher
-forcing), not freely generated tokens.
+With `o_t = z_t · W_O[h]` the head's write at aligned position t (the last `n_positions` tokens):
+`D[l,h] = mean_n mean_t ‖o_t(passage + question) − o_t(question only)‖₂` (`metric="cosine"`: `1 − cos`).
+Higher = more context-aware (the paper's "vision-aware heads"). `divergence_between` compares any two
+(model, prompt set) pairs of one shape. Departures: text passages instead of images; answer positions are the
+prompt's last tokens (teacher forcing).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Causal check of induction heads (Olsson et al. 2022): ablating the top-k heads by induction score should raise
-the loss on the second copy of repeated random tokens far more than ablating k random other heads.
-
-Loss on the repeated half: mean next-token cross-entropy over the targets of the second copy (positions
-len − R … len − 1, predicted from the logits one position earlier); the first target of the copy cannot be
-inferred, the other R − 1 can be copied. Ablation is AblateHead (zero, or mean over the same prompts).
-`run_ablate` is the registered check "ablate".
+"""Causal check of induction heads (Olsson et al. 2022): ablating the top-k heads (AblateHead, zero or mean)
+should raise the second copy's loss far more than ablating k random others. Loss = mean next-token
+cross-entropy over the targets len − R … len − 1 (the first is not inferable).
 """
 
 from __future__ import annotations
@@ -40,8 +36,8 @@ REPEATED_HALF_LOSS = Metric("repeated_half_loss", _repeated_half_loss, higher_is
 def induction_ablation_check(model, prompts=None, scores: pd.DataFrame | None = None, *, k: int = 5,
                              seeds: Sequence[int] = (0, 1, 2), mode: str = "mean", batch_size: int = 8,
                              progress: bool = False) -> pd.DataFrame:
-    """One row per condition ('top-k induction', 'random' per seed): heads, loss_before, loss_after, delta
-    (means over prompts of the repeated-half loss). Scores default to induction_heads on `prompts`."""
+    """Rows per condition ('top-k induction', 'random' per seed): heads, loss_before/after, delta; scores default
+    to induction_heads on `prompts`."""
     check_number("k", k, int, label="k")
     if mode not in ("zero", "mean"):
         raise InterventionError(f"Ablation mode must be 'zero' or 'mean', got {mode!r}.")
@@ -69,8 +65,7 @@ def induction_ablation_check(model, prompts=None, scores: pd.DataFrame | None = 
 
 
 def run_ablate(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
-    """The "ablate" check on repeated tokens built from `params` (AblateParams); table "conditions" (one row per
-    condition); summary: Δloss of the top-k heads, mean and max Δloss of the random sets, loss before."""
+    """The "ablate" check (AblateParams): table "conditions"; summary: Δloss of top-k and random sets, loss before."""
     prompts = repeated_tokens(model, params.n_prompts, params.half_len, params.seed)
     table = induction_ablation_check(model, prompts, scores, k=params.k, seeds=tuple(range(params.seeds)),
                                      mode=params.mode, batch_size=params.batch_size, progress=progress)

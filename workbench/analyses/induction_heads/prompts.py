@@ -1,8 +1,5 @@
-"""Repeated random tokens (Olsson et al. 2022): `[BOS] + r + r`, r = R token ids drawn uniformly, seeded.
-
-On the second copy an induction head attends from position t to t − R + 1 (the token after the previous
-occurrence of the current token), and the model predicts the rest of the copy almost perfectly. Special
-tokens (BOS, EOS, padding, chat markers, any added special token) are never drawn.
+"""Repeated random tokens (Olsson et al. 2022): `[BOS] + r + r`, r = R token ids drawn uniformly, seeded,
+never a special token (BOS, EOS, padding, chat markers, added tokens).
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""Induction and previous-token heads on repeated random tokens (Olsson et al. 2022; TransformerLens
-`induction_score`).
+"""Induction and previous-token heads on repeated random tokens (Olsson et al. 2022; TransformerLens `induction_score`).
 
-On `[BOS] + r + r` (r: R uniformly random ordinary token ids; see prompts.py), per head (l, h),
-averaged over the query positions t of the second copy of every sequence:
-- score = `induction = mean_t A[t, t−R+1]`: attention to the token after the previous occurrence of the
-  current token, in [0, 1] (higher: more induction; chance ≈ 1/t);
-- `prev_token_random = mean_t A[t, t−1]`: previous-token attention on the same queries, in [0, 1].
-Both come from the streaming offset-mass reducer (offsets 1 and R−1), never from a T×T pattern. Random tokens
-remove n-gram and semantic cues, so attention to t−R+1 is the copying mechanism itself. The causal check
-(workbench.analyses.induction_heads.checks) ablates the top heads and measures the loss on the second copy.
+On `[BOS] + r + r` (R random ids), over the second copy's queries t, from the streaming offset reducer:
+score = `induction = mean_t A[t, t−R+1]` in [0, 1] (chance ≈ 1/t); `prev_token_random = mean_t A[t, t−1]`.
 """
 
 from __future__ import annotations
@@ -29,9 +22,7 @@ def request_for(half_len: int) -> ReducerRequest:
 
 
 def induction_profile(stats: list[AttentionStats], half_len: int) -> tuple[dict, dict]:
-    """(Per-head means `[L, H]`, per-prompt means `[P, L, H]`) of A[t, t−R+1] ("induction") and A[t, t−1]
-    ("prev_token_random") over the second-copy queries (the last R rows). Every prompt has R such queries,
-    so the means are the plain means of the per-prompt means."""
+    """(Per-head `[L, H]`, per-prompt `[P, L, H]`) means of A[t, t−R+1] and A[t, t−1] over the last R queries."""
     ind, prev, count = 0, 0, 0
     per_prompt: dict[str, list] = {"induction": [], "prev_token_random": []}
     for s in stats:

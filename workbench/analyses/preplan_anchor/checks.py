@@ -1,13 +1,8 @@
-"""Causal check for anchors (Li et al. 2025): lower the attention that global heads pay to the detected
-anchor tokens and measure how much less likely the original trace becomes, against lowering attention
-to the same number of random trace tokens.
+"""Causal check for anchors (Li et al. 2025): scale global heads' attention to anchors and measure the trace.
 
-For each trace, with teacher forcing on the model's own greedy trace (tokens after the prompt):
-- `logprob`: mean log p(token_t | tokens_<t) over the trace;
-- `agreement`: share of trace tokens that are still the argmax (the greedy trace would reproduce them).
-The edit is `AttentionEdit(global heads, keys=anchors, scale=s)` (scale and renormalise, s = 0.1 by
-default), applied through bridge hooks; random controls draw keys uniformly from the trace's other
-tokens, `n_random` seeds.
+Teacher-forced on the model's greedy trace: `logprob` = mean log p(token_t | tokens_<t), `agreement` = share
+still argmax. Edit: `AttentionEdit(global heads, keys=anchors, scale=s)` (s = 0.1) via bridge hooks, vs the
+same number of random trace tokens (`n_random` seeds).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Reasoning traces: arithmetic word problems in the instruct chat template, answered step by step by the
-model (greedy), saved with their tokens.
-
-Problems ship in data/reasoning/arithmetic.json (written for this project). A trace is the prompt plus
-the model's greedy continuation; traces are cached as JSON under the activation cache
-(`traces/<model fp>/<prompts fp>-<max_new_tokens>.json`), so analyses and interventions reuse them.
+"""Reasoning traces: the model's greedy step-by-step answers to data/reasoning/arithmetic.json (instruct template).
+Cached as JSON under the activation cache (`traces/<model fp>/<prompts fp>-<max_new_tokens>.json`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """Preplan and anchor tokens in reasoning traces (Li et al. 2025, "Attention Illuminates LLM Reasoning").
 
-Per head: mean attention distance `D[l,h] = mean_t Σ_s A[t,s]·(t−s)`; heads with D below the split
-quantile (default: the median over heads) are *local*, the rest *global* (score = D, tokens; higher =
-looks further back).
-Per token of a trace, from streaming statistics (no T×T pattern is stored):
-- `WAAD_t = Σ_{s≤t} A[t,s]·min(t−s, W)`, averaged over local heads (window W, default 10);
-- `FAI_s = mean_{t>s} A[t,s] = (Σ_t A[t,s] − A[s,s]) / (T−1−s)`, averaged over global heads.
-Preplan tokens: local maxima of WAAD over the trace that reach its `peak_quantile`; anchors: FAI at or
-above its `anchor_quantile` (the last `min_future` tokens, with too few later queries, are excluded).
-Coupling (the paper's rhythm): the share of preplan tokens followed within k tokens (0..k, so
-coinciding counts) by an anchor, against chance: the same share with anchor positions shuffled
-uniformly over the eligible positions (`n_shuffles` draws, seeded); p = share of draws ≥ observed.
-`per_prompt` (prompt = trace): `mean_distance` over the trace's generated tokens and their count `n_tokens`;
-the score is the token-weighted mean `Σ_n n_tokens·mean_distance / Σ_n n_tokens`.
-Departures: the paper's head split and thresholds are settings here; only generated tokens are scored.
+Per head: score `D = mean_t Σ_s A[t,s]·(t−s)` tokens; heads below the split quantile (default median) are
+local, the rest global. Per trace token, from streaming statistics:
+- `WAAD_t = Σ_{s≤t} A[t,s]·min(t−s, W)` averaged over local heads (W = 10);
+- `FAI_s = mean_{t>s} A[t,s] = (Σ_t A[t,s] − A[s,s]) / (T−1−s)` averaged over global heads.
+Preplan tokens: local WAAD maxima ≥ its `peak_quantile`; anchors: FAI ≥ its `anchor_quantile` (last
+`min_future` tokens excluded). Coupling: share of preplans followed within 0..k tokens by an anchor, vs the
+same share with anchors shuffled (`n_shuffles`, seeded); p = share of draws ≥ observed. Per prompt:
+`mean_distance`, `n_tokens`; the score is their token-weighted mean. Departures: split and thresholds are
+settings; only generated tokens are scored.
 """
 
 from __future__ import annotations
@@ -139,8 +134,7 @@ def trace_tables(model, traces, params: Params, *, progress: bool = True):
 
 
 def _trace_distances(stats: list[AttentionStats], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per trace: the sum of unclipped attention distances over its generated tokens `[N, L, H]` (float64), and
-    how many there are (`[N, L, H]`, the same for every head)."""
+    """Per trace: summed unclipped distances over its generated tokens `[N, L, H]` (float64), and their count."""
     parts = [s.distance[0, :, :, start:].double() for s, start in zip(stats, starts, strict=True)]
     return (torch.stack([p.sum(-1) for p in parts]),
             torch.stack([torch.full(p.shape[:2], p.shape[-1], dtype=torch.float64) for p in parts]))

@@ -1,8 +1,6 @@
-"""Per-token traces of one prompt for the app and notebooks, from the streaming reducers (never a stored T×T pattern):
-sink score of key s `= Σ_t A[t,s] / (T − s)` (mean attention s receives from the queries that see it), BOS mass of
-query t `= A[t,0]`, and the preplan/anchor traces of this analysis: WAAD over local heads, FAI `= mean_{t>s} A[t,s]`
-over global heads (heads split at the median of their mean attention distance on this prompt); preplan marks are
-WAAD peaks at or above `quantile`, anchor marks FAI at or above `quantile` (BOS and the last few tokens excluded).
+"""Per-token traces of one prompt from the streaming reducers: sink score `Σ_t A[t,s] / (T − s)`, BOS mass
+`A[t,0]`, WAAD (local heads) and FAI (global heads, split at the median distance on this prompt), with
+preplan/anchor marks at or above `quantile` (formulas in `score.py`; BOS and the last tokens excluded).
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """What retrieval heads are for: NIAH accuracy when they are masked, and a DuoAttention-style KV budget.
 
-- `mask_check`: Wu et al.'s causal check. Masking a head = uniform attention over its visible keys (edit
-  `UniformAttention` on the streaming twin). Condition "top-k": the k heads with the highest retrieval score;
-  "random": k heads drawn (per seed) from the non-retrieval heads outside the top k. NIAH accuracy = share of
-  trials whose ROUGE-1 recall of the response against the answer is > 0.5.
-- `budget_check`: DuoAttention (Xiao et al. 2024) split. KV heads are ranked by the best retrieval score of
-  their query heads (GQA: a KV head can only be compressed if all its query heads are); the top
-  `full_share` keep the full KV cache, every query head of the others becomes a streaming head (first
-  `sink` + last `recent` keys, edit `StreamingWindow`) in prefill and decoding. Against the same
-  number of full KV heads chosen at random, per seed.
-  KV memory (float32 K and V): full = 2·L·H_kv·T·d·4 bytes; budget = 2·d·4·(n_full·T + n_stream·min(T, sink+recent)),
-  with T = prompt + generated tokens of each trial; saving = 1 − budget / full.
-`run_mask` and `run_kv_budget` are the registered checks "mask" and "kv_budget" (Params in the package spec).
+- `mask_check` (Wu et al. 2024): masking = `UniformAttention`; "top-k" masks the k best heads, "random" k heads
+  drawn per seed from the non-retrieval heads outside the top k; accuracy = share of trials with ROUGE-1 > 0.5.
+- `budget_check` (DuoAttention, Xiao et al. 2024): KV heads ranked by their query heads' best score (GQA); the
+  top `full_share` keep the full cache, the others become streaming heads (`StreamingWindow`), vs the same
+  number of full KV heads at random, per seed. KV bytes (float32): full = 2·L·H_kv·T·d·4, budget =
+  2·d·4·(n_full·T + n_stream·min(T, sink+recent)), T = prompt + generated; saving = 1 − budget / full.
 """
 
 from __future__ import annotations
@@ -159,8 +153,7 @@ def _headline(conditions: pd.DataFrame) -> dict:
 
 
 def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
-    """The "mask" check (MaskParams) on the NIAH trials of `params`: tables "conditions" (`mask_check`'s summary)
-    and "trials"; summary: k, top-k accuracy, accuracy per random seed and their mean."""
+    """The "mask" check (MaskParams): tables "conditions" and "trials"; summary: k, top-k and random accuracies."""
     conditions, trials = mask_check(model, score.default_prompts(model, params), scores, k=params.k or None,
                                     seeds=range(params.seeds), max_new_tokens=params.max_new_tokens,
                                     progress=progress)
@@ -170,8 +163,7 @@ def run_mask(model, params, *, scores: pd.DataFrame, progress: bool = True) -> R
 
 
 def run_kv_budget(model, params, *, scores: pd.DataFrame, progress: bool = True) -> Result:
-    """The "kv_budget" check (BudgetParams): tables "conditions" (`budget_check`'s summary) and "trials";
-    summary: full/total KV heads, sink, recent, KV saving, accuracy of the retrieval-chosen and random heads."""
+    """The "kv_budget" check (BudgetParams): tables "conditions" and "trials"; summary: KV heads, saving, accuracies."""
     conditions, trials = budget_check(model, score.default_prompts(model, params), scores, full_share=params.full_share,
                                       sink=params.sink, recent=params.recent, seeds=range(params.seeds),
                                       max_new_tokens=params.max_new_tokens, progress=progress)

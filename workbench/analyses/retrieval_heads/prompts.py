@@ -1,16 +1,8 @@
-"""Needle-in-a-haystack prompt sets (Wu et al. 2024, retrieval heads; official code nightdessert/Retrieval_Head).
+"""Needle-in-a-haystack prompt sets (Wu et al. 2024; official code nightdessert/Retrieval_Head).
 
-A needle sentence is inserted at a sentence break at `depth` % of a haystack cut to fit a target prompt
-length, then a question follows. Haystack: Python's bundled pydoc topics (PSF licence, offline).
-Formats:
-- "paper": `<context>Based on the content of the book, Question: <q>\\nAnswer:` (BOS prepended), as in
-  the official code;
-- "chat": the same context and question as one user turn through the tokenizer's chat template, with
-  the assistant turn opened (for instruct models).
-`context_length` is the total prompt length in tokens (template and question included, ±a few tokens
-from re-tokenisation); it must leave room for the answer within the model's context.
-The answer span is located later, in the prompt's token ids, by fuzzy matching (see
-`workbench.analyses.retrieval_heads.score.find_answer_span`).
+A needle sentence goes at a sentence break at `depth` % of a haystack (Python's pydoc topics, offline), then a
+question. Formats: "paper" `<context>Based on the content of the book, Question: <q>\\nAnswer:` (BOS, as the
+official code); "chat" one user turn through the chat template. `context_length`: total prompt tokens (± a few).
 """
 
 from __future__ import annotations

@@ -1,24 +1,16 @@
 """Retrieval heads (Wu et al. 2024, "Retrieval Head Mechanistically Explains Long-Context Factuality").
 
-Needle-in-a-haystack trials are decoded greedily with a KV cache; at decoding step t the query that
-produces token y_t is reduced on the fly to its argmax key `i* = argmax_k A[l,h][q_t, k]` (streaming
-reducers, never a stored pattern). A copy-paste event for head (l, h) at step t:
-    `a ≤ i* < b`  and  `prompt_ids[i*] == y_t`,   each event adds `1 / (b − a)`,
-where `[a, b)` is the answer span, found in the prompt's token ids as the first window whose token set
-overlaps the answer's by > 0.9 (`find_answer_span`). Trial score = Σ events / |span|.
-A trial counts only if the answer is right: ROUGE-1 recall of the response against the answer > 0.5.
-`score` = mean trial score over counted trials, in [0, 1]; higher = more retrieval-like; retrieval head:
-score > 0.1 (paper: 3–6 % of heads). Extras: `n_trials` (counted trials), `n_events` (events summed
-over counted trials), `retrieval`, and `streaming_score` = mean over every decoding query of every
-trial of the attention mass on the first `sink_tokens` keys plus the last `recent_tokens` keys
-(DuoAttention's streaming-head pattern; high = the head could live with a streaming KV cache).
-Departures from the official code: ROUGE-1 without stemming; the answer is matched both as written and
-with a leading space (byte-level BPE merges the space); a newline stops decoding only after non-blank
-text; trials whose answer span is not found are skipped and counted (table `attrs["trials"]`);
-`only_correct=False` (not the paper's rule) counts every trial, for models that never answer right.
-Cost: as in the official code, the prompt is prefilled with plain SDPA and no statistics; only the decoding
-queries (one per step, against the whole KV cache) go through the statistics path (`engine.decode`).
-Each finished trial is saved at once (`trials.py`), so an interrupted run resumes.
+Needle-in-a-haystack trials are decoded greedily; at step t the query producing y_t is reduced to its argmax
+key `i* = argmax_k A[l,h][q_t, k]`. Copy-paste event: `a ≤ i* < b` and `prompt_ids[i*] == y_t`, where
+`[a, b)` is the answer span (first window whose token set overlaps the answer's by > 0.9, `find_answer_span`).
+Trial score = #events / |span|; a trial counts if ROUGE-1 recall of the response vs the answer > 0.5.
+`score` = mean over counted trials, in [0, 1]; retrieval head: score > 0.1 (paper: 3–6 % of heads).
+`streaming_score` = mean decoding-query attention mass on the first `sink_tokens` plus last `recent_tokens`
+keys (DuoAttention's streaming-head pattern). Departures from the official code: ROUGE-1 without stemming;
+the answer also matched with a leading space (BPE); a newline stops decoding only after non-blank text;
+trials without an answer span are skipped and counted; `only_correct=False` counts every trial.
+As in the official code the prompt is prefilled with plain SDPA; only decoding queries go through the
+statistics path (`engine.decode`). Finished trials are saved at once (`trials.py`), so a run resumes.
 """
 
 from __future__ import annotations
@@ -104,11 +96,8 @@ def _stream_keys(sink: int, recent: int):
 
 def score_trials(model, prompts, params: Params, *, progress: bool = True, resume: bool = True,
                  on_trial: Callable[[int, dict, float], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(HeadScores, trials table) for a NIAH prompt set (see `workbench.analyses.retrieval_heads.prompts`).
-
-    With `resume`, each finished trial is saved at once (`trials.py`) and a rerun with the
-    same model, prompts and trial parameters redoes none of them; `on_trial(i, record, seconds)` follows
-    every trial computed here. Scores are aggregated from the trial records, fresh or loaded, in trial order.
+    """(HeadScores, trials table) for a NIAH prompt set; with `resume`, finished trials are saved and reused.
+    `on_trial(i, record, seconds)` follows each computed trial; scores aggregate all records in trial order.
     """
     info, records = _trial_records(model, prompts, params, progress=progress, resume=resume, on_trial=on_trial)
     return _aggregate_records(records, info, prompts, params)[:2]
@@ -178,8 +167,7 @@ def _score_trial(model, info, i: int, prompt_ids: list[int], meta, params: Param
 
 
 def _aggregate_records(records: Sequence[dict], info, prompts, params: Params) -> tuple:
-    """(HeadScores, trials table, per_prompt): per_prompt holds each counted trial's "score" (events / |span|)
-    and "n_events" per head, whose mean and sum over trials are the score and n_events columns."""
+    """(HeadScores, trials table, per_prompt): each counted trial's "score" and "n_events" per head (mean / sum)."""
     shape = (info.n_layers, info.n_heads)
     scores, events, correct, scored = [], [], [], []
     stream_sum, stream_n = torch.zeros(shape), 0

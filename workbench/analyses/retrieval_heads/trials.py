@@ -1,14 +1,9 @@
 """Retrieval trials kept as they finish, so an interrupted scoring run resumes where it stopped.
 
-Layout (next to the activation cache, `$WORKBENCH_CACHE_DIR`, readable with `ls`):
-    `<cache dir>/<model fp>/<prompt-set fp>/retrieval_trials/<params fp>/`
-        `inputs.json`         what the key is made of (model, prompt set, trial parameters)
-        `trial-00007.json`    one per finished trial: the trial-table row, the answer span, the copy-paste
-                              event counts `[L, H]` and the streaming-mass sum `[L, H]` over its decoding queries
-Every file is written atomically (temp file + rename), so a killed run leaves whole trials or none.
-The params fingerprint covers only what changes a trial (`max_new_tokens`, `span_overlap`, `sink_tokens`,
-`recent_tokens`); `threshold` and `only_correct` only aggregate, so a rerun with other values reuses the trials.
-A trial file that cannot be read, or that does not fit the prompt it claims, is redone.
+`<cache dir>/<model fp>/<prompt-set fp>/retrieval_trials/<params fp>/`: `inputs.json` (the key's parts) and
+one atomically written `trial-00007.json` per trial (table row, answer span, event counts and streaming-mass
+sums `[L, H]`). The params fingerprint covers only what changes a trial (`max_new_tokens`, `span_overlap`,
+`sink_tokens`, `recent_tokens`). An unreadable trial file, or one not fitting its prompt, is redone.
 """
 
 from __future__ import annotations
@@ -119,11 +114,7 @@ def _fits(record: Any, trial: int, n_tokens: int, shape: tuple[int, int]) -> boo
 
 
 def estimate_seconds(first: Mapping[str, Any], remaining_tokens: Sequence[int]) -> float:
-    """Time left from one finished trial: its prefill scaled by prompt tokens, its decoding as is.
-
-    Prefill (SDPA) grows ~linearly with the prompt at these lengths; decoding is a fixed number of one-token
-    steps whose cost is dominated by the model's weights, not by the cache length.
-    """
+    """Time left from one finished trial: prefill scaled linearly by prompt tokens, decoding as is."""
     row = first["row"]
     prefill, decode, n = float(row.get("prefill_s", 0.0)), float(row.get("decode_s", 0.0)), int(row["n_tokens"])
     return sum(prefill * t / max(n, 1) + decode for t in remaining_tokens)

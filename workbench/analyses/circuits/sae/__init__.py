@@ -1,7 +1,5 @@
-"""SAE-based circuit discovery (O'Neill & Bui, 2024): pure algorithm, no model loading and no prompts.
-
-The caller supplies per-prompt, per-head output vectors for positive and negative prompts; one shared
-discretiser turns each vector into a code, and heads whose codes separate the classes score high.
+"""SAE-based circuit discovery (O'Neill & Bui, 2024) on given per-prompt, per-head output vectors: no model, no
+prompts. One shared discretiser codes each vector; heads whose codes separate the classes score high.
 """
 
 from workbench.analyses.circuits.sae.autoencoder import SparseAutoencoder, train_sae

@@ -1,16 +1,11 @@
 """SAE circuit discovery on a contrast task (O'Neill & Bui 2024), measured against patching circuits.
 
-Positives: the task's clean prompts; negatives: their corrupted twins (IOI with three names, greater-than
-from "…01", docstring with random arguments). One vector per (prompt, head): the head's write into the
-residual stream `o[h] = z[h] · W_O[h]`, averaged over the prompt's positions (`positions="mean"`, the
-official code) or at the last one. `workbench.analyses.circuits.sae.SAECircuitFinder` trains one SAE shared by all heads
-(300 latents, MSE + 0.02·L1, Adam 1e-3, 500 epochs), codes each vector by its largest latent, and scores
-head h by `|C+ \\ C−|` (codes seen only on positives), softmax over heads. Evaluation: ROC-AUC and best
-F1 of the node scores against a reference circuit; the trivial baseline ranks heads by
-`|mean‖o+‖ − mean‖o−‖|`.
-`per_prompt` (prompt n = clean prompt n, its corrupted twin n): `code_clean`/`code_corrupt`, the code of each head,
-and `norm_clean`/`norm_corrupt`, `‖o‖`. raw_score = |{code_clean} \\ {code_corrupt}| per head (score = its softmax
-over heads); baseline_score = |mean norm_clean − mean norm_corrupt|.
+Positives: clean prompts; negatives: their corrupted twins. One vector per (prompt, head): the head's write
+`o[h] = z[h] · W_O[h]`, mean over positions (`positions="mean"`, the official code) or the last one.
+`SAECircuitFinder` trains one SAE for all heads (300 latents, MSE + 0.02·L1, Adam 1e-3, 500 epochs), codes
+each vector by its largest latent and scores h by `|C+ \\ C−|` (softmax over heads). Evaluation: ROC-AUC and
+best F1 against a reference circuit; baseline `|mean‖o+‖ − mean‖o−‖|`. `per_prompt`: `code_clean`,
+`code_corrupt`, `norm_clean`, `norm_corrupt` per head.
 """
 
 from __future__ import annotations
@@ -55,11 +50,7 @@ def head_outputs(model, ids: list[list[int]], positions: str = "mean", batch_siz
 
 
 def collect(model, contrast: ContrastSet, positions: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
-    """(positives, negatives) head outputs of a contrast set.
-
-    Runs on one thread: the SAE amplifies 1e-6 differences in its inputs (matmul summation order
-    depends on the thread count) into different codes, so this keeps notebook and batch runs equal.
-    """
+    """(positives, negatives) head outputs, on one thread (SAE turns 1e-6 summation-order noise into other codes)."""
     clean, corrupt = aligned_ids(model, contrast)
     with one_thread():
         return head_outputs(model, clean, positions), head_outputs(model, corrupt, positions)
@@ -78,8 +69,7 @@ def reference_mask(name: str, n_layers: int, n_heads: int) -> np.ndarray:
 
 
 def default_reference(model_name: str, task: str) -> str | None:
-    """The saved circuit for (model, task): `<model>_<task>` if it exists, else the first by name whose file
-    names this model and task (e.g. gpt2-small_ioi for openai-community/gpt2)."""
+    """The saved circuit for (model, task): `<model>_<task>`, else the first whose file names this model and task."""
     listed = list_circuits()
     if listed.empty:
         return None

@@ -1,14 +1,8 @@
 """A one-layer sparse autoencoder over head output vectors (O'Neill & Bui, 2024).
 
-    x̂ = (x - μ) / σ                      (μ per feature, σ one global std: scale does not matter)
-    z = ReLU(x̂ W_enc + b_enc)            (n_latents non-negative latents)
-    r = z W_dec + b_dec
-    loss = MSE(r, x̂) + l1 · mean_batch Σ_k |z_k|
-
-Training is deterministic under `seed`: initialisation and shuffling use a local torch.Generator, so
-the global torch RNG is never touched, and it runs on one thread, so the result does not depend on
-torch's thread count (a Ray worker with 1 thread and a notebook with 2 train the same SAE; summation
-order changes would otherwise grow over the epochs and flip the argmax codes).
+x̂ = (x - μ) / σ (μ per feature, one global σ), z = ReLU(x̂ W_enc + b_enc), r = z W_dec + b_dec,
+loss = MSE(r, x̂) + l1 · mean_batch Σ_k |z_k|. Deterministic under `seed` (a local torch.Generator; the global
+RNG is untouched) and on one thread, so the codes do not depend on torch's thread count.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""Discretisers: turn each head output vector into one integer code (O'Neill & Bui, 2024).
+"""Discretisers (O'Neill & Bui, 2024): `fit(x [N, d]) -> self`, `codes(x [N, d]) -> LongTensor[N]`.
 
-Both share the interface `fit(x [N, d]) -> self` and `codes(x [N, d]) -> LongTensor[N]`:
-
-- SAECodebook: code = argmax_k z_k of a shared sparse autoencoder; a vector on which no latent fires
-  (all z_k = 0) gets the extra code `n_latents`, so "silent" is not confused with latent 0.
-- KMeansCodebook: code = nearest k-means centroid (the paper's clustering baseline).
+SAECodebook: argmax_k z_k of a shared SAE; silent vectors (all z = 0) get code `n_latents`.
+KMeansCodebook: nearest k-means centroid (the paper's clustering baseline).
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """SAECircuitFinder: scikit-learn-style SAE circuit discovery (O'Neill & Bui, 2024).
 
-fit(X_pos [Np, L, H, d], X_neg [Nn, L, H, d]):
-  1. stack every (prompt, head) output vector of both classes into [(Np + Nn) L H, d];
-  2. fit ONE discretiser (a shared SAE, argmax latent; or k-means) on them and code each vector;
-  3. node score = softmax over heads of |C+ \\ C-|, edge score = positive-only code pairs (see scores.py);
-  4. circuit = the top_k heads (or the top ceil(top_fraction · L · H)) by node score.
+fit(X_pos [Np, L, H, d], X_neg [Nn, L, H, d]): one discretiser (shared SAE or k-means) codes every (prompt,
+head) vector; node and edge scores as in scores.py; circuit = top_k (or top ceil(top_fraction · L · H)) heads.
 """
 
 from __future__ import annotations
@@ -101,10 +98,7 @@ class SAECircuitFinder(BaseEstimator):
         return self
 
     def score(self, reference_mask) -> dict[str, float]:
-        """{'roc_auc', 'best_f1'} of the node scores against a boolean reference circuit [L, H].
-
-        Uses the raw scores: same ranking as the softmax, without its underflow ties.
-        """
+        """{'roc_auc', 'best_f1'} of the raw node scores (no softmax underflow ties) vs a reference [L, H]."""
         if not hasattr(self, "raw_node_scores_"):
             raise WorkbenchError("SAECircuitFinder is not fitted: call fit(X_pos, X_neg) first")
         return {"roc_auc": roc_auc(self.raw_node_scores_, reference_mask),

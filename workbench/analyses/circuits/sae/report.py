@@ -1,7 +1,6 @@
-"""SAE circuit discovery measured against patching: ROC-AUC / best F1 of the node scores against a reference
-circuit as the number of examples grows and across seeds, next to the norm-difference baseline, and the
-runtime against activation patching of every head on the same prompts (O'Neill & Bui 2024 report
-hours → seconds against ACDC)."""
+"""SAE circuit discovery vs patching: ROC-AUC / best F1 against a reference circuit over example counts and seeds,
+the norm baseline, and runtime vs activation patching (O'Neill & Bui 2024: hours → seconds against ACDC).
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
 """Node and edge scores from discrete head codes, and their evaluation (O'Neill & Bui, 2024).
 
-With C+_h / C-_h the sets of codes head h takes over positive / negative prompts:
-
-    node(h)      = |C+_h \\ C-_h|                       (optionally / |C+_h ∪ C-_h|)
-    softmax(h)   = exp(node(h) / T) / Σ_h' exp(node(h') / T)
-    edge(i, j)   = |{(c_i, c_j) seen together in a positive prompt, never in a negative}|, layer(i) < layer(j)
-
-Heads are flattened as index = layer * H + head.
+C±_h = codes of head h on positive / negative prompts: node(h) = |C+_h \\ C-_h| (optionally / |C+_h ∪ C-_h|),
+softmax over heads at temperature T; edge(i, j) = #code pairs seen together in a positive prompt, never in a
+negative, layer(i) < layer(j). Head index = layer * H + head.
 """
 
 from __future__ import annotations
@@ -106,11 +102,7 @@ def roc_auc(scores, reference_mask) -> float:
 
 
 def best_f1(scores, reference_mask) -> tuple[float, float, int]:
-    """(best F1, threshold, k) over top-k cut-offs of scores [L, H] against a boolean reference [L, H].
-
-    Only cut-offs between distinct score values are considered (ties cannot be split by looking at the
-    reference), so `scores >= threshold` selects exactly the k heads. Ties in F1 go to the smallest k.
-    """
+    """(best F1, threshold, k) over top-k cut-offs between distinct scores [L, H] vs a reference; ties: smallest k."""
     s, ref = _flat_scores_and_mask(scores, reference_mask)
     if not ref.any():
         raise WorkbenchError("best_f1 needs a reference with at least one head in the circuit")

@@ -1,7 +1,6 @@
-"""Colored Objects, 1-shot (Merullo et al. 2024, from BIG-bench): "Q: On the table, I see a silver pencil,
-a red notebook, and a blue cup. What color is the notebook?\nA: Red\nQ: …\nA:" → " <Color>". The
-corrupted twin asks about another object on the same table, so the answer becomes that object's color.
-Metric: logit(answer color) − max logit(the other two colors on the table).
+"""Colored Objects, 1-shot (Merullo et al. 2024, from BIG-bench): "Q: On the table, I see a silver pencil, a red
+notebook, and a blue cup. What color is the notebook?\nA:" → " Red"; the twin asks about another object.
+Metric: logit(answer color) − max logit(the other two colors).
 """
 
 from __future__ import annotations

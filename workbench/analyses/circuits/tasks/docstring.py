@@ -1,7 +1,5 @@
-"""Docstring-style argument completion (Heimersheim & Janiak 2023): after documenting the first two
-arguments of `def f(self, a, b, c, d)`, ":param" is followed by " c". The corrupted twin documents two
-random other names instead, so the docstring no longer says where in the signature it is.
-Metric: logit(c) − max logit(a, b, d).
+"""Docstring argument completion (Heimersheim & Janiak 2023): after documenting `a`, `b` of `def f(self, a, b, c,
+d)`, ":param" → " c"; the twin documents two random other names. Metric: logit(c) − max logit(a, b, d).
 """
 
 from __future__ import annotations

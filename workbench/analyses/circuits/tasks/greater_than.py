@@ -1,7 +1,6 @@
-"""Greater-than (Hanna et al. 2023): "The war lasted from the year 1732 to the year 17" → a two-digit end
-year above 32. SmolLM2 writes digits as single tokens, so the next token is the end year's tens digit:
-good = digits above the start year's tens digit, bad = digits below it. The corrupted twin starts in
-"…01", which removes the lower bound. Metric: Σ p(good) − Σ p(bad).
+"""Greater-than (Hanna et al. 2023): "The war lasted from the year 1732 to the year 17" → the tens digit (one
+SmolLM2 token): good = digits above the start's tens digit, bad = below. Corrupted twin: "…01" (no lower
+bound). Metric: Σ p(good) − Σ p(bad).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""Indirect object identification (Wang et al. 2022): "When Mary and John went to the store, John gave a
-drink to" → " Mary". ABBA and BABA orders; the corrupted twin (ABC) replaces the repeated subject by a
-third name, which removes the information that picks the indirect object. Metric: logit(IO) − logit(S).
+"""Indirect object identification (Wang et al. 2022): "When Mary and John went to the store, John gave a drink to"
+→ " Mary" (ABBA, BABA); the ABC twin replaces the repeated subject. Metric: logit(IO) − logit(S).
 """
 
 from __future__ import annotations
