@@ -1,8 +1,5 @@
-"""The app's logic, as pure functions (no dash import): URL state, the catalog, head lookups, comparisons,
-and validation of everything a person types. Callbacks only wire these to components.
-
-Errors a person can fix raise `AppInputError` (a WorkbenchError) with a message the page shows.
-"""
+"""The app's logic as pure functions (no dash): URL state, the catalog, heads, comparisons, and validation of
+everything a person types (AppInputError, whose message the page shows). Callbacks only wire these up."""
 
 from __future__ import annotations
 
@@ -95,8 +92,7 @@ def float_in(value: Any, low: float, high: float, name: str) -> float:
 
 # ---- catalog -----------------------------------------------------------------------------------------
 def catalog(results_dir: Path | None = None) -> pd.DataFrame:
-    """Saved runs (kind "run"), newest first, each with `checks`: its saved checks (workbench.api.find_results),
-    one '<check>: <summary headline>' line each; checks themselves are not runs to pick."""
+    """Saved runs (kind "run"), newest first, with `checks`: one '<check>: <headline>' line per saved check."""
     rows = wb.find_results(results_dir=results_dir)
     runs = rows[rows["kind"] == "run"].reset_index(drop=True)
     checks = rows[rows["kind"] != "run"]
@@ -232,13 +228,8 @@ def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> p
 
 # ---- compare -----------------------------------------------------------------------------------------
 def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Overlap numbers of two HeadScores and, when they share a shape, a per-head difference frame.
-
-    Scores of different analyses live on different scales, so the difference map compares percentile
-    ranks (0–100, higher = higher score): `difference = pct_A − pct_B`. The numbers come from
-    `workbench.api.circuit_overlap` (top-k sets, Jaccard |A∩B|/|A∪B|, Spearman over all heads),
-    shared with the library.
-    """
+    """Overlap of two HeadScores (workbench.api.circuit_overlap: top-k, Jaccard, Spearman) and, for one shape, the
+    per-head difference of percentile ranks, pct_A − pct_B (analyses' scores live on different scales)."""
     k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
     result = wb.circuit_overlap(a, b, top_k=k)
     stats: dict[str, Any] = {"k": k, "top_k_overlap": result["n_shared"], "jaccard": result["jaccard"],

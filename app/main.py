@@ -1,11 +1,5 @@
-"""create_app: the Dash app on one model, reading the results catalog, with a model worker for live views.
-
-    from workbench_app.main import create_app
-    create_app().run(host="127.0.0.1", port=8050, debug=False)
-
-The app process never imports torch: model work (patterns, token traces, interventions, running an
-analysis) goes to `workbench.worker` in a child process (workbench_app.worker_client.WorkerClient).
-"""
+"""create_app: the Dash app on one model, reading the results catalog. The app process never imports torch:
+model work goes to `workbench.worker` in a child process (workbench_app.worker_client.WorkerClient)."""
 
 from __future__ import annotations
 

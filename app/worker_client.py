@@ -1,10 +1,7 @@
 """The app's handle on the model worker (`python -m workbench.worker`): submit jobs, poll their status.
 
-The worker process imports torch and keeps the model loaded; this side queues JSON lines for a writer
-thread (no lock is ever held across a pipe write) and reads events on a reader thread. At most
-`MAX_PENDING` jobs may be queued or running; `submit` beyond that raises `WorkerBusy`. Records of queued
-and running jobs are always kept; finished ones are dropped oldest first beyond `MAX_FINISHED`. If the
-worker dies, its jobs fail with a message and the next submit starts a fresh worker.
+JSON lines go out through a writer thread (no lock held across a pipe write), events come in on a reader thread.
+At most MAX_PENDING jobs wait (else WorkerBusy); if the worker dies, its jobs fail and the next submit restarts it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The facade: everything the CLI, notebooks, the app and batch runs call. Torch-free (and pandas-free) at import:
 model code, tables and figures are imported on first use, re-exported names through `__getattr__` (PEP 562).
 
-    import workbench.api as wb
-    model = wb.load_model(wb.DEFAULT_MODEL)
-    result = wb.run("attention_profile", model)                        # a Result, saved in the catalog
-    checked = wb.check("induction_heads", name, model)    # one of the spec's checks, on its latest run -> Result
-    table = wb.intervene(model, prompts, wb.ScaleHead(("L3H5",), alpha=0.0), metric="loss")
+    result = wb.run("attention_profile", wb.load_model())          # a Result, saved in the catalog
+    checked = wb.check("induction_heads", "ablate", wb.load_model())  # a check of its newest run -> Result
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The Analysis contract: typed frozen Params, default prompts, `run -> Result`, named checks -> Result, views.
-
-A spec is torch-free: the registry, the CLI, batch plans and the app read specs without importing model code.
-`default_prompts`, `run`, each check's `run` and `views` may be given as "module:function" strings, imported on
-first use (see `resolve`).
+A spec is torch-free; its functions may be "module:function" strings, imported on first use (`resolve`).
 
     run(model, prompts, params, *, progress) -> Result                 the analysis itself
     check.run(model, params, *, scores, progress[, prompts]) -> Result a causal check of a run's HeadScores
-                                                                       (prompts: instead of those its params build)
     views(result) -> dict[str, plotly Figure]                          figures of a Result
 """
 
@@ -25,12 +21,9 @@ PER_PROMPT_COLUMNS = ("prompt", "layer", "head", "metric", "value")
 
 @dataclass
 class Result:
-    """What a run or a check returns, and what the catalog stores.
-
-    scores: HeadScores (one row per head; None for a check without per-head values); tables: named extra
-    tables; summary: JSON-able headline numbers; per_prompt: tidy per-prompt (per-trial) head values with
-    PER_PROMPT_COLUMNS, from which confidence intervals are computed without re-running the model;
-    kind: "run", or the check's name; record: the RunRecord once saved."""
+    """What a run or a check returns and the catalog stores: HeadScores (None for a check without per-head
+    values), named tables, a JSON-able summary, per-prompt (per-trial) head values (PER_PROMPT_COLUMNS, for
+    intervals without the model), kind ("run" or the check's name) and the RunRecord once saved."""
 
     analysis: str
     scores: pd.DataFrame | None = None

@@ -1,10 +1,5 @@
-"""Shared pieces of the CLI modules: consoles, the error wrapper, table printing, name=value parsing.
-
-Sub-apps (workbench/cli_<topic>.py) import from here, and workbench/cli/main.py registers them. `friendly`
-checks every numeric option and every output path (`--out`, `--report`) of a command against
-workbench.core.validation before the command runs; `OneLineErrors` prints click's own usage errors (an int
-option given 16.5, an unknown option) as one line.
-"""
+"""Shared pieces of the CLI: consoles, the one-line error wrapper (`friendly`: numbers and output paths checked
+first), click's usage errors as one line (`OneLineErrors`), table printing, name=value parsing."""
 
 from __future__ import annotations
 

@@ -1,13 +1,7 @@
 """The CLI of every registered analysis, built from its spec: `workbench <analysis> run | all | show | <check>`.
 
-Each field of the analysis's (or check's) Params becomes an option `--field-name` (numbers typed and range-checked
-at the edge, other fields strings), parsed by spec.make_params / check.make_params (one-line errors),
-next to --model, --device, --dtype and --results-dir. `run` prints the top heads and the summary and saves the
-Result; a check prints its tables (CheckSpec.tables, default all) and summary and saves its Result linked to the
-run it checked; `all` runs the analysis and then every check on that run; `show` prints the newest saved run and
-the checks saved for it. `--out DIR` writes each Result's tables as CSV and its figures (spec.views, else a
-run's head map) as HTML.
-`add_commands` also puts these commands under other names in another group (`workbench induction check`).
+Each Params field becomes an option `--field-name`, parsed by make_params. `all` runs the analysis, then every
+check on that run; `--out DIR` writes tables as CSV and figures (spec.views, else a head map) as HTML.
 """
 
 from __future__ import annotations

@@ -1,6 +1,4 @@
-"""Attention profile: where each head looks (mean attention distance without the sink, BOS mass, peakedness).
-
-The spec (torch-free): Params and the names of the functions that run it."""
+"""Attention profile (mean attention distance without the sink, BOS mass, peakedness): the torch-free spec."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Attention sinks (Xiao et al. 2023; Gu et al. 2024; Yu et al. 2024): score, report, checks, views, CLI.
+"""Attention sinks (Xiao et al. 2023; Gu et al. 2024; Yu et al. 2024): the torch-free spec.
 
-The spec (torch-free): Params, the check's Params and the names of the functions that run them. The sink edits
-of `workbench sinks edit` are not a check: they edit heads (or massive dimensions) the user names, not a run's
-scores."""
+`workbench sinks edit` is not a check: it edits heads (or massive dimensions) the user names, not a run's."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Circuits: head attribution by patching, circuit files, overlap, faithfulness, repair, SAE discovery.
-
-The spec (torch-free): Params and the names of the functions that run it."""
+"""Circuits (head attribution by patching, overlap, faithfulness, repair, SAE discovery): the torch-free specs."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Head divergence (He et al. 2024): score, prompts, checks and CLI.
-
-The spec (torch-free): Params and the names of the functions that run it."""
+"""Head divergence (He et al. 2024): the torch-free spec."""
 
 from __future__ import annotations
 

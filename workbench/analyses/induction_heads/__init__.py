@@ -1,6 +1,4 @@
-"""Induction heads (Olsson et al. 2022): score, prompts, checks and CLI.
-
-The spec (torch-free): Params, the check's Params and the names of the functions that run them."""
+"""Induction heads (Olsson et al. 2022): the torch-free spec."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Preplan and anchor tokens (Li et al. 2025): score, prompts, checks, views and CLI.
-
-The spec (torch-free): Params and the names of the functions that run it."""
+"""Preplan and anchor tokens (Li et al. 2025): the torch-free spec."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Retrieval heads (Wu et al. 2024): score, prompts, checks, views and CLI.
-
-The spec (torch-free): Params, the checks' Params and the names of the functions that run them."""
+"""Retrieval heads (Wu et al. 2024): the torch-free spec."""
 
 from __future__ import annotations
 
