@@ -182,6 +182,15 @@ def test_tiny_scores_through_reducers_equal_full_patterns(tiny):
     assert events.shape == (2, 4)
 
 
+def test_auto_format_is_the_chat_template_where_there_is_one(tiny):
+    from workbench.models.loading import model_info
+
+    assert not getattr(model_info(tiny).tokenizer, "chat_template", None)
+    auto = niah_prompts(tiny, lengths=(300,), depths=(50.0,), fmt="auto", max_new_tokens=8)
+    paper = niah_prompts(tiny, lengths=(300,), depths=(50.0,), fmt="paper", max_new_tokens=8)
+    assert auto.fingerprint == paper.fingerprint and auto.name.startswith("niah-paper")
+
+
 def test_trials_with_lost_answers_are_skipped_and_counted(tiny, monkeypatch):
     ps = niah_prompts(tiny, lengths=(300,), depths=(50.0,), fmt="paper", max_new_tokens=8)
     meta = [dict(m) for m in ps.metadata]
@@ -239,6 +248,8 @@ def test_smollm2_retrieval_heads_and_causal_check(smol):
 
     params = Params(lengths=(300,), n_depths=1, max_new_tokens=20)
     ps = niah_prompts(smol, lengths=(300,), depths=(50.0,), fmt="chat", max_new_tokens=20)
+    assert niah_prompts(smol, lengths=(300,), depths=(50.0,), fmt="auto", max_new_tokens=20).fingerprint == \
+        ps.fingerprint  # the default format is the chat template on an instruct model that has one
     scores, trials = score_trials(smol, ps, params, progress=False)
     assert trials["correct"].all() and scores["n_trials"].iloc[0] == 3
     assert 0 < scores["retrieval"].mean() < 0.3

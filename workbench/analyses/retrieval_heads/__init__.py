@@ -13,7 +13,7 @@ class Trials:
 
     lengths: tuple[int, ...] = (500, 2000)  # prompt lengths in tokens
     n_depths: int = 5  # depths linspace(0, 100, n_depths) %
-    fmt: str = "chat"  # "paper" or "chat" (chat template, for instruct models)
+    fmt: str = "auto"  # "paper", "chat" (the chat template, for instruct models) or "auto" (chat where there is one)
     max_new_tokens: int = 24
 
 

@@ -77,7 +77,7 @@ def _wrap(tokenizer, context: str, question: str, fmt: str) -> tuple[str, bool]:
         text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
                                              add_generation_prompt=True)
         return text, False
-    raise PromptError(f"Unknown NIAH format {fmt!r}; use 'paper' or 'chat'.")
+    raise PromptError(f"Unknown NIAH format {fmt!r}; use 'paper', 'chat' or 'auto'.")
 
 
 def niah_prompts(model, lengths: Sequence[int] = DEFAULT_LENGTHS, depths: Sequence[float] = DEFAULT_DEPTHS,
@@ -86,6 +86,8 @@ def niah_prompts(model, lengths: Sequence[int] = DEFAULT_LENGTHS, depths: Sequen
     """One prompt per (length, depth, needle); metadata holds the needle, question, answer and settings."""
     info = model_info(model)
     tok = info.tokenizer
+    if fmt == "auto":  # the chat template where the tokenizer has one (instruct models), else the paper's format
+        fmt = "chat" if getattr(tok, "chat_template", None) else "paper"
     if not needles or not lengths or not depths:
         raise PromptError("Give at least one needle, one context length and one depth.")
     bad_depth = [d for d in depths if not 0 <= float(d) <= 100]
