@@ -55,9 +55,10 @@ def agreement(keys: pd.DataFrame, *, n_perm: int = 1000, seed: int = 0) -> pd.Da
 def matrix(table: pd.DataFrame, column: str = "spearman") -> pd.DataFrame:
     """The symmetric metric × metric matrix of an agreement table (1 on the diagonal for ρ)."""
     names = list(dict.fromkeys([*table["metric_a"], *table["metric_b"]]))
-    out = pd.DataFrame(np.nan, index=names, columns=names)
-    for row in table.itertuples(index=False):
-        out.loc[row.metric_a, row.metric_b] = out.loc[row.metric_b, row.metric_a] = getattr(row, column)
-    if column == "spearman":
-        np.fill_diagonal(out.values, 1.0)
-    return out
+    where = {name: i for i, name in enumerate(names)}
+    out = np.full((len(names), len(names)), 1.0 if column == "spearman" else np.nan)
+    if column != "spearman":
+        np.fill_diagonal(out, np.nan)
+    i, j = table["metric_a"].map(where).to_numpy(int), table["metric_b"].map(where).to_numpy(int)
+    out[i, j] = out[j, i] = table[column].to_numpy(float)
+    return pd.DataFrame(out, index=names, columns=names)

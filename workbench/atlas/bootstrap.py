@@ -34,8 +34,8 @@ class Statistic:
 
     def describe(self) -> str:
         if self.kind == "weighted":
-            return f"ratio of sums over prompts: Σ {self.weight}·{self.metric} / Σ {self.weight}"
-        return f"{self.kind} over prompts of per-prompt {self.metric}"
+            return f"Σ {self.weight}·{self.metric} / Σ {self.weight} over prompts"
+        return f"{self.kind} of per-prompt {self.metric}"
 
 
 def prompt_matrices(per_prompt: pd.DataFrame, n_layers: int, n_heads: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

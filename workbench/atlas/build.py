@@ -78,7 +78,7 @@ def _metric_tables(source: SourceRun, n_layers: int, n_heads: int, *, n_boot: in
             lo, hi, share, top = result.lo, result.hi, result.share_in_topk, result.topk
             n_prompts, jaccard = int(mats[stat.metric].shape[0]), result.jaccard
             stability = float(share[top].mean())
-            description = f"bootstrap over prompts of the {stat.describe()}"
+            description = f"bootstrap over prompts: {stat.describe()}"
         rank = bs.ranks(value, signed)
         rows = pd.DataFrame({"layer": layer, "head": head, "label": labels, "metric": metric, "value": value,
                              "lo": lo, "hi": hi, "rank": rank, "signed": signed})
