@@ -32,7 +32,7 @@ def spearman_permutation(a: np.ndarray, b: np.ndarray, *, n_perm: int = 1000,
     zb = _standardised(rankdata(b[ok])) if n >= 3 else None
     if za is None or zb is None:
         return float("nan"), float("nan"), n
-    rho = float(za @ zb)
+    rho = float(np.clip(za @ zb, -1.0, 1.0))
     shuffled = rng.permuted(np.broadcast_to(zb, (n_perm, n)), axis=1)  # [n_perm, n]
     null = shuffled @ za
     p = (1 + int((np.abs(null) >= abs(rho) - 1e-12).sum())) / (1 + n_perm)
