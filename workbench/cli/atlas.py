@@ -70,12 +70,12 @@ def show_atlas(model: str = MODEL, head: Optional[str] = typer.Option(None, "--h
 
 def _print(atlas, top_k: int) -> None:
     from workbench.atlas.agreement import matrix
-    from workbench.atlas.roles import multi_role, roles_table
+    from workbench.atlas.roles import evidence, multi_role, roles_table
 
-    multi = multi_role(atlas.roles, atlas.values)
-    show(multi[["label", "n_roles", "role", "metric", "value", "lo", "hi", "rank"]],
-         f"multi-role heads ({multi['label'].nunique()}; rules: roles table below)", limit=80)
-    show(roles_table()[["role", "metric", "rule", "threshold"]], "role rules (change with --threshold ROLE=VALUE)")
+    multi = evidence(multi_role(atlas.roles, atlas.values))
+    show(multi, f"multi-role heads ({len(multi)}): role value [95 % interval] #rank", limit=60)
+    show(roles_table(atlas.params.get("thresholds"))[["role", "metric", "rule", "threshold"]],
+         "role rules (change with --threshold ROLE=VALUE)")
     if not atlas.agreement.empty:
         rho, p = matrix(atlas.agreement), matrix(atlas.agreement, "p_value")
         cells = rho.map(lambda v: f"{v:+.2f}" if v == v else "")
