@@ -79,6 +79,7 @@ def test_ties_get_average_ranks_and_signed_metrics_rank_by_absolute_value():
     assert bs.ranks(np.array([-5.0, 1.0, 3.0, -3.0]), signed=True).tolist() == [1.0, 4.0, 2.5, 2.5]
     assert bs.ranks(np.array([np.nan, 1.0, 2.0]), signed=False).tolist() == [3.0, 2.0, 1.0]  # NaN last
     assert bs.top_mask(np.array([-5.0, 1.0, 3.0]), signed=True, k=2).tolist() == [True, False, True]
+    assert bs.top_mask(np.array([1.0, 0.0, 1.0, 1.0]), signed=False, k=2).tolist() == [True, False, True, True]
 
 
 def test_a_noisy_ranking_is_unstable():

@@ -10,8 +10,8 @@ softmax over heads of code-set sizes) gets NaN intervals, and its description sa
 Resampling (Efron's percentile bootstrap): B seeded draws of P prompts with replacement as counts C [B, P]; every
 statistic is then `(C @ (w·x)) / (C @ w)` over all heads at once, [B, P] × [P, heads]; interval = the 2.5 and 97.5
 percentiles. Ranks: 1 = strongest, by |value| for a signed metric (one with a value < 0), average ranks for ties.
-Top-k stability: for each of today's top-k heads, the share of resamples whose top-k holds it; Jaccard: mean over
-resamples of |top-k_b ∩ top-k| / |top-k_b ∪ top-k|.
+Top-k (ties at the k-th place all kept): for each of today's top-k heads, the share of resamples whose top-k holds
+it; Jaccard: mean over resamples of |top-k_b ∩ top-k| / |top-k_b ∪ top-k|.
 """
 
 from __future__ import annotations
@@ -118,11 +118,9 @@ def ranks(values: np.ndarray, signed: bool) -> np.ndarray:
 
 
 def top_mask(values: np.ndarray, signed: bool, k: int) -> np.ndarray:
-    """Bool [..., heads]: the k strongest heads (ties broken by head order; NaN heads never, unless needed)."""
-    order = np.argsort(rank_key(values, signed), axis=-1, kind="stable")[..., :k]
-    mask = np.zeros(values.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=-1)
-    return mask
+    """Bool [..., heads]: the top-k heads, those with fewer than k heads strictly stronger (a tie at the k-th place
+    keeps every tied head; NaN heads only when fewer than k heads are defined)."""
+    return rankdata(rank_key(values, signed), method="min", axis=-1) <= k
 
 
 @dataclass
@@ -146,6 +144,6 @@ def bootstrap(stat: Statistic, mats: dict[str, np.ndarray], value: np.ndarray, *
     k = min(top_k, value.shape[-1])
     today, resampled = top_mask(value, signed, k), top_mask(boot, signed, k)
     inter = (resampled & today).sum(-1)
-    jaccard = float(np.mean(inter / (2 * k - inter)))
+    jaccard = float(np.mean(inter / (resampled | today).sum(-1)))
     return Bootstrap(lo, hi, boot, resampled.mean(0), today, jaccard)
 

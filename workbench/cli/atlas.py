@@ -69,29 +69,44 @@ def show_atlas(model: str = MODEL, head: Optional[str] = typer.Option(None, "--h
 
 
 def _print(atlas, top_k: int) -> None:
-    from workbench.atlas.agreement import matrix
     from workbench.atlas.roles import evidence, multi_role, roles_table
 
     multi = evidence(multi_role(atlas.roles, atlas.values))
     show(multi, f"multi-role heads ({len(multi)}): role value [95 % interval] #rank", limit=60)
     show(roles_table(atlas.params.get("thresholds"))[["role", "metric", "rule", "threshold"]],
          "role rules (change with --threshold ROLE=VALUE)")
-    if not atlas.agreement.empty:
-        rho, p = matrix(atlas.agreement), matrix(atlas.agreement, "p_value")
-        cells = rho.map(lambda v: f"{v:+.2f}" if v == v else "")
-        cells = cells.where(~(p < 0.05), cells + "*")
-        cells.columns = [str(i + 1) for i in range(len(cells.columns))]
-        cells.index = [f"{i + 1} {name}" for i, name in enumerate(cells.index)]
-        show(cells.reset_index(names="metric"), "Spearman ρ over heads (column n = metric n; * permutation p < 0.05)",
-             limit=200)
     stab = atlas.metrics[["metric", "n_prompts", "topk_stability", "topk_jaccard", "description"]]
-    show(stab, f"top-{top_k} rank stability over {atlas.params.get('n_boot')} bootstrap resamples "
-         "(share of resamples keeping today's top-k; NaN: no per-prompt values)", limit=200)
+    show(stab.rename_axis("n").reset_index().assign(n=lambda d: d["n"] + 1),
+         f"metrics n: top-{top_k} rank stability over {atlas.params.get('n_boot')} bootstrap resamples (share of "
+         "resamples keeping today's top-k; NaN: no per-prompt values)", limit=200)
+    if not atlas.agreement.empty:
+        _print_matrix(atlas)
     unstable = atlas.stability[atlas.stability["share_in_topk"] < 0.5]
     if not unstable.empty:
         show(unstable[["metric", "label", "rank", "share_in_topk"]], "unstable top heads (in < 50 % of resamples)")
     if not atlas.missing.empty:
-        show(atlas.missing, "missing (run these, or build with --fill)")
+        show(atlas.missing.fillna(""), "missing (run these, or build with --fill)")
+
+
+def _print_matrix(atlas) -> None:
+    """Spearman ρ × 100 between metrics n (rows, columns; numbered as in the metrics table), * where p < 0.05."""
+    from rich.table import Table
+
+    from workbench.atlas.agreement import matrix
+
+    names = list(atlas.metrics["metric"])
+    rho = matrix(atlas.agreement).reindex(index=names, columns=names)
+    p = matrix(atlas.agreement, "p_value").reindex(index=names, columns=names)
+    table = Table(title="agreement: Spearman ρ × 100 over heads between metrics n (* permutation p < 0.05)",
+                  box=None, padding=(0, 1))
+    table.add_column("n", justify="right")
+    for i in range(len(names)):
+        table.add_column(str(i + 1), justify="right")
+    for i, name in enumerate(names):
+        cells = [("" if r != r else f"{100 * r:+.0f}" + ("*" if q < 0.05 else "")) for r, q in
+                 zip(rho.loc[name], p.loc[name], strict=True)]
+        table.add_row(str(i + 1), *cells)
+    console.print(table)
 
 
 @app.command()
