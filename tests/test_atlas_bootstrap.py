@@ -99,3 +99,19 @@ def test_bootstrap_is_seeded(n_boot):
     a = bs.bootstrap(bs.Statistic("score", "mean"), mats, stored, signed=False, n_boot=n_boot, seed=7)
     b = bs.bootstrap(bs.Statistic("score", "mean"), mats, stored, signed=False, n_boot=n_boot, seed=7)
     assert np.array_equal(a.boot, b.boot)
+
+
+def test_a_ratio_to_a_per_prompt_normaliser_is_preferred_and_resamples_the_normaliser():
+    """Shares normalised by the full-sample gap (head_attribution): their mean reproduces the score, but the ratio
+    Σ effect / Σ gap is the statistic whose normaliser moves with the resampled prompts."""
+    rng = np.random.default_rng(5)
+    effect = rng.normal(0.3, 0.2, size=(20, N_LAYERS, N_HEADS))
+    gap = np.broadcast_to(rng.uniform(0.5, 1.5, size=(20, 1, 1)), effect.shape)
+    share = effect / gap.mean()
+    mats = mats_of({"activation": share, "activation_effect": effect, "gap": gap})
+    stored = share.mean(0).reshape(-1)
+    stat = bs.find_statistic("activation_score", stored, mats)
+    assert stat == bs.Statistic("activation_effect", "ratio", "gap")
+    counts = bs.resample_counts(20, 4, seed=1)
+    want = (counts @ effect.reshape(20, -1)) / (counts @ gap.reshape(20, -1))
+    np.testing.assert_allclose(bs.evaluate(stat, mats, counts), want, rtol=1e-12)

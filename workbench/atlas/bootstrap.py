@@ -2,11 +2,15 @@
 
 A column's statistic is found, not assumed: the first of (per-prompt metric m, statistic s) that reproduces the
 stored column on the full sample (within float32 accumulation error) is the one resampled, with s one of
+    ratio       Σ_p x_p / Σ_p g_p                 g = a per-prompt normaliser (one value per prompt, the same for every
+                                                  head, e.g. head_attribution's gap M_corrupt[n] − M_clean[n])
     mean        Σ_p x_p / P                       (NaN prompts left out)
     weighted    Σ_p w_p x_p / Σ_p w_p             a ratio of sums, w = another per-prompt metric (e.g. token counts)
     sum         Σ_p x_p
-Metrics named like the column are tried first. A column no statistic reproduces (e.g. sae_circuits.score, a
-softmax over heads of code-set sizes) gets NaN intervals, and its description says why.
+Ratios come first (where one reproduces the column, a mean of normalised values does too, with the normaliser held
+at its full-sample value; the ratio resamples it), then metrics named like the column. A column no statistic
+reproduces (e.g. sae_circuits.score, a softmax over heads of code-set sizes) gets NaN intervals, and its
+description says why.
 Resampling (Efron's percentile bootstrap): B seeded draws of P prompts with replacement as counts C [B, P]; every
 statistic is then `(C @ (w·x)) / (C @ w)` over all heads at once, [B, P] × [P, heads]; interval = the 2.5 and 97.5
 percentiles. Ranks: 1 = strongest, by |value| for a signed metric (one with a value < 0), average ranks for ties.
@@ -29,10 +33,12 @@ RTOL = 1e-4  # stored columns are float32 means of up to ~1e3 values: relative e
 @dataclass(frozen=True)
 class Statistic:
     metric: str  # the per-prompt metric resampled
-    kind: str  # "mean" | "weighted" | "sum"
-    weight: str | None = None  # the per-prompt metric weighting it ("weighted")
+    kind: str  # "ratio" | "mean" | "weighted" | "sum"
+    weight: str | None = None  # the per-prompt metric weighting it ("weighted") or dividing it ("ratio")
 
     def describe(self) -> str:
+        if self.kind == "ratio":
+            return f"Σ {self.metric} / Σ {self.weight} over prompts"
         if self.kind == "weighted":
             return f"Σ {self.weight}·{self.metric} / Σ {self.weight} over prompts"
         return f"{self.kind} of per-prompt {self.metric}"
@@ -59,6 +65,8 @@ def _parts(stat: Statistic, mats: dict[str, np.ndarray]) -> tuple[np.ndarray, np
     present = ~np.isnan(x)
     if stat.kind == "sum":
         return np.where(present, x, 0.0), None
+    if stat.kind == "ratio":
+        return np.where(present, x, 0.0), np.where(present, np.broadcast_to(mats[stat.weight], x.shape), 0.0)
     w = np.ones_like(x) if stat.kind == "mean" else np.nan_to_num(np.broadcast_to(mats[stat.weight], x.shape))
     w = np.where(present, w, 0.0)
     return np.where(present, w * x, 0.0), w
@@ -72,10 +80,22 @@ def evaluate(stat: Statistic, mats: dict[str, np.ndarray], counts: np.ndarray) -
         return top
     bottom = counts @ den
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), np.nan)
+        return np.where(bottom != 0, top / np.where(bottom != 0, bottom, 1.0), np.nan)
 
 
-def _candidates(column: str, metrics: list[str]):
+def _per_prompt_constant(matrix: np.ndarray) -> bool:
+    """One value per prompt, the same for every head (NaN heads aside), and never zero: a normaliser."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        first = np.nanmax(matrix, axis=1)
+        return bool(np.all(np.isfinite(first)) and np.all(first != 0)
+                    and np.allclose(np.nanmin(matrix, axis=1), first, rtol=1e-12, atol=0))
+
+
+def _candidates(column: str, mats: dict[str, np.ndarray]):
+    metrics = sorted(mats)
+    for g in [m for m in metrics if _per_prompt_constant(mats[m])]:
+        yield from (Statistic(m, "ratio", g) for m in metrics if m != g)
     base = column.removesuffix("_score")
     named = sorted(metrics, key=lambda m: (m not in (column, base), m != "score"))
     for m in named:
@@ -94,7 +114,7 @@ def reproduces(full: np.ndarray, stored: np.ndarray) -> bool:
 def find_statistic(column: str, stored: np.ndarray, mats: dict[str, np.ndarray]) -> Statistic | None:
     """The first candidate statistic (module docstring) whose full-sample value equals the stored column."""
     ones = {m: np.ones((1, len(x))) for m, x in mats.items()}
-    for stat in _candidates(column, sorted(mats)):
+    for stat in _candidates(column, mats):
         if reproduces(evaluate(stat, mats, ones[stat.metric])[0], stored):
             return stat
     return None
