@@ -5,7 +5,7 @@ formulas; Wang et al. 2022, Merullo et al. 2024). Score = the normalised patchin
 own column, and the summary gives their Spearman rank correlation. `per_prompt` holds, per method, each
 prompt's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)` (their mean over prompts is the score), and the
 parts `<method>_effect = M_patched[n] − M_clean[n]` and `gap = M_corrupt[n] − M_clean[n]` (one value per prompt, the
-same for every head), whose ratio of sums `Σ_n effect / Σ_n gap` is the same score: resampling prompts then
+same for every patched head), whose ratio of sums `Σ_n effect / Σ_n gap` is the same score: resampling prompts then
 resamples the normaliser too (the atlas's bootstrap).
 """
 
@@ -102,7 +102,8 @@ def prompt_parts(base, shares: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out[method] = np.moveaxis(share, -1, 0)
         out[f"{method}_effect"] = out[method] * (base.m_corrupt - base.m_clean) + base.m_clean \
             - base.clean_metric[:, None, None]
-    out["gap"] = np.broadcast_to(gap[:, None, None], out[method].shape)
+    scored = ~np.all([np.isnan(out[m]) for m in shares], axis=0)  # heads some method patched
+    out["gap"] = np.where(scored, gap[:, None, None], np.nan)
     return out
 
 
