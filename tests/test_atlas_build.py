@@ -149,10 +149,15 @@ def test_compare_two_models_over_normalised_depth(results, no_circuits):
     induction_run(results)
     attribution_run(results)
     induction_run(results, model="tiny-mha", fingerprint="fp-m", seed=5)
-    a = build_atlas("tiny", results_dir=results, save=False, circuit_dir=no_circuits)
-    b = build_atlas("tiny-mha", results_dir=results, save=False, circuit_dir=no_circuits)
+    a = build_atlas("tiny", results_dir=results, circuit_dir=no_circuits)
+    b = build_atlas("tiny-mha", results_dir=results, circuit_dir=no_circuits)
     tables = api.compare_atlases(a, b)
     assert list(tables["only_a"]["role"]) == ["attribution@ioi"] and tables["only_b"].empty
     depth = tables["depth"].set_index(["role", "bin"])
     assert depth.loc[("induction", 4), "n_heads_tiny"] == 1 and depth.loc[("induction", 4), "share_tiny"] == 0.25
     assert compare_atlases(a, b, n_bins=2)["depth"]["bin"].max() == 1
+    from workbench.cli.main import app
+
+    out = CliRunner().invoke(app, ["atlas", "compare", "-m", "tiny", "-m", "tiny-mha", "--results-dir", str(results)])
+    assert out.exit_code == 0 and "roles only tiny has: attribution@ioi" in out.stdout
+    assert "25% / 25%" in out.stdout  # induction in the last depth bin: 1 of 4 heads in both

@@ -120,8 +120,15 @@ def compare(model: List[str] = typer.Option(..., "--model", "-m", help="two mode
     if len(model) != 2:
         raise WorkbenchError(f"compare takes two models (-m A -m B); got {len(model)}.")
     tables = compare_atlases(*(load_atlas(m, results_dir) for m in model), n_bins=bins)
-    show(tables["summary"], "heads per role and their mean depth", limit=200)
-    show(tables["depth"], "roles over normalised depth", limit=200)
+    show(tables["summary"].fillna({c: 0 for c in tables["summary"].columns if c.startswith("n_heads")}),
+         "heads per role and their mean depth (layer / (n_layers − 1))", limit=200)
+    depth = tables["depth"]
+    depth = depth.assign(cell=[f"{a:.0%} / {b:.0%}" for a, b in
+                               zip(depth[f"share_{model[0]}"], depth[f"share_{model[1]}"], strict=True)])
+    wide = depth.pivot(index="role", columns="bin", values="cell").fillna("")
+    wide.columns = [f"{lo:.1f}–{hi:.1f}" for lo, hi in depth.drop_duplicates("bin").sort_values("bin")
+                    [["depth_lo", "depth_hi"]].itertuples(index=False)]
+    show(wide.reset_index(), f"share of each depth bin's heads holding the role: {model[0]} / {model[1]}", limit=200)
     for key, name in (("only_a", model[0]), ("only_b", model[1])):
         console.print(f"roles only {name} has: {', '.join(tables[key]['role']) or 'none'}")
 
