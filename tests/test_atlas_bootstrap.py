@@ -115,3 +115,13 @@ def test_a_ratio_to_a_per_prompt_normaliser_is_preferred_and_resamples_the_norma
     counts = bs.resample_counts(20, 4, seed=1)
     want = (counts @ effect.reshape(20, -1)) / (counts @ gap.reshape(20, -1))
     np.testing.assert_allclose(bs.evaluate(stat, mats, counts), want, rtol=1e-12)
+
+
+def test_percentiles_match_numpy_with_nan_resamples():
+    boot = np.random.default_rng(6).normal(size=(37, 9))
+    boot[::3, 2] = np.nan
+    boot[:, 4] = np.nan
+    boot[:, 5] = 1.5
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        want = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    np.testing.assert_allclose(bs.percentiles(boot, (2.5, 97.5)), want, rtol=1e-12, equal_nan=True)

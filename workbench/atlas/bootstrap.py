@@ -143,6 +143,22 @@ def top_mask(values: np.ndarray, signed: bool, k: int) -> np.ndarray:
     return rankdata(rank_key(values, signed), method="min", axis=-1) <= k
 
 
+def percentiles(boot: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """np.nanpercentile(boot, q, axis=0) (linear interpolation) for each q, vectorised over heads: sorted columns
+    (NaN last) indexed at q/100 · (n_valid − 1); NaN for a head with no valid resample."""
+    ordered = np.sort(boot, axis=0)
+    n = (~np.isnan(boot)).sum(0)
+    out = []
+    for q in qs:
+        pos = np.maximum(n - 1, 0) * q / 100.0
+        below = np.floor(pos).astype(int)
+        above = np.minimum(below + 1, np.maximum(n - 1, 0))
+        a = np.take_along_axis(ordered, below[None], 0)[0]
+        b = np.take_along_axis(ordered, above[None], 0)[0]
+        out.append(np.where(n > 0, a + (b - a) * (pos - below), np.nan))
+    return out
+
+
 @dataclass
 class Bootstrap:
     lo: np.ndarray  # [heads]
@@ -158,9 +174,7 @@ def bootstrap(stat: Statistic, mats: dict[str, np.ndarray], value: np.ndarray, *
     """Percentile interval, top-k shares and Jaccard of a statistic over B prompt resamples (module docstring)."""
     counts = resample_counts(mats[stat.metric].shape[0], n_boot, seed)
     boot = evaluate(stat, mats, counts)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # heads never scored (all NaN) get NaN intervals
-        lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    lo, hi = percentiles(boot, (2.5, 97.5))
     k = min(top_k, value.shape[-1])
     today, resampled = top_mask(value, signed, k), top_mask(boot, signed, k)
     inter = (resampled & today).sum(-1)
