@@ -111,11 +111,13 @@ def test_circuit_files_give_circuit_roles(results, tmp_path):
     assert "head_attribution" in set(atlas.missing["analysis"])
 
 
-def test_head_outside_the_model_is_a_clear_error_in_api_and_cli(results, no_circuits, monkeypatch):
+def test_head_outside_the_model_is_a_clear_error_in_api_and_cli(results, no_circuits):
     induction_run(results)
-    atlas = build_atlas("tiny", results_dir=results, circuit_dir=no_circuits)
+    atlas = build_atlas("tiny", results_dir=results, circuit_dir=no_circuits, top_k=1)
     profile = api.head_profile(atlas, "L1H2")
     assert profile["depth"] == 1.0 and set(profile["metrics"]["metric"]) == set(atlas.metrics["metric"])
+    shares = profile["metrics"].set_index("metric")["share_in_topk"]
+    assert shares["induction_heads.induction"] >= 0.95 and np.isnan(shares["induction_heads.prev_token_random"])
     with pytest.raises(WorkbenchError, match="tiny has no head L2H0: it has layers 0..1 and heads 0..3"):
         api.head_profile(atlas, "L2H0")
     from workbench.cli.main import app

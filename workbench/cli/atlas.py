@@ -61,7 +61,7 @@ def show_atlas(model: str = MODEL, head: Optional[str] = typer.Option(None, "--h
         _print(atlas, int(atlas.params.get("top_k", 10)))
         return
     profile = atlas.head(head)
-    metrics = profile["metrics"][["metric", "value", "lo", "hi", "rank", "topk_stability", "causal_verdict"]]
+    metrics = profile["metrics"][["metric", "value", "lo", "hi", "rank", "share_in_topk", "causal_verdict"]]
     show(metrics, f"{profile['label']} of {model} (depth {profile['depth']:.2f}; rank 1 = strongest)", limit=200)
     show(profile["roles"][["role", "metric", "value", "threshold"]], "roles")
     if not profile["circuits"].empty:
