@@ -119,7 +119,8 @@ def compare(model: List[str] = typer.Option(..., "--model", "-m", help="two mode
 
     if len(model) != 2:
         raise WorkbenchError(f"compare takes two models (-m A -m B); got {len(model)}.")
-    tables = compare_atlases(*(load_atlas(m, results_dir) for m in model), n_bins=bins)
+    atlases = [load_atlas(m, results_dir) for m in model]
+    tables = compare_atlases(*atlases, n_bins=bins)
     show(tables["summary"].fillna({c: 0 for c in tables["summary"].columns if c.startswith("n_heads")}),
          "heads per role and their mean depth (layer / (n_layers − 1))", limit=200)
     depth = tables["depth"]
@@ -129,8 +130,10 @@ def compare(model: List[str] = typer.Option(..., "--model", "-m", help="two mode
     wide.columns = [f"{lo:.1f}–{hi:.1f}" for lo, hi in depth.drop_duplicates("bin").sort_values("bin")
                     [["depth_lo", "depth_hi"]].itertuples(index=False)]
     show(wide.reset_index(), f"share of each depth bin's heads holding the role: {model[0]} / {model[1]}", limit=200)
-    for key, name in (("only_a", model[0]), ("only_b", model[1])):
-        console.print(f"roles only {name} has: {', '.join(tables[key]['role']) or 'none'}")
+    for key, atlas in zip(("only_a", "only_b"), atlases, strict=True):
+        lacking = sorted(set(atlas.missing["analysis"]))
+        console.print(f"roles only {atlas.model} has: {', '.join(tables[key]['role']) or 'none'}"
+                      + (f" ({atlas.model} has no run of {', '.join(lacking)})" if lacking else ""))
 
 
 @app.command()
