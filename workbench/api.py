@@ -39,12 +39,13 @@ _LAZY = {
     "plot_difference": "workbench.viz.heads:difference_map", "plot_placeholder": "workbench.viz.heads:placeholder",
     "DIVERGING": "workbench.viz.heads", "plot_token_traces": "workbench.viz.tokens:token_traces_figure",
     "plot_before_after": "workbench.viz.interventions:before_after_figure",
+    "load_atlas": "workbench.atlas.store", "compare_atlases": "workbench.atlas.compare",
 }
 
 __all__ = ["DEFAULT_MODEL", "WorkbenchError", "load_model", "list_models", "describe_model", "list_analyses", "run",
            "check", "run_analysis", "intervene", "text_prompts", "top_heads", "load_result", "load_scores",
            "load_table", "load_summary", "find_results", "head_pattern", "token_traces", "load_circuit",
-           "list_circuits", "circuit_overlap", "plot_circuit_overlap", *_LAZY]
+           "list_circuits", "circuit_overlap", "plot_circuit_overlap", "build_atlas", "head_profile", *_LAZY]
 
 
 def __getattr__(name: str):
@@ -229,3 +230,20 @@ def plot_circuit_overlap(a, b, names=("A", "B")):
     from workbench.analyses.circuits.views import circuit_overlap_map
 
     return circuit_overlap_map(a.n_layers, a.n_heads, a.heads, b.heads, names=names)
+
+
+# ---- the head atlas ------------------------------------------------------------------------------------
+def build_atlas(model: str = DEFAULT_MODEL, *, fill: bool = False, n_boot: int = 200, seed: int = 0, top_k: int = 10,
+                thresholds: dict[str, float] | None = None, results_dir=None, save: bool = True):
+    """The head atlas of `model` from its saved runs (workbench.atlas): values with bootstrap intervals and ranks,
+    top-k stability, agreement, roles (`thresholds` change their rules), circuits, causal column, missing runs.
+    fill=True first runs what is missing (workbench.atlas.fill)."""
+    from workbench.atlas.build import build_atlas as _build
+
+    return _build(model, fill=fill, n_boot=n_boot, seed=seed, top_k=top_k, thresholds=thresholds,
+                  results_dir=results_dir, save=save)
+
+
+def head_profile(atlas, head: str) -> dict:
+    """One head of an atlas ("L17H4"): every metric with value, interval and rank, its roles and circuits."""
+    return atlas.head(head)

@@ -15,6 +15,7 @@ from workbench.analyses.circuits import cli as cli_circuits
 from workbench.analyses.head_divergence import cli as cli_divergence
 from workbench.analyses.preplan_anchor import cli as cli_preplan
 from workbench.cli import app as cli_app
+from workbench.cli import atlas as cli_atlas
 from workbench.cli import batch as cli_batch
 from workbench.cli import registry as cli_registry
 from workbench.cli.common import DEVICE, DTYPE, MODEL, OneLineErrors, _params, console, friendly, show
@@ -29,6 +30,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(results_app, name="results")
 app.command("batch")(cli_batch.batch)
 app.add_typer(cli_app.app_app, name="app")
+app.add_typer(cli_atlas.app, name="atlas")
 cli_registry.add_analysis_apps(app)  # `workbench <analysis> run | all | show | <check>` for every analysis
 # Short groups: their own commands (reports, edits, circuit files) and names for the generic ones.
 _GROUPS = {
