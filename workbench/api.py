@@ -40,6 +40,8 @@ _LAZY = {
     "DIVERGING": "workbench.viz.heads", "plot_token_traces": "workbench.viz.tokens:token_traces_figure",
     "plot_before_after": "workbench.viz.interventions:before_after_figure",
     "load_atlas": "workbench.atlas.store", "compare_atlases": "workbench.atlas.compare",
+    **dict.fromkeys(("head_probe", "ablate_everywhere"), "workbench.atlas.probe"),
+    "plot_ranks": "workbench.viz.atlas:rank_heatmap",
 }
 
 __all__ = ["DEFAULT_MODEL", "WorkbenchError", "load_model", "list_models", "describe_model", "list_analyses", "run",

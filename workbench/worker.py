@@ -8,7 +8,8 @@ prints (tqdm bars, warnings) goes to stderr. A reader thread drains stdin at onc
 wait on a running job; requests run one at a time, in order. Every request is checked against the work
 budget (workbench.core.budget) before it runs.
 
-Ops: load, head_pattern, token_traces, intervene, run_analysis. Errors the user can fix
+Ops: load, head_pattern, token_traces, intervene, run_analysis, head_probe and ablate_everywhere (one head across
+the atlas's tasks, workbench.atlas.probe: fixed, small work). Errors the user can fix
 (WorkbenchError) come back as `error` events with the message; the worker keeps serving.
 """
 
@@ -147,6 +148,17 @@ class Worker:
         records = json.loads(table.to_json(orient="records"))
         return {"rows": records, "summary": summarize(table), "edits": table.attrs.get("edits", []),
                 "prompt_set": prompts.name}
+
+    def op_head_probe(self, job_id: str, head: str) -> dict:
+        from workbench.atlas.probe import head_probe
+
+        return head_probe(self.model, _text(head, "head", 20), progress=lambda m: self.progress(job_id, m))
+
+    def op_ablate_everywhere(self, job_id: str, head: str, mode: str = "mean") -> dict:
+        from workbench.atlas.probe import ablate_everywhere
+
+        return ablate_everywhere(self.model, _text(head, "head", 20), _text(mode, "mode", 10),
+                                 progress=lambda m: self.progress(job_id, m))
 
     def op_run_analysis(self, job_id: str, analysis: str, params: dict | None = None) -> dict:
         from workbench import api

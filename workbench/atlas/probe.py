@@ -32,10 +32,10 @@ from workbench.engine.probe import last_window, pattern_of, token_labels
 from workbench.models.loading import model_info
 
 N_PROMPTS = 4  # prompts per task for the ablation
-MAX_TOKENS = 192  # tokens shown per example prompt
+MAX_TOKENS = 256  # tokens shown per example prompt
 HALF_LEN = 24  # repeated random tokens: 2 × 24 + BOS
 TEXT_TOKENS = 64  # natural text window
-NIAH_TOKENS = 160  # needle-in-a-haystack prompt length
+NIAH_TOKENS = 256  # needle-in-a-haystack prompt length
 LABELS = {"ioi": "IOI", "colored_objects": "Colored Objects", "greater_than": "Greater-than",
           "docstring": "Docstring", "repeated_tokens": "Repeated random tokens", "natural_text": "Natural text",
           "niah": "Needle in a haystack"}
@@ -120,7 +120,7 @@ def _tasks(model, n: int, progress: Callable[[str], None] | None):
 
 
 def head_probe(model, head: "str | HeadRef", *, progress: Callable[[str], None] | None = None) -> dict:
-    """{head, tasks: [{task, label, metric, tokens, rows, query, offset, n_tokens}], skipped: [{task, reason}]}:
+    """{head, tasks: [{task, label, metric, tokens, rows, query, offset, n_tokens, bos}], skipped: [{task, reason}]}:
     `rows[q]` = the head's attention from token q to tokens 0..q (4 decimals); `query` = the scored position."""
     ref = _head(model, head)
     info = model_info(model)
@@ -137,7 +137,7 @@ def head_probe(model, head: "str | HeadRef", *, progress: Callable[[str], None] 
         out.append({"task": task, "label": LABELS[task], "metric": metric.name,
                     "tokens": token_labels(info.tokenizer, window),
                     "rows": [[round(float(x), 4) for x in pattern[q, :q + 1]] for q in range(len(window))],
-                    "query": len(window) - 1 - answer, "offset": start, "n_tokens": len(ids)})
+                    "query": len(window) - 1 - answer, "offset": start, "n_tokens": len(ids), "bos": has_bos})
     return {"head": str(ref), "tasks": out, "skipped": skipped}
 
 
