@@ -16,9 +16,11 @@ from workbench_app.pages.common import profile_link
 def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.CONTENT, "children", allow_duplicate=True),
                   Output(ids.URL, "search", allow_duplicate=True), Output(ids.AT_MESSAGE, "children"),
-                  Input(ids.AT_MODEL, "value"), prevent_initial_call=True)
+                  Input(ids.AT_MODEL, "value"), State(ids.URL, "search"), prevent_initial_call=True)
     @guarded
-    def pick_model(model):
+    def pick_model(model, search):
+        if model == controllers.parse_query(search).get("model", ctx.model):  # the page's own first render
+            raise PreventUpdate
         model = ac.check_model(model, ctx.atlas_models())
         return atlas_page.layout({"model": model}, ctx), controllers.build_query({"model": model}), []
 

@@ -23,14 +23,16 @@ def _probe_result(ctx: AppContext, job) -> dict:
 
 def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.CONTENT, "children", allow_duplicate=True),
-                  Output(ids.URL, "search", allow_duplicate=True), Output(ids.HP_MESSAGE, "children"),
+                  Output(ids.URL, "search", allow_duplicate=True), Output(profile_page.GO_MESSAGE, "children"),
                   Input(ids.HP_GO, "n_clicks"), Input(ids.HP_HEAD_INPUT, "n_submit"),
-                  State(ids.HP_HEAD_INPUT, "value"), State(profile_page.STATE, "data"), prevent_initial_call=True)
+                  State(ids.HP_HEAD_INPUT, "value"), State(ids.URL, "search"), prevent_initial_call=True)
     @guarded
-    def go(_go, _submit, typed, state):
+    def go(clicks, submits, typed, search):
+        if not (clicks or submits):  # the page's own first render
+            raise PreventUpdate
         if not typed or not isinstance(typed, str) or len(typed) > 20:
             raise controllers.AppInputError("Name one head, like L3H5.")
-        model = state["model"] if isinstance(state, dict) else ctx.model
+        model = controllers.parse_query(search).get("model") or ctx.model
         query = controllers.build_query({"model": model, "head": typed.strip()})
         return profile_page.layout(controllers.parse_query(query), ctx), query, []
 

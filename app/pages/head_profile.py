@@ -13,6 +13,7 @@ from workbench_app.context import AppContext
 from workbench_app.pages.common import alert, card, field, job_slots, page, table
 
 STATE = "hp-state"  # Store: {model, head, live}
+GO_MESSAGE = "hp-go-message"
 SUBTITLE = "One head across every analysis in the atlas, its attention on each task, and what ablating it does."
 
 
@@ -23,6 +24,7 @@ def _head_controls(model: str, head: str) -> html.Div:
         html.Button("Show head", id=ids.HP_GO, n_clicks=0),
         dcc.Link(f"← the {model} atlas", href="/atlas" + controllers.build_query({"model": model}),
                  className="profile-link"),
+        html.Div(id=GO_MESSAGE),
     ], className="row")
 
 
