@@ -69,6 +69,10 @@ def test_head_profile_lists_each_metric_with_interval_and_rank_and_refuses_missi
     assert first["rank"] == f"{value['rank']:g} / 8"
     assert first["interval"] == f"[{value['lo']:.3g}, {value['hi']:.3g}]" and value["lo"] <= value["hi"]
     assert set(found["roles"]["role"]) <= {"previous_token"}
+    best = atlas.stability.iloc[0]  # a top-k head: its own share of resamples keeping it in the top-k
+    top = ac.profile(atlas, best["label"])["metrics"].set_index("metric")
+    assert top.loc[best["metric"], "kept in the top-10 (share of resamples)"] == f"{best['share_in_topk']:.3g}"
+    assert (found["metrics"]["causal check"] == "not run").all()
     with pytest.raises(AppInputError, match="tiny has no head L9H0: it has layers 0..1 and heads 0..3"):
         ac.profile(atlas, "L9H0")
     with pytest.raises(AppInputError, match="malformed head label"):

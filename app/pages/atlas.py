@@ -21,7 +21,8 @@ def matrix_view(ctx: AppContext, model: str, roles):
     matrix = ac.rank_matrix(atlas, roles)
     metrics = list(atlas.metrics["metric"])
     data = matrix.assign(id=matrix["head"]).to_dict("records")  # row ids: a clicked cell names its head
-    columns = [{"name": c, "id": c, "type": "text" if c in ("head", "roles") else "numeric"} for c in matrix.columns]
+    columns = [{"name": c.replace(".", ".\u200b").replace("_", "_\u200b"), "id": c,  # headers may wrap
+                "type": "text" if c in ("head", "roles") else "numeric"} for c in matrix.columns]
     shown = ac.heatmap_frame(matrix, metrics)
     what = f"{len(shown)} of {len(matrix)} heads" + (f" holding {', '.join(roles)}" if roles else "")
     fig = wb.plot_ranks(shown, n_heads_total=atlas.n_layers * atlas.n_heads,
@@ -59,7 +60,7 @@ def layout(state: dict, ctx: AppContext):
                                             className="muted")])]
     matrix = dash_table.DataTable(
         id=ids.AT_MATRIX, data=data, columns=columns, sort_action="native", filter_action="native",
-        page_size=30, export_format="csv", export_headers="display", style_table={"overflowX": "auto"},
+        page_size=30, export_format="csv", export_headers="ids", style_table={"overflowX": "auto"},
         style_cell={"fontFamily": "ui-monospace, Menlo, monospace", "fontSize": 12, "padding": "3px 6px",
                     "minWidth": "70px", "maxWidth": "160px", "whiteSpace": "normal"},
         style_header={"fontWeight": 600, "whiteSpace": "normal"})

@@ -1,4 +1,4 @@
-"""The atlas's rank heatmap (pure plotly): heads (rows) × metrics (columns), rank 1 = strongest drawn darkest."""
+"""The atlas's rank heatmap (pure plotly): heads (rows) × metrics (columns), rank 1 = strongest drawn brightest."""
 
 from __future__ import annotations
 
