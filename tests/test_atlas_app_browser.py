@@ -63,7 +63,9 @@ def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
     browser.wait_for(driver, "#at-heatmap g.heatmaplayer")
     assert "induction_heads.induction" in text_of(driver, "#at-metrics-table")
     cells = driver.find_elements(By.CSS_SELECTOR, "#at-matrix td[data-dash-column='head']")
-    assert [c.text for c in cells] == [f"L{layer}H{head}" for layer in range(2) for head in range(4)]
+    best = driver.find_elements(By.CSS_SELECTOR, "#at-matrix td[data-dash-column='best rank']")
+    assert sorted(c.text for c in cells) == [f"L{layer}H{head}" for layer in range(2) for head in range(4)]
+    assert [float(c.text) for c in best] == sorted(float(c.text) for c in best)  # strongest heads first
     cell = cells[5]
     head = cell.text
     cell.click()

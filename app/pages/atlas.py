@@ -60,6 +60,7 @@ def layout(state: dict, ctx: AppContext):
                                             className="muted")])]
     matrix = dash_table.DataTable(
         id=ids.AT_MATRIX, data=data, columns=columns, sort_action="native", filter_action="native",
+        sort_by=[{"column_id": "best rank", "direction": "asc"}],
         page_size=30, export_format="csv", export_headers="ids", style_table={"overflowX": "auto"},
         style_cell={"fontFamily": "ui-monospace, Menlo, monospace", "fontSize": 12, "padding": "3px 6px",
                     "minWidth": "70px", "maxWidth": "160px", "whiteSpace": "normal"},

@@ -1,10 +1,11 @@
 """One head across the atlas's tasks, for its profile (issue 16); run in the model worker or a notebook.
 
-`head_probe(model, head)`: one example prompt of each task, its tokens and the head's post-softmax attention rows
-`A[q, 0..q]` (at most MAX_TOKENS tokens: BOS + the last ones), and the query each task is scored at.
 `ablate_everywhere(model, head, mode="mean")`: the head ablated (`AblateHead`, the one edit mechanism) on
 N_PROMPTS prompts of each task; per task the mean metric before and after, `delta = after − before` and
-`worse_by` (delta signed so that > 0 means the task got worse without the head).
+`worse_by` (delta signed so that > 0 means the task got worse without the head). Prompts and the clean metric are
+built once per model and task in a process (the worker), so a second head costs only the edited forwards.
+`head_probe(model, head)`: the first of those prompts for each task, its tokens and the head's post-softmax
+attention rows `A[q, 0..q]` (at most MAX_TOKENS tokens: BOS + the last ones), and the position each task is scored at.
 
 Tasks and their metrics:
 - ioi, colored_objects, docstring: logit_diff = logit(answer) − max logit(wrong) at the last token; greater_than:
@@ -20,6 +21,7 @@ tokenizer cannot build (IOI names that are not single tokens on a byte tokenizer
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -27,6 +29,8 @@ import torch
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef, check_heads
 from workbench.core.prompts import PromptSet, tokenize
+from workbench.edits.apply import run_metric
+from workbench.edits.kinds import AblateHead
 from workbench.engine.metrics import LOSS, Metric, metric_values
 from workbench.engine.probe import last_window, pattern_of, token_labels
 from workbench.models.loading import model_info
@@ -108,13 +112,24 @@ def _head(model, head) -> HeadRef:
     return ref
 
 
-def _tasks(model, n: int, progress: Callable[[str], None] | None):
+@lru_cache(maxsize=32)
+def task_prompts(model, task: str, n: int = N_PROMPTS) -> tuple[PromptSet, Metric]:
+    """A task's `n` prompts and metric, built once per model in this process (the worker keeps its model)."""
+    return TASKS[task](model, n)
+
+
+@lru_cache(maxsize=32)
+def _clean(model, task: str, n: int) -> tuple[float, ...]:
+    """The task's metric per prompt on the unedited model (the same for every head)."""
+    prompts, metric = task_prompts(model, task, n)
+    return tuple(run_metric(model, prompts, metric, batch_size=n))
+
+
+def _tasks(model, n: int):
     """(task, prompts, metric) of every task the model can build, then (task, None, reason) for the others."""
-    for task, build in TASKS.items():
-        if progress:
-            progress(f"{LABELS[task]}: building prompts")
+    for task in TASKS:
         try:
-            yield task, *build(model, n)
+            yield task, *task_prompts(model, task, n)
         except WorkbenchError as exc:
             yield task, None, str(exc)
 
@@ -125,10 +140,12 @@ def head_probe(model, head: "str | HeadRef", *, progress: Callable[[str], None] 
     ref = _head(model, head)
     info = model_info(model)
     out, skipped = [], []
-    for task, prompts, metric in _tasks(model, 1, progress):
+    for task, prompts, metric in _tasks(model, N_PROMPTS):
         if prompts is None:
             skipped.append({"task": task, "label": LABELS[task], "reason": metric})
             continue
+        if progress:
+            progress(f"{LABELS[task]}: {ref}'s attention")
         ids = tokenize(model, prompts)[0]
         has_bos = bool(ids) and ids[0] == info.tokenizer.bos_token_id
         window, start = last_window(ids, MAX_TOKENS, has_bos)
@@ -144,22 +161,21 @@ def head_probe(model, head: "str | HeadRef", *, progress: Callable[[str], None] 
 def ablate_everywhere(model, head: "str | HeadRef", mode: str = "mean", *, n_prompts: int = N_PROMPTS,
                       progress: Callable[[str], None] | None = None) -> dict:
     """{head, mode, rows: [{task, label, metric, higher_is, n_prompts, before, after, delta, worse_by}], skipped}."""
-    from workbench.edits.intervene import AblateHead, intervene
-
     ref = _head(model, head)
     if mode not in ("mean", "zero"):
         raise WorkbenchError(f"Ablation mode must be 'mean' or 'zero', got {str(mode)[:20]!r}.")
     rows, skipped = [], []
-    for task, prompts, metric in _tasks(model, n_prompts, progress):
+    for task, prompts, metric in _tasks(model, n_prompts):
         if prompts is None:
             skipped.append({"task": task, "label": LABELS[task], "reason": metric})
             continue
         if progress:
-            progress(f"{LABELS[task]}: {len(prompts)} prompts, clean and with {ref} ablated")
-        table = intervene(model, prompts, AblateHead((ref,), mode), metric, batch_size=n_prompts)
-        before, after = float(table["before"].mean()), float(table["after"].mean())
+            progress(f"{LABELS[task]}: {len(prompts)} prompts with {ref} ablated")
+        clean = _clean(model, task, n_prompts)
+        edited = run_metric(model, prompts, metric, [AblateHead((ref,), mode)], batch_size=n_prompts)
+        before, after = sum(clean) / len(clean), sum(edited) / len(edited)
         sign = 1.0 if metric.higher_is == "worse" else -1.0
         rows.append({"task": task, "label": LABELS[task], "metric": metric.name, "higher_is": metric.higher_is,
-                     "n_prompts": len(table), "before": before, "after": after, "delta": after - before,
+                     "n_prompts": len(prompts), "before": before, "after": after, "delta": after - before,
                      "worse_by": sign * (after - before)})
     return {"head": str(ref), "mode": mode, "rows": rows, "skipped": skipped}
