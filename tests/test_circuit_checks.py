@@ -27,12 +27,16 @@ def _attribution(tiny, tiny_ioi, **params) -> Result:
 def test_per_prompt_shares_average_to_the_scores(tiny, tiny_ioi):
     result = _attribution(tiny, tiny_ioi, method="both")
     pp = result.per_prompt
-    assert tuple(pp.columns) == PER_PROMPT_COLUMNS and set(pp["metric"]) == {"activation", "attribution"}
+    assert tuple(pp.columns) == PER_PROMPT_COLUMNS
+    assert set(pp["metric"]) == {"activation", "attribution", "activation_effect", "attribution_effect", "gap"}
     assert set(pp["prompt"]) == set(range(len(tiny_ioi)))
+    sums = pp.groupby(["metric", "layer", "head"])["value"].sum()
     for method in ("activation", "attribution"):
         mean = pp[pp["metric"] == method].groupby(["layer", "head"])["value"].mean()
         got = result.scores.set_index(["layer", "head"])[f"{method}_score"].loc[mean.index]
         np.testing.assert_allclose(mean.to_numpy(), got.to_numpy(), rtol=1e-12, atol=1e-12)
+        ratio = sums[f"{method}_effect"] / sums["gap"]  # the same score as a ratio of sums (the atlas resamples it)
+        np.testing.assert_allclose(ratio.loc[mean.index].to_numpy(), got.to_numpy(), rtol=1e-9, atol=1e-12)
     # a prompt's share is (M_patched[n] − M_clean)/(M_corrupt − M_clean): they differ across prompts
     assert pp[pp["metric"] == "activation"].groupby(["layer", "head"])["value"].std().max() > 1e-3
 

@@ -39,7 +39,8 @@ _LAZY = {
     "plot_difference": "workbench.viz.heads:difference_map", "plot_placeholder": "workbench.viz.heads:placeholder",
     "DIVERGING": "workbench.viz.heads", "plot_token_traces": "workbench.viz.tokens:token_traces_figure",
     "plot_before_after": "workbench.viz.interventions:before_after_figure",
-    "load_atlas": "workbench.atlas.store", "compare_atlases": "workbench.atlas.compare",
+    **dict.fromkeys(("load_atlas", "export_atlas"), "workbench.atlas.store"),
+    "compare_atlases": "workbench.atlas.compare",
     **dict.fromkeys(("head_probe", "ablate_everywhere"), "workbench.atlas.probe"),
     "plot_ranks": "workbench.viz.atlas:rank_heatmap",
 }

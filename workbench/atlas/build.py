@@ -37,7 +37,8 @@ def build_atlas(model: str, *, fill: bool = False, n_boot: int = 200, seed: int 
     values = pd.concat([p[0] for v in parts for p in v], ignore_index=True)[list(VALUES)]
     metrics = pd.DataFrame([p[1] for v in parts for p in v])
     stability = pd.concat([p[2] for v in parts for p in v], ignore_index=True)[list(STABILITY)]
-    metrics = _with_causal(metrics.assign(n_boot=n_boot), runs)[list(METRICS)]
+    metrics = _with_causal(metrics.assign(n_boot=n_boot), runs)
+    metrics = metrics[[*METRICS, *(c for c in metrics.columns if c not in METRICS)]]  # + extra causal_* columns
     keys = _keys(values, list(metrics["metric"]))
     circuits = circuit_heads(model, n_layers, n_heads, circuit_dir)
     atlas = Atlas(model, runs.fingerprint, n_layers, n_heads, values, metrics, stability,
@@ -119,7 +120,9 @@ def _with_causal(metrics: pd.DataFrame, runs: ModelRuns) -> pd.DataFrame:
     except ImportError:
         return metrics.assign(**{c: np.nan for c in CAUSAL}).assign(causal_verdict="not run")
     causal = causal_columns(runs)
-    merged = metrics.merge(causal[["metric", *CAUSAL]], on="metric", how="left")
+    merged = metrics.merge(causal[["metric", *(c for c in causal.columns if c.startswith("causal_"))]],
+                           on="metric", how="left")
+    merged = merged.assign(**{c: np.nan for c in CAUSAL if c not in merged})
     merged["causal_verdict"] = merged["causal_verdict"].fillna("not run")
     return merged
 

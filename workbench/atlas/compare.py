@@ -42,7 +42,8 @@ def compare_atlases(a: Atlas, b: Atlas, n_bins: int = 5) -> dict[str, pd.DataFra
         return atlas.roles.assign(depth=depth).groupby("role").agg(n_heads=("label", "nunique"),
                                                                   mean_depth=("depth", "mean"))
 
-    summary = per_role(a).join(per_role(b), how="outer", lsuffix=f"_{a.model}", rsuffix=f"_{b.model}").reset_index()
+    summary = per_role(a).merge(per_role(b), on="role", how="outer", suffixes=(f"_{a.model}", f"_{b.model}"))
+    summary = summary.reset_index()
     only = {f"only_{key}": pd.DataFrame({"role": sorted(mine - theirs), "model": model})
             for key, mine, theirs, model in (("a", roles_a, roles_b, a.model), ("b", roles_b, roles_a, b.model))}
     return {"depth": depth, "summary": summary, **only}

@@ -34,10 +34,11 @@ ROLES = (
     Role("streaming", "retrieval_heads.streaming_score", ">=", 0.9,
          "≥ 90 % of decoding attention on the sink + recent tokens, so a streaming KV cache would do "
          "(DuoAttention, Xiao et al. 2024; the threshold is ours)"),
-    Role("bos_sink", "attention_sinks.sink_rate", ">=", 0.5,
-         "first-token α > ε = 0.3 (Gu et al. 2024) on at least half the prompts (sink_rate is that share)"),
-    Role("hidden_sink", "attention_sinks.hidden_sink_rate", ">=", 0.5,
-         "a non-first key with α > 0.1 (Yu et al. 2024, ACT) on at least half the prompts"),
+    Role("bos_sink", "attention_sinks.sink_rate", ">=", 0.9,
+         "first-token α > ε = 0.3 (Gu et al. 2024) on ≥ 90 % of the prompts (sink_rate is that share; 90 %: a "
+         "reliable sink, our threshold)"),
+    Role("hidden_sink", "attention_sinks.hidden_sink_rate", ">=", 0.9,
+         "a non-first key with α > 0.1 (Yu et al. 2024, ACT) on ≥ 90 % of the prompts (our threshold)"),
     Role("induction", "induction_heads.induction", ">=", 0.4,
          "mean attention to the token after the earlier copy ≥ 0.4 on repeated random tokens (Olsson et al. 2022)"),
     Role("previous_token", "induction_heads.prev_token_random", ">=", 0.5,
@@ -58,9 +59,11 @@ ROLES = (
 CIRCUIT_SOURCE = "in the saved circuit file of this model and task (circuits/)"
 
 
-def roles_table() -> pd.DataFrame:
-    """The ROLES rules as a table (role, metric, rule, threshold, source), plus the circuit role."""
-    rows = [vars(r) | {"role": r.name} for r in ROLES]
+def roles_table(thresholds: dict[str, float] | None = None) -> pd.DataFrame:
+    """The ROLES rules as a table (role, metric, rule, threshold, source; `thresholds` as given to the atlas),
+    plus the circuit role."""
+    limits = thresholds_of(thresholds)
+    rows = [vars(r) | {"role": r.name, "threshold": limits[r.name]} for r in ROLES]
     rows.append({"role": "circuit", "metric": "circuit file", "rule": "member", "threshold": np.nan,
                  "source": CIRCUIT_SOURCE})
     return pd.DataFrame(rows)[["role", "metric", "rule", "threshold", "source"]]
@@ -106,6 +109,18 @@ def assign_roles(values: pd.DataFrame, n_heads_total: int, thresholds: dict[str,
         return pd.DataFrame(columns=list(ROLE_COLUMNS))
     return pd.concat(frames, ignore_index=True)[list(ROLE_COLUMNS)].sort_values(["layer", "head", "role"],
                                                                                  ignore_index=True)
+
+
+def evidence(multi: pd.DataFrame) -> pd.DataFrame:
+    """One row per multi-role head: label, n_roles, roles as "role value [lo, hi] #rank" (from `multi_role`)."""
+    def one(r) -> str:
+        if not r.metric or str(r.metric).startswith("circuit:"):
+            return f"{r.role} ({str(r.metric).removeprefix('circuit:')})"
+        interval = f" [{r.lo:.3g}, {r.hi:.3g}]" if r.lo == r.lo else ""
+        return f"{r.role} {r.value:.3g}{interval} #{r.rank:g}"
+
+    rows = multi.assign(evidence=[one(r) for r in multi.itertuples()])
+    return rows.groupby(["label", "n_roles"], sort=False)["evidence"].agg("; ".join).reset_index()
 
 
 def multi_role(roles: pd.DataFrame, values: pd.DataFrame, at_least: int = 2) -> pd.DataFrame:

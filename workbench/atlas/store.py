@@ -34,7 +34,7 @@ def _n_multi(atlas: Atlas) -> int:
 def _storable(table: pd.DataFrame) -> pd.DataFrame:
     """Object columns as strings (None kept), so Parquet never guesses a type from an empty or mixed column."""
     out = table.copy()
-    for column in out.select_dtypes(include="object").columns:
+    for column in [c for c in out.columns if pd.api.types.is_object_dtype(out[c])]:
         out[column] = out[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
     return out
 

@@ -78,10 +78,12 @@ class Atlas:
         return layer, head
 
     def head(self, label: str) -> dict[str, Any]:
-        """A head's profile: every metric with value, interval, rank (and metric info), its roles and circuits."""
+        """A head's profile: every metric with value, interval, rank, share_in_topk (the share of resamples keeping
+        it in the top-k, where it is in today's top-k) and metric info, its roles and circuits."""
         layer, head = self.check_head(label)
         label = head_label(layer, head)
-        rows = self.values[self.values["label"] == label]
+        rows = self.values[self.values["label"] == label].merge(
+            self.stability.loc[self.stability["label"] == label, ["metric", "share_in_topk"]], on="metric", how="left")
         info = self.metrics[["metric", "analysis", "task", "description", "topk_stability", "causal_verdict"]]
         return {"label": label, "layer": layer, "head": head, "model": self.model,
                 "depth": layer / max(self.n_layers - 1, 1),

@@ -61,7 +61,7 @@ def show_atlas(model: str = MODEL, head: Optional[str] = typer.Option(None, "--h
         _print(atlas, int(atlas.params.get("top_k", 10)))
         return
     profile = atlas.head(head)
-    metrics = profile["metrics"][["metric", "value", "lo", "hi", "rank", "topk_stability", "causal_verdict"]]
+    metrics = profile["metrics"][["metric", "value", "lo", "hi", "rank", "share_in_topk", "causal_verdict"]]
     show(metrics, f"{profile['label']} of {model} (depth {profile['depth']:.2f}; rank 1 = strongest)", limit=200)
     show(profile["roles"][["role", "metric", "value", "threshold"]], "roles")
     if not profile["circuits"].empty:
@@ -69,29 +69,44 @@ def show_atlas(model: str = MODEL, head: Optional[str] = typer.Option(None, "--h
 
 
 def _print(atlas, top_k: int) -> None:
-    from workbench.atlas.agreement import matrix
-    from workbench.atlas.roles import multi_role, roles_table
+    from workbench.atlas.roles import evidence, multi_role, roles_table
 
-    multi = multi_role(atlas.roles, atlas.values)
-    show(multi[["label", "n_roles", "role", "metric", "value", "lo", "hi", "rank"]],
-         f"multi-role heads ({multi['label'].nunique()}; rules: roles table below)", limit=80)
-    show(roles_table()[["role", "metric", "rule", "threshold"]], "role rules (change with --threshold ROLE=VALUE)")
-    if not atlas.agreement.empty:
-        rho, p = matrix(atlas.agreement), matrix(atlas.agreement, "p_value")
-        cells = rho.map(lambda v: f"{v:+.2f}" if v == v else "")
-        cells = cells.where(~(p < 0.05), cells + "*")
-        cells.columns = [str(i + 1) for i in range(len(cells.columns))]
-        cells.index = [f"{i + 1} {name}" for i, name in enumerate(cells.index)]
-        show(cells.reset_index(names="metric"), "Spearman ρ over heads (column n = metric n; * permutation p < 0.05)",
-             limit=200)
+    multi = evidence(multi_role(atlas.roles, atlas.values))
+    show(multi, f"multi-role heads ({len(multi)}): role value [95 % interval] #rank", limit=60)
+    show(roles_table(atlas.params.get("thresholds"))[["role", "metric", "rule", "threshold"]],
+         "role rules (change with --threshold ROLE=VALUE)")
     stab = atlas.metrics[["metric", "n_prompts", "topk_stability", "topk_jaccard", "description"]]
-    show(stab, f"top-{top_k} rank stability over {atlas.params.get('n_boot')} bootstrap resamples "
-         "(share of resamples keeping today's top-k; NaN: no per-prompt values)", limit=200)
+    show(stab.rename_axis("n").reset_index().assign(n=lambda d: d["n"] + 1),
+         f"metrics n: top-{top_k} rank stability over {atlas.params.get('n_boot')} bootstrap resamples (share of "
+         "resamples keeping today's top-k; NaN: no per-prompt values)", limit=200)
+    if not atlas.agreement.empty:
+        _print_matrix(atlas)
     unstable = atlas.stability[atlas.stability["share_in_topk"] < 0.5]
     if not unstable.empty:
         show(unstable[["metric", "label", "rank", "share_in_topk"]], "unstable top heads (in < 50 % of resamples)")
     if not atlas.missing.empty:
-        show(atlas.missing, "missing (run these, or build with --fill)")
+        show(atlas.missing.fillna(""), "missing (run these, or build with --fill)")
+
+
+def _print_matrix(atlas) -> None:
+    """Spearman ρ × 100 between metrics n (rows, columns; numbered as in the metrics table), * where p < 0.05."""
+    from rich.table import Table
+
+    from workbench.atlas.agreement import matrix
+
+    names = list(atlas.metrics["metric"])
+    rho = matrix(atlas.agreement).reindex(index=names, columns=names)
+    p = matrix(atlas.agreement, "p_value").reindex(index=names, columns=names)
+    table = Table(title="agreement: Spearman ρ × 100 over heads between metrics n (* permutation p < 0.05)",
+                  box=None, padding=(0, 1))
+    table.add_column("n", justify="right")
+    for i in range(len(names)):
+        table.add_column(str(i + 1), justify="right")
+    for i, name in enumerate(names):
+        cells = [("" if r != r else f"{100 * r:+.0f}" + ("*" if q < 0.05 else "")) for r, q in
+                 zip(rho.loc[name], p.loc[name], strict=True)]
+        table.add_row(str(i + 1), *cells)
+    console.print(table)
 
 
 @app.command()
@@ -105,8 +120,15 @@ def compare(model: List[str] = typer.Option(..., "--model", "-m", help="two mode
     if len(model) != 2:
         raise WorkbenchError(f"compare takes two models (-m A -m B); got {len(model)}.")
     tables = compare_atlases(*(load_atlas(m, results_dir) for m in model), n_bins=bins)
-    show(tables["summary"], "heads per role and their mean depth", limit=200)
-    show(tables["depth"], "roles over normalised depth", limit=200)
+    show(tables["summary"].fillna({c: 0 for c in tables["summary"].columns if c.startswith("n_heads")}),
+         "heads per role and their mean depth (layer / (n_layers − 1))", limit=200)
+    depth = tables["depth"]
+    depth = depth.assign(cell=[f"{a:.0%} / {b:.0%}" for a, b in
+                               zip(depth[f"share_{model[0]}"], depth[f"share_{model[1]}"], strict=True)])
+    wide = depth.pivot(index="role", columns="bin", values="cell").fillna("")
+    wide.columns = [f"{lo:.1f}–{hi:.1f}" for lo, hi in depth.drop_duplicates("bin").sort_values("bin")
+                    [["depth_lo", "depth_hi"]].itertuples(index=False)]
+    show(wide.reset_index(), f"share of each depth bin's heads holding the role: {model[0]} / {model[1]}", limit=200)
     for key, name in (("only_a", model[0]), ("only_b", model[1])):
         console.print(f"roles only {name} has: {', '.join(tables[key]['role']) or 'none'}")
 

@@ -61,7 +61,7 @@ RULES: dict[str, Range] = {
     "top_fraction": Range(0, 1, lo_open=True), "full_share": Range(0, 1, hi_open=True),
     "min_queries": COUNT, "min_future": NON_NEGATIVE,
     # randomness
-    "seed": NON_NEGATIVE, "seeds": COUNT, "n_random": COUNT, "n_shuffles": COUNT,
+    "seed": NON_NEGATIVE, "seeds": COUNT, "n_random": COUNT, "n_shuffles": COUNT, "boot": COUNT, "bins": COUNT,
     # thresholds and quantiles
     "epsilon": SHARE, "hidden_threshold": SHARE, "threshold": SHARE, "span_overlap": SHARE,
     "split_quantile": SHARE, "peak_quantile": SHARE, "anchor_quantile": SHARE,

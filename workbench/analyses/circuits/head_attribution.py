@@ -3,7 +3,10 @@ patching (one backward pass) and, with receivers, path patching (see workbench.a
 formulas; Wang et al. 2022, Merullo et al. 2024). Score = the normalised patching effect
 `(M_patched − M_clean) / (M_corrupt − M_clean)` of the chosen method; the other method's score sits in its
 own column, and the summary gives their Spearman rank correlation. `per_prompt` holds, per method, each
-prompt's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)`; their mean over prompts is the score.
+prompt's share `(M_patched[n] − M_clean)/(M_corrupt − M_clean)` (their mean over prompts is the score), and the
+parts `<method>_effect = M_patched[n] − M_clean[n]` and `gap = M_corrupt[n] − M_clean[n]` (one value per prompt, the
+same for every patched head), whose ratio of sums `Σ_n effect / Σ_n gap` is the same score: resampling prompts then
+resamples the normaliser too (the atlas's bootstrap).
 """
 
 from __future__ import annotations
@@ -87,8 +90,21 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
                                  "clean_metric": base.clean_metric, "corrupt_metric": base.corrupt_metric,
                                  "corruption_moves_metric": base.corrupt_metric < base.clean_metric})
     return Result("head_attribution", scores, {"prompts": prompt_table}, summary,
-                  per_prompt=per_prompt_table({k: np.moveaxis(v, -1, 0) for k, v in per_prompt.items()})
+                  per_prompt=per_prompt_table(prompt_parts(base, per_prompt))
                   .dropna(subset=["value"]).reset_index(drop=True))  # NaN: heads not patched
+
+
+def prompt_parts(base, shares: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-prompt `[N, L, H]` values from each method's shares `[L, H, N]`: the share, `<method>_effect` and `gap`
+    (see the module docstring)."""
+    out, gap = {}, base.corrupt_metric - base.clean_metric
+    for method, share in shares.items():
+        out[method] = np.moveaxis(share, -1, 0)
+        out[f"{method}_effect"] = out[method] * (base.m_corrupt - base.m_clean) + base.m_clean \
+            - base.clean_metric[:, None, None]
+    scored = ~np.all([np.isnan(out[m]) for m in shares], axis=0)  # heads some method patched
+    out["gap"] = np.where(scored, gap[:, None, None], np.nan)
+    return out
 
 
 def summarize(contrast, base, maps, seconds, params) -> dict:
