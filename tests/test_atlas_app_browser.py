@@ -44,6 +44,9 @@ def live(tmp_path_factory):
         api.run("induction_heads", tiny, params={"n_prompts": 2, "half_len": 16}, results_dir=root / "results",
                 progress=False)
         api.build_atlas("tiny", n_boot=50, results_dir=root / "results")
+        api.run("attention_profile", "tiny-mha", params={"n_prompts": 2, "n_tokens": 32},
+                results_dir=root / "results", progress=False)
+        api.build_atlas("tiny-mha", n_boot=20, results_dir=root / "results")
     worker = WorkerClient("tiny", env=env)
     worker.start()
     dash_app = create_app("tiny", results_dir=root / "results", worker=worker)
@@ -55,6 +58,7 @@ def live(tmp_path_factory):
 
 
 def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     url, driver, _ = live
@@ -66,6 +70,9 @@ def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
     best = driver.find_elements(By.CSS_SELECTOR, "#at-matrix td[data-dash-column='best rank']")
     assert sorted(c.text for c in cells) == [f"L{layer}H{head}" for layer in range(2) for head in range(4)]
     assert [float(c.text) for c in best] == sorted(float(c.text) for c in best)  # strongest heads first
+    drag = browser.wait_for(driver, "#at-heatmap .nsewdrag")  # the heatmap's top row: the best-ranked head
+    ActionChains(driver).move_to_element_with_offset(drag, 0, -drag.size["height"] // 2 + 4).click().perform()
+    wait_text(driver, "#at-profile-link", f"{cells[0].text}: open its profile")
     cell = cells[5]
     head = cell.text
     cell.click()
@@ -73,6 +80,11 @@ def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
     driver.find_element(By.CSS_SELECTOR, "#at-profile-link a").click()
     wait_text(driver, ".page-title", f"{head} · tiny")
     browser.wait_for(driver, "#hp-metrics-table")
+    driver.get(f"{url}/atlas")
+    browser.wait_for(driver, "#at-model").click()
+    next(e for e in driver.find_elements(By.XPATH, "//*[text()='tiny-mha']") if e.is_displayed()).click()
+    wait_text(driver, "#at-facts", "3 layers × 4 heads")
+    assert "model=tiny-mha" in driver.current_url
     no_error_page(driver)
 
 

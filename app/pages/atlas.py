@@ -66,7 +66,7 @@ def layout(state: dict, ctx: AppContext):
                     "minWidth": "70px", "maxWidth": "160px", "whiteSpace": "normal"},
         style_header={"fontWeight": 600, "whiteSpace": "normal"})
     return page(
-        "Atlas", SUBTITLE, picker, html.Div(id=ids.AT_MESSAGE), html.P(facts, className="muted"),
+        "Atlas", SUBTITLE, picker, html.Div(id=ids.AT_MESSAGE), html.P(facts, id="at-facts", className="muted"),
         dcc.Download(id=ids.AT_DOWNLOAD),
         card("Metrics: top-k stability under bootstrap resamples of prompts, and the causal check",
              html.Div(table(ac.metrics_table(atlas), max_rows=500), id=ids.AT_METRICS)),
