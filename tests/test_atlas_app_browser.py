@@ -127,7 +127,7 @@ def test_a_head_outside_the_model_gets_a_message_and_head_maps_link_to_profiles(
     driver.get(f"{url}/heads?run={run_id}")
     click_map_cell(driver, "hm-map", 0, 1, n_layers=2, n_heads=4)
     wait_text(driver, "#hm-across", "L0H1: open its profile")
-    driver.get(f"{url}/compare")
+    driver.get(f"{url}/compare?a={run_id}&b={run_id}")
     browser.wait_for(driver, "#cm-map-a g.hm")
     click_map_cell(driver, "cm-map-a", 1, 3, n_layers=2, n_heads=4)
     wait_text(driver, "#cm-profile-link", "L1H3: open its profile")
