@@ -81,8 +81,9 @@ def metrics_table(atlas) -> pd.DataFrame:
     return pd.DataFrame({
         "metric": m["metric"], "task": m["task"].fillna("–"),
         "signed": m["signed"].map(lambda v: "|value|" if str(v) == "True" else ""),
-        "prompts": m["n_prompts"], f"top-{k} stability": m["topk_stability"].round(3),
-        f"top-{k} Jaccard": m["topk_jaccard"].round(3), "causal check": [causal(r) for _, r in m.iterrows()]})
+        "prompts": m["n_prompts"], f"top-{k} stability": m["topk_stability"].astype(float).round(3).map(_fmt),
+        f"top-{k} Jaccard": m["topk_jaccard"].astype(float).round(3).map(_fmt),
+        "causal check": [causal(r) for _, r in m.iterrows()]})
 
 
 def heatmap_frame(matrix: pd.DataFrame, metrics: list[str], limit: int = 40) -> pd.DataFrame:
@@ -117,7 +118,8 @@ def profile(atlas, head: Any) -> dict[str, Any]:
                      for lo, hi in zip(rows["lo"].astype(float), rows["hi"].astype(float), strict=True)],
         "rank": [f"{_fmt(r)} / {n}" for r in rows["rank"]],
         f"kept in the top-{k} (share of resamples)": rows["metric"].map(share).map(_fmt),
-        f"metric's top-{k} stability": rows["topk_stability"].round(3), "causal check": rows["causal_verdict"]})
+        f"metric's top-{k} stability": rows["topk_stability"].astype(float).round(3).map(_fmt),
+        "causal check": rows["causal_verdict"]})
     roles = found["roles"][["role", "metric", "value", "threshold"]].copy()
     roles["value"], roles["threshold"] = roles["value"].map(_fmt), roles["threshold"].map(_fmt)
     return {"label": found["label"], "depth": found["depth"], "metrics": metrics, "roles": roles,

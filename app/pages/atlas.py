@@ -61,7 +61,9 @@ def layout(state: dict, ctx: AppContext):
     matrix = dash_table.DataTable(
         id=ids.AT_MATRIX, data=data, columns=columns, sort_action="native", filter_action="native",
         sort_by=[{"column_id": "best rank", "direction": "asc"}],
-        page_size=30, export_format="csv", export_headers="ids", style_table={"overflowX": "auto"},
+        page_size=20, export_format="csv", export_headers="ids", style_table={"overflowX": "auto"},
+        style_cell_conditional=[{"if": {"column_id": "roles"}, "minWidth": "300px", "maxWidth": "420px",
+                                 "textAlign": "left"}],
         style_cell={"fontFamily": "ui-monospace, Menlo, monospace", "fontSize": 12, "padding": "3px 6px",
                     "minWidth": "70px", "maxWidth": "160px", "whiteSpace": "normal"},
         style_header={"fontWeight": 600, "whiteSpace": "normal"})
