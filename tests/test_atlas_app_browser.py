@@ -52,7 +52,7 @@ def live(tmp_path_factory):
     dash_app = create_app("tiny", results_dir=root / "results", worker=worker)
     try:
         with browser.serve(dash_app) as url, browser.chromium() as driver:
-            yield url, driver, run.record.run_id
+            yield url, driver, run.record.run_id, root / "results"
     finally:
         worker.stop()
 
@@ -61,7 +61,12 @@ def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    url, driver, _ = live
+    from workbench import api
+    from workbench_app import atlas_controllers as ac
+
+    url, driver, _, results = live
+    atlas = api.load_atlas("tiny", results)
+    first = ac.heatmap_frame(ac.rank_matrix(atlas), list(atlas.metrics["metric"])).index[0]
     driver.get(f"{url}/atlas?model=tiny")
     browser.wait_for(driver, "#at-matrix .dash-spreadsheet")
     browser.wait_for(driver, "#at-heatmap g.heatmaplayer")
@@ -72,7 +77,7 @@ def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
     assert [float(c.text) for c in best] == sorted(float(c.text) for c in best)  # strongest heads first
     drag = browser.wait_for(driver, "#at-heatmap .nsewdrag")  # the heatmap's top row: the best-ranked head
     ActionChains(driver).move_to_element_with_offset(drag, 0, -drag.size["height"] // 2 + 4).click().perform()
-    wait_text(driver, "#at-profile-link", f"{cells[0].text}: open its profile")
+    wait_text(driver, "#at-profile-link", f"{first}: open its profile")
     cell = cells[5]
     head = cell.text
     cell.click()
@@ -91,7 +96,7 @@ def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):
 def test_head_profile_attention_query_click_and_one_click_ablation(live):
     from selenium.webdriver.common.by import By
 
-    url, driver, _ = live
+    url, driver, _, _ = live
     driver.get(f"{url}/head?model=tiny&head=L1H2")
     ms = browser.first_paint_of(driver, "#hp-metrics-table")
     print(f"\nhead profile metrics table {ms:.0f} ms after navigation start (tiny)")
@@ -114,7 +119,7 @@ def test_a_head_outside_the_model_gets_a_message_and_head_maps_link_to_profiles(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    url, driver, run_id = live
+    url, driver, run_id, _ = live
     driver.get(f"{url}/head?model=tiny&head=L9H9")
     wait_text(driver, "#hp-message", "tiny has no head L9H9")
     _set_react_value(driver, "hp-head-input", "L0H3")
