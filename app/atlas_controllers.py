@@ -110,14 +110,12 @@ def profile(atlas, head: Any) -> dict[str, Any]:
         raise AppInputError(str(exc)) from None
     n, k = atlas.n_layers * atlas.n_heads, int(atlas.params.get("top_k", 10))
     rows = found["metrics"]
-    mine = atlas.stability[atlas.stability["label"] == found["label"]]
-    share = dict(zip(mine["metric"], mine["share_in_topk"].astype(float), strict=True))
     metrics = pd.DataFrame({
         "metric": rows["metric"], "value": rows["value"].map(_fmt),
         "interval": [f"[{_fmt(lo)}, {_fmt(hi)}]" if not (math.isnan(lo) or math.isnan(hi)) else "–"
                      for lo, hi in zip(rows["lo"].astype(float), rows["hi"].astype(float), strict=True)],
         "rank": [f"{_fmt(r)} / {n}" for r in rows["rank"]],
-        f"kept in the top-{k} (share of resamples)": rows["metric"].map(share).map(_fmt),
+        f"kept in the top-{k} (share of resamples)": rows["share_in_topk"].astype(float).map(_fmt),
         f"metric's top-{k} stability": rows["topk_stability"].astype(float).round(3).map(_fmt),
         "causal check": rows["causal_verdict"]})
     roles = found["roles"][["role", "metric", "value", "threshold"]].copy()
