@@ -136,4 +136,9 @@ def test_a_head_outside_the_model_gets_a_message_and_head_maps_link_to_profiles(
     browser.wait_for(driver, "#cm-map-a g.hm")
     click_map_cell(driver, "cm-map-a", 1, 3, n_layers=2, n_heads=4)
     wait_text(driver, "#cm-profile-link", "L1H3: open its profile")
+    driver.get(f"{url}/circuits?a=smollm2-135m_ioi&b=smollm2-135m_colored_objects")  # the committed circuits
+    browser.wait_for(driver, "#cc-map-a g.hm")
+    click_map_cell(driver, "cc-map-a", 14, 4, n_layers=30, n_heads=9)  # (this tall map scrolls: any head will do)
+    wait_text(driver, "#cc-profile-link", "H4: open its profile")
+    assert "model=smollm2-135m" in driver.find_element(By.CSS_SELECTOR, "#cc-profile-link a").get_attribute("href")
     no_error_page(driver)
