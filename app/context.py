@@ -38,6 +38,23 @@ class AppContext:
             self._catalog = (signature, controllers.catalog(self.results_dir))
         return self._catalog[1]
 
+    _atlases: dict = field(default_factory=dict)
+
+    def atlas(self, model: str):
+        """The newest saved atlas of `model` (a WorkbenchError naming the commands if none), cached until the catalog
+        changes."""
+        self.runs()
+        key = (model, self._catalog[0])
+        if key not in self._atlases:
+            fresh = {k: v for k, v in self._atlases.items() if k[1] == key[1]}
+            self._atlases = {**fresh, key: wb.load_atlas(model, self.results_dir)}
+        return self._atlases[key]
+
+    def atlas_models(self) -> list[str]:
+        """Models with a saved atlas, the app's own model first."""
+        found = wb.find_results(kind="atlas", results_dir=self.results_dir)
+        return list(dict.fromkeys([self.model, *sorted(found["model"].unique())]))
+
     def model_runs(self) -> pd.DataFrame:
         runs = self.runs()
         return runs[runs["model"] == self.model]

@@ -89,3 +89,36 @@ TK_JOB_POLL = "tk-job-poll"
 TK_PROGRESS = "tk-progress"
 TK_FIGURE = "tk-figure"
 TK_MESSAGE = "tk-message"
+
+# atlas
+AT_MODEL = "at-model"
+AT_ROLE = "at-role"
+AT_METRICS = "at-metrics-table"
+AT_MATRIX = "at-matrix"
+AT_HEATMAP = "at-heatmap"
+AT_LINK = "at-profile-link"
+AT_DOWNLOAD = "at-download"
+AT_DOWNLOAD_GO = "at-download-button"
+AT_MESSAGE = "at-message"
+
+# head profile
+HP_HEAD_INPUT = "hp-head-input"
+HP_GO = "hp-go"
+HP_METRICS = "hp-metrics-table"
+HP_PROBE_JOB = "hp-probe-job"
+HP_PROBE_POLL = "hp-probe-poll"
+HP_PROBE_PROGRESS = "hp-probe-progress"
+HP_ATTENTION = "hp-attention"
+HP_TOKEN = "hp-token"  # pattern-matching type: {type, task, index}
+HP_TEXT = "hp-text"  # pattern-matching type: {type, task}
+HP_MODE = "hp-mode"
+HP_ABLATE = "hp-ablate-button"
+HP_ABLATE_JOB = "hp-ablate-job"
+HP_ABLATE_POLL = "hp-ablate-poll"
+HP_ABLATE_PROGRESS = "hp-ablate-progress"
+HP_ABLATION = "hp-ablation"
+HP_MESSAGE = "hp-message"
+
+# head-map links to profiles
+CM_PROFILE = "cm-profile-link"
+CC_PROFILE = "cc-profile-link"

@@ -38,6 +38,8 @@ _LAZY = {
     "plot_before_after": "workbench.viz.interventions:before_after_figure",
     **dict.fromkeys(("load_atlas", "export_atlas"), "workbench.atlas.store"),
     "compare_atlases": "workbench.atlas.compare",
+    **dict.fromkeys(("head_probe", "ablate_everywhere"), "workbench.atlas.probe"),
+    "plot_ranks": "workbench.viz.atlas:rank_heatmap",
 }
 
 __all__ = ["DEFAULT_MODEL", "WorkbenchError", "load_model", "list_models", "describe_model", "list_analyses", "run",

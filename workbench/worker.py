@@ -3,7 +3,8 @@
 stdin: `{"id", "op", "args"}` per line; stdout: `{"id", "event": "started" | "progress" | "done" | "error",
 "message", "result"}`; everything else goes to stderr. A reader thread queues at most `MAX_QUEUED` requests
 (beyond: a "busy" error); requests run one at a time, in order, each checked against workbench.core.budget.
-Ops: load, head_pattern, token_traces, intervene, run_analysis. A WorkbenchError becomes an `error` event.
+Ops: load, head_pattern, token_traces, intervene, run_analysis, head_probe and ablate_everywhere (one head across
+the atlas's tasks, workbench.atlas.probe). A WorkbenchError becomes an `error` event.
 """
 
 from __future__ import annotations
@@ -135,6 +136,17 @@ class Worker:
         records = json.loads(table.to_json(orient="records"))
         return {"rows": records, "summary": summarize(table), "edits": table.attrs.get("edits", []),
                 "prompt_set": prompts.name}
+
+    def op_head_probe(self, job_id: str, head: str) -> dict:
+        from workbench.atlas.probe import head_probe
+
+        return head_probe(self.model, _text(head, "head", 20), progress=lambda m: self.progress(job_id, m))
+
+    def op_ablate_everywhere(self, job_id: str, head: str, mode: str = "mean") -> dict:
+        from workbench.atlas.probe import ablate_everywhere
+
+        return ablate_everywhere(self.model, _text(head, "head", 20), _text(mode, "mode", 10),
+                                 progress=lambda m: self.progress(job_id, m))
 
     def op_run_analysis(self, job_id: str, analysis: str, params: dict | None = None) -> dict:
         params = check_params(params)

@@ -6,7 +6,7 @@ from dash import Input, Output
 
 import workbench.api as wb
 from workbench_app import controllers, ids
-from workbench_app.callbacks.common import guarded
+from workbench_app.callbacks.common import guarded, link_clicks_to_profiles
 from workbench_app.context import AppContext
 from workbench_app.pages.common import table
 
@@ -38,3 +38,10 @@ def register(app, ctx: AppContext) -> None:
         return (table(result.rows(), id="cc-overlap-table"), table(facts, id="cc-facts-table"), overlap_fig,
                 _score_map(ca, result.a_scores, "A"), _score_map(cb, result.b_scores, "B"),
                 controllers.build_query({"a": a, "b": b}), [])
+
+    def model_of(graph, a, b):
+        saved = controllers.circuit_table(ctx.circuits_dir)
+        return saved.loc[saved["name"] == (b if graph == ids.CC_MAP_B else a), "model"].iloc[0]
+
+    link_clicks_to_profiles(app, ids.CC_PROFILE, (ids.CC_OVERLAP, ids.CC_MAP_A, ids.CC_MAP_B), (ids.CC_A, ids.CC_B),
+                            model_of)

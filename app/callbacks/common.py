@@ -55,6 +55,25 @@ def polled(ctx, n_results: int):
     return decorate
 
 
+def link_clicks_to_profiles(app, out_id: str, graph_ids: tuple[str, ...], state_ids: tuple[str, ...], model_of):
+    """Clicking a head on any of the maps `graph_ids` shows a link to its profile in `out_id`;
+    `model_of(graph_id, *values of state_ids)` says which model that map shows."""
+    from dash import Input, Output, State
+
+    from workbench_app.controllers import head_from_click
+    from workbench_app.pages.common import profile_link
+
+    @app.callback(Output(out_id, "children"), *[Input(g, "clickData") for g in graph_ids],
+                  *[State(s, "value") for s in state_ids], prevent_initial_call=True)
+    @guarded
+    def link(*args):
+        which = callback_context.triggered_id
+        head = head_from_click(args[graph_ids.index(which)]) if which in graph_ids else None
+        if head is None:
+            raise PreventUpdate
+        return profile_link(model_of(which, *args[len(graph_ids):]), head)
+
+
 def progress_line(status: dict) -> html.Div:
     """'⏳ loading <model> · 3.2 s' with an indeterminate bar while a job is queued or running."""
     text = status.get("message") or status.get("status")

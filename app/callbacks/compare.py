@@ -6,7 +6,7 @@ from dash import Input, Output, html
 
 import workbench.api as wb
 from workbench_app import controllers, ids
-from workbench_app.callbacks.common import guarded
+from workbench_app.callbacks.common import guarded, link_clicks_to_profiles
 from workbench_app.context import AppContext
 
 
@@ -45,3 +45,10 @@ def register(app, ctx: AppContext) -> None:
                                              "<sup>red: ranked higher in A · blue: higher in B</sup>")
         query = controllers.build_query({"a": a, "b": b, "k": k})
         return cards, fig_a, fig_b, fig_d, query, []
+
+    def model_of(graph, a, b):
+        runs = ctx.runs()
+        return runs.loc[runs["run_id"] == (b if graph == ids.CM_MAP_B else a), "model"].iloc[0]
+
+    link_clicks_to_profiles(app, ids.CM_PROFILE, (ids.CM_MAP_A, ids.CM_MAP_B, ids.CM_DIFF), (ids.CM_A, ids.CM_B),
+                            model_of)

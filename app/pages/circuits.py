@@ -27,6 +27,7 @@ def layout(state: dict, ctx: AppContext):
             field("circuit B", dcc.Dropdown(id=ids.CC_B, options=options, value=b, clearable=False), width="560px"),
         ], className="row"),
         html.Div(id=ids.CC_MESSAGE),
+        html.Div(id=ids.CC_PROFILE, className="progress-line"),
         html.Div([card("Overlap", html.Div(id=ids.CC_STATS)), card("How they were found", html.Div(id=ids.CC_META))],
                  className="grid-2"),
         html.Div([dcc.Graph(id=ids.CC_OVERLAP, config={"displayModeBar": False}),

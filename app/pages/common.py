@@ -34,6 +34,13 @@ def table(df: pd.DataFrame, *, id: str | None = None, max_rows: int = 50, links:
     return html.Table([header, html.Tbody(body)], className="wb-table", **kwargs)
 
 
+def profile_link(model: str, head: str) -> dcc.Link:
+    """A link to a head's profile page (every metric, roles, circuits, attention, one-click ablation)."""
+    from workbench_app.atlas_controllers import profile_href
+
+    return dcc.Link(f"{head}: open its profile →", href=profile_href(model, head), className="profile-link")
+
+
 def alert(message: str, kind: str = "error") -> html.Div:
     return html.Div(message, className=f"alert alert-{kind}", role="alert")
 

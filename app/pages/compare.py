@@ -30,6 +30,7 @@ def layout(state: dict, ctx: AppContext):
         ], className="row"),
         html.Div(id=ids.CM_MESSAGE),
         html.Div(id=ids.CM_STATS, className="stats-row"),
+        html.Div(id=ids.CM_PROFILE, className="progress-line"),
         html.Div([dcc.Graph(id=ids.CM_MAP_A, config={"displayModeBar": False}),
                   dcc.Graph(id=ids.CM_MAP_B, config={"displayModeBar": False}),
                   dcc.Graph(id=ids.CM_DIFF, config={"displayModeBar": False})], className="grid-3"),

@@ -23,6 +23,7 @@ app_app = typer.Typer(help="The Dash dashboard: head maps, patterns, comparisons
 PAGES = (("head-map", "/heads?head={head}"), ("compare", "/compare"),
          ("circuits", f"/circuits?a={DEFAULT_MODEL}_ioi&b={DEFAULT_MODEL}_colored_objects"),
          ("interventions", "/interventions?heads={head}&edit=uniform&n=4&tokens=64"), ("tokens", "/tokens"),
+         ("atlas", "/atlas"), ("head_profile", "/head?head={head}"),
          ("overview", "/"))  # overview last: by then the worker has loaded the model
 
 

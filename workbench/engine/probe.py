@@ -48,6 +48,14 @@ def token_labels(tok, ids: list[int]) -> list[str]:
 
 
 @torch.inference_mode()
+def pattern_of(model, ids: list[int], layer: int, head: int) -> torch.Tensor:
+    """The post-softmax pattern `A[q, k]` `[T, T]` (float32, CPU) of head L{layer}H{head} on one prompt's ids."""
+    name = hooks.pattern(layer)
+    _, cache = model.run_with_cache(torch.tensor([ids]), names_filter=lambda n: n == name)
+    return cache[name][0, head].float().cpu()
+
+
+@torch.inference_mode()
 def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256) -> dict[str, Any]:
     """Tokens and the attention pattern of one head on `text` (JSON-ready lists)."""
     info = model_info(model)
@@ -56,9 +64,7 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
     ids = prompt_ids(model, text)
     has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
     window, start = last_window(ids, max_tokens, has_bos)
-    name = hooks.pattern(int(layer))
-    _, cache = model.run_with_cache(torch.tensor([window]), names_filter=lambda n: n == name)
-    pattern = cache[name][0, int(head)].float()
+    pattern = pattern_of(model, window, int(layer), int(head))
     return {"head": head_label(int(layer), int(head)), "layer": int(layer), "head_index": int(head),
             "tokens": token_labels(info.tokenizer, window), "pattern": pattern.tolist(),
             "n_tokens_total": len(ids), "window_start": start, "truncated": start > 0}
