@@ -207,7 +207,8 @@ def toggle_head(current: str | None, head: str) -> str:
 
 
 def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> pd.DataFrame:
-    """The head's score, rank and percentile in the newest run of every (analysis, prompt set) of `model`."""
+    """The head's score, rank and percentile in the newest run of every (analysis, prompt set) of `model`: rank 1 =
+    strongest, by |score| where a run has negative scores (signed), average ranks for ties (as in the atlas)."""
     rows = []
     latest = runs[runs["model"] == model].drop_duplicates(["analysis", "prompt_set"], keep="first")
     for run in latest.to_dict("records"):
@@ -218,11 +219,13 @@ def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> p
         match = scores[(scores["layer"] == layer) & (scores["head"] == head)]
         if match.empty:
             continue
-        value = float(match["score"].iloc[0])
-        rank = int((scores["score"] > value).sum()) + 1
-        rows.append({"analysis": run["analysis"], "prompt_set": run["prompt_set"], "score": round(value, 4),
-                     "rank": f"{rank} / {len(scores)}", "percentile": round(100.0 * (1 - (rank - 1) / len(scores)), 1),
-                     "run_id": run["run_id"]})
+        signed = bool((scores["score"] < 0).any())
+        key = scores["score"].abs() if signed else scores["score"]
+        rank = float(key.rank(ascending=False, method="average")[match.index[0]])
+        rows.append({"analysis": run["analysis"], "prompt_set": run["prompt_set"],
+                     "score": round(float(match["score"].iloc[0]), 4),
+                     "rank": f"{rank:g} / {len(scores)}" + (" by |score|" if signed else ""),
+                     "percentile": round(100.0 * (1 - (rank - 1) / len(scores)), 1), "run_id": run["run_id"]})
     return pd.DataFrame(rows, columns=["analysis", "prompt_set", "score", "rank", "percentile", "run_id"])
 
 

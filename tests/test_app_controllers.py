@@ -118,8 +118,12 @@ def test_catalog_lookup_and_head_across_runs(tmp_path):
         C.load_scores("../../etc/passwd", runs)
     across = C.head_across_runs(1, 3, "tiny", runs).set_index("analysis")
     assert across.loc["attention_profile", "rank"] == "1 / 8"
-    assert across.loc["other", "rank"] == "8 / 8"
+    assert across.loc["other", "rank"] == "1 / 8 by |score|"  # signed: −7 is the strongest
     assert across.loc["other", "score"] == -7.0
+    tied = save(frame(np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]), analysis="tied", prompt_set="t"),
+                tmp_path)
+    across = C.head_across_runs(1, 3, "tiny", C.catalog(tmp_path)).set_index("analysis")
+    assert tied.run_id in set(across["run_id"]) and across.loc["tied", "rank"] == "2.5 / 8"  # 4 heads tied at 1.0
 
 
 def test_intervention_request_validates_every_field():
