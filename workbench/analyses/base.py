@@ -5,8 +5,13 @@ A spec is torch-free: the registry, the CLI, batch plans and the app read specs 
 first use (see `resolve`).
 
     run(model, prompts, params, *, progress) -> Result                 the analysis itself
-    check.run(model, params, *, scores, progress[, prompts]) -> Result a causal check of a run's HeadScores
-                                                                       (prompts: instead of those its params build)
+    check.run(model, params, *, scores, progress[, prompts][, run_params]) -> Result
+                                                                       a causal check of a run's HeadScores
+                                                                       (prompts: instead of those its params build;
+                                                                       run_params: the checked run's params dict)
+    check.effect(result) -> dict                                       a saved check read as the atlas's causal
+                                                                       column: effect, random_mean, random_sd,
+                                                                       n_random, metric, higher_is
     views(result) -> dict[str, plotly Figure]                          figures of a Result
 """
 
@@ -85,6 +90,8 @@ class CheckSpec:
     run: str | Callable  # (model, params, *, scores: pd.DataFrame | None, progress: bool[, prompts]) -> Result
     needs_scores: bool = True  # True: checks a saved run of the analysis (the latest, unless one is named)
     tables: tuple[str, ...] = ()  # display hint: the tables `workbench <analysis> <check>` prints (() = all)
+    effect: str | Callable | None = None  # (Result) -> the standard effect dict; None: the summary is standard
+    #                                       (workbench.analyses.ablation.standard_effect)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         return make_params(self.name, self.params_type, overrides)
@@ -99,6 +106,7 @@ class AnalysisSpec:
     run: str | Callable  # (model, prompts, params, *, progress) -> Result
     checks: tuple[CheckSpec, ...] = ()
     views: str | Callable | None = None  # (Result) -> dict[str, Figure]
+    causal: str = ""  # the check whose saved Results give the atlas's causal column ("" = none)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         return make_params(self.name, self.params_type, overrides)

@@ -9,7 +9,8 @@
 model name or a loaded model, `params` a Params instance or a dict of typed or string values (spec.make_params).
 A check that needs scores and is given none checks the named run, else the newest run of the analysis on the same
 model (same fingerprint), else a new run with default params (saved first, when saving). A saved check records
-the prompt set and prompts fingerprint of the run it checked (its own prompts follow from its params).
+the prompt set and prompts fingerprint of the run it checked (its own prompts follow from its params, or, for a
+check that takes `run_params`, from the checked run's params).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def run_check(analysis, check, model, params=None, *, run_id: str | None = None,
             raise WorkbenchError(f"check {check.name} of {spec.name} builds its own prompts from its parameters; "
                                  "it takes no prompts.")
         given = {"prompts": prompts}
+    if "run_params" in inspect.signature(function).parameters:  # checks that rebuild the run's own prompts
+        given["run_params"] = parent.record.params if parent is not None else None
     result = as_result(spec.name, function(model, params, scores=scores, progress=progress, **given), check.name)
     result.kind = check.name
     if result.scores is not None:
