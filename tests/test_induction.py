@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from workbench import api
+from workbench.analyses.ablation import ablation_conditions
 from workbench.analyses.attention_profile.score import MIN_NON_SINK
 from workbench.analyses.base import PER_PROMPT_COLUMNS, resolve
 from workbench.analyses.induction_heads import Params as InductionParams
-from workbench.analyses.ablation import ablation_conditions
 from workbench.analyses.induction_heads.checks import REPEATED_HALF_LOSS
 from workbench.analyses.induction_heads.prompts import repeated_tokens
 from workbench.analyses.induction_heads.score import run as induction_run

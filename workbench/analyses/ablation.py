@@ -60,7 +60,7 @@ def ablation_conditions(model, prompts, scores: pd.DataFrame, metric, *, k: int 
     from tqdm.auto import tqdm
 
     from workbench.core.validation import check_number
-    from workbench.edits.apply import run_metric
+    from workbench.edits import apply
     from workbench.edits.kinds import AblateHead, UniformAttention
     from workbench.engine.metrics import get_metric
 
@@ -75,11 +75,14 @@ def ablation_conditions(model, prompts, scores: pd.DataFrame, metric, *, k: int 
     pool = sorted(set(heads) - set(top))
     conditions = [("top-k", None, top)] + [("random", int(s), sorted(random.Random(int(s)).sample(pool, k)))
                                            for s in seeds]
-    before = np.array(run_metric(model, prompts, metric, batch_size=batch_size))
+    before = np.array(apply.run_metric(model, prompts, metric, batch_size=batch_size))
+    every = AblateHead(tuple(heads), mode, reference)  # mean z of every head, captured once for all conditions
+    context = apply.prepare(model, prompts, apply.resolve([every], prompts), batch_size=batch_size) \
+        if mode == "mean" else None
     rows = []
     for name, seed, chosen in tqdm(conditions, desc="ablate", unit="condition", disable=not progress):
         edit = UniformAttention(tuple(chosen)) if mode == "uniform" else AblateHead(tuple(chosen), mode, reference)
-        after = np.array(run_metric(model, prompts, metric, [edit], batch_size=batch_size))
+        after = np.array(apply.run_metric(model, prompts, metric, [edit], batch_size=batch_size, context=context))
         rows.append({"condition": name, "seed": seed, "heads": ",".join(map(str, chosen)),
                      "before": float(before.mean()), "after": float(after.mean()),
                      "delta": float((after - before).mean()), "n_prompts": len(before)})
@@ -137,8 +140,6 @@ class Ablate:
         from workbench.analyses import get_analysis
         from workbench.core.contrast import ContrastSet
 
-        if params.seeds < 1:
-            raise WorkbenchError(f"seeds must be at least 1 (random head sets to compare with); got {params.seeds}.")
         spec = get_analysis(self.analysis)
         if prompts is None:
             known = {f.name for f in fields(spec.params_type)}

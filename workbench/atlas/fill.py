@@ -1,0 +1,93 @@
+"""`--fill`: the atlas cells (data/plans/atlas.toml) a model still lacks, run as one resumable batch.
+
+The catalog decides what is missing, as the atlas reads it (workbench.atlas.sources): runs of the fingerprint of
+the model's newest run. A run cell is missing when there is no run of its analysis (and task); a check cell when
+the newest such run, the one the atlas reads, has no saved check of that name. A missing check of an existing
+run is planned against that run: its parent cell carries the run's own params, and `fill` records the run as
+that cell's batch marker (workbench.batch.state), so the batch checks exactly that run and never re-runs it.
+Resuming: what a killed fill finished is in the catalog, so the next plan leaves it out (and the batch skips
+cells it marked finished).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.batch.plan import Cell, Plan, parse_plan
+
+
+def atlas_plan(model: str) -> Plan:
+    """Every atlas cell of `model` (data/plans/atlas.toml with its models replaced by this one)."""
+    from workbench.core.paths import shipped
+    from workbench.models.loading import resolve_spec
+
+    path = Path(shipped("data", "plans", "atlas.toml"))
+    raw = tomllib.loads(path.read_text())
+    return parse_plan({**raw, "models": [resolve_spec(model).name]}, source=str(path))
+
+
+def _task(cell: Cell) -> str | None:
+    from workbench.analyses import get_analysis
+
+    return getattr(get_analysis(cell.analysis).make_params(cell.params), "task", None)
+
+
+def _newest_runs(model: str, results_dir) -> tuple[dict, pd.DataFrame]:
+    """({(analysis, task): newest run's catalog row}, check rows) of the fingerprint of the model's newest run."""
+    from workbench.results.runs import find_runs, load_result
+
+    catalog = find_runs(results_dir, model=model)
+    runs = catalog[catalog["kind"] == "run"]
+    if runs.empty:
+        return {}, catalog.iloc[:0]
+    runs = runs[runs["model_fingerprint"] == runs["model_fingerprint"].iloc[0]]
+    newest: dict = {}
+    for row in runs.itertuples():  # newest first
+        params = load_result(row.path).record.params
+        newest.setdefault((row.analysis, params.get("task")), (row, params))
+    return newest, catalog[catalog["kind"] != "run"]
+
+
+def _missing(model: str, results_dir) -> list[tuple[Cell, str | None]]:
+    """(cell, run id its parent cell stands for, or None when the run cell itself is planned)."""
+    from workbench.models.loading import resolve_spec
+
+    plan = atlas_plan(model)
+    newest, checks = _newest_runs(resolve_spec(model).name, results_dir)
+    out = []
+    for cell in plan.cells:
+        found = newest.get((cell.analysis, _task(cell)))
+        if found is None:
+            out.append((cell, None))
+            continue
+        row, params = found
+        if cell.check and not ((checks["parent_run"] == row.run_id) & (checks["kind"] == cell.check)).any():
+            parent = dataclasses.replace(cell.parent, params=params)  # the run's own params: its marker is true
+            out.append((dataclasses.replace(parent, check=cell.check, check_params=cell.check_params), row.run_id))
+    return out
+
+
+def fill_plan(model: str, results_dir: Path | None = None) -> Plan:
+    """A batch Plan of only the atlas cells `model` lacks (see the module docstring)."""
+    return Plan(name=f"atlas-fill-{model}", cells=tuple(c for c, _ in _missing(model, results_dir)))
+
+
+def fill(model: str, *, results_dir: Path | None = None, progress: bool = True) -> float:
+    """Run the missing atlas cells of `model` through workbench.batch (resumable, one progress bar); seconds."""
+    from workbench.batch.executors import run_plan
+    from workbench.batch.state import finished_run, mark_finished
+
+    started = time.perf_counter()
+    missing = _missing(model, results_dir)
+    for cell, run_id in missing:
+        if run_id is not None and finished_run(cell.parent, results_dir) != run_id:
+            mark_finished(cell.parent, run_id, 0.0, results_dir)
+    plan = Plan(name=f"atlas-fill-{model}", cells=tuple(c for c, _ in missing))
+    if plan.cells:
+        run_plan(plan, progress=progress, results_dir=results_dir)
+    return time.perf_counter() - started
