@@ -3,6 +3,7 @@ temporary results directory."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -113,3 +114,22 @@ def test_fill_resumes_after_a_partial_run_and_checks_the_newest_runs(tiny, tmp_p
     assert atlas_fill.fill_plan("tiny", results).cells == ()
     atlas_fill.fill("tiny", results_dir=results, progress=False)  # nothing left: nothing runs
     assert len(find_runs(results)) == 4
+
+
+def test_fill_redoes_a_batch_marked_run_of_another_fingerprint(tiny, tmp_path, small_plan):
+    import json
+
+    results = tmp_path / "results"
+    induction = [c for c in parse_plan(SMALL).cells if c.analysis == "induction_heads" and not c.check]
+    run_plan(Plan("older", tuple(induction)), progress=False, results_dir=results)
+    [old] = find_runs(results)["path"]
+    record = json.loads((Path(old) / "run.json").read_text())
+    (Path(old) / "run.json").write_text(json.dumps({**record, "model_fingerprint": "older-weights"}))
+    run_analysis("attention_profile", tiny, params={"n_prompts": 1, "n_tokens": 16}, progress=False,
+                 results_dir=results)  # the newest run: its fingerprint is the atlas's
+    assert ("induction_heads", "") in [(c.analysis, c.check) for c in atlas_fill.fill_plan("tiny", results).cells]
+    atlas_fill.fill("tiny", results_dir=results, progress=False)
+    runs = find_runs(results, analysis="induction_heads", kind="run")
+    assert len(runs) == 2 and runs["model_fingerprint"].iloc[0] != "older-weights"
+    [check] = find_runs(results, analysis="induction_heads", kind="ablate")["parent_run"]
+    assert check == runs["run_id"].iloc[0]

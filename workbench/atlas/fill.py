@@ -4,7 +4,8 @@ The catalog decides what is missing, as the atlas reads it (workbench.atlas.sour
 the model's newest run. A run cell is missing when there is no run of its analysis (and task); a check cell when
 the newest such run, the one the atlas reads, has no saved check of that name. A missing check of an existing
 run is planned against that run: its parent cell carries the run's own params, and `fill` records the run as
-that cell's batch marker (workbench.batch.state), so the batch checks exactly that run and never re-runs it.
+that cell's batch marker (workbench.batch.state), so the batch checks exactly that run and never re-runs it; the
+marker of a planned run cell (a run of another fingerprint) is stale and removed.
 Resuming: what a killed fill finished is in the catalog, so the next plan leaves it out (and the batch skips
 cells it marked finished).
 """
@@ -80,13 +81,15 @@ def fill_plan(model: str, results_dir: Path | None = None) -> Plan:
 def fill(model: str, *, results_dir: Path | None = None, progress: bool = True) -> float:
     """Run the missing atlas cells of `model` through workbench.batch (resumable, one progress bar); seconds."""
     from workbench.batch.executors import run_plan
-    from workbench.batch.state import finished_run, mark_finished
+    from workbench.batch.state import finished_run, mark_finished, state_dir
 
     started = time.perf_counter()
     missing = _missing(model, results_dir)
     for cell, run_id in missing:
         if run_id is not None and finished_run(cell.parent, results_dir) != run_id:
             mark_finished(cell.parent, run_id, 0.0, results_dir)
+        elif run_id is None and not cell.check and finished_run(cell, results_dir) is not None:
+            (state_dir(results_dir) / f"{cell.cell_id}.json").unlink()  # a run of another fingerprint: stale
     plan = Plan(name=f"atlas-fill-{model}", cells=tuple(c for c, _ in missing))
     if plan.cells:
         run_plan(plan, progress=progress, results_dir=results_dir)
