@@ -104,6 +104,8 @@ def test_fill_resumes_after_a_partial_run_and_checks_the_newest_runs(tiny, tmp_p
                          results_dir=results)
     induction = [c for c in parse_plan(SMALL).cells if c.analysis == "induction_heads" and not c.check]
     run_plan(Plan("killed", tuple(induction)), progress=False, results_dir=results)  # a fill that died after 1 cell
+    planned = {c.cell_id for c in atlas_fill.fill_plan("tiny", results).cells}
+    assert {c.cell_id for c in parse_plan(SMALL).cells if c.analysis == "induction_heads" and c.check} <= planned
     seconds = atlas_fill.fill("tiny", results_dir=results, progress=False)
     catalog = find_runs(results)
     assert seconds > 0 and sorted(catalog["kind"]) == ["ablate", "ablate", "run", "run"]

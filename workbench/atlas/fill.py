@@ -3,9 +3,10 @@
 The catalog decides what is missing, as the atlas reads it (workbench.atlas.sources): runs of the fingerprint of
 the model's newest run. A run cell is missing when there is no run of its analysis (and task); a check cell when
 the newest such run, the one the atlas reads, has no saved check of that name. A missing check of an existing
-run is planned against that run: its parent cell carries the run's own params, and `fill` records the run as
-that cell's batch marker (workbench.batch.state), so the batch checks exactly that run and never re-runs it; the
-marker of a planned run cell (a run of another fingerprint) is stale and removed.
+run is planned against that run: its parent cell is the plan's cell when that made the run (same cell ids as
+the plan), else one with the run's own params, and `fill` records the run as that cell's batch marker
+(workbench.batch.state), so the batch checks exactly that run and never re-runs it; the marker of a planned run
+cell (a run of another fingerprint) is stale and removed.
 Resuming: what a killed fill finished is in the catalog, so the next plan leaves it out (and the batch skips
 cells it marked finished).
 """
@@ -32,10 +33,13 @@ def atlas_plan(model: str) -> Plan:
     return parse_plan({**raw, "models": [resolve_spec(model).name]}, source=str(path))
 
 
-def _task(cell: Cell) -> str | None:
+def _params(cell: Cell) -> dict:
+    """Every param of a run cell, as its run records them (JSON: tuples become lists)."""
+    import json
+
     from workbench.analyses import get_analysis
 
-    return getattr(get_analysis(cell.analysis).make_params(cell.params), "task", None)
+    return json.loads(json.dumps(dataclasses.asdict(get_analysis(cell.analysis).make_params(cell.params))))
 
 
 def _newest_runs(model: str, results_dir) -> tuple[dict, pd.DataFrame]:
@@ -62,13 +66,14 @@ def _missing(model: str, results_dir) -> list[tuple[Cell, str | None]]:
     newest, checks = _newest_runs(resolve_spec(model).name, results_dir)
     out = []
     for cell in plan.cells:
-        found = newest.get((cell.analysis, _task(cell)))
+        found = newest.get((cell.analysis, _params(cell).get("task")))
         if found is None:
             out.append((cell, None))
             continue
         row, params = found
         if cell.check and not ((checks["parent_run"] == row.run_id) & (checks["kind"] == cell.check)).any():
-            parent = dataclasses.replace(cell.parent, params=params)  # the run's own params: its marker is true
+            # the parent cell stands for this run: the plan's cell if it made it, else one with the run's own params
+            parent = cell.parent if _params(cell) == params else dataclasses.replace(cell.parent, params=params)
             out.append((dataclasses.replace(parent, check=cell.check, check_params=cell.check_params), row.run_id))
     return out
 
