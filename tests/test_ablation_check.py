@@ -10,7 +10,7 @@ import torch
 from float64 import default_float64, tiny_in_float64
 
 from workbench.analyses import REGISTRY, get_analysis
-from workbench.analyses.ablation import ablation_conditions, ranked_heads, standard_effect
+from workbench.analyses.ablation import ablation_conditions, ranked_heads, standard_effect, tied_at_k
 from workbench.analyses.base import resolve
 from workbench.analyses.induction_heads import Params as InductionParams
 from workbench.analyses.induction_heads.prompts import repeated_tokens
@@ -38,6 +38,7 @@ def test_signed_columns_rank_by_magnitude_and_nan_last():
                            "rate": [0.1, 0.2, 0.3, 0.0]})
     assert [str(h) for h in ranked_heads(scores)] == ["L0H1", "L1H1", "L0H0", "L1H0"]
     assert [str(h) for h in ranked_heads(scores, "rate")] == ["L1H0", "L0H1", "L0H0", "L1H1"]
+    assert tied_at_k(scores.assign(rate=[0.5, 0.5, 0.5, 0.1]), "rate", 2) == 3 and tied_at_k(scores, "rate", 1) == 1
     with pytest.raises(WorkbenchError, match="rank by one of score, rate"):
         ranked_heads(scores, "nope")
 

@@ -37,18 +37,28 @@ class AblateParams:
     batch_size: int = 8
 
 
-def ranked_heads(scores: pd.DataFrame, column: str = "score") -> list:
-    """HeadRefs of `scores` strongest first by `column` (by |value| if it has negative values; NaN last)."""
-    from workbench.core.heads import HeadRef
-
+def ranking_key(scores: pd.DataFrame, column: str = "score") -> pd.Series:
+    """The value heads are ranked by: `column`, or |column| if it has negative values (a signed score)."""
     numeric = [c for c in scores.columns if pd.api.types.is_numeric_dtype(scores[c]) and c not in ("layer", "head")]
     if column not in numeric:
         raise WorkbenchError(f"No numeric column {column!r} in these scores; rank by one of {', '.join(numeric)}.")
     values = scores[column].astype(float)
-    key = values.abs() if (values < 0).any() else values
-    ranked = scores.assign(_key=key).sort_values(["_key", "layer", "head"], ascending=[False, True, True],
-                                                 na_position="last")
+    return values.abs() if (values < 0).any() else values
+
+
+def ranked_heads(scores: pd.DataFrame, column: str = "score") -> list:
+    """HeadRefs of `scores` strongest first by `ranking_key` (NaN last; ties by layer, head)."""
+    from workbench.core.heads import HeadRef
+
+    ranked = scores.assign(_key=ranking_key(scores, column)).sort_values(
+        ["_key", "layer", "head"], ascending=[False, True, True], na_position="last")
     return [HeadRef(int(r.layer), int(r.head)) for r in ranked.itertuples()]
+
+
+def tied_at_k(scores: pd.DataFrame, column: str, k: int) -> int:
+    """How many heads share the k-th head's value (more than the ties inside the top k: the top k is one pick)."""
+    key = ranking_key(scores, column).sort_values(ascending=False, na_position="last")
+    return int((key == key.iloc[k - 1]).sum())
 
 
 def ablation_conditions(model, prompts, scores: pd.DataFrame, metric, *, k: int = 10, seeds: Sequence[int] = (0, 1, 2),
@@ -151,8 +161,8 @@ class Ablate:
         table = ablation_conditions(model, prompts, scores, metric, k=params.k, seeds=range(params.seeds),
                                     mode=params.mode, column=params.column, reference=reference,
                                     batch_size=params.batch_size, progress=progress)
-        return Result(self.analysis, tables={"conditions": table}, summary=summarize(table, params, metric),
-                      kind="ablate")
+        summary = {**summarize(table, params, metric), "tied_at_k": tied_at_k(scores, params.column, params.k)}
+        return Result(self.analysis, tables={"conditions": table}, summary=summary, kind="ablate")
 
 
 def ablate_check(analysis: str, what: str, *, metric: str = "loss", prompts: str = "run", reference: str = "",
