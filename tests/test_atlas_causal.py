@@ -94,7 +94,9 @@ def test_fill_plan_lists_only_what_is_missing(tiny, tmp_path, small_plan):
     assert [(c.analysis, c.check) for c in cells] == [("attention_profile", "ablate"), ("induction_heads", ""),
                                                       ("induction_heads", "ablate")]
     assert cells[0].params == other.record.params  # the check is planned on that run
-    run_check("attention_profile", "ablate", tiny, {"k": 2}, progress=False, results_dir=results)
+    run_check("attention_profile", "ablate", tiny, {"k": 3}, progress=False, results_dir=results)
+    assert len(atlas_fill.fill_plan("tiny", results).cells) == 3  # the plan's check sets k = 2
+    run_check("attention_profile", "ablate", tiny, {"k": 2, "seeds": 2}, progress=False, results_dir=results)
     assert [c.analysis for c in atlas_fill.fill_plan("tiny", results).cells] == ["induction_heads"] * 2
 
 

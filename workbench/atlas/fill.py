@@ -2,11 +2,11 @@
 
 The catalog decides what is missing, as the atlas reads it (workbench.atlas.sources): runs of the fingerprint of
 the model's newest run. A run cell is missing when there is no run of its analysis (and task); a check cell when
-the newest such run, the one the atlas reads, has no saved check of that name. A missing check of an existing
-run is planned against that run: its parent cell is the plan's cell when that made the run (same cell ids as
-the plan), else one with the run's own params, and `fill` records the run as that cell's batch marker
-(workbench.batch.state), so the batch checks exactly that run and never re-runs it; the marker of a planned run
-cell (a run of another fingerprint) is stale and removed.
+the newest such run, the one the atlas reads, has no saved check of that name with the params the cell sets.
+A missing check of an existing run is planned against that run: its parent cell is the plan's cell when that made
+the run (same cell ids as the plan), else one with the run's own params, and `fill` records the run as that
+cell's batch marker (workbench.batch.state), so the batch checks exactly that run and never re-runs it; the marker
+of a planned run cell (a run of another fingerprint) is stale and removed.
 Resuming: what a killed fill finished is in the catalog, so the next plan leaves it out (and the batch skips
 cells it marked finished).
 """
@@ -33,13 +33,27 @@ def atlas_plan(model: str) -> Plan:
     return parse_plan({**raw, "models": [resolve_spec(model).name]}, source=str(path))
 
 
-def _params(cell: Cell) -> dict:
-    """Every param of a run cell, as its run records them (JSON: tuples become lists)."""
+def _params(cell: Cell, check: bool = False) -> dict:
+    """Every param of a cell's run (or, with check=True, of its check), as a record holds them (JSON lists)."""
     import json
 
     from workbench.analyses import get_analysis
 
-    return json.loads(json.dumps(dataclasses.asdict(get_analysis(cell.analysis).make_params(cell.params))))
+    spec = get_analysis(cell.analysis)
+    params = spec.check(cell.check).make_params(cell.check_params) if check else spec.make_params(cell.params)
+    return json.loads(json.dumps(dataclasses.asdict(params)))
+
+
+def _has_check(cell: Cell, run_id: str, checks: pd.DataFrame) -> bool:
+    """Whether the run has a saved check of this cell's name with the params the cell sets (others may differ)."""
+    from workbench.results.runs import load_result
+
+    want = {k: v for k, v in _params(cell, check=True).items() if k in cell.check_params}
+    for row in checks[(checks["parent_run"] == run_id) & (checks["kind"] == cell.check)].itertuples():
+        params = load_result(row.path).record.params
+        if all(params.get(k) == v for k, v in want.items()):
+            return True
+    return False
 
 
 def _newest_runs(model: str, results_dir) -> tuple[dict, pd.DataFrame]:
@@ -71,7 +85,7 @@ def _missing(model: str, results_dir) -> list[tuple[Cell, str | None]]:
             out.append((cell, None))
             continue
         row, params = found
-        if cell.check and not ((checks["parent_run"] == row.run_id) & (checks["kind"] == cell.check)).any():
+        if cell.check and not _has_check(cell, row.run_id, checks):
             # the parent cell stands for this run: the plan's cell if it made it, else one with the run's own params
             parent = cell.parent if _params(cell) == params else dataclasses.replace(cell.parent, params=params)
             out.append((dataclasses.replace(parent, check=cell.check, check_params=cell.check_params), row.run_id))
