@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from workbench import api
+from workbench.analyses.ablation import ablation_conditions
 from workbench.analyses.attention_profile.score import MIN_NON_SINK
 from workbench.analyses.base import PER_PROMPT_COLUMNS, resolve
 from workbench.analyses.induction_heads import Params as InductionParams
-from workbench.analyses.induction_heads.checks import induction_ablation_check
+from workbench.analyses.induction_heads.checks import REPEATED_HALF_LOSS
 from workbench.analyses.induction_heads.prompts import repeated_tokens
 from workbench.analyses.induction_heads.score import run as induction_run
 from workbench.core.errors import InputError, PromptError
@@ -129,13 +130,14 @@ def test_non_sink_distance_removes_a_pure_sink():
 
 def test_ablation_check_returns_one_row_per_condition(tiny):
     prompts = repeated_tokens(tiny, 2, 8, seed=0)
-    table = induction_ablation_check(tiny, prompts, k=2, seeds=(0, 1), mode="zero")
-    assert table["condition"].tolist() == ["top-k induction", "random", "random"]
+    scores = induction_run(tiny, prompts, InductionParams(), progress=False).scores
+    table = ablation_conditions(tiny, prompts, scores, REPEATED_HALF_LOSS, k=2, seeds=(0, 1), mode="zero")
+    assert table["condition"].tolist() == ["top-k", "random", "random"]
     assert table["seed"].tolist()[1:] == [0, 1]
-    assert len(set(table["loss_before"].round(6))) == 1 and all(math.isfinite(x) for x in table["loss_after"])
+    assert len(set(table["before"].round(6))) == 1 and all(math.isfinite(x) for x in table["after"])
     assert not set(table["heads"][0].split(",")) & set(table["heads"][1].split(","))
     with pytest.raises(InputError, match="k must be"):
-        induction_ablation_check(tiny, prompts, k=0)
+        ablation_conditions(tiny, prompts, scores, REPEATED_HALF_LOSS, k=0)
 
 
 def _repeated_half_loss(model, prompts, heads=()) -> float:
@@ -167,12 +169,12 @@ def test_ablate_check_result_equals_zeroing_the_top_heads_by_hand(tiny):
     result = resolve(check.run)(tiny, params, scores=scores, progress=False)
     assert result.kind == "ablate" and result.analysis == "induction_heads" and result.scores is None
     table, summary = result.tables["conditions"], result.summary
-    assert table["condition"].tolist() == ["top-k induction", "random", "random"]
+    assert table["condition"].tolist() == ["top-k", "random", "random"]
     top = scores.sort_values("score", ascending=False).head(2)["label"]
     assert set(table["heads"][0].split(",")) == set(top)
     before = _repeated_half_loss(tiny, prompts)
     after = _repeated_half_loss(tiny, prompts, parse_heads(table["heads"][0]))
-    assert summary["loss_before"] == pytest.approx(before, abs=1e-4)
+    assert summary["before"] == pytest.approx(before, abs=1e-4)
     assert summary["top_delta"] == pytest.approx(after - before, abs=1e-4) and abs(after - before) > 1e-3
     assert summary["random_delta_max"] == pytest.approx(table["delta"][1:].max())
 
@@ -185,12 +187,12 @@ def test_induction_cli_runs_the_check_and_validates_numbers():
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--device", "cpu", "--n-prompts", "2",
                                       "--half-len", "8", "--k", "2", "--seeds", "1", "--mode", "zero"])
     assert result.exit_code == 0, result.output
-    assert "induction_heads · ablate: conditions" in result.stdout and "top-k induction" in result.stdout
+    assert "induction_heads · ablate: conditions" in result.stdout and "top-k" in result.stdout
     assert "top_delta=" in result.stdout and "checks run " in result.stdout  # the run it checked (made first)
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--half-len", "1"])
     assert result.exit_code == 2 and "--half-len must be an integer >= 2" in result.stderr
     result = CliRunner().invoke(app, ["induction", "check", "-m", "tiny", "--mode", "half"])
-    assert result.exit_code == 2 and "Ablation mode must be 'zero' or 'mean'" in result.stderr
+    assert result.exit_code == 2 and "Ablation mode must be 'mean', 'zero' or 'uniform'" in result.stderr
 
 
 @pytest.mark.real_model
@@ -202,6 +204,6 @@ def test_smollm2_top_induction_heads_matter_more_than_random_heads(smol):
     scores, _ = api.run_analysis("induction_heads", smol, prompts, params={"half_len": 32}, progress=False,
                                  save=False)
     assert scores["induction"].max() > 0.3
-    table = induction_ablation_check(smol, prompts, scores, k=5, seeds=(0, 1, 2), mode="mean")
+    table = ablation_conditions(smol, prompts, scores, REPEATED_HALF_LOSS, k=5, seeds=(0, 1, 2), mode="mean")
     top, rand = table.iloc[0], table.iloc[1:]
     assert top["delta"] > 0.5 and top["delta"] > 3 * rand["delta"].max()

@@ -2,7 +2,9 @@
 A spec is torch-free; its functions may be "module:function" strings, imported on first use (`resolve`).
 
     run(model, prompts, params, *, progress) -> Result                 the analysis itself
-    check.run(model, params, *, scores, progress[, prompts]) -> Result a causal check of a run's HeadScores
+    check.run(model, params, *, scores, progress[, prompts][, run_params]) -> Result
+                                                                       a causal check of a run's HeadScores
+    check.effect(result) -> dict                                       a saved check as the atlas's causal column
     views(result) -> dict[str, plotly Figure]                          figures of a Result
 """
 
@@ -78,6 +80,8 @@ class CheckSpec:
     run: str | Callable  # (model, params, *, scores: pd.DataFrame | None, progress: bool[, prompts]) -> Result
     needs_scores: bool = True  # True: checks a saved run of the analysis (the latest, unless one is named)
     tables: tuple[str, ...] = ()  # display hint: the tables `workbench <analysis> <check>` prints (() = all)
+    effect: str | Callable | None = None  # (Result) -> the standard effect dict; None: the summary is standard
+    #                                       (workbench.analyses.ablation.standard_effect)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         return make_params(self.name, self.params_type, overrides)
@@ -92,6 +96,7 @@ class AnalysisSpec:
     run: str | Callable  # (model, prompts, params, *, progress) -> Result
     checks: tuple[CheckSpec, ...] = ()
     views: str | Callable | None = None  # (Result) -> dict[str, Figure]
+    causal: str = ""  # the check whose saved Results give the atlas's causal column ("" = none)
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         return make_params(self.name, self.params_type, overrides)

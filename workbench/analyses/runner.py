@@ -2,7 +2,7 @@
 
 A check that needs scores and gets none checks the named run, else the newest run of the analysis on the same
 model fingerprint, else a new default run (saved first, when saving). A saved check records its parent run's
-prompt set and prompts fingerprint.
+prompt set and prompts fingerprint; a check that takes `run_params` gets the checked run's params.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def run_check(analysis, check, model, params=None, *, run_id: str | None = None,
             raise WorkbenchError(f"check {check.name} of {spec.name} builds its own prompts from its parameters; "
                                  "it takes no prompts.")
         given = {"prompts": prompts}
+    if "run_params" in inspect.signature(function).parameters:  # checks that rebuild the run's own prompts
+        given["run_params"] = parent.record.params if parent is not None else None
     result = as_result(spec.name, function(model, params, scores=scores, progress=progress, **given), check.name)
     result.kind = check.name
     if result.scores is not None:

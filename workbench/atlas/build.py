@@ -114,11 +114,9 @@ def circuit_heads(model: str, n_layers: int, n_heads: int, directory=None) -> pd
 
 
 def _with_causal(metrics: pd.DataFrame, runs: ModelRuns) -> pd.DataFrame:
-    """The causal_* columns from workbench.atlas.causal (atlas_causal); "not run" until it is installed."""
-    try:
-        from workbench.atlas.causal import causal_columns
-    except ImportError:
-        return metrics.assign(**{c: np.nan for c in CAUSAL}).assign(causal_verdict="not run")
+    """The causal_* columns of each metric (workbench.atlas.causal); "not run" where no check is saved."""
+    from workbench.atlas.causal import causal_columns
+
     causal = causal_columns(runs)
     merged = metrics.merge(causal[["metric", *(c for c in causal.columns if c.startswith("causal_"))]],
                            on="metric", how="left")
@@ -128,9 +126,6 @@ def _with_causal(metrics: pd.DataFrame, runs: ModelRuns) -> pd.DataFrame:
 
 
 def _fill(model: str, results_dir) -> None:
-    try:
-        from workbench.atlas.fill import fill
-    except ImportError:
-        raise WorkbenchError("--fill needs workbench.atlas.fill, which this install does not have yet; run the "
-                             "commands listed under `missing` by hand (`workbench atlas build` prints them).") from None
+    from workbench.atlas.fill import fill
+
     fill(model, results_dir=results_dir, progress=True)

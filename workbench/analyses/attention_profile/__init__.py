@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.analyses.ablation import ablate_check
 from workbench.analyses.base import AnalysisSpec
 
 
@@ -15,9 +16,11 @@ class Params:
 
 SPEC = AnalysisSpec(
     name="attention_profile",
-                    summary="mean attention distance without the first-token sink, raw distance, BOS mass, "
-                            "peakedness per head",
+    summary="mean attention distance without the first-token sink, raw distance, BOS mass, "
+            "peakedness per head",
     params_type=Params,
     default_prompts="workbench.analyses.attention_profile.score:default_prompts",
     run="workbench.analyses.attention_profile.score:run",
+    checks=(ablate_check("attention_profile", "next-token loss on its natural text"),),
+    causal="ablate",
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.analyses.ablation import ablate_check
 from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 EPSILON = 0.3  # a head is a sink head on a prompt when α0 > EPSILON (Gu et al. 2024)
@@ -51,5 +52,7 @@ SPEC = AnalysisSpec(
     # It finds its own candidates (hidden-sink mass on the calibration split), so it needs no saved run.
     checks=(CheckSpec("act_search", "ACT: heads whose hidden sinks, scaled by β, raise letter-answer accuracy "
                       "(greedy on a calibration split, scored on held-out items)", ActParams,
-                      "workbench.analyses.attention_sinks.checks:run_act_search", needs_scores=False),),
+                      "workbench.analyses.attention_sinks.checks:run_act_search", needs_scores=False),
+            ablate_check("attention_sinks", "next-token loss on its prompts")),
+    causal="ablate",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.analyses.ablation import ablate_check
 from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 
@@ -50,7 +51,10 @@ HEAD_ATTRIBUTION = AnalysisSpec(
         CheckSpec("repair", "bias IOI-only heads of an IOI run to the wrong colors; Colored Objects held-out "
                   "accuracy before/after vs random heads", RepairParams,
                   "workbench.analyses.circuits.checks:run_repair"),
+        ablate_check("head_attribution", "the task's metric on the run's prompts (mean over the corrupted twins)",
+                     metric="contrast", reference="corrupt"),
     ),
+    causal="ablate",
 )
 
 
@@ -75,4 +79,7 @@ SAE_CIRCUITS = AnalysisSpec(
     params_type=SAEParams,
     default_prompts="workbench.analyses.circuits.sae.analysis:default_prompts",
     run="workbench.analyses.circuits.sae.analysis:run",
+    checks=(ablate_check("sae_circuits", "the task's metric on the run's prompts (mean over the corrupted twins)",
+                         metric="contrast", reference="corrupt"),),
+    causal="ablate",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.analyses.ablation import ablate_check
 from workbench.analyses.base import AnalysisSpec, CheckSpec
 
 
@@ -33,5 +34,8 @@ SPEC = AnalysisSpec(
     run="workbench.analyses.head_divergence.score:run",
     checks=(CheckSpec("reinforce", "scale the top-k divergence heads by alpha (VHR): follow rate on held-out "
                       "counterfactual prompts vs k random heads, and the cost on neutral passages", ReinforceParams,
-                      "workbench.analyses.head_divergence.checks:run_reinforce"),),
+                      "workbench.analyses.head_divergence.checks:run_reinforce"),
+            ablate_check("head_divergence", "follow margin logit(passage answer) − logit(true answer) on its "
+                         "counterfactual prompts", metric="logit_diff")),
+    causal="ablate",
 )

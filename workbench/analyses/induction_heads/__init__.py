@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench.analyses.ablation import ablate_check
+from workbench.analyses.base import AnalysisSpec
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class AblateParams(Params):
 
     k: int = 5
     seeds: int = 3
-    mode: str = "mean"  # "mean" or "zero" ablation of the head output z
+    mode: str = "mean"  # "mean" or "zero" ablation of the head output z, or "uniform" attention
+    column: str = "score"  # the HeadScores column ranked
     batch_size: int = 8
 
 
@@ -30,6 +32,8 @@ SPEC = AnalysisSpec(
     params_type=Params,
     default_prompts="workbench.analyses.induction_heads.score:default_prompts",
     run="workbench.analyses.induction_heads.score:run",
-    checks=(CheckSpec("ablate", "repeated-half loss with the top-k induction heads vs k random heads ablated",
-                      AblateParams, "workbench.analyses.induction_heads.checks:run_ablate"),),
+    checks=(ablate_check("induction_heads", "repeated-half loss",
+                         metric="workbench.analyses.induction_heads.checks:REPEATED_HALF_LOSS", prompts="check",
+                         params_type=AblateParams, effect="workbench.analyses.induction_heads.checks:effect"),),
+    causal="ablate",
 )

@@ -39,5 +39,7 @@ SPEC = AnalysisSpec(
     run="workbench.analyses.preplan_anchor.score:run",
     checks=(CheckSpec("anchor_intervention", "lower the global heads' attention to the anchors vs to as many random "
                       "tokens; change in the trace's log-probability", AnchorParams,
-                      "workbench.analyses.preplan_anchor.checks:run_anchor_intervention"),),
+                      "workbench.analyses.preplan_anchor.checks:run_anchor_intervention",
+                      effect="workbench.analyses.preplan_anchor.checks:anchor_effect"),),
+    causal="anchor_intervention",
 )

@@ -47,9 +47,11 @@ SPEC = AnalysisSpec(
     default_prompts="workbench.analyses.retrieval_heads.score:default_prompts",
     run="workbench.analyses.retrieval_heads.score:run",
     checks=(CheckSpec("mask", "NIAH accuracy with the top-k retrieval heads vs k random non-retrieval heads uniform",
-                      MaskParams, "workbench.analyses.retrieval_heads.checks:run_mask", tables=("conditions",)),
+                      MaskParams, "workbench.analyses.retrieval_heads.checks:run_mask", tables=("conditions",),
+                      effect="workbench.analyses.retrieval_heads.checks:mask_effect"),
             CheckSpec("kv_budget", "DuoAttention KV budget: retrieval-ranked KV heads full, the rest streaming, "
                       "vs random KV heads full", BudgetParams,
                       "workbench.analyses.retrieval_heads.checks:run_kv_budget", tables=("conditions",))),
     views="workbench.analyses.retrieval_heads.views:views",
+    causal="mask",
 )
