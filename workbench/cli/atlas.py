@@ -81,6 +81,7 @@ def _print(atlas, top_k: int) -> None:
          "resamples keeping today's top-k; NaN: no per-prompt values)", limit=200)
     if not atlas.agreement.empty:
         _print_matrix(atlas)
+        _print_pairs(atlas)
     unstable = atlas.stability[atlas.stability["share_in_topk"] < 0.5]
     if not unstable.empty:
         show(unstable[["metric", "label", "rank", "share_in_topk"]], "unstable top heads (in < 50 % of resamples)")
@@ -88,25 +89,36 @@ def _print(atlas, top_k: int) -> None:
         show(atlas.missing.fillna(""), "missing (run these, or build with --fill)")
 
 
-def _print_matrix(atlas) -> None:
-    """Spearman ρ × 100 between metrics n (rows, columns; numbered as in the metrics table), * where p < 0.05."""
+def _print_matrix(atlas, limit: int = 24) -> None:
+    """Spearman ρ × 100 between the metrics with intervals (numbered as in the metrics table), * where p < 0.05."""
     from rich.table import Table
 
     from workbench.atlas.agreement import matrix
 
-    names = list(atlas.metrics["metric"])
+    shown = atlas.metrics[atlas.metrics["topk_stability"].notna()].head(limit)
+    names, numbers = list(shown["metric"]), [str(i + 1) for i in shown.index]
     rho = matrix(atlas.agreement).reindex(index=names, columns=names)
     p = matrix(atlas.agreement, "p_value").reindex(index=names, columns=names)
     table = Table(title="agreement: Spearman ρ × 100 over heads between metrics n (* permutation p < 0.05)",
                   box=None, padding=(0, 1))
     table.add_column("n", justify="right")
-    for i in range(len(names)):
-        table.add_column(str(i + 1), justify="right")
-    for i, name in enumerate(names):
+    for number in numbers:
+        table.add_column(number, justify="right", no_wrap=True)
+    for number, name in zip(numbers, names, strict=True):
         cells = [("" if r != r else f"{100 * r:+.0f}" + ("*" if q < 0.05 else "")) for r, q in
                  zip(rho.loc[name], p.loc[name], strict=True)]
-        table.add_row(str(i + 1), *cells)
+        table.add_row(number, *cells)
     console.print(table)
+
+
+def _print_pairs(atlas, limit: int = 15) -> None:
+    """The strongest agreements and disagreements between metrics of different analyses."""
+    pairs = atlas.agreement[atlas.agreement["metric_a"] < atlas.agreement["metric_b"]]
+    analysis = pairs[["metric_a", "metric_b"]].apply(lambda col: col.str.split(".").str[0])
+    pairs = pairs[analysis["metric_a"] != analysis["metric_b"]]
+    pairs = pairs.reindex(pairs["spearman"].abs().sort_values(ascending=False).index).head(limit)
+    show(pairs[["metric_a", "metric_b", "spearman", "p_value", "n_heads"]],
+         f"strongest agreement between analyses (|ρ|, top {limit}; p: permutation)")
 
 
 @app.command()
