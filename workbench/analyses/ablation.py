@@ -119,6 +119,15 @@ def standard_effect(result: Result) -> dict:
             "n_random": s["n_random"], "metric": s["metric"], "higher_is": s["higher_is"]}
 
 
+def effect_against(effect: float, random, metric: str, higher_is: str) -> dict:
+    """The standard effect dict from a check's top-k effect and its random sets' effects (a sequence)."""
+    rand = [float(x) for x in random]
+    mean = sum(rand) / len(rand) if rand else float("nan")
+    sd = (sum((x - mean) ** 2 for x in rand) / (len(rand) - 1)) ** 0.5 if len(rand) > 1 else None
+    return {"effect": float(effect), "random_mean": mean, "random_sd": sd, "n_random": len(rand), "metric": metric,
+            "higher_is": higher_is}
+
+
 def metric_for(name: str, prompts):
     """The Metric named `name` ("contrast": the task's own metric of a contrast prompt set)."""
     from workbench.engine.metrics import Metric, get_metric, metric_values

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from workbench.analyses.base import Result
 from workbench.engine.metrics import Metric
 
 
@@ -19,16 +18,3 @@ def _repeated_half_loss(logits, ids, meta, tok):
 
 
 REPEATED_HALF_LOSS = Metric("repeated_half_loss", _repeated_half_loss, higher_is="worse")
-
-
-def effect(result: Result) -> dict:
-    """The standard effect dict; also of an "ablate" saved before the generic check (summary without the random
-    sets' spread: read from its conditions table, whose first row is the top-k condition)."""
-    from workbench.analyses.ablation import standard_effect
-
-    if "random_delta_sd" in result.summary:
-        return standard_effect(result)
-    rand = result.tables["conditions"]["delta"].iloc[1:]
-    return {"effect": float(result.summary["top_delta"]), "random_mean": float(rand.mean()),
-            "random_sd": float(rand.std(ddof=1)) if len(rand) > 1 else None, "n_random": len(rand),
-            "metric": REPEATED_HALF_LOSS.name, "higher_is": REPEATED_HALF_LOSS.higher_is}

@@ -31,6 +31,17 @@ class AnchorParams:
     seed: int = 0
 
 
+def anchor_effect(result) -> dict:
+    """A saved "anchor_intervention" as the atlas's causal column: mean Δ log-probability of the traces with the
+    global heads' attention to the anchors lowered, vs that mean for each random-token seed."""
+    from workbench.analyses.ablation import effect_against
+
+    table = result.tables["intervention"]
+    anchors = table["condition"] == "anchors"
+    rand = table[~anchors].groupby("condition")["delta_logprob"].mean()
+    return effect_against(table.loc[anchors, "delta_logprob"].mean(), rand, "trace_logprob", "better")
+
+
 SPEC = AnalysisSpec(
     name="preplan_anchor",
     summary="local/global heads, WAAD preplan and FAI anchor tokens",
@@ -40,6 +51,6 @@ SPEC = AnalysisSpec(
     checks=(CheckSpec("anchor_intervention", "lower the global heads' attention to the anchors vs to as many random "
                       "tokens; change in the trace's log-probability", AnchorParams,
                       "workbench.analyses.preplan_anchor.checks:run_anchor_intervention",
-                      effect="workbench.analyses.preplan_anchor.checks:anchor_effect"),),
+                      effect="workbench.analyses.preplan_anchor:anchor_effect"),),
     causal="anchor_intervention",
 )

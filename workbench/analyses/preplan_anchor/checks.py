@@ -87,15 +87,6 @@ def run_anchor_intervention(model, params: AnchorParams, *, scores: pd.DataFrame
     return Result("preplan_anchor", None, {"intervention": table}, summary, kind="anchor_intervention")
 
 
-def anchor_effect(result: Result) -> dict:
-    """A saved "anchor_intervention" as the atlas's causal column: the mean Δ log-probability of the traces with
-    the global heads' attention to the anchors lowered, vs the same mean for each random-token seed."""
-    table = result.tables["intervention"]
-    anchors = table.loc[table["condition"] == "anchors", "delta_logprob"]
-    rand = table[table["condition"] != "anchors"].groupby("condition")["delta_logprob"].mean()
-    return {"effect": float(anchors.mean()), "random_mean": float(rand.mean()),
-            "random_sd": float(rand.std(ddof=1)) if len(rand) > 1 else None, "n_random": len(rand),
-            "metric": "trace_logprob", "higher_is": "better"}
 
 
 def summarize_intervention(table: pd.DataFrame, decimals: int | None = 4) -> pd.DataFrame:

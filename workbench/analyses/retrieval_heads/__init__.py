@@ -40,6 +40,14 @@ class BudgetParams(Trials):
     seeds: int = 3
 
 
+def mask_effect(result) -> dict:
+    """A saved "mask" as the atlas's causal column: NIAH accuracy with the top-k heads masked vs each random set."""
+    from workbench.analyses.ablation import effect_against
+
+    accuracy = result.tables["conditions"]["accuracy"]
+    return effect_against(accuracy.iloc[0], accuracy.iloc[1:], "niah_accuracy", "better")
+
+
 SPEC = AnalysisSpec(
     name="retrieval_heads",
     summary="Wu et al. retrieval score (NIAH copy-paste) + streaming score",
@@ -48,7 +56,7 @@ SPEC = AnalysisSpec(
     run="workbench.analyses.retrieval_heads.score:run",
     checks=(CheckSpec("mask", "NIAH accuracy with the top-k retrieval heads vs k random non-retrieval heads uniform",
                       MaskParams, "workbench.analyses.retrieval_heads.checks:run_mask", tables=("conditions",),
-                      effect="workbench.analyses.retrieval_heads.checks:mask_effect"),
+                      effect="workbench.analyses.retrieval_heads:mask_effect"),
             CheckSpec("kv_budget", "DuoAttention KV budget: retrieval-ranked KV heads full, the rest streaming, "
                       "vs random KV heads full", BudgetParams,
                       "workbench.analyses.retrieval_heads.checks:run_kv_budget", tables=("conditions",))),

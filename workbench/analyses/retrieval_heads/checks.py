@@ -170,12 +170,3 @@ def run_kv_budget(model, params, *, scores: pd.DataFrame, progress: bool = True)
     summary = {**conditions.attrs, "kv_saving": float(conditions["kv_saving"].iloc[0]), **_headline(conditions)}
     return Result("retrieval_heads", tables={"conditions": conditions, "trials": trials}, summary=summary,
                   kind="kv_budget")
-
-
-def mask_effect(result: Result) -> dict:
-    """A saved "mask" as the atlas's causal column: NIAH accuracy with the top-k heads masked vs each random set."""
-    conditions = result.tables["conditions"]
-    rand = conditions["accuracy"].iloc[1:]
-    return {"effect": float(conditions["accuracy"].iloc[0]), "random_mean": float(rand.mean()),
-            "random_sd": float(rand.std(ddof=1)) if len(rand) > 1 else None, "n_random": len(rand),
-            "metric": "niah_accuracy", "higher_is": "better"}
