@@ -123,4 +123,5 @@ def test_sae_per_prompt_codes_and_norms_give_the_scores(tiny, tiny_ioi):
         assert scores.loc[(layer, head), "raw_score"] == len(only_clean)
         baseline = abs(rows["norm_clean"].mean() - rows["norm_corrupt"].mean())
         assert scores.loc[(layer, head), "baseline_score"] == pytest.approx(baseline, rel=1e-5, abs=1e-6)
-    assert isinstance(result.per_prompt, pd.DataFrame) and get_analysis("sae_circuits").checks == ()
+    assert isinstance(result.per_prompt, pd.DataFrame)
+    assert [c.name for c in get_analysis("sae_circuits").checks] == ["ablate"]  # the generic top-k ablation
