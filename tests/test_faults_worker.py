@@ -224,16 +224,23 @@ class FakeWorker:
 GARBAGE = [None, 7, -1e308, [1, 2], {"a": "b"}, "x" * 100_000, True, "nan", "/etc/passwd"]
 
 
+def _concrete(component_id: str):
+    """A pattern-matching id as the renderer sends it: MATCH and ALL keys get a concrete value."""
+    if not component_id.startswith("{"):
+        return component_id
+    return {k: "L0H0" if v in (["MATCH"], ["ALL"]) else v for k, v in json.loads(component_id).items()}
+
+
 def _outputs(key: str) -> list[dict] | dict:
     """The renderer's `outputs`: a list for a multi-output callback ('..a.b...c.d..'), else one dict."""
     parts = [dict(zip(("id", "property"), p.rsplit(".", 1), strict=True)) for p in key.strip(".").split("...")]
+    parts = [{"id": _concrete(p["id"]), "property": p["property"]} for p in parts]
     return parts if key.startswith("..") else parts[0]
 
 
 def _arg(spec: dict, value) -> dict:
-    if spec["id"].startswith("{"):  # a pattern-matching ALL input: a list of matched components
-        return {"id": json.loads(spec["id"]) | {"index": "L0H0"}, "property": spec["property"], "value": value}
-    return {"id": spec["id"], "property": spec["property"], "value": value}
+    """One input as the renderer sends it (a pattern-matching ALL input: `value` is the list of matched values)."""
+    return {"id": _concrete(spec["id"]), "property": spec["property"], "value": value}
 
 
 def test_malformed_payloads_to_every_callback_get_a_clear_answer(tmp_path):
