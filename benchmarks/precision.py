@@ -43,6 +43,7 @@ DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "precision.json"
 def scores_by_dtype(model: str, device: str) -> dict:
     """{dtype: {"profile": HeadScores, "retrieval": HeadScores, "retrieval_summary": dict, "seconds": ...}}."""
     import workbench.api as wb
+    from workbench.models import loading
 
     out = {}
     for dtype in ("float32", "bfloat16"):
@@ -56,7 +57,7 @@ def scores_by_dtype(model: str, device: str) -> dict:
         out[dtype] = {"profile": profile, "retrieval": retrieval,
                       "retrieval_summary": retrieval.attrs.get("summary", {}),
                       "seconds": {"profile": mid - start, "retrieval": time.perf_counter() - mid}}
-        wb._MODELS.clear()
+        loading.LOADED.clear()
         del bridge
     return out
 

@@ -60,20 +60,12 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-_MODELS: dict[str, Any] = {}
-
-
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
     """A TransformerBridge for `name` on `device` (auto | cpu | cuda | cuda:N | mps | map) in `dtype`
     (float32 | bfloat16 | float16), loaded once per process for each (name, device, dtype)."""
-    from workbench.engine.devices import resolve_device, resolve_dtype
-    from workbench.models import loading as models
+    from workbench.models.loading import loaded_model
 
-    resolve_dtype(dtype)
-    key = (models.resolve_spec(name).name, resolve_device(device), dtype)
-    if key not in _MODELS:
-        _MODELS[key] = models.load_model(name, device=key[1], dtype=dtype)
-    return _MODELS[key]
+    return loaded_model(name, device=device, dtype=dtype)
 
 
 def _as_model(model):

@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench import api
+from workbench.analyses.runner import run_analysis, run_check
 from workbench.batch.plan import Cell, Plan
 from workbench.batch.state import finished_run, mark_finished, mark_started
 from workbench.core.errors import WorkbenchError
@@ -37,17 +37,19 @@ def check_executor(executor: str) -> None:
 
 
 def run_cell(cell: Cell, results_dir: Path | None = None) -> tuple[str, float]:
-    """Run one cell through the facade; returns (run id, seconds). Models stay loaded per process."""
+    """Run one cell through the runner; returns (run id, seconds). Models stay loaded per process."""
+    from workbench.models.loading import loaded_model
+
     started = time.perf_counter()
-    model = api.load_model(cell.model, device=cell.device, dtype=cell.dtype)
+    model = loaded_model(cell.model, device=cell.device, dtype=cell.dtype)
     if not cell.check:
-        result = api.run(cell.analysis, model, params=dict(cell.params), progress=False, results_dir=results_dir)
+        result = run_analysis(cell.analysis, model, params=dict(cell.params), progress=False, results_dir=results_dir)
         return result.record.run_id, time.perf_counter() - started
     parent = finished_run(cell.parent, results_dir)
     if parent is None:
         raise WorkbenchError(f"check {cell.check} has no run to check: its run cell ({cell.parent.label()}) did not "
                              "finish; fix that cell and run the batch again.")
-    result = api.check(cell.analysis, cell.check, model, dict(cell.check_params), run_id=parent, progress=False,
+    result = run_check(cell.analysis, cell.check, model, dict(cell.check_params), run_id=parent, progress=False,
                        results_dir=results_dir)
     return result.record.run_id, time.perf_counter() - started
 
@@ -118,7 +120,7 @@ def _run_on_ray(phases: list[list[Cell]], workers: int, record: Callable[[CellOu
 
 
 class _CellWorker:
-    """A Ray actor: keeps models loaded across the cells it runs (api.load_model caches per process)."""
+    """A Ray actor: keeps models loaded across the cells it runs (loaded_model caches per process)."""
 
     def __init__(self):
         import torch

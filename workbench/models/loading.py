@@ -112,6 +112,20 @@ def resolve_spec(name: str) -> ModelSpec:
     )
 
 
+LOADED: dict[tuple[str, str, str], Any] = {}  # (model, resolved device, dtype) -> bridge, for this process
+
+
+def loaded_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
+    """`load_model`, once per process for each (name, resolved device, dtype)."""
+    from workbench.engine.devices import resolve_device, resolve_dtype
+
+    resolve_dtype(dtype)
+    key = (resolve_spec(name).name, resolve_device(device), dtype)
+    if key not in LOADED:
+        LOADED[key] = load_model(name, device=key[1], dtype=dtype)
+    return LOADED[key]
+
+
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "float32"):
     """Load `name` as a TransformerBridge (raw HF weights, eval mode); device and dtype as in workbench.engine.devices.
     The dtype is in the fingerprint, the device is not. HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE default to 1 (0: download).
