@@ -76,6 +76,15 @@ def test_missing_analyses_are_listed_with_the_command_and_no_runs_names_them(res
     assert missing.loc["attention_profile", "command"] == "workbench attention_profile run -m tiny"
 
 
+def test_a_misspelt_model_lists_the_known_models(results, no_circuits):
+    from workbench.atlas.store import load_atlas
+
+    for attempt in (lambda: build_atlas("smolm2-135m", results_dir=results, circuit_dir=no_circuits),
+                    lambda: load_atlas("smolm2-135m", results)):
+        with pytest.raises(WorkbenchError, match="Unknown model 'smolm2-135m'. Known models: smollm2-135m"):
+            attempt()
+
+
 def test_runs_of_two_fingerprints_are_never_mixed(results, no_circuits):
     old = attribution_run(results, fingerprint="fp-old")
     new = induction_run(results, fingerprint="fp-new")

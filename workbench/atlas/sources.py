@@ -101,8 +101,10 @@ def model_runs(model: str, *, results_dir: Path | None = None, fingerprint: str 
                run_ids: list[str] | None = None, circuit_dir=None) -> ModelRuns:
     """The runs an atlas of `model` reads (see the module docstring); `run_ids` restricts them to these runs."""
     from workbench.analyses import REGISTRY
+    from workbench.models.loading import resolve_spec
     from workbench.results.runs import find_runs, load_result
 
+    model = resolve_spec(model).name  # an unknown name: the one-line list of known models, not "no runs"
     catalog = find_runs(results_dir, model=model)
     names = {s.name for s in REGISTRY}
     runs = catalog[(catalog["kind"] == "run") & catalog["analysis"].isin(names)]

@@ -41,8 +41,10 @@ def _storable(table: pd.DataFrame) -> pd.DataFrame:
 
 def load_atlas(model: str, results_dir: Path | None = None) -> Atlas:
     """The newest saved atlas of `model`; a clear error naming the command when there is none."""
+    from workbench.models.loading import resolve_spec
     from workbench.results.runs import find_runs, load_result
 
+    model = resolve_spec(model).name  # an unknown name: the list of known models
     found = find_runs(results_dir, analysis=ANALYSIS, model=model, kind=KIND)
     if found.empty:
         raise WorkbenchError(f"no saved atlas of {model}; build one with `workbench atlas build -m {model}` "
