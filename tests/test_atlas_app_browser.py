@@ -128,7 +128,7 @@ def test_a_head_outside_the_model_gets_a_message_and_head_maps_link_to_profiles(
     assert "no head" not in text_of(driver, "#hp-message")
     assert "head=L0H3" in driver.current_url
     driver.get(f"{url}/head?model=nope&head=L0H0")
-    wait_text(driver, "#hp-message", "no saved atlas of nope")
+    wait_text(driver, "#hp-message", "Unknown model 'nope'. Known models:")  # not a model at all: the known ones
     driver.get(f"{url}/heads?run={run_id}")
     click_map_cell(driver, "hm-map", 0, 1, n_layers=2, n_heads=4)
     wait_text(driver, "#hm-across", "L0H1: open its profile")
