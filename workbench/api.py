@@ -239,3 +239,28 @@ def build_atlas(model: str = DEFAULT_MODEL, *, fill: bool = False, n_boot: int =
 def head_profile(atlas, head: str) -> dict:
     """One head of an atlas ("L17H4"): every metric with value, interval and rank, its roles and circuits."""
     return atlas.head(head)
+
+
+# ---- the catalog: labels and deletion ------------------------------------------------------------------
+def label_run(run_id: str, text: str, results_dir=None) -> RunRecord:
+    """Give a saved run a short label (≤ 60 printable characters on one line; "" clears it), stored in its run.json."""
+    from workbench.results.runs import label_run as _label
+
+    return _label(run_id, text, results_dir)
+
+
+def delete_run(run_id: str, results_dir=None) -> list[str]:
+    """Delete a saved run (also a damaged one) and its checks: moved to <results_dir>/.trash; the ids removed."""
+    from workbench.results.runs import delete_run as _delete
+
+    return _delete(run_id, results_dir)
+
+
+def damaged_runs(results_dir=None) -> pd.DataFrame:
+    """Run directories the catalog skips (run_id, analysis, path, problem); `delete_run` removes them."""
+    from workbench.results.catalog import damaged_runs as _damaged
+
+    return _damaged(results_dir)
+
+
+__all__ += ["label_run", "delete_run", "damaged_runs"]

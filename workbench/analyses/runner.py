@@ -106,6 +106,15 @@ def _parent_run(spec: AnalysisSpec, model, info, run_id, save, progress, results
     return result
 
 
+def save_result(analysis, result: Result, model, prompts, params, *, seconds: float, results_dir=None) -> Result:
+    """Save a Result computed outside `run_analysis` (a report command: kind "report") on `prompts` with `params`."""
+    spec, info = spec_of(analysis), model_info(model)
+    if result.scores is not None:
+        result.scores = runs.validate_head_scores(result.scores, n_layers=info.n_layers, n_heads=info.n_heads)
+    _save(spec, result, params, info, prompts.name, prompts.fingerprint, {"total": seconds}, results_dir)
+    return result
+
+
 def _save(spec, result: Result, params, info, prompt_set: str, prompts_fingerprint: str, timings: dict, results_dir,
           parent_run: str | None = None) -> None:
     from workbench.results.runs import save_run

@@ -196,7 +196,7 @@ def results_ls(analysis: Optional[str] = None, model: Optional[str] = typer.Opti
         console.print("no saved runs match")
         return
     df["parent_run"] = df["parent_run"].fillna("")
-    show(df[["run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "params", "n_rows"]],
+    show(df[["run_id", "label", "analysis", "kind", "parent_run", "model", "prompt_set", "params", "n_rows"]],
          "runs (the run id starts with the UTC time it was saved)")
 
 
@@ -206,6 +206,26 @@ def results_show(run_id: str, top: int = typer.Option(10, help="show this many t
                  results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
     """Top heads (and, for a check, its tables) and the summary of a saved run."""
     cli_registry.print_result(load_result(run_id, results_dir), top)
+
+
+@results_app.command("label")
+@friendly
+def results_label(run_id: str, text: str = typer.Argument(..., help="at most 60 characters; '' clears the label"),
+                  results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
+    """Label a saved run (shown in `results ls` and in every run list of the app)."""
+    record = api.label_run(run_id, text, results_dir)
+    console.print(f"{record.run_id}: label {record.label!r}" if record.label else f"{record.run_id}: label cleared")
+
+
+@results_app.command("rm")
+@friendly
+def results_rm(run_id: str, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+               results_dir: Optional[Path] = cli_registry.RESULTS_DIR):
+    """Delete a saved run (a damaged one too) and its checks: moved to the results dir's .trash/."""
+    if not yes:
+        typer.confirm(f"Delete run {run_id} and its checks?", abort=True)
+    removed = api.delete_run(run_id, results_dir)
+    console.print(f"deleted {', '.join(removed)} (moved to .trash/ in the results dir)")
 
 
 def main() -> None:  # pragma: no cover

@@ -17,14 +17,26 @@ from workbench.core.scores import ResultsError
 from workbench.results.record import _read_record, verify_file
 
 CATALOG_COLUMNS = ("run_id", "analysis", "kind", "parent_run", "model", "prompt_set", "created", "n_rows",
-                   "model_fingerprint", "prompts_fingerprint", "git_commit", "params", "path", "seconds")
+                   "model_fingerprint", "prompts_fingerprint", "git_commit", "params", "path", "seconds", "label")
 
 
 def _good_run_files(root: Path) -> list[str]:
     """run.json paths under root/*/*/ that parse as RunRecords; warn about and skip the rest."""
+    good, bad = _scan(root)
+    for problem in bad["problem"]:
+        warnings.warn(f"skipping run in catalog: {problem}", stacklevel=3)
+    return good
+
+
+def damaged_runs(results_dir: Path | None = None) -> pd.DataFrame:
+    """Run directories the catalog skips (run_id, analysis, path, problem): delete them with `results rm`."""
+    return _scan(Path(results_dir or default_results_dir()))[1]
+
+
+def _scan(root: Path) -> tuple[list[str], pd.DataFrame]:
+    good, bad = [], []
     if not root.is_dir():
-        return []
-    good = []
+        return good, pd.DataFrame(bad, columns=["run_id", "analysis", "path", "problem"])
     for analysis_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         remove_temps(analysis_dir, only_stale=True)  # left by killed writers
         for run_dir in sorted(p for p in analysis_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -34,10 +46,10 @@ def _good_run_files(root: Path) -> list[str]:
                 for rel in record.checksums:
                     verify_file(run_dir, record, rel, full=rel == "scores.parquet")  # the rest: sizes only
             except ResultsError as exc:
-                warnings.warn(f"skipping run in catalog: {exc}", stacklevel=3)
+                bad.append((run_dir.name, analysis_dir.name, str(run_dir), str(exc)))
                 continue
             good.append(str(run_dir / "run.json"))
-    return good
+    return good, pd.DataFrame(bad, columns=["run_id", "analysis", "path", "problem"])
 
 
 def _check_place(run_dir: Path, record) -> None:
@@ -51,7 +63,7 @@ def _check_place(run_dir: Path, record) -> None:
 # Fields DuckDB reads from run.json (package_versions are not catalogued; params become a short text).
 _CATALOG_SCHEMA = {c: "VARCHAR" for c in CATALOG_COLUMNS if c not in ("n_rows", "params", "path", "seconds")}
 _CATALOG_SCHEMA |= {"n_rows": "BIGINT", "params": "JSON", "timings": "MAP(VARCHAR, DOUBLE)"}
-_PARAMS_WIDTH = 80
+_PARAMS_WIDTH = 240  # every param of a typical run (task, method, n, lengths …)
 
 
 def _empty_catalog() -> pd.DataFrame:
@@ -80,7 +92,8 @@ def find_runs(results_dir: Path | None = None, *, analysis: str | None = None, m
     sql = (
         "SELECT * FROM (SELECT run_id, analysis, coalesce(kind, 'run') AS kind, parent_run, model, prompt_set, "
         "created, n_rows, model_fingerprint, prompts_fingerprint, git_commit, params::VARCHAR AS params, "
-        "filename AS path, coalesce(list_sum(map_values(timings)), 0.0)::DOUBLE AS seconds "
+        "filename AS path, coalesce(list_sum(map_values(timings)), 0.0)::DOUBLE AS seconds, "
+        "coalesce(label, '') AS label "
         "FROM read_json(?, columns = ?, filename = true, format = 'auto')) "
         + (f"WHERE {' AND '.join(where)} " if where else "")
         + "ORDER BY TRY_CAST(created AS TIMESTAMPTZ) DESC NULLS LAST, run_id DESC"

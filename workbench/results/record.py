@@ -34,6 +34,7 @@ class RunRecord:
     checksums: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     kind: str = "run"  # "run", or the name of the check this Result is
     parent_run: str | None = None  # the run a check checked (None for runs)
+    label: str = ""  # a short free-text label a person gave the run (workbench.results.runs.label_run)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-compatible dict."""
@@ -45,7 +46,7 @@ class RunRecord:
         if not isinstance(data, Mapping):
             raise ResultsError(f"run record must be a JSON object, got {type(data).__name__}.")
         fields = {f.name for f in dataclasses.fields(cls)}
-        data = {"checksums": {}, "kind": "run", "parent_run": None, **data}  # fields runs saved before lack
+        data = {"checksums": {}, "kind": "run", "parent_run": None, "label": "", **data}  # what older runs lack
         missing = sorted(fields - set(data))
         if missing:
             raise ResultsError(f"run record is missing field(s) {missing}.")

@@ -8,6 +8,7 @@ so a damaged file is an error, never shown).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import math
@@ -262,3 +263,66 @@ def load_result(run_dir_or_id: str | Path, results_dir: Path | None = None):
               for p in sorted(run_dir.glob("tables/*.parquet"))}
     return Result(record.analysis, scores, tables, load_summary(run_dir), load_per_prompt(run_dir), record.kind,
                   record)
+
+
+# ---- labels and deletion --------------------------------------------------------------------------------
+LABEL_MAX_CHARS = 60
+LOCK_TIMEOUT_S = 30
+
+
+def check_label(text: Any) -> str:
+    """A run label: text of at most LABEL_MAX_CHARS printable characters on one line ("" clears the label)."""
+    if not isinstance(text, str):
+        raise ResultsError(f"a run label must be text, got {type(text).__name__}.")
+    label = text.strip()
+    if len(label) > LABEL_MAX_CHARS:
+        raise ResultsError(f"a run label has at most {LABEL_MAX_CHARS} characters; this one has {len(label)}.")
+    if not label.isprintable():
+        raise ResultsError("a run label is one line of printable text (no newlines, tabs or control characters).")
+    return label
+
+
+def _results_lock(root: Path):
+    """The writers' lock of a results directory (labels and deletion take it)."""
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root / ".lock"), timeout=LOCK_TIMEOUT_S)
+
+
+def label_run(run_dir_or_id: str | Path, text: str, results_dir: Path | None = None) -> RunRecord:
+    """Store a short label in the run's run.json (atomically, under the results lock); its new RunRecord."""
+    from workbench.core.integrity import atomic_write_text
+
+    label = check_label(text)
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    with _results_lock(run_dir.parent.parent):
+        record = dataclasses.replace(_read_record(run_dir / "run.json"), label=label)
+        atomic_write_text(run_dir / "run.json", json.dumps(record.to_json(), sort_keys=True, indent=2) + "\n")
+    return record
+
+
+def delete_run(run_dir_or_id: str | Path, results_dir: Path | None = None) -> list[str]:
+    """Move a run (damaged or not) and the checks of it to ``<results_dir>/.trash/`` under the results lock (one
+    rename each, so the catalog never sees half a run); the ids moved, the run's first."""
+    root = Path(results_dir or default_results_dir())
+    run_dir = _find_run_dir(run_dir_or_id, results_dir)
+    if run_dir.parent.parent.resolve() != root.resolve() or run_dir.name.startswith("."):
+        raise ResultsError(f"{run_dir} is not a run directory of {root}; pass a run id from `workbench results ls` "
+                           "(or --results-dir for another catalog).")
+    trash = root / ".trash"
+    with _results_lock(root):
+        checks = [p.parent for p in root.glob("*/*/run.json")
+                  if not p.parent.parent.name.startswith(".") and _parent_of(p) == run_dir.name]
+        trash.mkdir(exist_ok=True)
+        for directory in [run_dir, *checks]:
+            target = trash / f"{directory.parent.name}.{directory.name}"
+            os.rename(directory, target if not target.exists() else target.with_name(f"{target.name}-{uuid.uuid4()}"))
+    return [run_dir.name, *(c.name for c in checks)]
+
+
+def _parent_of(run_json: Path) -> str | None:
+    try:
+        return json.loads(run_json.read_text("utf-8")).get("parent_run")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None

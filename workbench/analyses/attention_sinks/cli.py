@@ -4,6 +4,7 @@ generic act_search check, added in workbench/cli/main.py)."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,7 @@ import typer
 
 from workbench import api
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
+from workbench.cli.registry import RESULTS_DIR
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import parse_heads
 from workbench.core.natural_text import text_chunks
@@ -31,10 +33,13 @@ def report(model: str = MODEL,
            ppl_prompts: int = typer.Option(4, help="held-out text windows for the perplexity edit (0: skip)"),
            ppl_tokens: int = typer.Option(128),
            top: int = typer.Option(10, help="rows per table"),
-           out: Optional[Path] = typer.Option(None, help="directory for HTML figures")):
+           out: Optional[Path] = typer.Option(None, help="directory for HTML figures"),
+           save: bool = typer.Option(True, help="save the report to the results catalog (kind 'report')"),
+           results_dir: Optional[Path] = RESULTS_DIR):
     """Where the BOS sink holds, hidden and secondary sinks, massive activations and their edit."""
     from workbench.analyses.attention_sinks.report import ReportParams, massive_perplexity, sink_report
 
+    started = time.perf_counter()
     bridge = api.load_model(model, device=device, dtype=dtype)
     params = ReportParams(n_prompts=n_prompts, n_tokens=n_tokens, epsilon=epsilon)
     prompts = text_chunks(bridge, n_prompts, n_tokens)
@@ -74,13 +79,35 @@ def report(model: str = MODEL,
         show(dims.drop(columns=["token_means_first_layer"]), "massive dimensions", top)
     if ppl_prompts and not dims.empty:
         texts = text_chunks(bridge, ppl_prompts, ppl_tokens, offset=n_prompts * n_tokens, name="pydoc-heldout")
-        show(massive_perplexity(bridge, dims, texts), f"perplexity on {ppl_prompts} held-out windows of "
+        rep["perplexity"] = massive_perplexity(bridge, dims, texts)
+        show(rep["perplexity"], f"perplexity on {ppl_prompts} held-out windows of "
              f"{ppl_tokens} tokens: massive dims set to zero vs to their mean")
+    if save:
+        record = _save_report(bridge, prompts, params, rep, time.perf_counter() - started, results_dir).record
+        console.print(f"saved report {record.run_id} (`workbench results show {record.run_id}`; the app lists it)")
     from workbench.analyses.attention_sinks.views import first_token_heatmap, layer_norm_curves, token_heatmap
 
     if out is not None:
         save_figures({"first_token_share": first_token_heatmap(heads), "layer_norms": layer_norm_curves(layers),
                       "cos_to_bos": token_heatmap(rep["tokens"])}, out)
+
+
+def _save_report(model, prompts, params, rep: dict, seconds: float, results_dir):
+    """The report as a Result of kind "report": HeadScores as a run's (score = sink rate), every table, a summary."""
+    from workbench.analyses.base import Result
+    from workbench.analyses.runner import save_result
+    from workbench.models.loading import model_info
+
+    heads = rep["heads"]
+    scores = heads.assign(analysis="attention_sinks", model=model_info(model).spec.name, prompt_set=prompts.name,
+                          score=heads["sink_rate"])
+    summary = {"sink_rate": float(heads["sink_rate"].mean()), "heads_always": int((heads["sink_rate"] == 1).sum()),
+               "heads_never": int((heads["sink_rate"] == 0).sum()), "hidden_sinks": len(rep["hidden_examples"]),
+               "secondary_sinks": int((rep["secondary"]["class"] == "secondary").sum()),
+               "massive_dims": len(rep["massive_dims"])}
+    tables = {name: table for name, table in rep.items() if name != "heads"}
+    return save_result("attention_sinks", Result("attention_sinks", scores, tables, summary, kind="report"), model,
+                       prompts, params, seconds=seconds, results_dir=results_dir)
 
 
 @sinks_app.command("edit")
