@@ -263,4 +263,11 @@ def damaged_runs(results_dir=None) -> pd.DataFrame:
     return _damaged(results_dir)
 
 
-__all__ += ["label_run", "delete_run", "damaged_runs"]
+def describe_score(analysis: str, column: str = "score") -> str:
+    """What a HeadScores column of an analysis is (definition; unit; direction), from its spec ("" if unstated)."""
+    from workbench.analyses import get_analysis
+
+    return get_analysis(analysis).describe(column)
+
+
+__all__ += ["label_run", "delete_run", "damaged_runs", "describe_score"]

@@ -88,6 +88,19 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class Column:
+    """What a HeadScores column is: its definition, unit and direction (what a larger value means)."""
+
+    definition: str
+    unit: str = ""
+    direction: str = ""
+
+    def text(self) -> str:
+        return "; ".join(part for part in (self.definition, self.unit and f"unit: {self.unit}", self.direction)
+                         if part)
+
+
+@dataclass(frozen=True)
 class AnalysisSpec:
     name: str
     summary: str
@@ -97,9 +110,14 @@ class AnalysisSpec:
     checks: tuple[CheckSpec, ...] = ()
     views: str | Callable | None = None  # (Result) -> dict[str, Figure]
     causal: str = ""  # the check whose saved Results give the atlas's causal column ("" = none)
+    columns: dict[str, Column] = dataclasses.field(default_factory=dict, hash=False)  # what each score column is
 
     def make_params(self, overrides: dict[str, Any] | None = None):
         return make_params(self.name, self.params_type, overrides)
+
+    def describe(self, column: str = "score") -> str:
+        """The definition, unit and direction of a HeadScores column ("" when the spec does not say)."""
+        return self.columns[column].text() if column in self.columns else ""
 
     def check(self, name: str) -> CheckSpec:
         from workbench.core.errors import WorkbenchError

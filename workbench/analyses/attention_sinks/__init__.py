@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.analyses.ablation import ablate_check
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec, Column
 
 EPSILON = 0.3  # a head is a sink head on a prompt when α0 > EPSILON (Gu et al. 2024)
 HIDDEN_THRESHOLD = 0.1
@@ -55,4 +55,17 @@ SPEC = AnalysisSpec(
                       "workbench.analyses.attention_sinks.checks:run_act_search", needs_scores=False),
             ablate_check("attention_sinks", "next-token loss on its prompts")),
     causal="ablate",
+    columns={
+        "score": Column("sink rate: share of prompts where the first token receives α[0] > ε = 0.3 (Gu et al.)",
+                        "share of prompts (0–1)", "higher = a more reliable BOS sink"),
+        "sink_rate": Column("the score: share of prompts with α[0] > ε", "share of prompts (0–1)",
+                            "higher = a more reliable sink"),
+        "first_token_share": Column("α[0]: attention the first token receives, mean over later queries",
+                                    "share of attention (0–1)", "higher = a stronger sink"),
+        "hidden_sink_rate": Column("share of prompts with a hidden sink (a key other than the first with α > 0.1)",
+                                   "share of prompts (0–1)", "higher = more hidden sinks"),
+        "n_hidden_sinks": Column("hidden-sink keys per prompt (mean)", "keys", "higher = more hidden sinks"),
+        "max_hidden_alpha": Column("largest α of a hidden sink, mean over prompts", "share of attention (0–1)",
+                                   "higher = stronger hidden sinks"),
+    },
 )

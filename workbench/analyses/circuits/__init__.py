@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.analyses.ablation import ablate_check
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec, Column
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,16 @@ HEAD_ATTRIBUTION = AnalysisSpec(
                      metric="contrast", reference="corrupt"),
     ),
     causal="ablate",
+    columns={
+        "score": Column("normalised patching effect: Σ (M_patched − M_clean) / Σ (M_corrupt − M_clean), the share "
+                        "of the clean → corrupted change of the task metric that patching this head alone gives",
+                        "share of the clean–corrupted gap (signed)",
+                        "positive = carries the task signal; negative = works against it (e.g. negative name movers)"),
+        "activation_score": Column("the score by activation patching (the head's output from the corrupted run)",
+                                   "share of the clean–corrupted gap (signed)", "as the score"),
+        "attribution_score": Column("the score by attribution patching (first-order gradient estimate)",
+                                    "share of the clean–corrupted gap (signed)", "as the score"),
+    },
 )
 
 
@@ -82,4 +92,12 @@ SAE_CIRCUITS = AnalysisSpec(
     checks=(ablate_check("sae_circuits", "the task's metric on the run's prompts (mean over the corrupted twins)",
                          metric="contrast", reference="corrupt"),),
     causal="ablate",
+    columns={
+        "score": Column("SAE node score: |codes on clean prompts not seen on corrupted ones|, softmax over heads",
+                        "share over heads (sums to 1)", "higher = the head's output separates clean from corrupted"),
+        "raw_score": Column("|C+ \\ C−|: discrete codes of the head seen only on clean prompts", "codes",
+                            "higher = more separating"),
+        "baseline_score": Column("baseline |mean ‖o+‖ − mean ‖o−‖| of the head's output norms", "L2 norm",
+                                 "higher = norms differ more"),
+    },
 )

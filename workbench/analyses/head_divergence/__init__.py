@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.analyses.ablation import ablate_check
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec, Column
 
 
 @dataclass(frozen=True)
@@ -38,4 +38,11 @@ SPEC = AnalysisSpec(
             ablate_check("head_divergence", "follow margin logit(passage answer) − logit(true answer) on its "
                          "counterfactual prompts", metric="logit_diff")),
     causal="ablate",
+    columns={
+        "score": Column("head divergence: mean ‖o(passage + question) − o(question only)‖ of the head's write at the "
+                        "answer positions (metric l2; cosine: 1 − cos)", "L2 norm of the head output (or 1 − cos)",
+                        "higher = the head reads the passage more"),
+        "sd": Column("standard deviation of the divergence over prompts", "as the score", "higher = less stable"),
+        "rank": Column("rank of the score among all heads", "rank (1 = largest)", "lower = more divergent"),
+    },
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.analyses.ablation import ablate_check
-from workbench.analyses.base import AnalysisSpec
+from workbench.analyses.base import AnalysisSpec, Column
 
 
 @dataclass(frozen=True)
@@ -47,4 +47,12 @@ SPEC = AnalysisSpec(
                          metric="workbench.analyses.induction_heads.checks:REPEATED_HALF_LOSS", prompts="check",
                          params_type=AblateParams, effect="workbench.analyses.induction_heads:effect"),),
     causal="ablate",
+    columns={
+        "score": Column("induction score: mean attention from a second-copy token to the token after its first "
+                        "occurrence, mean_t A[t, t−R+1], on repeated random tokens", "share of attention (0–1)",
+                        "higher = more induction (chance ≈ 1/t)"),
+        "induction": Column("the score: mean_t A[t, t−R+1]", "share of attention (0–1)", "higher = more induction"),
+        "prev_token_random": Column("previous-token score on the same tokens, mean_t A[t, t−1]",
+                                    "share of attention (0–1)", "higher = more previous-token"),
+    },
 )

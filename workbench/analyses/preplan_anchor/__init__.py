@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec, Column
 
 
 @dataclass(frozen=True)
@@ -53,4 +53,8 @@ SPEC = AnalysisSpec(
                       "workbench.analyses.preplan_anchor.checks:run_anchor_intervention",
                       effect="workbench.analyses.preplan_anchor:anchor_effect"),),
     causal="anchor_intervention",
+    columns={
+        "score": Column("mean attention distance on the model's own reasoning traces, mean_t Σ_s A[t,s]·(t−s)",
+                        "tokens", "higher = global (reads far back); below the split quantile = local"),
+    },
 )

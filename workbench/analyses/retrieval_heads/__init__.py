@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.analyses.base import AnalysisSpec, CheckSpec
+from workbench.analyses.base import AnalysisSpec, CheckSpec, Column
 
 
 @dataclass(frozen=True)
@@ -62,4 +62,14 @@ SPEC = AnalysisSpec(
                       "workbench.analyses.retrieval_heads.checks:run_kv_budget", tables=("conditions",))),
     views="workbench.analyses.retrieval_heads.views:views",
     causal="mask",
+    columns={
+        "score": Column("retrieval score (Wu et al.): share of the needle's tokens the head copy-pastes while the "
+                        "model decodes the answer, mean over correctly answered trials",
+                        "share of needle tokens (0–1)", "higher = more retrieval; > 0.1 = a retrieval head"),
+        "streaming_score": Column("decoding-query attention on the first sink_tokens plus the last recent_tokens "
+                                  "keys (DuoAttention's streaming pattern)", "share of attention (0–1)",
+                                  "higher = more streaming (local + sink)"),
+        "n_events": Column("copy-paste events summed over the counted trials", "events", "higher = more copying"),
+        "n_trials": Column("trials counted (answered correctly)", "trials", "the same for every head"),
+    },
 )
