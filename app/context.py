@@ -27,16 +27,23 @@ class AppContext:
         heads = info.get("n_heads") or self.model_facts.get("heads") or 1
         return int(layers), int(heads)
 
-    _catalog: tuple[tuple, pd.DataFrame] | None = None
+    _catalog: tuple[tuple, pd.DataFrame, pd.DataFrame] | None = None
 
-    def runs(self) -> pd.DataFrame:
-        """The catalog, re-read only when a run.json appears, disappears or changes."""
+    def results(self) -> pd.DataFrame:
+        """The catalog's top-level results (runs, reports, interventions; checks sit in their `checks` column),
+        re-read only when a run.json appears, disappears or changes."""
         root = Path(self.results_dir or wb.default_results_dir())
-        files = sorted(root.glob("*/*/run.json")) if root.is_dir() else []
+        files = sorted(root.glob("[!.]*/*/run.json")) if root.is_dir() else []
         signature = tuple((str(f), f.stat().st_mtime_ns) for f in files)
         if self._catalog is None or self._catalog[0] != signature:
-            self._catalog = (signature, controllers.catalog(self.results_dir))
+            found = controllers.catalog(self.results_dir)
+            self._catalog = (signature, found, found[found["n_rows"] > 0].reset_index(drop=True))
         return self._catalog[1]
+
+    def runs(self) -> pd.DataFrame:
+        """The results with head scores (what maps can show), newest first."""
+        self.results()
+        return self._catalog[2]
 
     _atlases: dict = field(default_factory=dict)
 

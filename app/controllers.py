@@ -92,10 +92,11 @@ def float_in(value: Any, low: float, high: float, name: str) -> float:
 
 # ---- catalog -----------------------------------------------------------------------------------------
 def catalog(results_dir: Path | None = None) -> pd.DataFrame:
-    """Saved runs (kind "run"), newest first, with `checks`: one '<check>: <headline>' line per saved check."""
+    """Saved results that check no other run (runs, reports, interventions …), newest first, with `checks`: one
+    '<check>: <headline>' line per saved check of each."""
     rows = wb.find_results(results_dir=results_dir)
-    runs = rows[rows["kind"] == "run"].reset_index(drop=True)
-    checks = rows[rows["kind"] != "run"]
+    runs = rows[rows["parent_run"].isna() & (rows["kind"] != "atlas")].reset_index(drop=True)  # atlases: /atlas
+    checks = rows[rows["parent_run"].notna()]
     runs["checks"] = ["\n".join(f"{c['kind']}: {headline(c['path'])}"
                                 for c in checks[checks["parent_run"] == run_id].to_dict("records"))
                       for run_id in runs["run_id"]]
@@ -113,7 +114,10 @@ def headline(run_dir: str, n: int = 3) -> str:
 
 
 def run_label(row: Mapping[str, Any]) -> str:
-    return f"{row['analysis']} · {row['model']} · {row['prompt_set']} · {str(row['created'])[:16]}"
+    """How a run reads in every run list: '<label> — <analysis> [<kind>] · <model> · <prompt set> · <created>'."""
+    kind = f" [{row['kind']}]" if row.get("kind", "run") != "run" else ""
+    text = f"{row['analysis']}{kind} · {row['model']} · {row['prompt_set']} · {str(row['created'])[:16]}"
+    return f"{row['label']} — {text}" if row.get("label") else text
 
 
 def run_options(runs: pd.DataFrame) -> list[dict[str, str]]:

@@ -122,3 +122,12 @@ HP_MESSAGE = "hp-message"
 # head-map links to profiles
 CM_PROFILE = "cm-profile-link"
 CC_PROFILE = "cc-profile-link"
+
+# catalog (overview): label and delete runs
+OV_MANAGE_RUN = "ov-manage-run"
+OV_LABEL = "ov-label"
+OV_LABEL_SAVE = "ov-label-save"
+OV_DELETE = "ov-delete"
+OV_CONFIRM = "ov-delete-confirm"
+OV_MANAGE_MESSAGE = "ov-manage-message"
+HM_DEFINITION = "hm-definition"

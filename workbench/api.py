@@ -270,4 +270,5 @@ def describe_score(analysis: str, column: str = "score") -> str:
     return get_analysis(analysis).describe(column)
 
 
+_LAZY["LABEL_MAX_CHARS"] = "workbench.results.runs"
 __all__ += ["label_run", "delete_run", "damaged_runs", "describe_score"]

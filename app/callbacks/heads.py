@@ -9,7 +9,7 @@ import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import guarded, polled, progress_line
 from workbench_app.context import AppContext
-from workbench_app.pages.common import alert, profile_link, table
+from workbench_app.pages.common import alert, png_config, profile_link, table
 from workbench_app.pages.heads import map_view
 
 HEAD_MESSAGE = "hm-head-message"
@@ -17,13 +17,13 @@ HEAD_MESSAGE = "hm-head-message"
 
 def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.HM_COLUMN, "options"), Output(ids.HM_MAP, "figure"), Output(ids.HM_TOP, "children"),
+                  Output(ids.HM_DEFINITION, "children"), Output(ids.HM_MAP, "config"),
                   Output(ids.HM_MESSAGE, "children"),
                   Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),
                   prevent_initial_call=True)
     @guarded
     def show_map(run_id, column, head):
-        columns, fig, top = map_view(ctx, run_id, column, head)
-        return columns, fig, top, []
+        return *map_view(ctx, run_id, column, head), []
 
     @app.callback(Output(ids.HM_HEAD, "data"), Output(ids.HM_HEAD_INPUT, "value"), Output(HEAD_MESSAGE, "children"),
                   Input(ids.HM_MAP, "clickData"), Input({"type": ids.TOP_HEAD_BUTTON, "index": ALL}, "n_clicks"),
@@ -59,7 +59,7 @@ def register(app, ctx: AppContext) -> None:
         runs = ctx.runs()
         model = controllers.load_scores(run_id, runs)["model"].iloc[0]
         across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
-        body = (table(across.drop(columns=["run_id"]), links={}) if not across.empty
+        body = (table(across.drop(columns=["run_id"]), links={}, csv=f"{head}_across_runs") if not across.empty
                 else html.P("No other runs for this model.", className="muted"))
         return f"{head}: attention pattern", [profile_link(model, str(ref)), body]
 
@@ -85,13 +85,15 @@ def register(app, ctx: AppContext) -> None:
         job = ctx.worker.submit("head_pattern", {"text": body, "head": head, "max_tokens": tokens})
         return job, False, progress_line(ctx.worker.status(job))
 
-    @app.callback(Output(ids.HM_PATTERN, "figure"), Output(ids.HM_JOB_POLL, "disabled", allow_duplicate=True),
+    @app.callback(Output(ids.HM_PATTERN, "figure"), Output(ids.HM_PATTERN, "config"),
+                  Output(ids.HM_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.HM_PROGRESS, "children", allow_duplicate=True),
                   Input(ids.HM_JOB_POLL, "n_intervals"), State(ids.HM_JOB, "data"), prevent_initial_call=True)
-    @polled(ctx, 1)
+    @polled(ctx, 2)
     def poll_pattern(res):
         fig = wb.plot_pattern(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])
-        return fig, f"{res['head']} on {len(res['tokens'])} tokens" + controllers.truncation(res)
+        return fig, png_config(f"pattern_{res['head']}"), \
+            f"{res['head']} on {len(res['tokens'])} tokens" + controllers.truncation(res)
 
     @app.callback(Output(ids.URL, "search", allow_duplicate=True),
                   Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),

@@ -1,13 +1,16 @@
-"""Overview wiring: worker status and analysis list, running an analysis with progress, the runs table."""
+"""Overview wiring: worker status and analysis list, running an analysis with progress, the runs table, labelling
+and deleting runs."""
 
 from __future__ import annotations
 
 from dash import Input, Output, State, html, no_update
 
+import workbench.api as wb
 from workbench_app import controllers, ids, requests
 from workbench_app.callbacks.common import guarded, polled
 from workbench_app.context import AppContext
-from workbench_app.pages.overview import runs_table
+from workbench_app.pages.common import alert
+from workbench_app.pages.overview import manage_options, runs_table
 
 
 def register(app, ctx: AppContext) -> None:
@@ -46,4 +49,41 @@ def register(app, ctx: AppContext) -> None:
         run_id = result["run_id"]
         link = html.Div(["Open it in the ", html.A("head map", href=f"/heads?run={run_id}")],
                         className="alert alert-ok")
-        return runs_table(ctx.runs()), link, f"saved run {run_id}"
+        return runs_table(ctx.results()), link, f"saved run {run_id}"
+
+    @app.callback(Output(ids.OV_LABEL, "value"), Input(ids.OV_MANAGE_RUN, "value"))
+    def current_label(run_id):
+        runs = ctx.results()
+        match = runs.loc[runs["run_id"] == run_id, "label"]
+        return match.iloc[0] if len(match) else ""
+
+    @app.callback(Output(ids.OV_RUNS, "children", allow_duplicate=True),
+                  Output(ids.OV_MANAGE_RUN, "options"), Output(ids.OV_MANAGE_MESSAGE, "children"),
+                  Input(ids.OV_LABEL_SAVE, "n_clicks"), State(ids.OV_MANAGE_RUN, "value"), State(ids.OV_LABEL, "value"),
+                  prevent_initial_call=True)
+    @guarded
+    def save_label(_clicks, run_id, text):
+        record = wb.label_run(controllers.check_run_id(run_id, ctx.results()), text or "", ctx.results_dir)
+        said = f"labelled {record.run_id} {record.label!r}" if record.label else f"cleared the label of {run_id}"
+        return runs_table(ctx.results()), manage_options(ctx), alert(said, "ok")
+
+    @app.callback(Output(ids.OV_CONFIRM, "displayed"), Output(ids.OV_CONFIRM, "message"),
+                  Output(ids.OV_MANAGE_MESSAGE, "children", allow_duplicate=True),
+                  Input(ids.OV_DELETE, "n_clicks"), State(ids.OV_MANAGE_RUN, "value"), prevent_initial_call=True)
+    @guarded
+    def ask_delete(_clicks, run_id):
+        if not isinstance(run_id, str) or run_id not in {o["value"] for o in manage_options(ctx)}:
+            raise controllers.AppInputError("Pick a run to delete from the list.")
+        return True, f"Delete run {run_id} and the checks of it? It moves to the results directory's .trash/.", []
+
+    @app.callback(Output(ids.OV_RUNS, "children", allow_duplicate=True),
+                  Output(ids.OV_MANAGE_RUN, "options", allow_duplicate=True),
+                  Output(ids.OV_MANAGE_RUN, "value"), Output(ids.OV_MANAGE_MESSAGE, "children", allow_duplicate=True),
+                  Input(ids.OV_CONFIRM, "submit_n_clicks"), State(ids.OV_MANAGE_RUN, "value"),
+                  prevent_initial_call=True)
+    @guarded
+    def delete(_submitted, run_id):
+        removed = wb.delete_run(run_id, ctx.results_dir)
+        options = manage_options(ctx)
+        return (runs_table(ctx.results()), options, options[0]["value"] if options else None,
+                alert(f"deleted {', '.join(removed)} (moved to .trash/ in the results directory)", "ok"))

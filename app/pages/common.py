@@ -1,19 +1,41 @@
-"""Small shared building blocks: tables, alerts, labelled fields, progress lines, cards."""
+"""Small shared building blocks: tables (each with a CSV download), figure configs (PNG download), head links,
+alerts, labelled fields, progress lines, cards."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
+from urllib.parse import quote, urlencode
 
 import pandas as pd
 from dash import dcc, html
 
+import workbench.api as wb
 from workbench_app import ids
 
 
+def file_name(name: Any) -> str:
+    """A download's file name from a run id, head, title …: letters, digits, '.', '_', '-' only."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(name)).strip("_.")[:100] or "workbench"
+
+
+def png_config(name: Any) -> dict:
+    """A dcc.Graph config showing plotly's toolbar, whose camera button downloads the figure as `<name>.png`."""
+    return {"displayModeBar": True, "displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+            "toImageButtonOptions": {"format": "png", "filename": file_name(name), "scale": 2}}
+
+
+def csv_link(df: pd.DataFrame, name: Any) -> html.A:
+    """A "CSV" button downloading all of `df` (not only the rows shown) as `<name>.csv`, in the browser."""
+    return html.A("⤓ CSV", href="data:text/csv;charset=utf-8," + quote(df.to_csv(index=False)),
+                  download=f"{file_name(name)}.csv", className="csv-link", title=f"download as {file_name(name)}.csv")
+
+
 def table(df: pd.DataFrame, *, id: str | None = None, max_rows: int = 50, links: dict[str, Any] | None = None,
-          head_buttons: str | None = None) -> html.Table:
-    """A plain, legible HTML table; `links` maps a column to a function value -> href;
-    `head_buttons` names a column whose L{l}H{h} cells become buttons selecting that head."""
+          head_buttons: str | None = None, csv: str | None = None) -> html.Div:
+    """A plain, legible HTML table with a CSV button (file `csv`, default its id); `links` maps a column to a
+    function value -> href (None: no link); `head_buttons` names a column whose L{l}H{h} cells become buttons
+    selecting that head."""
     links = links or {}
     header = html.Thead(html.Tr([html.Th(str(c)) for c in df.columns]))
     body = []
@@ -25,20 +47,34 @@ def table(df: pd.DataFrame, *, id: str | None = None, max_rows: int = 50, links:
             if col == head_buttons:
                 cells.append(html.Td(html.Button(text, id={"type": ids.TOP_HEAD_BUTTON, "index": text},
                                                  className="head-chip", n_clicks=0)))
-            elif col in links:
+            elif col in links and links[col](value):
                 cells.append(html.Td(dcc.Link(text, href=links[col](value))))
             else:
                 cells.append(html.Td(text, className="num" if isinstance(value, (int, float)) else None))
         body.append(html.Tr(cells))
     kwargs = {"id": id} if id else {}
-    return html.Table([header, html.Tbody(body)], className="wb-table", **kwargs)
+    return html.Div([html.Table([header, html.Tbody(body)], className="wb-table", **kwargs),
+                     csv_link(df, csv or id or "table")], className="table-block")
 
 
-def profile_link(model: str, head: str) -> dcc.Link:
-    """A link to a head's profile page (every metric, roles, circuits, attention, one-click ablation)."""
+def profile_link(model: str, head: str) -> html.Span:
+    """Links to a head's profile page (every metric, roles, circuits, attention, one-click ablation) and to
+    Interventions with the head filled in (a link only: nothing runs until Run is clicked)."""
     from workbench_app.atlas_controllers import profile_href
 
-    return dcc.Link(f"{head}: open its profile →", href=profile_href(model, head), className="profile-link")
+    return html.Span([dcc.Link(f"{head}: open its profile →", href=profile_href(model, head), className="profile-link"),
+                      dcc.Link(f"intervene on {head} →", href="/interventions?" + urlencode({"heads": head}),
+                               className="profile-link intervene-link")], className="head-links")
+
+
+def definition(analysis: str, column: str) -> html.P:
+    """What a map's column is (definition; unit; direction), from the analysis's spec (workbench.api.describe_score)."""
+    try:
+        text = wb.describe_score(analysis, column)
+    except wb.WorkbenchError:
+        text = ""
+    return html.P([html.B(f"{column}: "), text or f"no definition in the {analysis} spec's columns."],
+                  className="score-definition")
 
 
 def alert(message: str, kind: str = "error") -> html.Div:

@@ -7,7 +7,7 @@ from dash import dcc, html
 import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
-from workbench_app.pages.common import card, field, job_slots, page, table
+from workbench_app.pages.common import card, definition, field, job_slots, page, png_config, table
 
 
 def prompt_options() -> list[dict]:
@@ -17,14 +17,17 @@ def prompt_options() -> list[dict]:
 
 
 def map_view(ctx: AppContext, run_id: str, column: str | None, head: str | None):
-    """(colour-by options, heatmap figure, top-heads table) of a run; shared by the layout and its callback."""
+    """(colour-by options, heatmap figure, top-heads table, the column's definition, the map's PNG config) of a
+    run; shared by the layout and its callback."""
     scores = controllers.load_scores(run_id, ctx.runs())
     columns = controllers.numeric_columns(scores)
     column = column if isinstance(column, str) and column in columns else "score"
     ref = wb.HeadRef.parse(head) if isinstance(head, str) and head else None
     fig = wb.plot_heads(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
                         title=controllers.map_title(scores, column))
-    return columns, fig, table(controllers.top_heads(scores, column, n=12), head_buttons="head_label")
+    name = f"{scores['analysis'].iloc[0]}_{column}_{run_id}"
+    return (columns, fig, table(controllers.top_heads(scores, column, n=12), head_buttons="head_label", csv=name),
+            definition(str(scores["analysis"].iloc[0]), column), png_config(name))
 
 
 def layout(state: dict, ctx: AppContext):
@@ -38,7 +41,7 @@ def layout(state: dict, ctx: AppContext):
     if state.get("run") and state.get("run") != run:
         warn = f"No saved run {state['run'][:60]!r}; showing the newest run instead."
     prompt = state.get("prompt") if state.get("prompt") in {o["value"] for o in prompt_options()} else "0"
-    columns, figure, top = map_view(ctx, run, state.get("col"), None)
+    columns, figure, top, meaning, config = map_view(ctx, run, state.get("col"), None)
     column = state.get("col") if state.get("col") in columns else "score"
     controls = html.Div([
         field("run", dcc.Dropdown(id=ids.HM_RUN, options=controllers.run_options(runs), value=run,
@@ -66,13 +69,14 @@ def layout(state: dict, ctx: AppContext):
         html.Div(id="hm-head-message"),
         dcc.Store(id=ids.HM_HEAD, data=None),
         html.Div([
-            html.Div([dcc.Graph(id=ids.HM_MAP, figure=figure, config={"displayModeBar": False}),
+            html.Div([dcc.Graph(id=ids.HM_MAP, figure=figure, config=config),
+                      html.Div(meaning, id=ids.HM_DEFINITION),
                       card("Top heads", html.Div(top, id=ids.HM_TOP))], className="col-left"),
             html.Div([
                 card(None, [html.H3("Click a head on the map", id=ids.HM_TITLE, className="card-title"),
                             pattern_controls, text,
                             *job_slots(ids.HM_JOB, ids.HM_JOB_POLL, ids.HM_PROGRESS),
-                            dcc.Graph(id=ids.HM_PATTERN, config={"displaylogo": False})]),
+                            dcc.Graph(id=ids.HM_PATTERN, config=png_config("pattern"))]),
                 card("This head in the other analyses", html.Div(id=ids.HM_ACROSS)),
             ], className="col-right"),
         ], className="split"),
