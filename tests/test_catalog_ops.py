@@ -51,8 +51,9 @@ def test_bad_labels_are_refused_and_change_nothing(tmp_path, text, message):
 
 def test_delete_moves_the_run_and_its_checks_to_the_trash(tmp_path):
     keep, run = _save(tmp_path), _save(tmp_path)
-    check = save_run(None, params={}, model_fingerprint="mf", prompts_fingerprint="pf", timings={}, results_dir=tmp_path,
-                     kind="ablate", parent_run=run.run_id, analysis=run.analysis, model="tiny", prompt_set="p")
+    check = save_run(None, params={}, model_fingerprint="mf", prompts_fingerprint="pf", timings={},
+                     results_dir=tmp_path, kind="ablate", parent_run=run.run_id, analysis=run.analysis, model="tiny",
+                     prompt_set="p")
     assert wb.delete_run(run.run_id, tmp_path) == [run.run_id, check.run_id]
     assert list(wb.find_results(results_dir=tmp_path)["run_id"]) == [keep.run_id]
     assert sorted(p.name for p in (tmp_path / ".trash").iterdir()) == sorted(
@@ -107,3 +108,11 @@ def test_sinks_report_saves_a_report_the_catalog_lists(tmp_path):
     tables = load_result(row["run_id"], tmp_path).tables
     assert {"layers", "hidden_examples", "secondary", "tokens", "massive_dims"} <= set(tables)
     assert list(tables["layers"]["layer"]) == [0, 1]
+
+
+def test_preplan_report_saves_its_run_with_the_token_table():
+    result = invoke("preplan", "report", "-m", "tiny", "--n-problems", "2", "--max-new-tokens", "12")
+    assert result.exit_code == 0, result.output
+    (row,) = wb.find_results().to_dict("records")  # conftest: a fresh results dir per test
+    assert row["analysis"] == "preplan_anchor" and row["kind"] == "run" and "n_problems=2" in row["params"]
+    assert set(wb.load_table(row["run_id"], "tokens")["trace"]) == {0, 1}

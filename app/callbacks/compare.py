@@ -8,6 +8,7 @@ import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import guarded, link_clicks_to_profiles
 from workbench_app.context import AppContext
+from workbench_app.pages.common import definition
 
 
 def _stat(label: str, value: str) -> html.Div:
@@ -18,7 +19,7 @@ def _stat(label: str, value: str) -> html.Div:
 def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.CM_STATS, "children"), Output(ids.CM_MAP_A, "figure"), Output(ids.CM_MAP_B, "figure"),
                   Output(ids.CM_DIFF, "figure"), Output(ids.URL, "search", allow_duplicate=True),
-                  Output(ids.CM_MESSAGE, "children"),
+                  Output(ids.CM_DEFINITION, "children"), Output(ids.CM_MESSAGE, "children"),
                   Input(ids.CM_A, "value"), Input(ids.CM_B, "value"), Input(ids.CM_K, "value"),
                   prevent_initial_call="initial_duplicate")
     @guarded
@@ -44,7 +45,8 @@ def register(app, ctx: AppContext) -> None:
                                        title="A − B: percentile rank difference<br>"
                                              "<sup>red: ranked higher in A · blue: higher in B</sup>")
         query = controllers.build_query({"a": a, "b": b, "k": k})
-        return cards, fig_a, fig_b, fig_d, query, []
+        meaning = [definition(s["analysis"].iloc[0], "score") for s in (score_a, score_b)]
+        return cards, fig_a, fig_b, fig_d, query, meaning, []
 
     def model_of(graph, a, b):
         runs = ctx.runs()

@@ -9,7 +9,7 @@ import workbench.api as wb
 from workbench_app import atlas_controllers as ac
 from workbench_app import ids
 from workbench_app.context import AppContext
-from workbench_app.pages.common import alert, card, field, page, table
+from workbench_app.pages.common import alert, card, field, page, png_config, table
 
 SUBTITLE = ("Every head of one model across the saved analyses: rank 1 = strongest (by |value| for signed metrics). "
             "Sort or filter the table, filter by role, click a head for its profile.")
@@ -76,5 +76,5 @@ def layout(state: dict, ctx: AppContext):
             html.P("Click a cell (or a heatmap square) for that head's profile link; Export writes the rows shown, "
                    "after filters, as CSV.", className="field-hint"),
             html.Div(id=ids.AT_LINK, className="progress-line"), matrix]),
-        card(None, dcc.Graph(id=ids.AT_HEATMAP, figure=fig, config={"displayModeBar": False})),
+        card(None, dcc.Graph(id=ids.AT_HEATMAP, figure=fig, config=png_config(f"atlas_{model}_ranks"))),
         *gaps)

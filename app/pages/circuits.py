@@ -7,7 +7,7 @@ from dash import dcc, html
 
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
-from workbench_app.pages.common import card, field, page
+from workbench_app.pages.common import card, field, page, png_config
 
 
 def layout(state: dict, ctx: AppContext):
@@ -30,7 +30,7 @@ def layout(state: dict, ctx: AppContext):
         html.Div(id=ids.CC_PROFILE, className="progress-line"),
         html.Div([card("Overlap", html.Div(id=ids.CC_STATS)), card("How they were found", html.Div(id=ids.CC_META))],
                  className="grid-2"),
-        html.Div([dcc.Graph(id=ids.CC_OVERLAP, config={"displayModeBar": False}),
-                  dcc.Graph(id=ids.CC_MAP_A, config={"displayModeBar": False}),
-                  dcc.Graph(id=ids.CC_MAP_B, config={"displayModeBar": False})], className="grid-3"),
+        html.Div([dcc.Graph(id=ids.CC_OVERLAP, config=png_config("circuit_overlap")),
+                  dcc.Graph(id=ids.CC_MAP_A, config=png_config("circuit_A")),
+                  dcc.Graph(id=ids.CC_MAP_B, config=png_config("circuit_B"))], className="grid-3"),
     )

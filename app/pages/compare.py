@@ -6,7 +6,7 @@ from dash import dcc, html
 
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
-from workbench_app.pages.common import card, field, page
+from workbench_app.pages.common import card, field, page, png_config
 
 
 def layout(state: dict, ctx: AppContext):
@@ -31,7 +31,8 @@ def layout(state: dict, ctx: AppContext):
         html.Div(id=ids.CM_MESSAGE),
         html.Div(id=ids.CM_STATS, className="stats-row"),
         html.Div(id=ids.CM_PROFILE, className="progress-line"),
-        html.Div([dcc.Graph(id=ids.CM_MAP_A, config={"displayModeBar": False}),
-                  dcc.Graph(id=ids.CM_MAP_B, config={"displayModeBar": False}),
-                  dcc.Graph(id=ids.CM_DIFF, config={"displayModeBar": False})], className="grid-3"),
+        html.Div([dcc.Graph(id=ids.CM_MAP_A, config=png_config(f"A_{a}")),
+                  dcc.Graph(id=ids.CM_MAP_B, config=png_config(f"B_{b}")),
+                  dcc.Graph(id=ids.CM_DIFF, config=png_config(f"A_{a}_minus_B_{b}"))], className="grid-3"),
+        html.Div(id=ids.CM_DEFINITION),
     )

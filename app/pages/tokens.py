@@ -6,7 +6,7 @@ from dash import dcc, html
 
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
-from workbench_app.pages.common import card, field, job_slots, page
+from workbench_app.pages.common import card, field, job_slots, page, png_config
 from workbench_app.pages.heads import prompt_options
 
 
@@ -35,5 +35,5 @@ def layout(state: dict, ctx: AppContext):
             *job_slots(ids.TK_JOB, ids.TK_JOB_POLL, ids.TK_PROGRESS),
             html.Div(id=ids.TK_MESSAGE),
         ]),
-        card(None, dcc.Graph(id=ids.TK_FIGURE, config={"displaylogo": False})),
+        card(None, dcc.Graph(id=ids.TK_FIGURE, config=png_config("token_traces"))),
     )
