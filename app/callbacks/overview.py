@@ -14,6 +14,12 @@ from workbench_app.pages.overview import manage_options, runs_table
 
 
 def register(app, ctx: AppContext) -> None:
+    def listed(run_id) -> str:
+        """A run id from the label/delete list (catalogued or damaged), never a path."""
+        if not isinstance(run_id, str) or run_id not in {o["value"] for o in manage_options(ctx)}:
+            raise controllers.AppInputError("Pick a run from the list.")
+        return run_id
+
     @app.callback(Output(ids.OV_WORKER, "children"), Output(ids.OV_ANALYSIS, "options"),
                   Output(ids.OV_ANALYSIS, "value"), Output(ids.OV_POLL, "disabled"),
                   Input(ids.OV_POLL, "n_intervals"), State(ids.OV_ANALYSIS, "value"))
@@ -72,9 +78,7 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.OV_DELETE, "n_clicks"), State(ids.OV_MANAGE_RUN, "value"), prevent_initial_call=True)
     @guarded
     def ask_delete(_clicks, run_id):
-        if not isinstance(run_id, str) or run_id not in {o["value"] for o in manage_options(ctx)}:
-            raise controllers.AppInputError("Pick a run to delete from the list.")
-        return True, f"Delete run {run_id} and the checks of it? It moves to the results directory's .trash/.", []
+        return True, f"Delete run {listed(run_id)} and the checks of it? It moves to the results' .trash/.", []
 
     @app.callback(Output(ids.OV_RUNS, "children", allow_duplicate=True),
                   Output(ids.OV_MANAGE_RUN, "options", allow_duplicate=True),
@@ -83,7 +87,7 @@ def register(app, ctx: AppContext) -> None:
                   prevent_initial_call=True)
     @guarded
     def delete(_submitted, run_id):
-        removed = wb.delete_run(run_id, ctx.results_dir)
+        removed = wb.delete_run(listed(run_id), ctx.results_dir)
         options = manage_options(ctx)
         return (runs_table(ctx.results()), options, options[0]["value"] if options else None,
                 alert(f"deleted {', '.join(removed)} (moved to .trash/ in the results directory)", "ok"))
