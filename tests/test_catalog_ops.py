@@ -110,9 +110,10 @@ def test_sinks_report_saves_a_report_the_catalog_lists(tmp_path):
     assert list(tables["layers"]["layer"]) == [0, 1]
 
 
-def test_preplan_report_saves_its_run_with_the_token_table():
-    result = invoke("preplan", "report", "-m", "tiny", "--n-problems", "2", "--max-new-tokens", "12")
+def test_preplan_report_saves_its_run_with_the_token_table(tmp_path):
+    result = invoke("preplan", "report", "-m", "tiny", "--n-problems", "2", "--max-new-tokens", "12",
+                    "--results-dir", tmp_path)
     assert result.exit_code == 0, result.output
-    (row,) = wb.find_results().to_dict("records")  # conftest: a fresh results dir per test
+    (row,) = wb.find_results(results_dir=tmp_path).to_dict("records")
     assert row["analysis"] == "preplan_anchor" and row["kind"] == "run" and "n_problems=2" in row["params"]
-    assert set(wb.load_table(row["run_id"], "tokens")["trace"]) == {0, 1}
+    assert set(wb.load_table(row["run_id"], "tokens", tmp_path)["trace"]) == {0, 1}

@@ -10,7 +10,7 @@ import typer
 
 from workbench.analyses import get_analysis
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, show
-from workbench.cli.registry import run_and_show
+from workbench.cli.registry import RESULTS_DIR, run_and_show
 
 app = typer.Typer(help="Preplan/anchor tokens in reasoning traces (Li et al. 2025).", no_args_is_help=True)
 
@@ -20,13 +20,14 @@ app = typer.Typer(help="Preplan/anchor tokens in reasoning traces (Li et al. 202
 def report(n_problems: int = typer.Option(8), max_new_tokens: int = typer.Option(256),
            window: int = typer.Option(10, help="WAAD window W"), model: str = MODEL,
            device: str = DEVICE, dtype: str = DTYPE,
-           examples: int = typer.Option(2), out: Optional[Path] = typer.Option(None, help="HTML figures")):
-    """Head split, traces with preplan (P) and anchor (A) marks, and the coupling against chance."""
+           examples: int = typer.Option(2), out: Optional[Path] = typer.Option(None, help="HTML figures"),
+           results_dir: Optional[Path] = RESULTS_DIR):
+    """Head split, traces with preplan (P) and anchor (A) marks, and the coupling against chance (saved as a run)."""
     from workbench.analyses.preplan_anchor.views import marked_text, trace_figure
 
     params = {"n_problems": n_problems, "max_new_tokens": max_new_tokens, "window": window}
     result = run_and_show(get_analysis("preplan_anchor"), params, model=model, device=device, dtype=dtype,
-                          results_dir=None, save=True, out=None, top=5)
+                          results_dir=results_dir, save=True, out=None, top=5)
     scores, tokens, n_traces = result.scores, result.tables["tokens"], min(examples, result.summary["n_traces"])
     split = scores.groupby("kind")["score"].agg(["count", "mean", "min", "max"]).round(1).reset_index()
     show(split, "head split by mean attention distance (tokens)")
