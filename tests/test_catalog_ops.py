@@ -96,6 +96,7 @@ def test_cli_label_ls_and_rm(tmp_path):
 
 
 def test_sinks_report_saves_a_report_the_catalog_lists(tmp_path):
+    tmp_path = tmp_path / "results"  # not the activation cache's folder (conftest)
     result = invoke("sinks", "report", "-m", "tiny", "--n-prompts", "2", "--n-tokens", "24", "--ppl-prompts", "0",
                     "--results-dir", tmp_path)
     assert result.exit_code == 0, result.output
@@ -111,6 +112,7 @@ def test_sinks_report_saves_a_report_the_catalog_lists(tmp_path):
 
 
 def test_preplan_report_saves_its_run_with_the_token_table(tmp_path):
+    tmp_path = tmp_path / "results"
     result = invoke("preplan", "report", "-m", "tiny", "--n-problems", "2", "--max-new-tokens", "12",
                     "--results-dir", tmp_path)
     assert result.exit_code == 0, result.output
