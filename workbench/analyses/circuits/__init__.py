@@ -99,5 +99,7 @@ SAE_CIRCUITS = AnalysisSpec(
                             "higher = more separating"),
         "baseline_score": Column("baseline |mean ‖o+‖ − mean ‖o−‖| of the head's output norms", "L2 norm",
                                  "higher = norms differ more"),
+        "in_circuit": Column("in the found circuit (top_fraction of heads by score)", "true / false", ""),
+        "in_reference": Column("in the reference (patching) circuit", "true / false", ""),
     },
 )

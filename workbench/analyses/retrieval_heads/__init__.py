@@ -71,5 +71,6 @@ SPEC = AnalysisSpec(
                                   "higher = more streaming (local + sink)"),
         "n_events": Column("copy-paste events summed over the counted trials", "events", "higher = more copying"),
         "n_trials": Column("trials counted (answered correctly)", "trials", "the same for every head"),
+        "retrieval": Column("a retrieval head: score > threshold (0.1)", "true / false", "true = retrieval head"),
     },
 )
