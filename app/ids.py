@@ -122,3 +122,6 @@ HP_MESSAGE = "hp-message"
 # head-map links to profiles
 CM_PROFILE = "cm-profile-link"
 CC_PROFILE = "cc-profile-link"
+
+# ---- interventions (task prompt sets, saved runs) ----
+IV_HISTORY = "iv-history"

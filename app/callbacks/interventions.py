@@ -13,6 +13,7 @@ from workbench_app import intervention_controllers as IC
 from workbench_app.callbacks.common import guarded, polled
 from workbench_app.context import AppContext
 from workbench_app.pages.common import alert, table
+from workbench_app.pages.interventions import saved_card
 
 
 def _highlight(text, n_layers, n_heads):
@@ -66,15 +67,17 @@ def register(app, ctx: AppContext) -> None:
         return job, False, query, [alert(note, "warn")] if note else []
 
     @app.callback(Output(ids.IV_SUMMARY, "children"), Output(ids.IV_TABLE, "children"),
-                  Output(ids.IV_FIGURE, "figure"), Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
+                  Output(ids.IV_FIGURE, "figure"), Output(ids.IV_HISTORY, "children"),
+                  Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.IV_PROGRESS, "children"),
                   Input(ids.IV_JOB_POLL, "n_intervals"), State(ids.IV_JOB, "data"), prevent_initial_call=True)
-    @polled(ctx, 3)
+    @polled(ctx, 4)
     def poll(result):
         per_prompt, aggregate = IC.intervention_frames(result)
         fig = wb.plot_before_after(pd.DataFrame(result["rows"]), title="; ".join(result.get("edits", [])))
         saved = f"saved run {result['run_id']}" if result.get("run_id") else "not saved"
         return (html.Div([html.H4("Aggregate"), table(aggregate, id="iv-aggregate-table")]),
                 html.Div([html.H4("Per prompt"), table(per_prompt, id="iv-result-table")]),
-                fig, f"{len(per_prompt)} prompts of {result.get('prompt_set', '?')}, clean and edited; {saved}")
+                fig, saved_card(IC.saved_interventions(ctx.results_dir, ctx.model)),
+                f"{len(per_prompt)} prompts of {result.get('prompt_set', '?')}, clean and edited; {saved}")
 

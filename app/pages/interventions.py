@@ -17,6 +17,13 @@ TYPED_HINT = (f"one prompt per line (at most {MAX_PROMPTS}, {MAX_EDIT_TOKENS:,} 
               "tab for logit_diff, 'prompt ⇥ answer ⇥ wrong' (a tab, or type \\t); each answer one token")
 
 
+def saved_card(saved) -> list:
+    """Title and table of the model's saved interventions (re-drawn after each run)."""
+    return [html.H3(f"Saved interventions ({len(saved)})", className="card-title"),
+            table(saved, max_rows=20) if not saved.empty else
+            html.P("None yet: each run is saved to the catalog.", className="muted")]
+
+
 def layout(state: dict, ctx: AppContext):
     runs = ctx.model_runs()
     form = IC.form_state(state)
@@ -66,8 +73,7 @@ def layout(state: dict, ctx: AppContext):
     results = card("Before / after", [html.Div(id=ids.IV_SUMMARY), dcc.Graph(id=ids.IV_FIGURE,
                                                                                config={"displaylogo": False}),
                                       html.Div(id=ids.IV_TABLE)])
-    history = card(f"Saved interventions ({len(saved)})", table(saved, max_rows=20) if not saved.empty else
-                   html.P("None yet: each run is saved to the catalog.", className="muted"))
+    history = card(None, html.Div(saved_card(saved), id=ids.IV_HISTORY))
     return page("Interventions", f"Edit heads of {ctx.model} and measure the change, prompt by prompt.",
                 html.Div([html.Div([picker], className="col-left narrow"),
                           html.Div([editor, results, history], className="col-right wide")], className="split"))
