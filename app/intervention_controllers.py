@@ -28,23 +28,19 @@ URL_TEXT_LIMIT = 1500  # typed prompts longer than this (all lines, URL-encoded)
 
 def sources() -> dict[str, str]:
     """Prompt set name → label, in the order the page lists them."""
-    from workbench.edits.sources import SOURCES
-
-    return {name: s.label for name, s in SOURCES.items()}
+    return {name: s.label for name, s in wb.INTERVENTION_SOURCES.items()}
 
 
 def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric: Any, source: Any,
                          typed: Any, n_prompts: Any, n_tokens: Any, patch_text: Any, n_layers: int,
                          n_heads: int) -> dict[str, Any]:
     """Validated arguments for the worker's `intervene` op (refusals name the field and its range)."""
-    from workbench.edits import sources as src
-
     labels = parse_head_field(heads, n_layers, n_heads)
     if not isinstance(edit, str) or edit not in EDITS:
         raise AppInputError(f"Unknown edit {str(edit)[:40]!r}; choose one of {', '.join(EDITS)}.")
     if not isinstance(metric, str) or metric not in METRICS:
         raise AppInputError(f"Unknown metric {str(metric)[:40]!r}; choose one of {', '.join(METRICS)}.")
-    if not isinstance(source, str) or source not in src.SOURCES:
+    if not isinstance(source, str) or source not in wb.INTERVENTION_SOURCES:
         raise AppInputError(f"Choose a prompt set: {', '.join(sources().values())}.")
     args: dict[str, Any] = {"heads": ",".join(labels), "edit": edit, "metric": metric, "source": source}
     if edit == "scale":
@@ -62,10 +58,10 @@ def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric
     else:
         args["n_prompts"] = int_in(n_prompts, 1, MAX_PROMPTS, "n")
         if source in ("natural", "niah"):
-            low = src.NIAH_MIN_TOKENS if source == "niah" else 8
+            low = wb.NIAH_MIN_TOKENS if source == "niah" else 8
             args["n_tokens"] = int_in(n_tokens, low, MAX_EDIT_TOKENS, "tokens each")
     try:
-        src.check_metric(source, metric, metadata)
+        wb.check_intervention_metric(source, metric, metadata)
     except wb.WorkbenchError as exc:
         raise AppInputError(str(exc)) from None
     if edit == "patch" and isinstance(patch_text, str) and patch_text.strip():
@@ -77,10 +73,8 @@ def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric
 
 
 def _parsed(lines: list[str]) -> list[dict]:
-    from workbench.edits.sources import parse_typed
-
     try:
-        return parse_typed(lines)[1]
+        return wb.parse_typed(lines)[1]
     except wb.WorkbenchError as exc:
         raise AppInputError(str(exc)) from None
 
@@ -132,9 +126,6 @@ def intervention_frames(result: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
 
 def saved_interventions(results_dir=None, model: str | None = None) -> pd.DataFrame:
     """The catalog's intervention runs, newest first, with their parameters (heads, edit, metric, source, n …)."""
-    from workbench.edits.sources import ANALYSIS, KIND
-
-    rows = wb.find_results(ANALYSIS, model=model, kind=KIND, results_dir=results_dir)
-    out = rows[["run_id", "created", "model", "prompt_set", "params"]].copy()
+    out = wb.find_interventions(model, results_dir)[["run_id", "created", "model", "prompt_set", "params"]].copy()
     out["created"] = out["created"].astype(str).str[:19].str.replace("T", " ")
     return out.reset_index(drop=True)

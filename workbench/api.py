@@ -239,3 +239,19 @@ def build_atlas(model: str = DEFAULT_MODEL, *, fill: bool = False, n_boot: int =
 def head_profile(atlas, head: str) -> dict:
     """One head of an atlas ("L17H4"): every metric with value, interval and rank, its roles and circuits."""
     return atlas.head(head)
+
+
+# ---- interventions: prompt sets with answers and corrupted twins, saved intervention runs ----------------
+_INTERVENTIONS = {"INTERVENTION_SOURCES": "workbench.edits.sources:SOURCES", "parse_typed": "workbench.edits.sources",
+                  "check_intervention_metric": "workbench.edits.sources:check_metric",
+                  "NIAH_MIN_TOKENS": "workbench.edits.sources", "intervention_prompts": "workbench.edits.sources:build",
+                  "save_intervention": "workbench.edits.intervene"}
+_LAZY.update(_INTERVENTIONS)
+__all__ += [*_INTERVENTIONS, "find_interventions"]
+
+
+def find_interventions(model: str | None = None, results_dir=None) -> pd.DataFrame:
+    """Saved intervention runs (heads, edit, alpha, metric, prompt set, n in `params`), newest first."""
+    from workbench.edits.sources import ANALYSIS, KIND
+
+    return find_results(ANALYSIS, model=model, kind=KIND, results_dir=results_dir)
