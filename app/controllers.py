@@ -301,10 +301,21 @@ def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
 
 
 def prompt_text(prompt: Any, text: Any) -> str:
-    """The prompt a page runs: the typed text when `prompt` is "custom", else sample prompt number `prompt`."""
+    """The prompt a page runs: the typed text when `prompt` is "custom", prompt i of a circuit task for "ioi:i"
+    (TASK_EXAMPLES of each), else sample prompt number `prompt`."""
     if prompt == "custom":
         return check_text(text, "Your prompt")
+    task, _, index = str(prompt).partition(":") if isinstance(prompt, str) else ("", "", "")
+    if index:
+        if task not in TASK_LABELS:
+            raise AppInputError(f"Unknown task {task[:40]!r}; choose one of {', '.join(TASK_LABELS)}.")
+        return wb.task_texts(task, TASK_EXAMPLES)[int_in(index, 0, TASK_EXAMPLES - 1, f"{task} prompt")]
     return sample_prompts()[int_in(prompt, 0, 3, "Sample prompt")]
+
+
+TASK_LABELS = {"ioi": "IOI", "colored_objects": "Colored Objects", "greater_than": "greater-than",
+               "docstring": "docstring"}
+TASK_EXAMPLES = 4  # prompts of each circuit task the prompt pickers offer
 
 
 @lru_cache(maxsize=1)

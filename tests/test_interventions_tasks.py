@@ -88,6 +88,7 @@ def test_ioi_patching_through_the_worker_matches_the_api_and_is_saved(smol, isol
         assert math.isclose(row["before"], ref["before"], abs_tol=1e-4)
         assert math.isclose(row["after"], ref["after"], abs_tol=1e-4)
     assert res["summary"]["before"] > 0  # SmolLM2 prefers the indirect object on clean IOI
+    assert api.task_texts("ioi", 4) == list(task.clean.texts)  # the Head map's IOI prompts, drawn without a model
     assert res["prompt_set"] == "ioi-4-s0" and res["edits"] == direct.attrs["edits"]
     saved = load_result(res["run_id"])
     assert saved.kind == "intervention" and saved.record.analysis == "interventions"
@@ -111,3 +112,16 @@ def test_typed_answers_niah_and_greater_than_on_smollm2(smol):
     assert niah["event"] == "done" and all(r["before"] < 0 for r in niah["result"]["rows"])
     gt = run_op("smollm2-135m", heads="L0H0", edit="patch", metric="prob_diff", source="greater_than", n_prompts=2)
     assert gt["event"] == "done" and gt["result"]["params"]["patched_from"] == "corrupted twins"
+
+
+def test_the_head_map_prompt_picker_offers_task_prompts():
+    from workbench_app import controllers as C
+    from workbench_app.pages.heads import prompt_options
+
+    values = {o["value"] for o in prompt_options()}
+    assert {"0", "ioi:0", "colored_objects:3", "greater_than:1", "docstring:2", "custom"} <= values
+    assert C.prompt_text("greater_than:1", "").startswith("The ") and C.prompt_text("ioi:0", "").endswith(" to")
+    for bad, message in [("moon:1", "Unknown task 'moon'"), ("ioi:9", "ioi prompt must be a whole number between 0 "
+                                                                       "and 3; got '9'")]:
+        with pytest.raises(C.AppInputError, match=message):
+            C.prompt_text(bad, "")

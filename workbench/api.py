@@ -245,7 +245,8 @@ def head_profile(atlas, head: str) -> dict:
 _INTERVENTIONS = {"INTERVENTION_SOURCES": "workbench.edits.sources:SOURCES", "parse_typed": "workbench.edits.sources",
                   "check_intervention_metric": "workbench.edits.sources:check_metric",
                   "NIAH_MIN_TOKENS": "workbench.edits.sources", "intervention_prompts": "workbench.edits.sources:build",
-                  "save_intervention": "workbench.edits.intervene"}
+                  "save_intervention": "workbench.edits.intervene",
+                  "task_texts": "workbench.analyses.circuits.tasks"}
 _LAZY.update(_INTERVENTIONS)
 __all__ += [*_INTERVENTIONS, "find_interventions"]
 
