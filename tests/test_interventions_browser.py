@@ -49,6 +49,7 @@ def test_ioi_logit_diff_patching_end_to_end_and_its_url(tmp_path):
             aggregate = text_of(driver, "#iv-aggregate-table")
             assert "patch" in aggregate and "ioi-8-s0" in aggregate
             assert "saved run" in text_of(driver, "#iv-progress")
+            assert "Saved interventions (1)" in text_of(driver, "#iv-history")  # redrawn after the run
             browser.full_page_screenshot(driver, str(SCREENSHOT))
             print(f"\nIOI patching ({HEADS}): {aggregate}")
             saved = api.find_results(kind="intervention", results_dir=results)
@@ -65,8 +66,7 @@ def test_ioi_logit_diff_patching_end_to_end_and_its_url(tmp_path):
             time.sleep(3)  # a job started on open would be queued or running by now
             assert not driver.find_elements(By.CSS_SELECTOR, "#iv-result-table") and worker.pending() == 0
             assert len(api.find_results(kind="intervention", results_dir=results)) == 1
-            driver.get(f"{url}/")
-            assert "Interventions in the catalog (1)" in browser.wait_for(driver, "#ov-interventions").text
+            assert "Saved interventions (1)" in text_of(driver, "#iv-history")
     finally:
         worker.stop()
     print(f"browser test took {time.monotonic() - started:.1f} s")

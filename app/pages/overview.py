@@ -57,14 +57,4 @@ def layout(state: dict, ctx: AppContext):
         html.Div(id=ids.OV_MESSAGE)])
     return page("Attention workbench", "Which heads do what, and what happens if you change them?",
                 html.Div([model_card, prompts_card], className="grid-2"), run_card,
-                card(f"Runs in the catalog ({len(runs)})", html.Div(runs_table(runs), id=ids.OV_RUNS)),
-                interventions_card(ctx))
-
-
-def interventions_card(ctx: AppContext):
-    """The catalog's saved interventions (heads, edit, metric, prompt set, n), newest first."""
-    from workbench_app.intervention_controllers import saved_interventions
-
-    saved = saved_interventions(ctx.results_dir)
-    return card(f"Interventions in the catalog ({len(saved)})", table(saved, max_rows=50) if not saved.empty else
-                html.P("None yet: run one on the Interventions page.", className="muted"), id="ov-interventions")
+                card(f"Runs in the catalog ({len(runs)})", html.Div(runs_table(runs), id=ids.OV_RUNS)))
