@@ -66,9 +66,11 @@ def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric
         raise AppInputError(str(exc)) from None
     if edit == "patch" and isinstance(patch_text, str) and patch_text.strip():
         args["patch_texts"] = split_prompts(patch_text, "Patch sources")
-    elif edit == "patch" and source == "typed":
-        raise AppInputError("Patching typed prompts needs source prompts: type one source per prompt, with the same "
-                            "token count, in the patch-source box (task prompt sets patch from their corrupted twins).")
+    elif edit == "patch" and source in ("typed", "niah"):
+        which = "typed" if source == "typed" else "NIAH"
+        raise AppInputError(f"Patching {which} prompts needs source prompts: type one source per prompt, with the "
+                            "same token count, in the patch-source box (task prompt sets patch from their corrupted "
+                            "twins).")
     return args
 
 

@@ -42,7 +42,8 @@ def test_ioi_logit_diff_patching_end_to_end_and_its_url(tmp_path):
             driver.get(f"{url}/interventions?edit=patch&metric=logit_diff&source=ioi&n=8")
             browser.wait_for(driver, "#iv-heads").send_keys(HEADS)
             driver.find_element(By.ID, "iv-go").click()
-            table = browser.wait_for(driver, "#iv-result-table", timeout=180)
+            table = browser.wait_for(driver, "#iv-result-table, #iv-progress .alert", timeout=420)
+            assert table.get_attribute("id") == "iv-result-table", text_of(driver, "#iv-progress")
             rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
             header = text_of(driver, "#iv-result-table thead")
             assert len(rows) == 8 and "clean logit_diff" in header and "edited logit_diff" in header

@@ -50,6 +50,7 @@ def test_the_app_request_names_fields_and_ranges():
            ({"source": "niah", "metric": "answer_logprob", "n_tokens": 20}, "between 96 and 2,048; got 20"),
            ({"source": "typed", "typed": "a\tb"}, "needs 'prompt ⇥ answer ⇥ wrong'"),
            ({"source": "typed", "typed": "a\tb\tc"}, "Patching typed prompts needs source prompts"),
+           ({"source": "niah", "metric": "loss", "n_tokens": 128}, "Patching NIAH prompts needs source prompts"),
            ({"source": "moon"}, "Choose a prompt set")]
     for change, message in bad:
         with pytest.raises(IC.AppInputError, match=message):
