@@ -16,11 +16,11 @@ import workbench.api as wb
 from workbench.api import MAX_PROMPT_CHARS, MAX_PROMPTS, WorkbenchError
 
 EDITS = {name: kind.label for name, kind in wb.EDIT_KINDS.items()}
-METRICS = ("loss", "logit_diff", "answer_logprob")
+METRICS = ("loss", "logit_diff", "answer_logprob", "prob_diff")
 PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/circuits": "Circuits",
          "/interventions": "Interventions", "/tokens": "Tokens", "/atlas": "Atlas"}
 _QUERY_KEYS = {"run", "col", "head", "prompt", "a", "b", "k", "heads", "edit", "alpha", "keys", "metric", "n",
-               "tokens", "window", "text", "model", "role"}
+               "tokens", "window", "text", "model", "role", "source", "typed", "patch"}
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}")
 
 
@@ -305,10 +305,21 @@ def split_prompts(text: Any, name: str = "Prompts") -> list[str]:
 
 
 def prompt_text(prompt: Any, text: Any) -> str:
-    """The prompt a page runs: the typed text when `prompt` is "custom", else sample prompt number `prompt`."""
+    """The prompt a page runs: the typed text when `prompt` is "custom", prompt i of a circuit task for "ioi:i"
+    (TASK_EXAMPLES of each), else sample prompt number `prompt`."""
     if prompt == "custom":
         return check_text(text, "Your prompt")
+    task, _, index = str(prompt).partition(":") if isinstance(prompt, str) else ("", "", "")
+    if index:
+        if task not in TASK_LABELS:
+            raise AppInputError(f"Unknown task {task[:40]!r}; choose one of {', '.join(TASK_LABELS)}.")
+        return wb.task_texts(task, TASK_EXAMPLES)[int_in(index, 0, TASK_EXAMPLES - 1, f"{task} prompt")]
     return sample_prompts()[int_in(prompt, 0, 3, "Sample prompt")]
+
+
+TASK_LABELS = {"ioi": "IOI", "colored_objects": "Colored Objects", "greater_than": "greater-than",
+               "docstring": "docstring"}
+TASK_EXAMPLES = 4  # prompts of each circuit task the prompt pickers offer
 
 
 @lru_cache(maxsize=1)
@@ -321,51 +332,6 @@ def sample_prompts(n: int = 4, chars: int = 700) -> tuple[str, ...]:
         chunk = text[start:start + chars]
         out.append(chunk[: chunk.rfind(" ")] if " " in chunk else chunk)
     return tuple(out)
-
-
-def intervention_request(*, heads: Any, edit: Any, alpha: Any, keys: Any, metric: Any, source: Any,
-                         typed: Any, n_prompts: Any, n_tokens: Any, patch_text: Any, n_layers: int,
-                         n_heads: int) -> dict[str, Any]:
-    """Validated arguments for the worker's `intervene` op."""
-    labels = parse_head_field(heads, n_layers, n_heads)
-    if not isinstance(edit, str) or edit not in EDITS:
-        raise AppInputError(f"Unknown edit {str(edit)[:40]!r}; choose one of {', '.join(EDITS)}.")
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise AppInputError(f"Unknown metric {str(metric)[:40]!r}; choose one of {', '.join(METRICS)}.")
-    args: dict[str, Any] = {"heads": ",".join(labels), "edit": edit, "metric": metric}
-    if edit == "scale":
-        args["alpha"] = float_in(alpha, 0.0, 100.0, "α")
-    if edit == "reweight":
-        args["alpha"] = float_in(alpha, 0.0, 1000.0, "α")
-        if not isinstance(keys, str) or len(keys) > 200 or not re.fullmatch(r"\s*-?\d+(\s*,\s*-?\d+)*\s*", keys):
-            raise AppInputError(f"Key positions must be integers separated by commas, like '0' or '0, -1'; "
-                                f"{shown(keys)}.")
-        args["keys"] = keys.replace(" ", "")
-    if source == "typed":
-        args["texts"] = split_prompts(typed, "Typed prompts")
-    elif source == "natural":
-        args["n_prompts"] = int_in(n_prompts, 1, MAX_PROMPTS, "Number of prompts")
-        args["n_tokens"] = int_in(n_tokens, 8, 1024, "Tokens per prompt")
-    else:
-        raise AppInputError("Choose a prompt set: bundled natural text or typed prompts.")
-    if edit == "patch" and isinstance(patch_text, str) and patch_text.strip():
-        args["patch_texts"] = split_prompts(patch_text, "Patch sources")
-    if metric != "loss" and source == "natural":
-        raise AppInputError(f"{metric} needs answer tokens in each prompt's metadata; on free text use 'loss'.")
-    return args
-
-
-def intervention_frames(result: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-prompt table, one-row aggregate) from the worker's `intervene` result."""
-    table = pd.DataFrame(result["rows"])
-    for c in ("before", "after", "delta"):
-        table[c] = pd.to_numeric(table[c], errors="coerce")
-    summary = dict(result["summary"])
-    agg = pd.DataFrame([{"edit": "; ".join(result.get("edits", [])), "prompts": summary.get("n"),
-                         "metric": summary.get("metric"), "mean before": summary.get("before"),
-                         "mean after": summary.get("after"), "mean delta": summary.get("delta"),
-                         "share of prompts where it rose": summary.get("share_increased")}])
-    return table.round(4), agg.round(4)
 
 
 def truncation(res: Mapping[str, Any]) -> str:

@@ -132,3 +132,5 @@ OV_CONFIRM = "ov-delete-confirm"
 OV_MANAGE_MESSAGE = "ov-manage-message"
 HM_DEFINITION = "hm-definition"
 CM_DEFINITION = "cm-definition"
+# ---- interventions (task prompt sets, saved runs) ----
+IV_HISTORY = "iv-history"

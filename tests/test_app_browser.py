@@ -214,7 +214,8 @@ def test_real_smollm2_pattern_click_and_intervention(tmp_path):
             driver.get(f"{url}/heads?run={run_id}")
             ms = browser.first_paint_of(driver, "#hm-map g.hm")
             print(f"head map again (model loaded, browser cache warm): rendered {ms:.0f} ms after navigation start")
-            driver.get(f"{url}/interventions?heads=L3H5&edit=ablate&n=2&tokens=32")  # a linked, running view
+            driver.get(f"{url}/interventions?heads=L3H5&edit=ablate&n=2&tokens=32")  # a linked view: Run starts it
+            browser.wait_for(driver, "#iv-go").click()
             table = browser.wait_for(driver, "#iv-result-table", timeout=240)
             assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
             summary = text_of(driver, "#iv-summary")

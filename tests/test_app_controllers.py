@@ -10,6 +10,7 @@ from example_analysis import SMALL, example_registered  # noqa: F401,F811  (a fi
 from workbench.results import runs as results
 from workbench.viz import heads as viz
 from workbench_app import controllers as C
+from workbench_app import intervention_controllers as IC
 
 
 def frame(values: np.ndarray, analysis: str = "attention_profile", model: str = "tiny", prompt_set: str = "p"):
@@ -129,20 +130,22 @@ def test_catalog_lookup_and_head_across_runs(tmp_path):
 def test_intervention_request_validates_every_field():
     base = dict(heads="L1H2", edit="scale", alpha="2", keys="0", metric="loss", source="natural", typed="",
                 n_prompts=2, n_tokens=16, patch_text="", n_layers=2, n_heads=4)
-    args = C.intervention_request(**base)
-    assert args == {"heads": "L1H2", "edit": "scale", "metric": "loss", "alpha": 2.0, "n_prompts": 2,
-                    "n_tokens": 16}
-    args = C.intervention_request(**{**base, "edit": "reweight", "keys": "0, -1", "source": "typed",
+    args = IC.intervention_request(**base)
+    assert args == {"heads": "L1H2", "edit": "scale", "metric": "loss", "source": "natural", "alpha": 2.0,
+                    "n_prompts": 2, "n_tokens": 16}
+    args = IC.intervention_request(**{**base, "edit": "reweight", "keys": "0, -1", "source": "typed",
                                      "typed": "one\n\ntwo\n"})
     assert args["keys"] == "0,-1" and args["texts"] == ["one", "two"]
     bad = [({"heads": "L9H9"}, "do not exist"), ({"edit": "explode"}, "Unknown edit"),
            ({"alpha": "inf"}, "α must be a number"), ({"edit": "reweight", "keys": "0;x"}, "Key positions"),
            ({"source": "typed", "typed": "x" * 30_000}, "at most 20,000"),
            ({"source": "typed", "typed": "\n".join("p" * 3 for _ in range(40))}, "at most 16 prompts"),
-           ({"n_tokens": 100_000}, "Tokens per prompt"), ({"metric": "logit_diff"}, "needs answer tokens")]
+           ({"n_tokens": 100_000}, "tokens each must be a whole number between 8 and 2,048"),
+           ({"n_prompts": None}, "n must be a whole number between 1 and 16"),
+           ({"metric": "logit_diff"}, "cannot be measured on bundled natural text; choose loss")]
     for change, message in bad:
         with pytest.raises(C.AppInputError, match=message):
-            C.intervention_request(**{**base, **change})
+            IC.intervention_request(**{**base, **change})
 
 
 def test_intervention_frames_from_a_worker_result():
@@ -150,7 +153,7 @@ def test_intervention_frames_from_a_worker_result():
                        {"prompt": 1, "text": "b", "metric": "loss", "before": 2.0, "after": 1.0, "delta": -1.0}],
               "summary": {"metric": "loss", "n": 2, "before": 1.5, "after": 1.25, "delta": -0.25,
                           "share_increased": 0.5}, "edits": ["scale[α=0] L1H2"]}
-    table, agg = C.intervention_frames(result)
+    table, agg = IC.intervention_frames(result)
     assert table["delta"].tolist() == [0.5, -1.0]
     assert agg.loc[0, "mean delta"] == -0.25 and agg.loc[0, "edit"] == "scale[α=0] L1H2"
 

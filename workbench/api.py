@@ -272,3 +272,18 @@ def describe_score(analysis: str, column: str = "score") -> str:
 
 _LAZY["LABEL_MAX_CHARS"] = "workbench.results.runs"
 __all__ += ["label_run", "delete_run", "damaged_runs", "describe_score"]
+# ---- interventions: prompt sets with answers and corrupted twins, saved intervention runs ----------------
+_INTERVENTIONS = {"INTERVENTION_SOURCES": "workbench.edits.sources:SOURCES", "parse_typed": "workbench.edits.sources",
+                  "check_intervention_metric": "workbench.edits.sources:check_metric",
+                  "NIAH_MIN_TOKENS": "workbench.edits.sources", "intervention_prompts": "workbench.edits.sources:build",
+                  "save_intervention": "workbench.edits.intervene",
+                  "task_texts": "workbench.analyses.circuits.tasks"}
+_LAZY.update(_INTERVENTIONS)
+__all__ += [*_INTERVENTIONS, "find_interventions"]
+
+
+def find_interventions(model: str | None = None, results_dir=None) -> pd.DataFrame:
+    """Saved intervention runs (heads, edit, alpha, metric, prompt set, n in `params`), newest first."""
+    from workbench.edits.sources import ANALYSIS, KIND
+
+    return find_results(ANALYSIS, model=model, kind=KIND, results_dir=results_dir)

@@ -116,26 +116,45 @@ class Worker:
 
     def op_intervene(self, job_id: str, heads: str, edit: str, metric: str = "loss", alpha: float = 0.0,
                      keys: str = "0", texts: list[str] | None = None, n_prompts: int = 4, n_tokens: int = 64,
-                     patch_texts: list[str] | None = None) -> dict:
-        from workbench.edits.intervene import summarize
+                     patch_texts: list[str] | None = None, source: str | None = None) -> dict:
+        """An intervention on a prompt set of workbench.edits.sources (task sets patch clean ← corrupted twin),
+        saved as an "intervention" run of the catalog."""
+        from workbench.edits import sources
+        from workbench.edits.intervene import save_intervention, summarize
 
+        started = time.perf_counter()
         refs = parse_heads(_text(heads, "heads", 2000))
         texts, patch_texts = _texts(texts, "texts"), _texts(patch_texts, "patch_texts")
-        natural = None if texts else (_count(n_prompts, "n_prompts", budget.MAX_PROMPTS),
-                                      _count(n_tokens, "n_tokens", budget.MAX_EDIT_TOKENS))
-        if natural:
-            budget.check_edit_lengths([natural[1]] * natural[0])
-        prompts = api.PromptSet.from_texts("typed", texts) if texts else text_chunks(self.model, *natural)
+        name = _text(source, "source", 40) if source else ("typed" if texts else "natural")
+        metric, kind, keys = _text(metric, "metric", 40), _text(edit, "edit", 40), _text(keys, "keys", 200)
+        n = len(texts) if name == "typed" and texts else _count(n_prompts, "n_prompts", budget.MAX_PROMPTS)
+        tokens = _count(n_tokens, "n_tokens", budget.MAX_EDIT_TOKENS)
+        if name in ("natural", "niah"):
+            budget.check_edit_lengths([tokens] * n)
+        sources.check_metric(name, metric, sources.parse_typed(texts)[1] if name == "typed" and texts else None)
+        prompts, twins = sources.build(self.model, name, n=n, n_tokens=tokens, texts=texts)
         lengths = [len(ids) for ids in tokenize(self.model, prompts)]
         budget.check_edit_lengths(lengths)
-        edit_obj = build_edit(_text(edit, "edit", 40), refs, alpha=float(alpha), keys=_text(keys, "keys", 200),
-                              patch_texts=patch_texts, natural=natural, model=self.model)
+        if twins is not None and "source" in edit_kind(kind).params and not patch_texts:
+            edit_obj = make_edit(kind, refs, source=twins)
+        else:
+            edit_obj = build_edit(kind, refs, alpha=float(alpha), keys=keys,
+                                  patch_texts=patch_texts, natural=(n, tokens) if name == "natural" else None,
+                                  model=self.model)
         batch = budget.edit_batch_size(max(lengths), model_info(self.model).n_heads)
         self.progress(job_id, f"{len(prompts)} prompts: clean and edited runs")
-        table = api.intervene(self.model, prompts, edit_obj, _text(metric, "metric", 40), batch_size=batch)
+        table = api.intervene(self.model, prompts, edit_obj, metric, batch_size=batch)
+        patched = None if kind != "patch" else "typed sources" if patch_texts else \
+            "corrupted twins" if twins is not None else "later windows of the text"
+        params = {"heads": ",".join(map(str, refs)), "edit": kind, "alpha": float(alpha), "keys": keys,
+                  "metric": metric, "source": name, "n": len(prompts),
+                  "tokens": tokens if name in ("natural", "niah") else None, "patched_from": patched}
+        params = {k: v for k, v in params.items() if v is not None and (k != "alpha" or kind in ("scale", "reweight"))
+                  and (k != "keys" or kind == "reweight")}
+        record = save_intervention(self.model, prompts, table, params, seconds=time.perf_counter() - started)
         records = json.loads(table.to_json(orient="records"))
         return {"rows": records, "summary": summarize(table), "edits": table.attrs.get("edits", []),
-                "prompt_set": prompts.name}
+                "prompt_set": prompts.name, "run_id": record.run_id, "params": params}
 
     def op_head_probe(self, job_id: str, head: str) -> dict:
         from workbench.atlas.probe import head_probe

@@ -1,15 +1,19 @@
-"""Interventions wiring: map clicks toggle heads; the form becomes a worker job; the result becomes tables."""
+"""Interventions wiring: map clicks toggle heads; the Run button (only) turns the form into a worker job and the
+URL into the whole request; the result becomes tables."""
 
 from __future__ import annotations
 
+import pandas as pd
 from dash import Input, Output, State, html
 from dash.exceptions import PreventUpdate
 
 import workbench.api as wb
 from workbench_app import controllers, ids
+from workbench_app import intervention_controllers as IC
 from workbench_app.callbacks.common import guarded, polled
 from workbench_app.context import AppContext
-from workbench_app.pages.common import table
+from workbench_app.pages.common import alert, table
+from workbench_app.pages.interventions import saved_card
 
 
 def _highlight(text, n_layers, n_heads):
@@ -48,30 +52,32 @@ def register(app, ctx: AppContext) -> None:
                   State(ids.IV_HEADS, "value"), State(ids.IV_EDIT, "value"), State(ids.IV_ALPHA, "value"),
                   State(ids.IV_KEYS, "value"), State(ids.IV_METRIC, "value"), State(ids.IV_SOURCE, "value"),
                   State(ids.IV_TYPED, "value"), State(ids.IV_N, "value"), State(ids.IV_TOKENS, "value"),
-                  State(ids.IV_PATCH, "value"), prevent_initial_call="initial_duplicate")
+                  State(ids.IV_PATCH, "value"), prevent_initial_call=True)
     @guarded
     def submit(clicks, heads, edit, alpha, keys, metric, source, typed, n, tokens, patch):
-        if not clicks and not heads:  # page load without heads in the URL: wait for the button
+        if not clicks:  # opening a URL fills the form in; only the button runs a model job
             raise PreventUpdate
-        args = controllers.intervention_request(heads=heads, edit=edit, alpha=alpha, keys=keys, metric=metric,
-                                                source=source, typed=typed, n_prompts=n, n_tokens=tokens,
-                                                patch_text=patch, n_layers=ctx.shape[0], n_heads=ctx.shape[1])
+        args = IC.intervention_request(heads=heads, edit=edit, alpha=alpha, keys=keys, metric=metric,
+                                       source=source, typed=typed, n_prompts=n, n_tokens=tokens,
+                                       patch_text=patch, n_layers=ctx.shape[0], n_heads=ctx.shape[1])
         if ctx.worker is None:
             raise controllers.AppInputError("Model work is off (the app was started without a model worker).")
         job = ctx.worker.submit("intervene", args)
-        query = controllers.build_query({"heads": args["heads"], "edit": edit, "alpha": args.get("alpha"),
-                                         "keys": args.get("keys"), "metric": metric, "n": args.get("n_prompts"),
-                                         "tokens": args.get("n_tokens")})
-        return job, False, query, []
+        query, note = IC.request_query({"typed": typed, "patch": patch}, args)
+        return job, False, query, [alert(note, "warn")] if note else []
 
     @app.callback(Output(ids.IV_SUMMARY, "children"), Output(ids.IV_TABLE, "children"),
-                  Output(ids.IV_FIGURE, "figure"), Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
+                  Output(ids.IV_FIGURE, "figure"), Output(ids.IV_HISTORY, "children"),
+                  Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.IV_PROGRESS, "children"),
                   Input(ids.IV_JOB_POLL, "n_intervals"), State(ids.IV_JOB, "data"), prevent_initial_call=True)
-    @polled(ctx, 3)
+    @polled(ctx, 4)
     def poll(result):
-        per_prompt, aggregate = controllers.intervention_frames(result)
-        fig = wb.plot_before_after(per_prompt, title="; ".join(result.get("edits", [])))
-        return (html.Div([html.H4("Aggregate"), table(aggregate)]),
+        per_prompt, aggregate = IC.intervention_frames(result)
+        fig = wb.plot_before_after(pd.DataFrame(result["rows"]), title="; ".join(result.get("edits", [])))
+        saved = f"saved run {result['run_id']}" if result.get("run_id") else "not saved"
+        return (html.Div([html.H4("Aggregate"), table(aggregate, id="iv-aggregate-table")]),
                 html.Div([html.H4("Per prompt"), table(per_prompt, id="iv-result-table")]),
-                fig, f"{len(per_prompt)} prompts, clean and edited")
+                fig, saved_card(IC.saved_interventions(ctx.results_dir, ctx.model)),
+                f"{len(per_prompt)} prompts of {result.get('prompt_set', '?')}, clean and edited; {saved}")
+

@@ -11,8 +11,13 @@ from workbench_app.pages.common import card, definition, field, job_slots, page,
 
 
 def prompt_options() -> list[dict]:
+    """Natural-text samples, the first prompts of each circuit task (IOI, Colored Objects, greater-than, docstring),
+    and the typed text."""
     samples = controllers.sample_prompts()
     opts = [{"label": f"sample {i + 1}: {s[:50].strip()}…", "value": str(i)} for i, s in enumerate(samples)]
+    for task, label in controllers.TASK_LABELS.items():
+        opts += [{"label": f"{label} {i + 1}: {t[:45].strip()}…", "value": f"{task}:{i}"}
+                 for i, t in enumerate(wb.task_texts(task, controllers.TASK_EXAMPLES))]
     return opts + [{"label": "my own text (below)", "value": "custom"}]
 
 

@@ -19,6 +19,7 @@ from workbench.edits.kinds import (  # noqa: F401  (the edits, re-exported for t
     UniformAttention,
     describe,
 )
+from workbench.edits.sources import ANALYSIS, KIND
 from workbench.engine.metrics import Metric, get_metric
 
 
@@ -45,3 +46,18 @@ def summarize(table: pd.DataFrame) -> dict:
     return {"metric": table["metric"].iloc[0], "n": len(table), "before": float(table["before"].mean()),
             "after": float(table["after"].mean()), "delta": float(table["delta"].mean()),
             "share_increased": float((table["delta"] > 0).mean())}
+
+
+def save_intervention(model, prompts: PromptSet, table: pd.DataFrame, params: dict, *, seconds: float = 0.0,
+                      results_dir=None):
+    """File a before/after table as a run of the catalog (analysis "interventions", kind "intervention"): the
+    table as `tables/per_prompt`, `summarize(table)` (+ the edits) as its summary, `params` (heads, edit, alpha,
+    metric, prompt set, n …) as its parameters. Returns the RunRecord."""
+    from workbench.models.loading import model_info
+    from workbench.results.runs import save_run
+
+    info = model_info(model)
+    summary = {**summarize(table), "edits": "; ".join(table.attrs.get("edits", []))}
+    return save_run(None, params=params, model_fingerprint=info.fingerprint, prompts_fingerprint=prompts.fingerprint,
+                    timings={"total": seconds}, results_dir=results_dir, tables={"per_prompt": table},
+                    summary=summary, kind=KIND, analysis=ANALYSIS, model=info.spec.name, prompt_set=prompts.name)

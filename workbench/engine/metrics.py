@@ -1,7 +1,8 @@
 """Per-prompt metrics `(logits[T, V], ids[T], metadata) -> float`: logit difference, answer log-prob, loss.
 
 `logit_diff = logit[answer] − max_w logit[w]` (Wang et al. 2022); tokens from metadata `answer`/`wrong`
-(single-token strings) or `answer_id`/`wrong_id`.
+(single-token strings) or `answer_id`/`wrong_id`. `prob_diff = Σ P(good) − Σ P(bad)` (greater-than, Hanna et al.
+2023) from metadata `good_ids`/`bad_ids`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def _answer_logprob(logits, ids, meta, tok):
     return torch.log_softmax(logits[len(ids) - 1].float(), -1)[_token(meta, "answer", tok)]
 
 
+def _prob_diff(logits, ids, meta, tok):
+    if "good_ids" not in meta or "bad_ids" not in meta:
+        raise PromptError("prob_diff needs 'good_ids' and 'bad_ids' in every prompt's metadata (greater-than).")
+    probs = torch.softmax(logits[len(ids) - 1].float(), -1)
+    return probs[list(meta["good_ids"])].sum() - probs[list(meta["bad_ids"])].sum()
+
+
 def _loss(logits, ids, meta, tok):
     if len(ids) < 2:
         raise PromptError("Loss needs prompts of at least two tokens.")
@@ -62,8 +70,9 @@ def _loss(logits, ids, meta, tok):
 
 LOGIT_DIFF = Metric("logit_diff", _logit_diff)
 ANSWER_LOGPROB = Metric("answer_logprob", _answer_logprob)
+PROB_DIFF = Metric("prob_diff", _prob_diff)
 LOSS = Metric("loss", _loss, higher_is="worse")
-METRICS = {m.name: m for m in (LOGIT_DIFF, ANSWER_LOGPROB, LOSS)}
+METRICS = {m.name: m for m in (LOGIT_DIFF, ANSWER_LOGPROB, PROB_DIFF, LOSS)}
 
 
 def metric_values(logits_last: torch.Tensor, metadata: Sequence[dict], metric: str) -> torch.Tensor:

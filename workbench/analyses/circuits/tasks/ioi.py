@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-from workbench.core.contrast import ContrastSet, single_token_ids
 from workbench.core.errors import PromptError
 from workbench.core.prompts import PromptSet
-from workbench.models.loading import model_info
+
+if TYPE_CHECKING:
+    from workbench.core.contrast import ContrastSet
 
 NAMES = ("Mary", "John", "Tom", "James", "Anna", "Paul", "Sarah", "David", "Lisa", "Mark", "Kate", "Peter",
          "Emma", "Jack", "Laura", "Mike", "Alice", "Bob", "Susan", "Daniel", "Chris", "Rachel", "Steve",
@@ -26,24 +28,34 @@ PLACES = ("store", "park", "school", "garden", "restaurant", "office", "station"
 THINGS = ("drink", "book", "ball", "gift", "letter", "key", "bag", "ring")
 
 
-def make(model, n: int = 50, seed: int = 0, names: tuple[str, ...] = NAMES) -> ContrastSet:
-    """`n` IOI prompts alternating ABBA/BABA over the templates, with ABC twins."""
-    tok = model_info(model).tokenizer
-    if len(names) < 3:
-        raise PromptError(f"IOI needs at least three names (two in the sentence, one for the corruption); "
-                          f"got {len(names)}.")
-    ids = single_token_ids(tok, [f" {name}" for name in names], "names")
+def draw(n: int = 50, seed: int = 0, names: tuple[str, ...] = NAMES) -> list[dict]:
+    """The strings of `n` prompts (torch-free, no tokenizer): clean, corrupt, answer, wrong, order, template."""
     rng = random.Random(seed)
-    clean, corrupt, meta = [], [], []
+    rows = []
     for i in range(n):
         io, s, c = rng.sample(names, 3)
         template = TEMPLATES[i % len(TEMPLATES)]
         fill = dict(place=rng.choice(PLACES), thing=rng.choice(THINGS))
         first, second = (io, s) if i % 2 == 0 else (s, io)  # ABBA, BABA
-        clean.append(template.format(A=first, B=second, S=s, **fill))
-        corrupt.append(template.format(A=first, B=second, S=c, **fill))
-        meta.append({"answer": f" {io}", "wrong": f" {s}", "answer_id": ids[f" {io}"], "wrong_ids": [ids[f" {s}"]],
-                     "order": "ABBA" if i % 2 == 0 else "BABA", "template": i % len(TEMPLATES)})
+        rows.append({"clean": template.format(A=first, B=second, S=s, **fill),
+                     "corrupt": template.format(A=first, B=second, S=c, **fill), "answer": f" {io}",
+                     "wrong": f" {s}", "order": "ABBA" if i % 2 == 0 else "BABA", "template": i % len(TEMPLATES)})
+    return rows
+
+
+def make(model, n: int = 50, seed: int = 0, names: tuple[str, ...] = NAMES) -> ContrastSet:
+    """`n` IOI prompts alternating ABBA/BABA over the templates, with ABC twins."""
+    from workbench.core.contrast import ContrastSet, single_token_ids
+    from workbench.models.loading import model_info
+
+    tok = model_info(model).tokenizer
+    if len(names) < 3:
+        raise PromptError(f"IOI needs at least three names (two in the sentence, one for the corruption); "
+                          f"got {len(names)}.")
+    ids = single_token_ids(tok, [f" {name}" for name in names], "names")
+    rows = draw(n, seed, names)
+    meta = [{"answer": r["answer"], "wrong": r["wrong"], "answer_id": ids[r["answer"]], "wrong_ids": [ids[r["wrong"]]],
+             "order": r["order"], "template": r["template"]} for r in rows]
     name = f"ioi-{n}-s{seed}"
-    return ContrastSet(name, PromptSet.from_texts(name, clean, metadata=meta),
-                       PromptSet.from_texts(f"{name}-abc", corrupt, metadata=meta), "logit_diff")
+    return ContrastSet(name, PromptSet.from_texts(name, [r["clean"] for r in rows], metadata=meta),
+                       PromptSet.from_texts(f"{name}-abc", [r["corrupt"] for r in rows], metadata=meta), "logit_diff")
