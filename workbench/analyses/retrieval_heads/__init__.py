@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from workbench.analyses.base import AnalysisSpec, CheckSpec
 
+LONG_LENGTHS = (2048, 4096, 8168)  # with 24 new tokens the last reaches SmolLM2's full 8192 context
+
 
 @dataclass(frozen=True)
 class Trials:
@@ -62,4 +64,6 @@ SPEC = AnalysisSpec(
                       "workbench.analyses.retrieval_heads.checks:run_kv_budget", tables=("conditions",))),
     views="workbench.analyses.retrieval_heads.views:views",
     causal="mask",
+    presets={"long": {"lengths": LONG_LENGTHS, "n_depths": 3}},  # 3 lengths × 3 depths × 3 needles = 27 trials
+    tables=("lengths", "top_by_length", "length_pairs", "top_overlap"),
 )

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.retrieval_heads import Params
+from workbench.analyses.retrieval_heads.lengths import length_summary, length_tables
 from workbench.analyses.retrieval_heads.prompts import niah_prompts
 from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds, format_duration
 from workbench.core.errors import PromptError
@@ -210,7 +211,10 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
                "top_heads": scores.sort_values("score", ascending=False)["label"].head(10).tolist()}
     if "correct" in done and len(done):
         summary["accuracy"] = float(done["correct"].astype(bool).mean())
-    return Result("retrieval_heads", scores, {"trials": trials}, summary, per_prompt)
+    lengths_known = "correct" in done and trials["context_length"].notna().all()  # NIAH sets: per-length tables
+    by_length = length_tables(per_prompt, trials, params.threshold) if lengths_known else {}
+    summary.update(length_summary(by_length) if by_length else {})
+    return Result("retrieval_heads", scores, {"trials": trials, **by_length}, summary, per_prompt)
 
 
 def depths(n: int) -> tuple[float, ...]:
