@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -111,9 +111,24 @@ class AnalysisSpec:
     views: str | Callable | None = None  # (Result) -> dict[str, Figure]
     causal: str = ""  # the check whose saved Results give the atlas's causal column ("" = none)
     columns: dict[str, Column] = dataclasses.field(default_factory=dict, hash=False)  # what each score column is
+    presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict, hash=False)
+    #   named parameter sets (`--preset NAME`); explicit overrides win over a preset's values
+    tables: tuple[str, ...] = ()  # display hint: the tables `workbench <analysis> run` prints (() = none)
 
-    def make_params(self, overrides: dict[str, Any] | None = None):
-        return make_params(self.name, self.params_type, overrides)
+    def make_params(self, overrides: dict[str, Any] | None = None, preset: str | None = None):
+        """Params from the preset's values (if named), then `overrides` on top."""
+        return make_params(self.name, self.params_type, {**self.preset(preset), **(overrides or {})})
+
+    def preset(self, name: str | None) -> dict[str, Any]:
+        """The values of preset `name` ({} for None); an unknown name lists the known ones."""
+        from workbench.core.errors import WorkbenchError
+
+        if name is None:
+            return {}
+        if name not in self.presets:
+            known = ", ".join(self.presets) or "none"
+            raise WorkbenchError(f"{self.name} has no preset {name!r}; its presets: {known}.")
+        return dict(self.presets[name])
 
     def describe(self, column: str = "score") -> str:
         """The definition, unit and direction of a HeadScores column ("" when the spec does not say)."""

@@ -49,16 +49,31 @@ def add_commands(group: typer.Typer, spec: AnalysisSpec, names: dict[str, str] |
 def _build(spec: AnalysisSpec, name: str) -> tuple[str, Callable]:
     """(help, command) of the generic command `name` of `spec`."""
     if name == "run":
-        return f"Run {spec.name} and save its Result.", _command((spec,), _TOP, functools.partial(run_and_show, spec))
+        return f"Run {spec.name} and save its Result.", _command((spec,), {**_TOP, **_presets(spec)},
+                                                                 functools.partial(run_and_show, spec))
     if name == "show":
         return f"The newest saved {spec.name} run: top heads, summary and its checks.", _show(spec)
     if name == "all":
         return f"Run {spec.name}, then {', '.join(c.name for c in spec.checks)} on that run.", _command(
-            (spec, *spec.checks), _TOP, functools.partial(_all, spec))
+            (spec, *spec.checks), {**_TOP, **_presets(spec)}, functools.partial(_all, spec))
     check = spec.check(name)
     saved = " (saved with the run it checks)" if check.needs_scores else ""
     return f"{check.summary}{saved}.", _command(
         (check,), _RUN_ID, functools.partial(_check, spec, check))
+
+
+def _presets(spec: AnalysisSpec) -> dict:
+    """The `--preset NAME` option of a spec that has named parameter sets (none otherwise)."""
+    if not spec.presets:
+        return {}
+    text = "; ".join(f"{name}: " + ", ".join(f"{k}={_text(v)}" for k, v in values.items())
+                     for name, values in spec.presets.items())
+    return {"preset": typer.Option(None, "--preset", help=f"a named parameter set ({text}); options given "
+                                   "explicitly override its values")}
+
+
+def _text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _command(owners: tuple[AnalysisSpec | CheckSpec, ...], extra: dict, action: Callable) -> Callable:
@@ -99,7 +114,7 @@ def _annotation(name: str, option, kind: type | None) -> type:
         return Optional[kind] if kind in (int, float) else Optional[str]
     if name in ("results_dir", "out"):
         return Optional[Path]
-    if name == "run_id":
+    if name in ("run_id", "preset"):
         return Optional[str]
     return type(option.default)
 
@@ -109,9 +124,10 @@ def _own(params_type: type, overrides: dict) -> dict:
     return {k: v for k, v in overrides.items() if k in {f.name for f in dataclasses.fields(params_type)}}
 
 
-def run_and_show(spec: AnalysisSpec, overrides: dict, *, model, device, dtype, results_dir, save, out, top):
-    """Run `spec`, print and write its Result; the Result."""
-    params = spec.make_params(overrides)  # bad names and values fail before the model loads
+def run_and_show(spec: AnalysisSpec, overrides: dict, *, model, device, dtype, results_dir, save, out, top,
+                 preset: str | None = None):
+    """Run `spec` (on preset `preset`'s values, if named, under `overrides`), print and write its Result."""
+    params = spec.make_params(overrides, preset)  # bad names, values and presets fail before the model loads
     result = api.run(spec.name, api.load_model(model, device=device, dtype=dtype), params=params, save=save,
                      results_dir=results_dir)
     print_result(result, top, out)
@@ -126,7 +142,8 @@ def _check(spec: AnalysisSpec, check: CheckSpec, overrides: dict, *, model, devi
     print_result(result, 10, out)
 
 
-def _all(spec: AnalysisSpec, overrides: dict, **options) -> None:
+def _all(spec: AnalysisSpec, overrides: dict, preset: str | None = None, **options) -> None:
+    overrides = {**spec.preset(preset), **overrides}  # a preset's values reach the checks that share its fields
     for owner in (spec, *spec.checks):
         owner.make_params(_own(owner.params_type, overrides))  # every bad value fails before the model loads
     result = run_and_show(spec, _own(spec.params_type, overrides), **options)
@@ -178,7 +195,11 @@ def print_result(result, top: int, out: Path | None = None) -> None:
                 and not (c != "score" and scores[c].equals(scores["score"]))]  # a named copy of the score: once
         heads = [head_label(int(r.layer), int(r.head)) for r in scores.itertuples()]
         show(scores[cols].assign(head=heads)[["head", *cols]], f"{title}: top {top} heads by score")
-    if result.kind != "run":
+    if result.kind == "run":
+        for name in spec.tables if spec else ():
+            if name in result.tables:
+                show(result.tables[name], f"{title}: {name}")
+    else:
         shown = next((c.tables for c in spec.checks if c.name == result.kind), ()) if spec else ()
         for name, table in result.tables.items():
             if not shown or name in shown:

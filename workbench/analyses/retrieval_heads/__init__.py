@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from workbench.analyses.base import AnalysisSpec, CheckSpec, Column
 
+LONG_LENGTHS = (2048, 4096, 8168)  # with 24 new tokens the last reaches SmolLM2's full 8192 context
+
 
 @dataclass(frozen=True)
 class Trials:
@@ -73,4 +75,6 @@ SPEC = AnalysisSpec(
         "n_trials": Column("trials counted (answered correctly)", "trials", "the same for every head"),
         "retrieval": Column("a retrieval head: score > threshold (0.1)", "true / false", "true = retrieval head"),
     },
+    presets={"long": {"lengths": LONG_LENGTHS, "n_depths": 3}},  # 3 lengths × 3 depths × 3 needles = 27 trials
+    tables=("lengths", "top_by_length", "length_pairs", "top_overlap"),
 )

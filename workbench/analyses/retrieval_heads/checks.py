@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result
 from workbench.analyses.retrieval_heads import score  # module attributes: tests patch rouge1_recall
+from workbench.analyses.retrieval_heads.lengths import top_k_count
 from workbench.core.errors import WorkbenchError
 from workbench.core.heads import HeadRef
 from workbench.core.prompts import tokenize
@@ -51,10 +52,6 @@ def _heads(df: pd.DataFrame) -> list[HeadRef]:
 def _short(heads: Sequence[HeadRef], limit: int = 6) -> str:
     text = ",".join(str(h) for h in heads[:limit])
     return text + (f",… ({len(heads)})" if len(heads) > limit else "")
-
-
-def top_k_count(n_heads_total: int, share: float = 0.05) -> int:
-    return max(1, round(share * n_heads_total))
 
 
 def mask_check(model, prompts, scores: pd.DataFrame, *, k: int | None = None, seeds: Sequence[int] = (0, 1, 2),

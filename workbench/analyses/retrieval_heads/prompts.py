@@ -43,7 +43,6 @@ NEEDLES: tuple[Needle, ...] = (
 )
 DEFAULT_LENGTHS = (500, 2000)
 DEFAULT_DEPTHS = (0.0, 25.0, 50.0, 75.0, 100.0)
-LONG_LENGTHS = (2048, 4096, 8168)  # with 24 new tokens the last reaches SmolLM2's full 8192 context
 
 
 def haystack_ids(tokenizer, n_tokens: int) -> list[int]:

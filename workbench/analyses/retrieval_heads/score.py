@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.retrieval_heads import Params
+from workbench.analyses.retrieval_heads.lengths import length_summary, length_tables
 from workbench.analyses.retrieval_heads.prompts import niah_prompts
 from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds, format_duration
 from workbench.core.errors import PromptError
@@ -33,6 +34,7 @@ from workbench.core.prompts import tokenize
 from workbench.models.loading import model_info
 
 _WORD = re.compile(r"[a-z0-9]+")
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} trials [{elapsed}, {rate_fmt}{postfix}]"
 
 
 def rouge1_recall(response: str, reference: str) -> float:
@@ -126,15 +128,18 @@ def _trial_records(model, prompts, params: Params, *, progress: bool, resume: bo
         left = estimate_seconds(basis[0], [len(ids[j]) for j in todo])
         say(f"estimated time for the {len(todo)} trials left: ~{format_duration(left)} (from {basis[1]})")
     with tqdm(total=len(ids), initial=len(ids) - len(todo), desc="retrieval scoring", unit="trial",
-              disable=not progress) as bar:
+              bar_format=_BAR, disable=not progress) as bar:
         for n_done, i in enumerate(todo):
             start = time.perf_counter()
             record = _score_trial(model, info, i, ids[i], prompts.metadata[i], params)
             if log is not None:
                 log.save(record)
             records[i] = record
-            bar.update(1)
             rest = todo[n_done + 1:]
+            if record["events"] is not None:  # the ETA from the latest trial, scaled to each trial's length
+                bar.set_postfix_str(f"ETA ~{format_duration(estimate_seconds(record, [len(ids[j]) for j in rest]))}",
+                                    refresh=False)
+            bar.update(1)
             if not estimated and rest and record["events"] is not None:  # the first trial that was decoded
                 estimated = True
                 left = estimate_seconds(record, [len(ids[j]) for j in rest])
@@ -210,7 +215,10 @@ def run(model, prompts, params: Params, *, progress: bool = True) -> Result:
                "top_heads": scores.sort_values("score", ascending=False)["label"].head(10).tolist()}
     if "correct" in done and len(done):
         summary["accuracy"] = float(done["correct"].astype(bool).mean())
-    return Result("retrieval_heads", scores, {"trials": trials}, summary, per_prompt)
+    lengths_known = "correct" in done and trials["context_length"].notna().all()  # NIAH sets: per-length tables
+    by_length = length_tables(per_prompt, trials, params.threshold) if lengths_known else {}
+    summary.update(length_summary(by_length) if by_length else {})
+    return Result("retrieval_heads", scores, {"trials": trials, **by_length}, summary, per_prompt)
 
 
 def depths(n: int) -> tuple[float, ...]:
