@@ -234,13 +234,15 @@ def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> p
 
 # ---- compare -----------------------------------------------------------------------------------------
 def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Overlap of two HeadScores (workbench.api.circuit_overlap: top-k, Jaccard, Spearman) and, for one shape, the
-    per-head difference of percentile ranks, pct_A − pct_B (analyses' scores live on different scales)."""
+    """Overlap of two HeadScores (workbench.api.circuit_overlap: top-k, Jaccard, Spearman, all of |score|) and, for
+    one shape, the per-head difference of percentile ranks, pct_A − pct_B (analyses' scores live on different
+    scales; a signed map is ranked by |score|). `stats["by"]` says what was ranked."""
     k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
     result = wb.circuit_overlap(a, b, top_k=k)
     stats: dict[str, Any] = {"k": k, "top_k_overlap": result["n_shared"], "jaccard": result["jaccard"],
                              "shared_heads": result["shared"], "same_shape": result["same_shape"],
-                             "spearman": result["spearman"]}
+                             "spearman": result["spearman"],
+                             "by": "|score|" if wb.is_signed(a["score"]) or wb.is_signed(b["score"]) else "score"}
     if not stats["same_shape"]:
         return stats, None
     diff = wb.score_difference(a, b).rename(columns={"score": "difference"})
