@@ -45,8 +45,7 @@ def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | No
     Default colours: a signed column (a value < 0) on DIVERGING centred at 0, a non-negative one on SEQUENTIAL."""
     grid, n_layers, n_heads = _grid(scores, column)
     if colorscale is None and not categories:
-        signed = is_signed(grid)
-        colorscale, zmid = (DIVERGING, 0.0 if zmid is None else zmid) if signed else (SEQUENTIAL, zmid)
+        colorscale, zmid = (DIVERGING, 0.0 if zmid is None else zmid) if is_signed(grid) else (SEQUENTIAL, zmid)
     extras = extra_columns(scores)
     hover = np.full((n_layers, n_heads), "", dtype=object)
     for row in scores.itertuples(index=False):
