@@ -54,14 +54,6 @@ def test_ties_get_average_ranks():
     assert C.top_heads(sinks)["rank"].tolist() == [2.0, 2.0, 2.0, 4.0]
 
 
-def test_head_across_runs_uses_the_same_rule(tmp_path, monkeypatch):
-    scores = signed_map()
-    runs = pd.DataFrame([{"run_id": "r1", "analysis": "a", "prompt_set": "p", "model": "m"}])
-    monkeypatch.setattr(C, "load_scores", lambda run_id, runs: scores)
-    row = C.head_across_runs(1, 1, "m", runs).iloc[0]
-    assert row["rank"] == "1 / 12 by |score|" and row["percentile"] == 100.0
-
-
 def test_signed_maps_are_zero_centred_and_diverging_non_negative_sequential():
     signed = head_heatmap(signed_map()).data[0]
     assert signed.colorscale == head_heatmap(signed_map(), colorscale=DIVERGING).data[0].colorscale
