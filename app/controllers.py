@@ -152,22 +152,27 @@ def numeric_columns(scores: pd.DataFrame) -> list[str]:
 
 
 def top_heads(scores: pd.DataFrame, column: str = "score", n: int = 15) -> pd.DataFrame:
-    """The n heads with the highest `column`, with their label first and floats rounded for display."""
+    """The n strongest heads by `column` (by |value| where it is signed), with label and average rank first (the
+    rank column says 'by |score|' for a signed column) and floats rounded for display."""
     if column not in scores.columns:
         raise AppInputError(f"This run has no column {column!r}; choose one of {', '.join(numeric_columns(scores))}.")
-    top = scores.sort_values(column, ascending=False, na_position="last").head(n).copy()
-    labels = [str(wb.HeadRef(int(a), int(b))) for a, b in zip(top["layer"], top["head"], strict=True)]
-    top.insert(0, "head_label", labels)
-    keep = ["head_label", "score"] + [c for c in top.columns if c not in
-                                       ("head_label", "score", "analysis", "model", "prompt_set", "layer", "head",
-                                        "label")]
+    top = wb.rank_heads(scores, column, n)
+    by = top.attrs["by"]
+    rank = f"rank by {by}" if by != column else "rank"
+    top = top.rename(columns={"label": "head_label", "rank": rank})
+    keep = ["head_label", rank, "score"] + [c for c in top.columns if c not in
+                                             ("head_label", rank, "score", "analysis", "model", "prompt_set", "layer",
+                                              "head")]
     return top[keep].round(4)
 
 
 def map_title(scores: pd.DataFrame, what: str) -> str:
-    """'<analysis> · <what>' over '<model> · <prompt set>', from the HeadScores' own identity columns."""
+    """'<analysis> · <what>' over '<model> · <prompt set>', from the HeadScores' own identity columns; a signed
+    `what` column adds 'signed: ranked by |<what>|'."""
     first = scores.iloc[0]
-    return f"{first['analysis']} · {what}<br><sup>{first['model']} · {first['prompt_set']}</sup>"
+    signed = what in scores.columns and pd.api.types.is_numeric_dtype(scores[what]) and wb.is_signed(scores[what])
+    note = f" · signed: ranked by |{what}|" if signed else ""
+    return f"{first['analysis']} · {what}<br><sup>{first['model']} · {first['prompt_set']}{note}</sup>"
 
 
 def shape_of(scores: pd.DataFrame) -> tuple[int, int]:
@@ -223,9 +228,7 @@ def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> p
         match = scores[(scores["layer"] == layer) & (scores["head"] == head)]
         if match.empty:
             continue
-        signed = bool((scores["score"] < 0).any())
-        key = scores["score"].abs() if signed else scores["score"]
-        rank = float(key.rank(ascending=False, method="average")[match.index[0]])
+        signed, rank = wb.is_signed(scores["score"]), float(wb.rank_heads(scores).loc[match.index[0], "rank"])
         rows.append({"analysis": run["analysis"], "prompt_set": run["prompt_set"],
                      "score": round(float(match["score"].iloc[0]), 4),
                      "rank": f"{rank:g} / {len(scores)}" + (" by |score|" if signed else ""),
@@ -235,13 +238,15 @@ def head_across_runs(layer: int, head: int, model: str, runs: pd.DataFrame) -> p
 
 # ---- compare -----------------------------------------------------------------------------------------
 def compare(a: pd.DataFrame, b: pd.DataFrame, k: int = 10) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Overlap of two HeadScores (workbench.api.circuit_overlap: top-k, Jaccard, Spearman) and, for one shape, the
-    per-head difference of percentile ranks, pct_A − pct_B (analyses' scores live on different scales)."""
+    """Overlap of two HeadScores (workbench.api.circuit_overlap: top-k, Jaccard, Spearman, all of |score|) and, for
+    one shape, the per-head difference of percentile ranks, pct_A − pct_B (analyses' scores live on different
+    scales; a signed map is ranked by |score|). `stats["by"]` says what was ranked."""
     k = min(int_in(k, 1, 200, "top-k"), len(a), len(b))
     result = wb.circuit_overlap(a, b, top_k=k)
     stats: dict[str, Any] = {"k": k, "top_k_overlap": result["n_shared"], "jaccard": result["jaccard"],
                              "shared_heads": result["shared"], "same_shape": result["same_shape"],
-                             "spearman": result["spearman"]}
+                             "spearman": result["spearman"],
+                             "by": "|score|" if wb.is_signed(a["score"]) or wb.is_signed(b["score"]) else "score"}
     if not stats["same_shape"]:
         return stats, None
     diff = wb.score_difference(a, b).rename(columns={"score": "difference"})

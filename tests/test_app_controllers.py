@@ -75,7 +75,9 @@ def test_compare_identical_reversed_and_different_shapes():
     stats, diff = C.compare(frame(values), frame(values), k=4)
     assert stats["top_k_overlap"] == 4 and stats["jaccard"] == 1.0 and stats["spearman"] == pytest.approx(1.0)
     assert (diff["difference"] == 0).all()
-    stats, diff = C.compare(frame(values), frame(-values), k=4)
+    stats, diff = C.compare(frame(values), frame(-values), k=4)  # signed B: ranked by |score|, the same order
+    assert stats["top_k_overlap"] == 4 and stats["spearman"] == pytest.approx(1.0) and (diff["difference"] == 0).all()
+    stats, diff = C.compare(frame(values), frame(11 - values), k=4)
     assert stats["top_k_overlap"] == 0 and stats["spearman"] == pytest.approx(-1.0)
     # the head ranked first in A (L2H3) is last in B: percentile 100 − 100/12
     top = diff.set_index(["layer", "head"]).loc[(2, 3), "difference"]

@@ -64,7 +64,7 @@ def test_faithfulness_check_of_the_top_heads(tiny, tiny_ioi):
     result = run_faithfulness(tiny, check.make_params({"top_fraction": "0.25", "n_random": "3"}), scores=scores,
                               progress=False, prompts=tiny_ioi)
     assert result.kind == "faithfulness" and result.scores is None and result.analysis == "head_attribution"
-    best = scores.sort_values("score", ascending=False).head(2)
+    best = scores.assign(key=scores["score"].abs()).sort_values("key", ascending=False).head(2)  # by |score|
     assert result.summary["heads"] == sorted(best["label"], key=lambda s: tuple(map(int, s[1:].split("H"))))
     table = result.tables["faithfulness"].set_index("key")["value"]
     assert table["circuit"] == pytest.approx(result.summary["circuit"]) and table["random_kept_sd"] >= 0
@@ -93,7 +93,7 @@ def test_repair_check_uses_ioi_heads_outside_the_colored_circuit(tiny, tiny_ioi,
     from workbench.analyses.circuits.checks import run_repair
 
     scores = _attribution(tiny, tiny_ioi, method="attribution").scores
-    top = scores.sort_values("score", ascending=False).head(3)
+    top = scores.assign(key=scores["score"].abs()).sort_values("key", ascending=False).head(3)  # by |score|
     colored = Circuit(name="co-tiny", model="tiny", task="colored_objects", heads=(top["label"].iloc[0],),
                       n_layers=2, n_heads=4, method="hand-picked", selection="one head")
     path = save_circuit(colored, tmp_path)

@@ -55,8 +55,10 @@ def test_identical_and_reversed_maps():
     same = overlap(scores(values), scores(values), top_k=3)
     assert same["spearman"] == pytest.approx(1.0) and same["jaccard"] == 1.0 and same["n_shared"] == 3
     assert same["spearman_p"] < 1e-6 and same["layer_profile_spearman"] == pytest.approx(1.0)
-    rev = overlap(scores(values), scores(-values), top_k=3)
+    rev = overlap(scores(values), scores(-values), top_k=3, selection="signed")
     assert rev["spearman"] == pytest.approx(-1.0) and rev["n_shared"] == 0 and rev["jaccard"] == 0.0
+    mirrored = overlap(scores(values), scores(-values), top_k=3)  # by |score| (default): the same strong heads
+    assert mirrored["spearman"] == pytest.approx(1.0) and mirrored["n_shared"] == 3
     assert overlap(scores(values), scores(values))["n_a"] == 1  # default top 5 %: ceil(0.8) = 1 head
 
 

@@ -127,9 +127,11 @@ def test_select_heads_criteria():
     assert len(select_heads(s, top_fraction=0.01)) == 1  # at least one
     assert select_heads(s, threshold=17.5) == (HeadRef(3, 3), HeadRef(3, 4))
     neg = s.assign(score=-s["score"])
-    assert select_heads(neg, top_k=1, absolute=True) == (HeadRef(3, 4),)
-    assert select_heads(neg, top_k=1) == (HeadRef(0, 0),)
-    assert select_heads(s.assign(other=-s["score"]), top_k=1, column="other") == (HeadRef(0, 0),)
+    assert select_heads(neg, top_k=1) == (HeadRef(3, 4),)  # by |score| by default
+    assert select_heads(neg, top_k=1, selection="signed") == (HeadRef(0, 0),)
+    assert select_heads(s.assign(other=-s["score"]), top_k=1, column="other", selection="signed") == (HeadRef(0, 0),)
+    with pytest.raises(CircuitError, match="selection must be one of abs, signed"):
+        select_heads(s, top_k=1, selection="absolute")
     for bad in ({}, {"top_k": 1, "threshold": 0.0}):
         with pytest.raises(CircuitError, match="exactly one of"):
             select_heads(s, **bad)

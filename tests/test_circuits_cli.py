@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from workbench.cli.main import app
 from workbench.core.errors import WorkbenchError
-from workbench.results.circuits import load_circuit
+from workbench.results.circuit_maps import load_with_scores
+from workbench.results.circuits import load_circuit, select_heads
 
 
 def invoke(*args):
@@ -17,14 +18,13 @@ def invoke(*args):
 
 
 def test_committed_smollm2_circuits_load_with_their_score_maps():
-    from workbench.results.circuit_maps import load_with_scores
-
     for task in ("ioi", "colored_objects", "greater_than", "docstring"):
         circuit, scores = load_with_scores(f"smollm2-135m_{task}")
         assert (circuit.n_layers, circuit.n_heads) == (30, 9) and len(circuit.heads) == 14
         assert scores is not None and len(scores) == 270
-        top = set(scores.nlargest(14, "score")[["layer", "head"]].itertuples(index=False, name=None))
-        assert {(h.layer, h.head) for h in circuit.heads} == top  # the file holds the map that chose it
+        top = set(scores.assign(key=scores["score"].abs()).nlargest(14, "key")[["layer", "head"]]
+                  .itertuples(index=False, name=None))
+        assert {(h.layer, h.head) for h in circuit.heads} == top  # the file holds the map that chose it (|score|)
     ioi = {str(h) for h in load_circuit("gpt2-small_ioi").heads}
     assert len(ioi) == 26 and {"L9H6", "L9H9", "L10H0", "L9H0", "L10H7", "L11H10"} <= ioi and "L11H3" not in ioi
     gt = {str(h) for h in load_circuit("gpt2-small_greater_than").heads}
@@ -35,7 +35,7 @@ def test_overlap_command_reports_shared_heads_and_chance(tmp_path):
     result = invoke("circuits", "overlap", "smollm2-135m_ioi", "smollm2-135m_colored_objects",
                     "--out", str(tmp_path / "map.html"))
     assert result.exit_code == 0, result.output
-    for text in ("shared heads", "Jaccard", "chance", "Spearman of the full score maps"):
+    for text in ("shared heads", "Jaccard", "chance", "Spearman of the full |score| maps"):
         assert text in result.output
     html = (tmp_path / "map.html").read_text()
     assert "Plotly.newPlot" in html and not re.search(r"<script[^>]*\bsrc=", html)  # self-contained: opens offline
@@ -77,9 +77,11 @@ def test_default_circuit_names_are_file_names():
 @pytest.mark.real_model
 def test_find_on_smollm2_writes_a_circuit_with_its_map(tmp_path):
     result = invoke("circuits", "find", "--task", "greater_than", "--n-prompts", "6", "--method", "attribution",
-                    "--top-fraction", "0.02", "--name", "gt-test", "--directory", str(tmp_path))
+                    "--top-fraction", "0.02", "--selection", "signed", "--name", "gt-test",
+                    "--directory", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "attribution" in result.output
-    circuit = load_circuit("gt-test", tmp_path)
+    circuit, scores = load_with_scores("gt-test", tmp_path)
     assert len(circuit.heads) == 6 and circuit.method == "attribution_patching"
-    assert (tmp_path / "gt-test.scores.parquet").exists()
+    assert circuit.selection == "top 2% by signed score"  # --selection signed: the old rule, the largest scores
+    assert circuit.heads == select_heads(scores, top_k=6, selection="signed")

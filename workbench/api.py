@@ -45,7 +45,8 @@ _LAZY = {
 __all__ = ["DEFAULT_MODEL", "WorkbenchError", "load_model", "list_models", "describe_model", "list_analyses", "run",
            "check", "run_analysis", "intervene", "text_prompts", "top_heads", "load_result", "load_scores",
            "load_table", "load_summary", "find_results", "head_pattern", "token_traces", "load_circuit",
-           "list_circuits", "circuit_overlap", "plot_circuit_overlap", "build_atlas", "head_profile", *_LAZY]
+           "list_circuits", "circuit_overlap", "plot_circuit_overlap", "build_atlas", "head_profile", "rank_heads",
+           "is_signed", *_LAZY]
 
 
 def __getattr__(name: str):
@@ -138,11 +139,10 @@ def text_prompts(model=DEFAULT_MODEL, n_prompts: int = 4, n_tokens: int = 256) -
 
 
 def top_heads(scores: pd.DataFrame, k: int = 10, column: str = "score") -> list[str]:
-    """Labels L{l}H{h} of the k heads with the highest `column`."""
-    from workbench.results.runs import head_label
+    """Labels L{l}H{h} of the k strongest heads by `column`: by |value| where it is signed (has a value < 0)."""
+    from workbench.core.scores import ranked
 
-    best = scores.sort_values(column, ascending=False).head(k)
-    return [head_label(int(r.layer), int(r.head)) for r in best.itertuples()]
+    return [str(label) for label in ranked(scores, column, k)["label"]]
 
 
 def load_result(run_id: str, results_dir=None) -> tuple[pd.DataFrame, RunRecord]:
@@ -287,3 +287,17 @@ def find_interventions(model: str | None = None, results_dir=None) -> pd.DataFra
     from workbench.edits.sources import ANALYSIS, KIND
 
     return find_results(ANALYSIS, model=model, kind=KIND, results_dir=results_dir)
+# ---- ranks (issue 18: signed scores by |score|, average ranks for ties) --------------------------------
+def rank_heads(scores: pd.DataFrame, column: str = "score", n: int | None = None) -> pd.DataFrame:
+    """`scores` strongest first with `label` and average `rank` (1 = strongest, by |value| where the column is
+    signed, i.e. has a value < 0); `attrs["by"]` is 'score' or '|score|' (workbench.core.scores.ranked)."""
+    from workbench.core.scores import ranked
+
+    return ranked(scores, column, n)
+
+
+def is_signed(values) -> bool:
+    """A score column is signed (ranked by |score|, drawn on a diverging scale) when it holds a value < 0."""
+    from workbench.core.scores import is_signed as _signed
+
+    return _signed(values)

@@ -15,8 +15,8 @@ def _score_map(circuit, scores, label: str):
     if scores is None:
         return wb.plot_placeholder(f"{circuit.name} was saved without a score map.")
     return wb.plot_heads(scores, highlight=[(h.layer, h.head) for h in circuit.heads], highlight_color="#111111",
-                         colorscale=wb.DIVERGING, zmid=0.0,
-                         title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined</sup>")
+                         title=f"{label}: {circuit.name}<br><sup>score map · circuit heads outlined "
+                               f"({circuit.selection})</sup>")
 
 
 def register(app, ctx: AppContext) -> None:

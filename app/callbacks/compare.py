@@ -29,9 +29,10 @@ def register(app, ctx: AppContext) -> None:
         score_a, score_b = controllers.load_scores(a, runs), controllers.load_scores(b, runs)
         stats, diff = controllers.compare(score_a, score_b, k)
         k = stats["k"]
-        cards = [_stat(f"of the top-{k} heads shared", f"{stats['top_k_overlap']} / {k}"),
+        cards = [_stat(f"of the top-{k} heads by {stats['by']} shared", f"{stats['top_k_overlap']} / {k}"),
                  _stat("Jaccard of the top-k sets", f"{stats['jaccard']:.2f}"),
-                 _stat("Spearman rank correlation", "—" if stats["spearman"] is None else f"{stats['spearman']:.2f}"),
+                 _stat(f"Spearman rank correlation of {stats['by']}",
+                       "—" if stats["spearman"] is None else f"{stats['spearman']:.2f}"),
                  html.Div([html.Div("shared top heads", className="stat-label"),
                            html.Div(", ".join(stats["shared_heads"]) or "none", className="shared-heads")],
                           className="stat wide")]
@@ -42,7 +43,7 @@ def register(app, ctx: AppContext) -> None:
                                         "no per-head difference map; compare the maps and the overlap.")
         else:
             fig_d = wb.plot_difference(diff, label_a="A", label_b="B",
-                                       title="A − B: percentile rank difference<br>"
+                                       title=f"A − B: percentile rank difference of {stats['by']}<br>"
                                              "<sup>red: ranked higher in A · blue: higher in B</sup>")
         query = controllers.build_query({"a": a, "b": b, "k": k})
         meaning = [definition(s["analysis"].iloc[0], "score") for s in (score_a, score_b)]

@@ -26,7 +26,8 @@ def matrix_view(ctx: AppContext, model: str, roles):
     shown = ac.heatmap_frame(matrix, metrics)
     what = f"{len(shown)} of {len(matrix)} heads" + (f" holding {', '.join(roles)}" if roles else "")
     fig = wb.plot_ranks(shown, n_heads_total=atlas.n_layers * atlas.n_heads,
-                        title=f"{model}: rank by metric · {what} with the best ranks")
+                        title=f"{model}: rank by metric · {what} with the best ranks",
+                        signed=atlas.metrics.loc[atlas.metrics["signed"].astype(str) == "True", "metric"])
     return data, columns, fig
 
 

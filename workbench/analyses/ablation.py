@@ -22,6 +22,7 @@ import pandas as pd
 
 from workbench.analyses.base import CheckSpec, Result, resolve
 from workbench.core.errors import InterventionError, WorkbenchError
+from workbench.core.scores import is_signed, ranked
 
 MODES = ("mean", "zero", "uniform")
 
@@ -43,16 +44,15 @@ def ranking_key(scores: pd.DataFrame, column: str = "score") -> pd.Series:
     if column not in numeric:
         raise WorkbenchError(f"No numeric column {column!r} in these scores; rank by one of {', '.join(numeric)}.")
     values = scores[column].astype(float)
-    return values.abs() if (values < 0).any() else values
+    return values.abs() if is_signed(values) else values
 
 
 def ranked_heads(scores: pd.DataFrame, column: str = "score") -> list:
     """HeadRefs of `scores` strongest first by `ranking_key` (NaN last; ties by layer, head)."""
     from workbench.core.heads import HeadRef
 
-    ranked = scores.assign(_key=ranking_key(scores, column)).sort_values(
-        ["_key", "layer", "head"], ascending=[False, True, True], na_position="last")
-    return [HeadRef(int(r.layer), int(r.head)) for r in ranked.itertuples()]
+    ranking_key(scores, column)  # a numeric column, or a clear error
+    return [HeadRef(int(r.layer), int(r.head)) for r in ranked(scores, column).itertuples()]
 
 
 def tied_at_k(scores: pd.DataFrame, column: str, k: int) -> int:

@@ -27,6 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from workbench.core.scores import head_ranks as ranks  # noqa: F401 (the one rank rule; bs.ranks for the atlas)
+from workbench.core.scores import rank_key
+
 RTOL = 1e-4  # stored columns are float32 means of up to ~1e3 values: relative error ≲ 1e3 · 6e-8
 
 
@@ -124,17 +127,6 @@ def resample_counts(n_prompts: int, n_boot: int, seed: int) -> np.ndarray:
     """[B, P] multiplicities of B seeded bootstrap draws of P prompts with replacement."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n_prompts, np.full(n_prompts, 1.0 / n_prompts), size=n_boot).astype(np.float64)
-
-
-def rank_key(values: np.ndarray, signed: bool) -> np.ndarray:
-    """Smaller = stronger: −|v| for signed metrics, −v otherwise; NaN last."""
-    key = -np.abs(values) if signed else -values
-    return np.where(np.isnan(key), np.inf, key)
-
-
-def ranks(values: np.ndarray, signed: bool) -> np.ndarray:
-    """Average ranks along the last axis, 1 = strongest (ties share the mean of their ranks)."""
-    return rankdata(rank_key(values, signed), method="average", axis=-1)
 
 
 def top_mask(values: np.ndarray, signed: bool, k: int) -> np.ndarray:

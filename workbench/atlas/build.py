@@ -15,7 +15,7 @@ from workbench.atlas.roles import assign_roles, thresholds_of
 from workbench.atlas.sources import ModelRuns, SourceRun, model_runs
 from workbench.atlas.table import CAUSAL, CIRCUITS, METRICS, STABILITY, VALUES, Atlas
 from workbench.core.errors import WorkbenchError
-from workbench.core.scores import head_label
+from workbench.core.scores import head_label, is_signed
 
 
 def build_atlas(model: str, *, fill: bool = False, n_boot: int = 200, seed: int = 0, top_k: int = 10,
@@ -64,7 +64,7 @@ def _metric_tables(source: SourceRun, n_layers: int, n_heads: int, *, n_boot: in
     out = []
     for metric, column in source.columns.items():
         value = scores[column].to_numpy(dtype=np.float64)
-        signed = bool(np.nanmin(value) < 0) if np.isfinite(value).any() else False
+        signed = is_signed(value)
         stat = bs.find_statistic(column, value, mats) if mats else None
         lo = hi = np.full_like(value, np.nan)
         n_prompts, stability, jaccard = 0, np.nan, np.nan

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.core.scores import ranked
 from workbench.results import runs as results
 
 
@@ -37,9 +38,10 @@ def write_report(summary: pd.DataFrame, path: str | Path, *, title: str = "Batch
         fig = head_heatmap(scores, title=f"{record.analysis} {kind}score per head")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=first_figure))
         first_figure = False
-        shown = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set")]
-        best = scores.sort_values("score", ascending=False)[shown].head(top)
-        parts.append(f"<h3>Top {top} heads</h3>" + best.to_html(index=False, border=0, float_format="%.4g"))
+        best = ranked(scores, "score", top)  # by |score| where signed, average ranks
+        shown = [c for c in best.columns if c not in ("analysis", "model", "prompt_set")]
+        parts.append(f"<h3>Top {top} heads by {best.attrs['by']}</h3>"
+                     + best[shown].to_html(index=False, border=0, float_format="%.4g"))
     style = ("<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
              "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
              "th{background:#f3f3f3}</style>")

@@ -19,7 +19,7 @@ from workbench import analyses, api
 from workbench.analyses.base import AnalysisSpec, CheckSpec, resolve
 from workbench.cli.common import DEVICE, DTYPE, MODEL, console, friendly, save_figures, show
 from workbench.core.errors import WorkbenchError
-from workbench.core.scores import head_label
+from workbench.core.scores import ranked
 
 RESULTS_DIR = typer.Option(None, "--results-dir", help="save and read results here (default: the catalog)")
 _COMMON = {"model": MODEL, "device": DEVICE, "dtype": DTYPE, "results_dir": RESULTS_DIR,
@@ -190,11 +190,11 @@ def print_result(result, top: int, out: Path | None = None) -> None:
         spec = None
     record, title = result.record, result.analysis + ("" if result.kind == "run" else f" · {result.kind}")
     if result.scores is not None:
-        scores = result.scores.sort_values("score", ascending=False).head(top)
+        scores = ranked(result.scores, "score", top)  # by |score| where signed, average ranks
         cols = [c for c in scores.columns if c not in ("analysis", "model", "prompt_set", "layer", "head", "label")
                 and not (c != "score" and scores[c].equals(scores["score"]))]  # a named copy of the score: once
-        heads = [head_label(int(r.layer), int(r.head)) for r in scores.itertuples()]
-        show(scores[cols].assign(head=heads)[["head", *cols]], f"{title}: top {top} heads by score")
+        show(scores[cols].assign(head=scores["label"])[["head", *cols]],
+             f"{title}: top {top} heads by {scores.attrs['by']}")
     if result.kind == "run":
         for name in spec.tables if spec else ():
             if name in result.tables:

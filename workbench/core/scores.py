@@ -101,3 +101,37 @@ def validate_head_scores(df: pd.DataFrame, n_layers: int | None = None, n_heads:
                            f"{ident}; each head must appear once. Aggregate (e.g. groupby(['layer', 'head'])"
                            ".mean()) or drop duplicates first.")
     return out
+
+
+# ---- ranks: one rule for every map, table, top-k and atlas ----------------------------------------------
+def is_signed(values) -> bool:
+    """A score column is signed when it holds a value < 0; signed columns are ranked by |score|."""
+    v = np.asarray(values, dtype=float)
+    return bool(np.nanmin(v) < 0) if np.isfinite(v).any() else False
+
+
+def rank_key(values, signed: bool | None = None) -> np.ndarray:
+    """Smaller = stronger: −|v| for a signed column (`signed` None = :func:`is_signed`), −v otherwise; NaN last."""
+    v = np.asarray(values, dtype=float)
+    key = -np.abs(v) if (is_signed(v) if signed is None else signed) else -v
+    return np.where(np.isnan(key), np.inf, key)
+
+
+def head_ranks(values, signed: bool | None = None) -> np.ndarray:
+    """Average ranks along the last axis, 1 = strongest by :func:`rank_key` (ties share the mean of their ranks)."""
+    from scipy.stats import rankdata
+
+    return rankdata(rank_key(values, signed), method="average", axis=-1)
+
+
+def ranked(scores: pd.DataFrame, column: str = "score", n: int | None = None) -> pd.DataFrame:
+    """`scores` strongest first by `column` (|value| where signed), with `label` and average `rank` columns;
+    `attrs["by"]` says 'score' or '|score|'. Ties keep (layer, head) order."""
+    signed = is_signed(scores[column])
+    out = scores.assign(rank=head_ranks(scores[column], signed))
+    out = out.sort_values(["rank", "layer", "head"], kind="mergesort")
+    out = out if n is None else out.head(n)
+    if "label" not in out.columns:
+        out.insert(0, "label", [head_label(int(a), int(b)) for a, b in zip(out["layer"], out["head"], strict=True)])
+    out.attrs["by"] = f"|{column}|" if signed else column
+    return out

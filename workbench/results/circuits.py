@@ -3,8 +3,9 @@
 A circuit is ``<directory>/<name>.toml`` (default ``<repo>/circuits/``): format_version, name, model, task,
 n_layers, n_heads, method, selection, run_id (omitted when unknown), notes, heads (``["L3H5", …]``), [metric].
 Selection (:func:`select_heads`): ``top_fraction=f`` keeps the ``ceil(f · N)`` best heads (at least 1),
-``top_k=k`` the k best, ``threshold=t`` those with ``score >= t``; NaN never selected; ``absolute=True`` ranks
-by ``|score|``; ties at the cut go to the lower (layer, head). Torch-free (the app imports it).
+``top_k=k`` the k best, ``threshold=t`` those with ``key >= t``; NaN never selected; ties at the cut go to the lower
+(layer, head). ``selection="abs"`` (default) ranks by ``|score|`` (negative heads count: Wang et al.'s IOI circuit
+keeps its negative name movers), ``"signed"`` by the score itself. Torch-free (the app imports it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from workbench.core.heads import HeadRef, parse_heads
 from workbench.core.paths import circuits_dir, shipped
 
 FORMAT_VERSION = 1
+SELECTIONS = ("abs", "signed")  # rank heads by |score| (default) or by the signed score
+
+
+def selection_label(selection: str, top_fraction: float) -> str:
+    """How a circuit file records its rule: 'top 5% by |score|' or 'top 5% by signed score'."""
+    return f"top {top_fraction:.0%} by {'|score|' if selection == 'abs' else 'signed score'}"
 LIST_COLUMNS = ("name", "model", "task", "n_heads_in_circuit", "method", "selection", "run_id", "path", "error")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -113,9 +120,12 @@ class Circuit:
 
 # ---- selection -----------------------------------------------------------------------------------------
 def select_heads(scores: pd.DataFrame, *, top_fraction: float | None = None, top_k: int | None = None,
-                 threshold: float | None = None, column: str = "score", absolute: bool = False
+                 threshold: float | None = None, column: str = "score", selection: str = "abs"
                  ) -> tuple[HeadRef, ...]:
-    """Heads of a score map by exactly one criterion (rules in the module docstring)."""
+    """Heads of a score map by exactly one criterion, ranked by |score| or the signed score (module docstring)."""
+    if selection not in SELECTIONS:
+        raise CircuitError(f"selection must be one of {', '.join(SELECTIONS)} (rank by |score| or by the signed "
+                           f"score); got {selection!r}.")
     given = [name for name, v in (("top_fraction", top_fraction), ("top_k", top_k), ("threshold", threshold))
              if v is not None]
     if len(given) != 1:
@@ -131,7 +141,7 @@ def select_heads(scores: pd.DataFrame, *, top_fraction: float | None = None, top
     value = pd.to_numeric(scores[column], errors="coerce").astype(float)
     frame = pd.DataFrame({"layer": scores["layer"].astype(int).to_numpy(),
                           "head": scores["head"].astype(int).to_numpy(),
-                          "key": (value.abs() if absolute else value).to_numpy()})
+                          "key": (value.abs() if selection == "abs" else value).to_numpy()})
     n_total = len(frame)
     frame = frame[frame["key"].notna()]
     if threshold is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.core.scores import head_label
+from workbench.core.scores import head_label, is_signed
 
 IDENTITY = ("analysis", "model", "prompt_set", "layer", "head", "label")
 SEQUENTIAL = "Viridis"
@@ -38,11 +38,14 @@ def _fmt(value) -> str:
 
 def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | None = None,
                  highlight: Sequence[tuple[int, int]] = (), highlight_color: str = "#ff3b30",
-                 colorscale: str = SEQUENTIAL, zmid: float | None = None, zmin: float | None = None,
+                 colorscale: str | None = None, zmid: float | None = None, zmin: float | None = None,
                  zmax: float | None = None, categories: Sequence[tuple[str, str]] = (),
                  height: int | None = None) -> go.Figure:
-    """Layer × head heatmap of `column`, hover with the extra columns; `categories` draws codes 0..n−1 as bands."""
+    """Layer × head heatmap of `column`, hover with the extra columns; `categories` draws codes 0..n−1 as bands.
+    Default colours: a signed column (a value < 0) on DIVERGING centred at 0, a non-negative one on SEQUENTIAL."""
     grid, n_layers, n_heads = _grid(scores, column)
+    if colorscale is None and not categories:
+        colorscale, zmid = (DIVERGING, 0.0 if zmid is None else zmid) if is_signed(grid) else (SEQUENTIAL, zmid)
     extras = extra_columns(scores)
     hover = np.full((n_layers, n_heads), "", dtype=object)
     for row in scores.itertuples(index=False):

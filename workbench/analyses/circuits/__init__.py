@@ -23,6 +23,7 @@ class AttributionParams:
 class FaithfulnessParams:
     task: str = ""  # '' = the checked run's task
     top_fraction: float = 0.05  # the circuit: this share of heads by score
+    selection: str = "abs"  # rank heads by |score| (abs) or by the signed score (signed)
     n_prompts: int = 50
     seed: int = 1  # prompt seed (1: fresh prompts, not the seed-0 ones that found the circuit)
     n_random: int = 10
@@ -32,6 +33,7 @@ class FaithfulnessParams:
 class RepairParams:
     colored: str = ""  # Colored Objects circuit, name or file ('' = <model>_colored_objects in circuits/)
     top_fraction: float = 0.05  # the IOI circuit: this share of the checked run's heads
+    selection: str = "abs"  # rank heads by |score| (abs) or by the signed score (signed)
     n_prompts: int = 80  # Colored Objects prompts, half to choose heads, half held out
     seed: int = 1
     bias: float = 3.0  # attention logit bias to the wrong colors

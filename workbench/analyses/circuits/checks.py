@@ -1,7 +1,7 @@
 """Causal checks of head_attribution's HeadScores (mechanics in faithfulness.py, repair.py; Merullo et al. 2024).
 
-- faithfulness: top `top_fraction` heads kept, the rest mean-ablated on fresh prompts, vs `n_random` random
-  circuits of that size (Wang et al. 2022).
+- faithfulness: top `top_fraction` heads (by |score|; selection="signed": by the score) kept, the rest
+  mean-ablated on fresh prompts, vs `n_random` random circuits of that size (Wang et al. 2022).
 - repair: IOI heads outside the Colored Objects circuit get `+bias` on the final query's wrong-color keys,
   chosen greedily on a fit half; held-out accuracy vs random heads of those layers.
 `prompts=` (a ContrastSet or its `as_prompts()`) overrides the task's prompts.
@@ -58,7 +58,7 @@ def run_faithfulness(model, params: FaithfulnessParams, *, scores: pd.DataFrame,
     from workbench.analyses.circuits.faithfulness import faithfulness
     from workbench.analyses.circuits.tasks import make_task
 
-    heads = select_heads(scores, top_fraction=params.top_fraction)
+    heads = select_heads(scores, top_fraction=params.top_fraction, selection=params.selection)
     contrast = as_contrast(prompts)
     if contrast is None:
         contrast = make_task(model, task_of(scores, params.task), params.n_prompts, params.seed)
@@ -105,5 +105,5 @@ def run_repair(model, params: RepairParams, *, scores: pd.DataFrame, progress: b
         raise WorkbenchError(f"repair checks an IOI run; these scores are from {scores['prompt_set'].iloc[0]!r}. "
                              "Run head_attribution with task=ioi.")
     colored = load_circuit(params.colored or default_circuit_name(model_info(model).spec.name, "colored_objects"))
-    return repair_check(model, select_heads(scores, top_fraction=params.top_fraction), colored, params,
-                        progress=progress, contrast=contrast)
+    ioi = select_heads(scores, top_fraction=params.top_fraction, selection=params.selection)
+    return repair_check(model, ioi, colored, params, progress=progress, contrast=contrast)

@@ -29,7 +29,8 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
          method: str = typer.Option("both", help="activation | attribution | both | path"),
          receivers: str = typer.Option("", help="path patching: receiver heads ('' = direct path to logits)"),
          receiver_positions: str = typer.Option("all", help="path patching: patch receivers at all | last"),
-         top_fraction: float = typer.Option(0.05, help="circuit = this share of heads with the highest score"),
+         top_fraction: float = typer.Option(0.05, help="circuit = this share of heads with the largest |score|"),
+         selection: str = typer.Option("abs", help="abs: rank heads by |score| | signed: by the signed score"),
          name: Optional[str] = typer.Option(None, help="circuit file name (default <model>_<task>, '/' → '--')"),
          directory: Optional[Path] = typer.Option(None, help="where circuits live (default: the repo's circuits/)"),
          top: int = typer.Option(15, help="rows of the top-head table")):
@@ -44,12 +45,13 @@ def find(task: str = typer.Option("ioi", help="ioi | colored_objects | greater_t
     scores, s, record = result.scores, result.summary, result.record
     if s["unchanged_answer_twins"]:
         console.print(f"[yellow]flagged:[/] corrupted twins {s['unchanged_answer_twins']} keep the clean answer")
-    heads = files.select_heads(scores, top_fraction=top_fraction)
+    heads = files.select_heads(scores, top_fraction=top_fraction, selection=selection)
     path_method = f"path_patching (receivers {receivers or 'logits'}, {receiver_positions} positions)"
     how = {"both": "activation_patching", "path": path_method}.get(method, f"{method}_patching")
     circuit = files.Circuit(name=circuit_name, model=model, task=task, heads=heads,
                             n_layers=int(scores["layer"].max()) + 1, n_heads=int(scores["head"].max()) + 1, method=how,
-                            selection=f"top {top_fraction:.0%}", run_id=record.run_id if record else None,
+                            selection=files.selection_label(selection, top_fraction),
+                            run_id=record.run_id if record else None,
                             metric={"metric": s["metric"], "n_prompts": s["n_prompts"], "clean": s["clean_metric"],
                                     "corrupt": s["corrupt_metric"], "clean_accuracy": s["clean_accuracy"]})
     path = save_with_scores(circuit, scores, directory)

@@ -1,11 +1,13 @@
 """Overlap of two circuits or two head score maps (torch-free; the app shares it).
 
-Head sets A, B (circuits, or score maps cut by `results.circuits.select_heads`, default top 5 %):
+Head sets A, B (circuits, or score maps cut by `results.circuits.select_heads`, default top 5 % by |score|):
 jaccard = |A∩B|/|A∪B|, overlap_coefficient = |A∩B|/min(|A|,|B|), shared_of_a = |A∩B|/|A|, shared_of_b = |A∩B|/|B|
-(Merullo et al. 2024: shared_of_a ≈ 0.78 for IOI vs Colored Objects in GPT-2 medium). Same-shape maps:
+(Merullo et al. 2024: shared_of_a ≈ 0.78 for IOI vs Colored Objects in GPT-2 medium). The maps' values are
+|score| (``selection="abs"``, default) or the signed score (``"signed"``). Same-shape maps:
 ``spearman`` = ρ over all heads (NaN dropped). Different shapes: per-layer max at depth ``(l + ½) / n_layers``,
 binned into 10 bins of [0, 1] (max per bin, empty bins interpolated), ``layer_profile_spearman`` = ρ of the
-profiles. :func:`difference_map` = ``pct_A − pct_B``, ``pct = 100 · rank / N`` (average ranks, NaN unranked).
+profiles. :func:`difference_map` = ``pct_A − pct_B``, ``pct = 100 · rank / N`` (average ranks of |score| for a
+signed map, of the score otherwise; NaN unranked).
 :func:`random_overlap_baseline`: ``|A ∩ B| ~ Hypergeometric(N, a, b)``, mean ``a · b / N``.
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.scores import is_signed
 from workbench.results.circuits import Circuit, select_heads
 
 PROFILE_BINS = 10
@@ -44,7 +47,8 @@ def map_shape(scores: pd.DataFrame) -> tuple[int, int]:
     return int(scores["layer"].max()) + 1, int(scores["head"].max()) + 1
 
 
-def _side(x: Any, name: str, top_fraction: float | None, top_k: int | None, notes: list[str]) -> dict[str, Any]:
+def _side(x: Any, name: str, top_fraction: float | None, top_k: int | None, notes: list[str],
+          selection: str) -> dict[str, Any]:
     if isinstance(x, Circuit):
         if top_fraction is not None or top_k is not None:
             notes.append(f"{name} is a circuit: top_fraction/top_k apply only to score maps and were ignored for it.")
@@ -53,9 +57,11 @@ def _side(x: Any, name: str, top_fraction: float | None, top_k: int | None, note
         scores = _check_map(x, name)
         if top_fraction is None and top_k is None:
             top_fraction = DEFAULT_TOP_FRACTION
-        heads = select_heads(scores, top_fraction=top_fraction, top_k=top_k)
+        heads = select_heads(scores, top_fraction=top_fraction, top_k=top_k, selection=selection)
         model = str(scores["model"].iloc[0]) if "model" in scores.columns else None
-        return {"heads": set(heads), "shape": map_shape(scores), "scores": scores, "model": model}
+        value = pd.to_numeric(scores["score"], errors="coerce").astype(float)
+        keyed = scores.assign(score=value.abs() if selection == "abs" else value)
+        return {"heads": set(heads), "shape": map_shape(scores), "scores": keyed, "model": model}
     raise OverlapError(f"{name} must be a Circuit or a HeadScores DataFrame, got {type(x).__name__}.")
 
 
@@ -99,12 +105,13 @@ def layer_profile(scores: pd.DataFrame, bins: int = PROFILE_BINS) -> np.ndarray:
 
 
 def overlap(a: Circuit | pd.DataFrame, b: Circuit | pd.DataFrame, *, top_fraction: float | None = None,
-            top_k: int | None = None) -> dict[str, Any]:
-    """Set overlap of two circuits or maps (cut at `top_k` / `top_fraction`), plus the Spearman measures (above)."""
+            top_k: int | None = None, selection: str = "abs") -> dict[str, Any]:
+    """Set overlap of two circuits or maps (cut at `top_k` / `top_fraction` by `selection`), plus the Spearman
+    measures (above) of |score| or the signed score."""
     if top_fraction is not None and top_k is not None:
         raise OverlapError("give at most one of top_fraction and top_k.")
     notes: list[str] = []
-    sa, sb = _side(a, "A", top_fraction, top_k, notes), _side(b, "B", top_fraction, top_k, notes)
+    sa, sb = (_side(x, n, top_fraction, top_k, notes, selection) for x, n in ((a, "A"), (b, "B")))
     A, B = sa["heads"], sb["heads"]
     shared = sorted(A & B)
     n_shared = len(shared)
@@ -164,8 +171,9 @@ def difference_map(a_scores: pd.DataFrame, b_scores: pd.DataFrame) -> pd.DataFra
 
     def pct(scores: pd.DataFrame) -> pd.DataFrame:
         value = pd.to_numeric(scores["score"], errors="coerce").astype(float)
+        key = value.abs() if is_signed(value) else value
         return pd.DataFrame({"layer": scores["layer"].astype(int), "head": scores["head"].astype(int),
-                             "score": value, "pct": value.rank(pct=True) * 100})
+                             "score": value, "pct": key.rank(pct=True) * 100})
 
     merged = pct(a).merge(pct(b), on=["layer", "head"], suffixes=("_a", "_b")).sort_values(["layer", "head"])
     return pd.DataFrame({

@@ -1,5 +1,5 @@
 """Two saved circuits side by side (formulas in `overlap.py`): shared heads, Jaccard, overlap coefficient, chance
-level and Spearman ρ of the full maps. Shared by `workbench circuits overlap` and the Circuits page.
+level and Spearman ρ of the full |score| maps. Shared by `workbench circuits overlap` and the Circuits page.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class CircuitComparison:
                          f"{c['mean_jaccard']:.3f} ± {c['sd_jaccard']:.3f} / {c['mean_overlap_coefficient']:.3f}"))
             rows.append((f"P(≥ {s['n_shared']} shared heads by chance)", f"{self.p_value:.2g}"))
         if self.maps.get("spearman") is not None:
-            rows.append(("Spearman of the full score maps",
+            rows.append(("Spearman of the full |score| maps",
                          f"{self.maps['spearman']:.3f} (p = {self.maps['spearman_p']:.2g})"))
         for note in (self.maps.get("notes", []) if self.maps else s.get("notes", [])):
             rows.append(("note", note))
