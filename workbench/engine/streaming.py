@@ -1,8 +1,9 @@
 """Streaming attention: per-head statistics while the model runs, never holding a T×T×heads tensor.
 
 A twin HF model shares the bridge's weights and uses our attention function: statistics layers recompute
-softmax(q·kᵀ·scale + mask) block by block over query rows (blocks sized to a memory budget), reduce each block
-with `reducers.LayerAccumulator` and reuse it for `P·V`; other layers run SDPA. Handles KV caches, GQA
+softmax(q·kᵀ·scale + mask) block by block over query rows (blocks sized to a memory budget) in one fused kernel,
+multiply it once by `[V | reducers.value_columns]` (head output, distance, key-set masses) and reduce the rest of
+each block with `reducers.LayerAccumulator`; other layers run SDPA. Handles KV caches, GQA
 (query head h reads KV group h // (H / H_kv)), sliding windows, soft-capping; statistics run in float32.
 Edits (`HeadEdit`, from workbench.edits.apply): score edits recompute their heads block by block, z edits
 rewrite head outputs. When every score edit of a layer gives `visible_keys`, only those keys' logits are
@@ -218,7 +219,7 @@ def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs)
     qg = (query if softcap else query * scale).view(b, h_kv, group, tq, d)
     k_t = key.transpose(-1, -2)  # [B, Hkv, D, Tk]
     extra = value_columns(collector.request, collector.keys, tk, value)  # [Tk, E]
-    v_aug = torch.cat([value, extra.expand(b, h_kv, tk, extra.shape[-1])], dim=-1)  # [B, Hkv, Tk, D + E]
+    v_aug = torch.cat([value, extra.expand(b, h_kv, tk, extra.shape[-1])], dim=-1) if extra.numel() else value
     rows = max(1, min(tq, ROWS_PER_BLOCK, BLOCK_BYTES // max(1, b * h * tk * 4)))
     out = query.new_empty(b, h, tq, d)
     for start in range(0, tq, rows):
