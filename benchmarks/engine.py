@@ -8,11 +8,11 @@ never goes down):
   (compute + write `hook_z` of every layer) / a plain bridge forward `bridge(ids)`.     target <= 1.15
 - cache_hit_speedup (512 tokens): the fresh `ensure` above / a second `ensure` that hits the cache plus
   loading every hook's tensors with `acts[hook]`.                                         target >= 10
-- reducer_time_vs_sdpa_2048: `stream_forward` with row argmax, column sums, distance-weighted sums,
+- reducer_time_vs_sdpa_{2048,8192}: `stream_forward` with row argmax, column sums, distance-weighted sums,
   key-set mass on positions 0..3 and head outputs at the last position / a plain SDPA forward of
-  the same HF model (base model, no lm_head).                                             target <= 1.5
+  the same HF model (base model, no lm_head).                             target <= 1.15 (2048), 1.3 (8192)
 - reducer_peak_mem_vs_sdpa_{2048,8192}: peak RSS (ru_maxrss) of a child that loads the model and runs
-  one reducer forward / the same for one SDPA forward.                                    target <= 1.5
+  one reducer forward / the same for one SDPA forward.                                    target <= 1.2
   Loading can briefly peak above the forward, which would hide it, so after loading (weights paged in)
   the child resets the high-water mark (/proc/self/clear_refs); the metric is the peak from there on,
   whole-process peaks and RSS after load (so the forward's own increment) are kept under "raw".
@@ -49,9 +49,10 @@ TARGETS = {
     "cached_run_vs_forward_128": ("<=", 1.15),
     "cached_run_vs_forward_512": ("<=", 1.15),
     "cache_hit_speedup": (">=", 10.0),
-    "reducer_time_vs_sdpa_2048": ("<=", 1.5),
-    "reducer_peak_mem_vs_sdpa_2048": ("<=", 1.5),
-    "reducer_peak_mem_vs_sdpa_8192": ("<=", 1.5),
+    "reducer_time_vs_sdpa_2048": ("<=", 1.15),
+    "reducer_time_vs_sdpa_8192": ("<=", 1.3),
+    "reducer_peak_mem_vs_sdpa_2048": ("<=", 1.2),
+    "reducer_peak_mem_vs_sdpa_8192": ("<=", 1.2),
 }
 GB = 1e9
 
@@ -295,7 +296,7 @@ def environment() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="skip the 8192-token child runs")
+    parser.add_argument("--quick", action="store_true", help="skip the 8192-token runs (time and peak memory)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -316,11 +317,13 @@ def main() -> None:
             metrics["cache_hit_speedup"] = speedup
     raw["cache_hit_speedup"] = raw["cached_run_vs_forward_512"] = raw.pop("cached_run_512")
     raw["cached_run_vs_forward_128"] = raw.pop("cached_run_128")
-    log("reducer vs SDPA time at 2048 tokens …")
-    name = "reducer_time_vs_sdpa_2048"
-    metrics[name], raw[name] = reducer_vs_sdpa_time(bridge, info, 2048)
+    lengths = (2048,) if args.quick else (2048, 8192)
+    for length in lengths:
+        log(f"reducer vs SDPA time at {length} tokens …")
+        name = f"reducer_time_vs_sdpa_{length}"
+        metrics[name], raw[name] = reducer_vs_sdpa_time(bridge, info, length)
     del bridge, info
-    for length in (2048,) if args.quick else (2048, 8192):
+    for length in lengths:
         name = f"reducer_peak_mem_vs_sdpa_{length}"
         metrics[name], raw[name] = peak_memory(length)
 

@@ -153,3 +153,16 @@ def test_smollm2_stream_stats_equal_full_patterns(smol):
     ids = _ids(smol, "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the")
     patterns, _ = _patterns(smol, ids)
     _assert_matches(stream_forward(smol, ids, FULL).stats, patterns)
+
+
+def test_requests_without_value_columns_and_keys_past_the_prompt(tiny):
+    """No distance and no key sets: P·V alone; a key set reaching past the prompt counts its keys inside it."""
+    ids = _ids(tiny, "value columns only when asked")
+    patterns, _ = _patterns(tiny, ids)
+    bare = stream_forward(tiny, ids, ReducerRequest(distance=False, column_sums=False)).stats
+    far = stream_forward(tiny, ids, ReducerRequest(key_sets={"far": [1, 2, 10_000]})).stats
+    for layer, pattern in patterns.items():
+        i = bare.layer_index(layer)
+        torch.testing.assert_close(bare.argmax_val[:, i], pattern.max(-1).values, atol=1e-5, rtol=0)
+        assert bare.distance is None and bare.col_sum is None
+        torch.testing.assert_close(far.key_mass["far"][:, i], pattern[..., [1, 2]].sum(-1), atol=1e-5, rtol=0)

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 
@@ -48,36 +49,67 @@ class LayerAccumulator:
     head_out: dict[int, torch.Tensor] = field(default_factory=dict)  # abs position -> [B, H, d_model]
 
     def add_block(self, probs: torch.Tensor, q_pos: torch.Tensor, request: ReducerRequest,
-                  query_valid: torch.Tensor | None, key_index: dict[str, torch.Tensor]) -> None:
-        """Reduce `probs[B, H, C, K]` at `q_pos[C]`; `query_valid[B, C]` masks padding; accumulates in float32."""
+                  query_valid: torch.Tensor | None, key_index: dict[str, torch.Tensor],
+                  projected: torch.Tensor | None = None) -> None:
+        """Reduce `probs[B, H, C, K]` at `q_pos[C]`; `query_valid[B, C]` masks padding; accumulates in float32.
+        `projected[B, H, C, E]`: `probs · value_columns(...)[:K]` when the caller got it from its P·V matmul.
+        """
         probs = probs.to(torch.float32)
-        key_index = {name: idx.to(probs.device) for name, idx in key_index.items()}
+        if projected is None:
+            columns = value_columns(request, key_index, probs.shape[-1], probs)
+            projected = torch.matmul(probs, columns) if columns.shape[-1] else None
         self.row_pos.append(q_pos)
         if request.row_argmax:
-            val, pos = probs.max(dim=-1)
+            val, pos = _row_max(probs)
             self.argmax_val.append(val)
             self.argmax_pos.append(pos)
         if request.distance:
-            self.distance.append(_distance(probs, q_pos, request.distance_window))
+            self.distance.append(_distance(probs, q_pos, request.distance_window, projected[..., 0]))
         if request.entropy:
             self.entropy.append(-(probs * probs.clamp_min(1e-30).log()).sum(-1))
-        for name, idx in key_index.items():
-            idx = idx[idx < probs.shape[-1]]
-            self.key_mass.setdefault(name, []).append(probs[..., idx].sum(-1))
+        for i, name in enumerate(key_index, start=int(request.distance)):
+            self.key_mass.setdefault(name, []).append(projected[..., i].contiguous())  # not a view of P·V
         for offset in request.offsets:
             idx = q_pos - int(offset)
             picked = probs.gather(-1, idx.clamp(min=0)[:, None].expand(*probs.shape[:-1], 1))[..., 0]
             self.offset_mass.setdefault(int(offset), []).append(picked * (idx >= 0))
         if request.column_sums:
-            masked = probs if query_valid is None else probs * query_valid[:, None, :, None].to(probs.dtype)
-            cols = masked.sum(dim=-2)  # [B, H, K]
-            if self.col_sum is None:
-                self.col_sum = cols
-            else:
-                if cols.shape[-1] > self.col_sum.shape[-1]:
-                    pad = cols.shape[-1] - self.col_sum.shape[-1]
-                    self.col_sum = torch.nn.functional.pad(self.col_sum, (0, pad))
-                self.col_sum[..., : cols.shape[-1]] += cols
+            self._add_columns(probs, query_valid)
+
+    def _add_columns(self, probs: torch.Tensor, query_valid: torch.Tensor | None) -> None:
+        """`col_sum[k] += Σ_q valid[q]·A[q,k]` as one vector-matrix product per head (one read of the block)."""
+        b, _, c, k_len = probs.shape
+        weights = probs.new_ones(b, 1, 1, c) if query_valid is None else query_valid.to(probs.dtype)[:, None, None]
+        cols = torch.matmul(weights, probs)[..., 0, :]  # [B, H, K]
+        if self.col_sum is None:
+            self.col_sum = cols
+            return
+        if k_len > self.col_sum.shape[-1]:
+            self.col_sum = torch.nn.functional.pad(self.col_sum, (0, k_len - self.col_sum.shape[-1]))
+        self.col_sum[..., :k_len] += cols
+
+
+def _row_max(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(max, first argmax)` over the last axis; on the CPU through numpy's SIMD argmax (~4× faster than
+    `torch.max(dim)`, whose index-tracking loop is scalar), elsewhere `torch.max`."""
+    if probs.device.type != "cpu":
+        return probs.max(dim=-1)
+    pos = torch.from_numpy(np.argmax(probs.detach().numpy(), axis=-1))
+    return probs.gather(-1, pos[..., None])[..., 0], pos
+
+
+def value_columns(request: ReducerRequest, key_index: Mapping[str, torch.Tensor], n_keys: int,
+                  like: torch.Tensor) -> torch.Tensor:
+    """`[n_keys, E]` columns whose product with a pattern row gives `Σ_k A·k` (if distance), then `Σ_{k∈S} A`
+    for each key set: appended to V, the P·V matmul yields them with the head output (no extra pass)."""
+    cols = []
+    if request.distance:
+        cols.append(torch.arange(n_keys, device=like.device, dtype=like.dtype))
+    for idx in key_index.values():
+        member = torch.zeros(n_keys, device=like.device, dtype=like.dtype)
+        member[idx[idx < n_keys].to(like.device)] = 1.0
+        cols.append(member)
+    return torch.stack(cols, dim=-1) if cols else like.new_zeros(n_keys, 0)
 
 
 @dataclass
@@ -110,12 +142,13 @@ class AttentionStats:
         return AttentionStats(**moved)
 
 
-def _distance(probs: torch.Tensor, q_pos: torch.Tensor, window: int | None) -> torch.Tensor:
-    """`Σ_k A[q,k]·min(q−k, W)`: unclipped `q − Σ_k A·k`; clipped `Σ_band A·(q−k) + W·(1 − Σ_band A)`."""
+def _distance(probs: torch.Tensor, q_pos: torch.Tensor, window: int | None,
+              weighted_keys: torch.Tensor) -> torch.Tensor:
+    """`Σ_k A[q,k]·min(q−k, W)`: unclipped `q − Σ_k A·k` (`weighted_keys`); clipped
+    `Σ_band A·(q−k) + W·(1 − Σ_band A)`."""
     k_len = probs.shape[-1]
     if window is None or window >= k_len:
-        k_pos = torch.arange(k_len, device=probs.device, dtype=probs.dtype)
-        return q_pos.to(probs.dtype) - torch.matmul(probs, k_pos)
+        return q_pos.to(probs.dtype) - weighted_keys
     offsets = torch.arange(window, device=probs.device)
     idx = q_pos[:, None] - offsets[None, :]  # [C, W] keys at distance 0..W-1
     inside = idx >= 0
