@@ -69,8 +69,13 @@ class JobQueue(queue.Queue):
             self.current, self._interrupted = None, False
 
 
+PER_CALL_HOOKS = ("workbench.", "transformer_lens.")  # modules whose hooks live for one call (removed in `finally`)
+
+
 class HookGuard:
-    """Forward hooks of `modules` before a job; `remove_new()` drops any the job left (an unwinding cut short)."""
+    """Forward hooks of `modules` before a job; `remove_new()` drops the per-call hooks (workbench's, TransformerLens's)
+    that the job left because an interrupt cut their `finally` short. Others stay: transformers installs its
+    output-capturing hooks once, on a model's first forward."""
 
     def __init__(self, modules):
         self.modules = list(modules)
@@ -81,10 +86,15 @@ class HookGuard:
         for m in self.modules:
             post, pre = self.before.get(id(m), (set(), set()))
             for hooks, keep in ((m._forward_hooks, post), (m._forward_pre_hooks, pre)):
-                for key in [k for k in hooks if k not in keep]:
+                for key in [k for k, fn in hooks.items() if k not in keep and _per_call(fn)]:
                     del hooks[key]
                     removed += 1
         return removed
+
+
+def _per_call(fn) -> bool:
+    fn = getattr(fn, "func", fn)  # functools.partial
+    return str(getattr(fn, "__module__", "")).startswith(PER_CALL_HOOKS)
 
 
 # tqdm: "desc:  30%|███       | 3/10 [00:02<00:05,  1.20prompt/s]" (rate may read "10.05s/prompt" or "?it/s")
