@@ -122,3 +122,8 @@ HP_MESSAGE = "hp-message"
 # head-map links to profiles
 CM_PROFILE = "cm-profile-link"
 CC_PROFILE = "cc-profile-link"
+
+# jobs: the worker's queue (a page, and a Cancel button in every job's progress line)
+JOB_CANCEL = "job-cancel"  # pattern-matching type; key "job" = the worker job id
+JOBS_POLL = "jobs-poll"
+JOBS_TABLE = "jobs-table"
