@@ -85,7 +85,8 @@ class Worker:
                                       "seconds": round(time.perf_counter() - started, 3)}
         self.current = None
         if outcome["event"] == "cancelled" and guard is not None:
-            guard.remove_new()  # hooks whose removal the interrupt cut short
+            if removed := guard.remove_new():  # hooks whose removal the interrupt cut short
+                print(f"{job_id}: removed {removed} hooks left by the interrupt", file=sys.stderr)
         self.emit(outcome)
 
     def _modules(self) -> list:
