@@ -245,3 +245,19 @@ def test_tqdm_lines_become_counts_rate_and_estimate():
     first = parse_tqdm("a:   0%|          | 0/10 [00:00<?, ?it/s]")
     assert first["rate"] is None and first["eta_s"] is None and first["total"] == 10
     assert parse_tqdm("x: 50%|█ | 1/2")["done"] == 1 and parse_tqdm("no bar here") is None
+
+
+def test_after_an_interrupt_only_per_call_hooks_are_removed():
+    """Hooks left by an interrupted `finally`: workbench's own go, and the bridge's temporary ones (reset); hooks a
+    library wires once on a first forward (transformers, the bridge's capture hooks) stay."""
+    from workbench.jobs import HookGuard
+    from workbench.models.tiny import byte_tokenizer as library_function  # any function outside workbench.jobs
+
+    module, resets = torch.nn.Linear(2, 2), []
+    kept = module.register_forward_hook(lambda *a: None)
+    guard = HookGuard([module], reset=lambda: resets.append(1))
+    module.register_forward_hook(lambda *a: None)  # defined here (tests.*): not workbench's, stays
+    ours = module.register_forward_pre_hook(library_function)  # stands in for a workbench hook
+    assert guard.remove_new() == 1 and resets == [1]
+    assert ours.id not in module._forward_pre_hooks and kept.id in module._forward_hooks
+    assert len(module._forward_hooks) == 2

@@ -69,19 +69,22 @@ class JobQueue(queue.Queue):
             self.current, self._interrupted = None, False
 
 
-PER_CALL_HOOKS = ("workbench.", "transformer_lens.")  # modules whose hooks live for one call (removed in `finally`)
+PER_CALL_HOOKS = ("workbench.",)  # modules whose torch hooks live for one call (removed in a `finally`)
 
 
 class HookGuard:
-    """Forward hooks of `modules` before a job; `remove_new()` drops the per-call hooks (workbench's, TransformerLens's)
-    that the job left because an interrupt cut their `finally` short. Others stay: transformers installs its
-    output-capturing hooks once, on a model's first forward."""
+    """Forward hooks of `modules` before a job. `remove_new()` after an interrupted job drops what its `finally`
+    blocks may not have removed: workbench's own torch hooks added during the job, and (`reset`, e.g. the bridge's
+    `reset_hooks`) TransformerLens's temporary hook-point hooks. Other new hooks stay: transformers and the bridge
+    wire their capture hooks once, on a model's first forward."""
 
-    def __init__(self, modules):
-        self.modules = list(modules)
+    def __init__(self, modules, reset: Callable[[], None] | None = None):
+        self.modules, self.reset = list(modules), reset
         self.before = {id(m): (set(m._forward_hooks), set(m._forward_pre_hooks)) for m in self.modules}
 
     def remove_new(self) -> int:
+        if self.reset is not None:
+            self.reset()
         removed = 0
         for m in self.modules:
             post, pre = self.before.get(id(m), (set(), set()))

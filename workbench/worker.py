@@ -75,7 +75,7 @@ class Worker:
                 if outcome is None:
                     self.current = job_id
                     self.emit({"id": job_id, "event": "started", "message": "started"})
-                    guard = HookGuard(self._modules()) if self._model is not None else None
+                    guard = self._guard() if self._model is not None else None
                     outcome = contextvars.copy_context().run(self._outcome, job_id, op, args, started)
                 if self.jobs is not None:
                     self.jobs.finish()
@@ -88,6 +88,9 @@ class Worker:
             if removed := guard.remove_new():  # hooks whose removal the interrupt cut short
                 print(f"{job_id}: removed {removed} hooks left by the interrupt", file=sys.stderr)
         self.emit(outcome)
+
+    def _guard(self) -> HookGuard:
+        return HookGuard(self._modules(), reset=getattr(self._model, "reset_hooks", None))
 
     def _modules(self) -> list:
         twin = getattr(model_info(self._model), "stream_model", None)
