@@ -261,3 +261,34 @@ def test_after_an_interrupt_only_per_call_hooks_are_removed():
     assert guard.remove_new() == 1 and resets == [1]
     assert ours.id not in module._forward_pre_hooks and kept.id in module._forward_hooks
     assert len(module._forward_hooks) == 2
+
+
+OVER_LIMIT = {  # every worker op, with a request over one of its limits and the limit its message states
+    "head_pattern": ({"text": "hello", "head": "L0H0", "max_tokens": 5000}, "between 1 and 1,024"),
+    "token_traces": ({"text": "y" * 20_001}, "limit is 20,000"),
+    "intervene": ({"heads": "L0H0", "edit": "scale", "n_prompts": 17}, "between 1 and 16"),
+    "run_analysis": ({"analysis": "attention_profile", "params": {"n_prompts": "200", "n_tokens": "500"}},
+                     "at most 65,536"),
+    "head_probe": ({"head": "L0H0" * 6}, "limit is 20"),
+    "ablate_everywhere": ({"head": "L0H0", "mode": "m" * 11}, "limit is 10"),
+    "load": None,  # no parameters
+}
+
+
+def test_every_worker_op_checks_its_budget_before_work_starts(tiny):
+    """A new op must add its over-limit case here."""
+    from workbench import worker as W
+
+    ops = {name.removeprefix("op_") for name in dir(W.Worker) if name.startswith("op_")}
+    assert ops == set(OVER_LIMIT), f"worker ops without a budget case: {sorted(ops - set(OVER_LIMIT))}"
+    events = []
+    w = W.Worker("tiny", events.append)
+    w._model = tiny
+    for op, case in OVER_LIMIT.items():
+        if case is None:
+            continue
+        args, limit = case
+        started = time.perf_counter()
+        w.handle({"id": op, "op": op, "args": args})
+        assert events[-1]["event"] == "error" and limit in events[-1]["message"], (op, events[-1])
+        assert time.perf_counter() - started < 2.0, op  # refused before any model work
