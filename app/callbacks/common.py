@@ -22,7 +22,7 @@ from workbench_app.pages.common import JOB_SLOTS, alert
 log = logging.getLogger("workbench.app")
 
 
-BLANK_FIGURE = {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False}, "height": 120}}
+BLANK_FIGURE = {"data": [], "layout": {}}  # dcc.Graph's own empty figure (plotly.js draws no heatmap after hidden axes)
 
 
 def _outputs() -> list[dict]:
