@@ -106,3 +106,75 @@ def full_page_screenshot(driver, path: str, width: int = 1500) -> None:
     time.sleep(0.5)
     driver.save_screenshot(path)
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# ---- a live app on a real model worker (jobs tests and benchmarks/app.py) ----------------------------------------
+@contextmanager
+def live_app(model: str, root, *, width: int = 1500, height: int = 1000):
+    """(base url, driver, worker): the app on `model` with a real worker process, its activation cache and results
+    under `root` (a temporary directory: nothing is written into the user's catalog)."""
+    import os
+    from pathlib import Path
+
+    from workbench_app.main import create_app
+    from workbench_app.worker_client import WorkerClient
+
+    root = Path(root)
+    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(root / "cache"), "WORKBENCH_RESULTS_DIR": str(root / "results")}
+    worker = WorkerClient(model, env=env)
+    worker.start()
+    try:
+        dash_app = create_app(model, results_dir=root / "results", worker=worker)
+        with serve(dash_app) as url, chromium(width, height) as driver:
+            yield url, driver, worker
+    finally:
+        worker.stop()
+
+
+def type_into(driver, css: str, text: str) -> None:
+    """Replace the value of a (React-controlled) input: select all, then type."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = wait_for(driver, css)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.DELETE)
+    field.send_keys(text)
+
+
+def wait_text(driver, css: str, needle: str, timeout: float = 60.0) -> str:
+    """The text of the elements matching `css` once it contains `needle`; TimeoutError otherwise."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    deadline, text = time.monotonic() + timeout, ""
+    while True:
+        try:
+            text = " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
+        except StaleElementReferenceException:  # re-rendered while read
+            continue
+        if needle in text:
+            return text
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{needle!r} never appeared in {css!r} on {driver.current_url}; last text: {text!r}")
+        time.sleep(0.05)
+
+
+def start_intervention(driver, url: str, heads: str, *, n: int, tokens: int, edit: str = "scale") -> None:
+    """Open Interventions, type `heads`, run `edit` on n bundled prompts × `tokens` tokens (clicks Run)."""
+    driver.get(f"{url}/interventions?edit={edit}&n={n}&tokens={tokens}")
+    type_into(driver, "#iv-heads", heads)
+    click(driver, "#iv-go")
+
+
+def click(driver, css: str, timeout: float = 30.0) -> None:
+    """Click the first element matching `css`, again if a re-render replaced it meanwhile (a live progress line)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            wait_for(driver, css, timeout=max(0.1, deadline - time.monotonic())).click()
+            return
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise

@@ -134,3 +134,7 @@ HM_DEFINITION = "hm-definition"
 CM_DEFINITION = "cm-definition"
 # ---- interventions (task prompt sets, saved runs) ----
 IV_HISTORY = "iv-history"
+# jobs: the worker's queue (a page, and a Cancel button in every job's progress line)
+JOB_CANCEL = "job-cancel"  # pattern-matching type; key "job" = the worker job id
+JOBS_POLL = "jobs-poll"
+JOBS_TABLE = "jobs-table"

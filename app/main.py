@@ -17,16 +17,17 @@ from workbench_app.callbacks import compare as compare_cb
 from workbench_app.callbacks import head_profile as head_profile_cb
 from workbench_app.callbacks import heads as heads_cb
 from workbench_app.callbacks import interventions as interventions_cb
+from workbench_app.callbacks import jobs as jobs_cb
 from workbench_app.callbacks import overview as overview_cb
 from workbench_app.callbacks import tokens as tokens_cb
 from workbench_app.callbacks.common import log
 from workbench_app.context import AppContext
-from workbench_app.pages import atlas, circuits, compare, head_profile, heads, interventions, overview, tokens
+from workbench_app.pages import atlas, circuits, compare, head_profile, heads, interventions, jobs, overview, tokens
 from workbench_app.pages.common import alert, card, page
 
 PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout, "/circuits": circuits.layout,
          "/interventions": interventions.layout, "/tokens": tokens.layout, "/atlas": atlas.layout,
-         "/head": head_profile.layout}
+         "/head": head_profile.layout, "/jobs": jobs.layout}
 
 
 def _model_facts(model: str) -> dict:
@@ -104,6 +105,6 @@ def create_app(model: str = wb.DEFAULT_MODEL, *, results_dir: Path | str | None 
                                                            f"{type(exc).__name__}: {exc}"))
 
     for module in (overview_cb, heads_cb, compare_cb, circuits_cb, interventions_cb, tokens_cb, atlas_cb,
-                   head_profile_cb):
+                   head_profile_cb, jobs_cb):
         module.register(app, ctx)
     return app

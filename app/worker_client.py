@@ -2,6 +2,8 @@
 
 JSON lines go out through a writer thread (no lock held across a pipe write), events come in on a reader thread.
 At most MAX_PENDING jobs wait (else WorkerBusy); if the worker dies, its jobs fail and the next submit restarts it.
+`cancel(job)` asks the worker to drop or stop a job; one still running `cancel_grace_s` later gets the worker
+killed and restarted: that job is cancelled, the others it held are sent to the new worker.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from workbench.api import WorkbenchError
 MAX_PENDING = 32  # queued + running; the worker's own queue holds as many (workbench.worker.MAX_QUEUED)
 MAX_FINISHED = 256
 PENDING = ("queued", "running")
+CANCEL_GRACE_S = 10.0
 
 
 class WorkerBusy(WorkbenchError):
@@ -37,12 +40,14 @@ class _Process:
 
 class WorkerClient:
     def __init__(self, model: str, *, python: str | None = None, env: dict[str, str] | None = None,
-                 max_pending: int = MAX_PENDING, worker_args: tuple[str, ...] = ()):
+                 max_pending: int = MAX_PENDING, worker_args: tuple[str, ...] = (),
+                 cancel_grace_s: float = CANCEL_GRACE_S):
         self.model = model
         self.python = python or sys.executable
         self.env = env
         self.max_pending = max_pending
         self.worker_args = tuple(worker_args)
+        self.cancel_grace_s = cancel_grace_s
         self._proc: _Process | None = None
         self._lock = threading.Lock()  # guards _proc and _jobs; never held across I/O on a pipe
         self._jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -113,12 +118,16 @@ class WorkerClient:
                 return
             kind = event.get("event")
             if kind in ("started", "progress"):
-                job.update(status="running", message=str(event.get("message", "")))
+                job.update(status="running", message=str(event.get("message", "")),
+                           progress=_counts(event) if kind == "progress" else None)
             elif kind == "done":
                 job.update(status="done", result=event.get("result"), seconds=event.get("seconds"), message="")
                 callback = job.pop("on_done", None)
             elif kind == "error":
                 job.update(status="error", message=str(event.get("message", "unknown error")))
+            elif kind == "cancelled":
+                job.update(status="cancelled", message=str(event.get("message") or "cancelled"),
+                           seconds=event.get("seconds"))
             if job["status"] not in PENDING:
                 job.pop("proc", None)
                 job["finished"] = time.time()
@@ -158,8 +167,9 @@ class WorkerClient:
                 raise WorkerBusy(f"The model worker is busy: {waiting} requests are waiting or running. Wait for "
                                  "them to finish, then run this again.")
             proc = self._ensure_process()
-            self._jobs[job_id] = {"op": op, "status": "queued", "message": "queued", "result": None,
-                                  "started": time.time(), "proc": proc, "on_done": on_done}
+            self._jobs[job_id] = {"op": op, "label": _label(op, args), "status": "queued", "message": "queued",
+                                  "result": None, "started": time.time(), "proc": proc, "on_done": on_done,
+                                  "line": line}
             self._evict()
         proc.lines.put((job_id, line))
         return job_id
@@ -170,11 +180,85 @@ class WorkerClient:
             del self._jobs[key]
 
     def status(self, job_id: Any) -> dict[str, Any]:
-        """{status: queued|running|done|error|unknown, message, result, elapsed}."""
+        """{id, op, label, status: queued|running|done|error|cancelled|unknown, message (a queued job's place:
+        "2nd in queue, behind intervene"), result, elapsed, seconds, progress (done, total, rate, unit, eta_s from
+        tqdm, or None), cancelling}."""
         with self._lock:
             job = self._jobs.get(job_id) if isinstance(job_id, str) and job_id else None
             if job is None:
-                return {"status": "unknown", "message": "no such job (the app may have restarted); run it again",
-                        "result": None, "elapsed": 0.0}
-            return {"status": job["status"], "message": job["message"], "result": job["result"],
-                    "elapsed": time.time() - job["started"], "seconds": job.get("seconds")}
+                return {"id": job_id if isinstance(job_id, str) else None, "status": "unknown", "result": None,
+                        "message": "no such job (the app may have restarted); run it again", "elapsed": 0.0}
+            return self._view(job_id, job)
+
+    def _view(self, job_id: str, job: dict) -> dict[str, Any]:
+        message = job["message"]
+        if job["status"] == "queued" and not job.get("cancelling"):
+            ahead = list(itertools.takewhile(lambda kv: kv[0] != job_id, self._jobs.items()))
+            ahead = [j for _, j in ahead if j["status"] in PENDING]
+            if ahead:
+                place = _ordinal(sum(j["status"] == "queued" for j in ahead) + 1)
+                message = f"{place} in queue, behind {ahead[-1]['op']}"
+        return {"id": job_id, "op": job["op"], "label": job.get("label", job["op"]), "status": job["status"],
+                "message": message, "result": job["result"], "elapsed": time.time() - job["started"],
+                "seconds": job.get("seconds"), "progress": job.get("progress"),
+                "cancelling": bool(job.get("cancelling"))}
+
+    def jobs(self, finished: int = 5) -> list[dict[str, Any]]:
+        """Running and queued jobs in queue order, then the last `finished` ones (newest first), as `status` gives."""
+        with self._lock:
+            views = [self._view(k, j) for k, j in self._jobs.items()]
+        pending = [v for v in views if v["status"] in PENDING]
+        return pending + [v for v in reversed(views) if v["status"] not in PENDING][:finished]
+
+    def cancel(self, job_id: Any) -> dict[str, Any]:
+        """Ask the worker to drop (queued) or stop (running) a job; returns its status. A job still running
+        `cancel_grace_s` later gets the worker restarted (`_force_cancel`)."""
+        with self._lock:
+            job = self._jobs.get(job_id) if isinstance(job_id, str) else None
+            proc = job.get("proc") if job is not None and job["status"] in PENDING else None
+            send = proc is not None and not job.get("cancelling")
+            if send:
+                job.update(cancelling=time.time(), message="cancelling…")
+        if send:
+            proc.lines.put(("", json.dumps({"op": "cancel", "id": job_id}) + "\n"))
+            timer = threading.Timer(self.cancel_grace_s, self._force_cancel, args=(job_id, proc))
+            timer.daemon = True
+            timer.start()
+        return self.status(job_id)
+
+    def _force_cancel(self, job_id: str, proc: _Process) -> None:
+        """The worker ignored a cancel: kill it; the job is cancelled, its other jobs go to a fresh worker."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job["status"] not in PENDING or job.get("proc") is not proc:
+                return
+            job.update(status="cancelled", message=f"stopped by restarting the model worker (it did not stop within "
+                                                   f"{self.cancel_grace_s:.0f} s)", finished=time.time())
+            job.pop("proc", None)
+            job.pop("on_done", None)
+            moved = [(k, j) for k, j in self._jobs.items() if j["status"] in PENDING and j.get("proc") is proc]
+            if self._proc is proc:
+                self._proc = None
+            fresh = self._ensure_process() if moved else None
+            for key, other in moved:
+                other.update(proc=fresh, status="queued", message="queued", progress=None)
+                fresh.lines.put((key, other["line"]))
+        proc.popen.kill()
+
+
+def _counts(event: dict) -> dict | None:
+    """A progress event's tqdm counts, or None."""
+    if not isinstance(event.get("total"), int) or not isinstance(event.get("done"), int):
+        return None
+    return {k: event.get(k) for k in ("done", "total", "rate", "unit", "eta_s")}
+
+
+def _label(op: str, args: dict) -> str:
+    """A short name of a job: its op and what it is about ('intervene L3H5,L10H2 ablate')."""
+    args = args if isinstance(args, dict) else {}
+    about = [str(args[k])[:40] for k in ("analysis", "heads", "head", "edit") if args.get(k)]
+    return " ".join([op, *about])
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"

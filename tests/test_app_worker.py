@@ -117,3 +117,178 @@ def test_worker_answers_errors_with_messages_and_keeps_serving(worker):
     assert table["status"] == "done" and len(table["result"]["rows"]) == 2
     assert table["result"]["edits"] == ["scale[α=0] L1H2"]
     assert worker.status("job-unknown")["status"] == "unknown"
+
+
+def finished(client, job, timeout=60.0):
+    """The job's status once it has left the queue (done, error or cancelled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.status(job)
+        if status["status"] not in ("queued", "running"):
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"job {job} still {client.status(job)}")
+
+
+LONG = {"analysis": "attention_profile", "params": {"n_prompts": "100", "n_tokens": "500"}}  # ~1 s per prompt here
+
+
+def test_a_queued_job_shows_its_place_and_is_dropped_and_a_running_one_stops(worker, isolated_dirs):
+    assert wait(worker, worker.submit("head_pattern", {"text": "warm up", "head": "L0H0"}))["status"] == "done"
+    long = worker.submit("run_analysis", LONG)
+    waiting = [worker.submit("head_pattern", {"text": "hello", "head": "L1H0"}) for _ in range(2)]
+    while worker.status(long)["status"] == "queued":
+        time.sleep(0.02)
+    assert worker.status(waiting[0])["message"] == "1st in queue, behind run_analysis"
+    assert worker.status(waiting[1])["message"] == "2nd in queue, behind head_pattern"
+    assert [j["id"] for j in worker.jobs()][:3] == [long, *waiting]
+    dropped = finished(worker, worker.cancel(waiting[0])["id"], timeout=2)
+    assert dropped["status"] == "cancelled" and "before it started" in dropped["message"]
+    assert worker.status(long)["status"] == "running" and worker.status(waiting[1])["message"].startswith("1st")
+    time.sleep(1.0)  # well inside the model's forwards
+    started = time.monotonic()
+    worker.cancel(long)
+    stopped = finished(worker, long, timeout=3)
+    assert stopped["status"] == "cancelled" and time.monotonic() - started < 3.0
+    nxt = wait(worker, waiting[1], timeout=10)
+    assert nxt["status"] == "done" and nxt["result"]["head"] == "L1H0"
+    results = isolated_dirs / "results"  # the cancelled run left nothing: no run, no temp directory
+    assert not results.exists() or not [p for p in results.rglob("*") if p.is_dir() and p.name != "attention_profile"]
+
+
+def test_a_late_cancel_never_reaches_the_next_job(tiny):
+    """Cancels of job A sent at random moments around its end: A is done or cancelled, B after it always done,
+    the model keeps no hooks and gives the same pattern as before."""
+    import random
+    import threading
+
+    from workbench import jobs as J
+    from workbench import worker as W
+
+    events, lock = [], threading.Lock()
+
+    def emit(e):
+        with lock:
+            events.append(e)
+
+    queue_ = J.JobQueue()
+    w = W.Worker("tiny", emit, jobs=queue_)
+    w._model = tiny
+    reference = api.head_pattern(tiny, TEXT, 1, 2, max_tokens=64)["pattern"]  # (transformers adds its hooks once)
+    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in w._modules())
+    runner = threading.Thread(target=W.serve, args=(w, queue_), daemon=True)
+    runner.start()
+
+    def outcome(job_id, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with lock:
+                ends = [e for e in events if e["id"] == job_id and e["event"] in ("done", "error", "cancelled")]
+            if ends:
+                assert len(ends) == 1, ends
+                return ends[0]
+            time.sleep(0.001)
+        raise AssertionError(f"{job_id} never answered")
+
+    args = {"text": TEXT, "head": "L1H2", "max_tokens": 64}
+    t0 = time.perf_counter()
+    queue_.put({"id": "warm", "op": "head_pattern", "args": args})
+    outcome("warm")
+    one = time.perf_counter() - t0
+    rng, kinds = random.Random(0), []
+    for i in range(40):
+        queue_.put({"id": f"a{i}", "op": "head_pattern", "args": args})
+        queue_.put({"id": f"b{i}", "op": "head_pattern", "args": args})
+        time.sleep(rng.uniform(0, 2 * one))
+        queue_.cancel(f"a{i}")
+        kinds.append(outcome(f"a{i}")["event"])
+        after = outcome(f"b{i}")
+        assert after["event"] == "done", (i, after)
+        assert after["result"]["pattern"] == reference
+    queue_.put(None)
+    runner.join(timeout=10)
+    assert set(kinds) <= {"done", "cancelled"} and kinds.count("cancelled") > 0, kinds
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in w._modules()) == hooks_before
+
+
+def test_a_worker_that_ignores_a_cancel_is_restarted_and_its_other_jobs_move(tmp_path):
+    from workbench_app.worker_client import WorkerClient
+
+    log = tmp_path / "stdin.log"
+    fake = tmp_path / "fake-python"  # stands in for `python -m workbench.worker`: reads, never answers
+    fake.write_text(f"#!/bin/sh\nexec cat >> {log}\n")
+    fake.chmod(0o755)
+    client = WorkerClient("tiny", python=str(fake), cancel_grace_s=0.5)
+    try:
+        stuck, other = client.submit("intervene", {"heads": "L0H0"}), client.submit("load", {})
+        assert client.status(other)["message"] == "2nd in queue, behind intervene"  # this worker never starts one
+        assert client.cancel(stuck)["cancelling"]
+        status = finished(client, stuck, timeout=5)
+        assert status["status"] == "cancelled" and "restarting the model worker" in status["message"]
+        assert client.status(other)["status"] == "queued"
+        deadline = time.monotonic() + 5
+        while log.read_text().count(f'"{other}"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = log.read_text().splitlines()
+        assert [line for line in lines if f'"{other}"' in line][1:] and f'"op": "cancel", "id": "{stuck}"' in \
+            "".join(lines)
+    finally:
+        client.kill()
+
+
+def test_tqdm_lines_become_counts_rate_and_estimate():
+    from workbench.jobs import parse_tqdm
+
+    assert parse_tqdm("ablate:  10%|█         | 1/10 [00:10<01:30, 10.00s/condition]") == {
+        "message": "ablate", "done": 1, "total": 10, "rate": 0.1, "unit": "condition", "eta_s": 90.0}
+    assert parse_tqdm("stats · x:  30%|███   | 3/10 [00:02<1:00:05,  1.20prompt/s]\r")["eta_s"] == 3605.0
+    first = parse_tqdm("a:   0%|          | 0/10 [00:00<?, ?it/s]")
+    assert first["rate"] is None and first["eta_s"] is None and first["total"] == 10
+    assert parse_tqdm("x: 50%|█ | 1/2")["done"] == 1 and parse_tqdm("no bar here") is None
+
+
+def test_after_an_interrupt_only_per_call_hooks_are_removed():
+    """Hooks left by an interrupted `finally`: workbench's own go, and the bridge's temporary ones (reset); hooks a
+    library wires once on a first forward (transformers, the bridge's capture hooks) stay."""
+    from workbench.jobs import HookGuard
+    from workbench.models.tiny import byte_tokenizer as library_function  # any function outside workbench.jobs
+
+    module, resets = torch.nn.Linear(2, 2), []
+    kept = module.register_forward_hook(lambda *a: None)
+    guard = HookGuard([module], reset=lambda: resets.append(1))
+    module.register_forward_hook(lambda *a: None)  # defined here (tests.*): not workbench's, stays
+    ours = module.register_forward_pre_hook(library_function)  # stands in for a workbench hook
+    assert guard.remove_new() == 1 and resets == [1]
+    assert ours.id not in module._forward_pre_hooks and kept.id in module._forward_hooks
+    assert len(module._forward_hooks) == 2
+
+
+OVER_LIMIT = {  # every worker op, with a request over one of its limits and the limit its message states
+    "head_pattern": ({"text": "hello", "head": "L0H0", "max_tokens": 5000}, "between 1 and 1,024"),
+    "token_traces": ({"text": "y" * 20_001}, "limit is 20,000"),
+    "intervene": ({"heads": "L0H0", "edit": "scale", "n_prompts": 17}, "between 1 and 16"),
+    "run_analysis": ({"analysis": "attention_profile", "params": {"n_prompts": "200", "n_tokens": "500"}},
+                     "at most 65,536"),
+    "head_probe": ({"head": "L0H0" * 6}, "limit is 20"),
+    "ablate_everywhere": ({"head": "L0H0", "mode": "m" * 11}, "limit is 10"),
+    "load": None,  # no parameters
+}
+
+
+def test_every_worker_op_checks_its_budget_before_work_starts(tiny):
+    """A new op must add its over-limit case here."""
+    from workbench import worker as W
+
+    ops = {name.removeprefix("op_") for name in dir(W.Worker) if name.startswith("op_")}
+    assert ops == set(OVER_LIMIT), f"worker ops without a budget case: {sorted(ops - set(OVER_LIMIT))}"
+    events = []
+    w = W.Worker("tiny", events.append)
+    w._model = tiny
+    for op, case in OVER_LIMIT.items():
+        if case is None:
+            continue
+        args, limit = case
+        started = time.perf_counter()
+        w.handle({"id": op, "op": op, "args": args})
+        assert events[-1]["event"] == "error" and limit in events[-1]["message"], (op, events[-1])
+        assert time.perf_counter() - started < 2.0, op  # refused before any model work

@@ -220,6 +220,12 @@ class FakeWorker:
     def status(self, job):
         return {"status": "error", "message": "failed", "result": None, "elapsed": 0.0}
 
+    def cancel(self, job):
+        return self.status(job)
+
+    def jobs(self):
+        return []
+
 
 GARBAGE = [None, 7, -1e308, [1, 2], {"a": "b"}, "x" * 100_000, True, "nan", "/etc/passwd"]
 

@@ -1,8 +1,10 @@
 """The model worker: a long-lived process that keeps one model loaded and answers JSON-line requests.
 
-stdin: `{"id", "op", "args"}` per line; stdout: `{"id", "event": "started" | "progress" | "done" | "error",
-"message", "result"}`; everything else goes to stderr. A reader thread queues at most `MAX_QUEUED` requests
-(beyond: a "busy" error); requests run one at a time, in order, each checked against workbench.core.budget.
+stdin: `{"id", "op", "args"}` per line, or `{"op": "cancel", "id"}`; stdout: `{"id", "event": "started" |
+"progress" | "done" | "error" | "cancelled", "message", "result"}` (progress from tqdm also carries done, total,
+rate, unit, eta_s); everything else goes to stderr. A reader thread queues at most `MAX_QUEUED` requests
+(beyond: a "busy" error) and handles cancels at once (workbench.jobs); requests run one at a time, in order,
+each checked against workbench.core.budget before work starts.
 Ops: load, head_pattern, token_traces, intervene, run_analysis, head_probe and ablate_everywhere (one head across
 the atlas's tasks, workbench.atlas.probe). A WorkbenchError becomes an `error` event.
 """
@@ -10,13 +12,12 @@ the atlas's tasks, workbench.atlas.probe). A WorkbenchError becomes an `error` e
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
-import io
 import json
 import math
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from workbench.core.prompts import tokenize
 from workbench.core.validation import parse_int_list
 from workbench.edits.vocabulary import kind as edit_kind
 from workbench.edits.vocabulary import make_edit
+from workbench.jobs import HookGuard, JobCancelled, JobQueue, ProgressTee
 from workbench.models import DEFAULT_MODEL
 from workbench.models.loading import model_info
 from workbench.results.circuits import list_circuits
@@ -44,8 +46,9 @@ BUSY = (f"The model worker is busy: {MAX_QUEUED} requests are already waiting. W
 
 class Worker:
     def __init__(self, model_name: str, emit: Callable[[dict], None], *, device: str = "auto",
-                 dtype: str = "float32"):
+                 dtype: str = "float32", jobs: JobQueue | None = None):
         self.model_name = model_name
+        self.jobs = jobs  # the queue this worker serves (None: `handle` called directly)
         self.device, self.dtype = device, dtype
         self.emit = emit
         self._model = None
@@ -57,15 +60,43 @@ class Worker:
             self._model = api.load_model(self.model_name, device=self.device, dtype=self.dtype)
         return self._model
 
-    def progress(self, job_id: str, message: str) -> None:
-        self.emit({"id": job_id, "event": "progress", "message": message})
+    def progress(self, job_id: str, message: str, **counts) -> None:
+        self.emit({"id": job_id, "event": "progress", "message": message, **counts})
 
     def handle(self, request: dict) -> None:
+        """Run one request and answer it: started, then done | error | cancelled (a JobCancelled from
+        `self.jobs.cancel`, which reaches this thread at most once per job; `finish` clears a late one)."""
         job_id = str(request.get("id", ""))
         op, args = request.get("op"), request.get("args") or {}
         started = time.perf_counter()
-        self.current = job_id
-        self.emit({"id": job_id, "event": "started", "message": "started"})
+        outcome, guard = None, None
+        for _ in range(2):
+            try:
+                if outcome is None:
+                    self.current = job_id
+                    self.emit({"id": job_id, "event": "started", "message": "started"})
+                    guard = self._guard() if self._model is not None else None
+                    outcome = contextvars.copy_context().run(self._outcome, job_id, op, args, started)
+                if self.jobs is not None:
+                    self.jobs.finish()
+                break
+            except JobCancelled:
+                outcome = outcome or {"id": job_id, "event": "cancelled", "message": "cancelled",
+                                      "seconds": round(time.perf_counter() - started, 3)}
+        self.current = None
+        if outcome["event"] == "cancelled" and guard is not None:
+            if removed := guard.remove_new():  # hooks whose removal the interrupt cut short
+                print(f"{job_id}: removed {removed} hooks left by the interrupt", file=sys.stderr)
+        self.emit(outcome)
+
+    def _guard(self) -> HookGuard:
+        return HookGuard(self._modules(), reset=getattr(self._model, "reset_hooks", None))
+
+    def _modules(self) -> list:
+        twin = getattr(model_info(self._model), "stream_model", None)
+        return [*self._model.modules(), *(twin.modules() if twin is not None else ())]
+
+    def _outcome(self, job_id: str, op: Any, args: Any, started: float) -> dict:
         try:
             fn = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
             if fn is None:
@@ -76,17 +107,15 @@ class Worker:
                 self.progress(job_id, f"loading {self.model_name}")
             _ = self.model
             result = fn(job_id, **args)
-            self.emit({"id": job_id, "event": "done", "result": result,
-                       "seconds": round(time.perf_counter() - started, 3)})
+            return {"id": job_id, "event": "done", "result": result,
+                    "seconds": round(time.perf_counter() - started, 3)}
         except WorkbenchError as exc:
-            self.emit({"id": job_id, "event": "error", "message": str(exc)})
+            return {"id": job_id, "event": "error", "message": str(exc)}
         except TypeError as exc:
-            self.emit({"id": job_id, "event": "error", "message": f"Bad request for {op!r}: {exc}"})
+            return {"id": job_id, "event": "error", "message": f"Bad request for {op!r}: {exc}"}
         except Exception as exc:  # keep serving; the app shows the message, stderr keeps the trace
             traceback.print_exc(file=sys.stderr)
-            self.emit({"id": job_id, "event": "error", "message": f"{type(exc).__name__}: {exc}"})
-        finally:
-            self.current = None
+            return {"id": job_id, "event": "error", "message": f"{type(exc).__name__}: {exc}"}
 
     # ---- ops ---------------------------------------------------------------------------------------
     def op_load(self, job_id: str) -> dict:
@@ -238,32 +267,10 @@ def build_edit(kind: str, refs, *, alpha: float, keys: str, patch_texts, natural
     return make_edit(kind, refs, alpha=alpha, keys=positions, source=source)
 
 
-_TQDM = re.compile(r"([^\r\n:|]+):\s+(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
-
-
-class ProgressTee(io.TextIOBase):
-    """stderr that also turns tqdm bars ("desc: 50%|██ | 1/2") into progress events for the current job."""
-
-    def __init__(self, stream, worker: "Worker"):
-        self.stream, self.worker, self._last = stream, worker, ""
-
-    def write(self, text: str) -> int:
-        self.stream.write(text)
-        matches = _TQDM.findall(text)
-        if matches and self.worker.current:
-            desc, pct, done, total = matches[-1]
-            message = f"{desc.strip()}: {done}/{total} ({pct}%)"
-            if message != self._last:
-                self._last = message
-                self.worker.progress(self.worker.current, message)
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 def read_requests(stream, jobs: "queue.Queue", emit: Callable[[dict], None]) -> None:
-    """Drain `stream` into `jobs` (None at the end); a request that finds the queue full is answered busy."""
+    """Drain `stream` into `jobs` (None at the end); a request that finds the queue full is answered busy;
+    `{"op": "cancel", "id": X}` is handled at once: a waiting X is dropped and answered cancelled, a running X is
+    interrupted (it answers cancelled itself), a finished or unknown X is ignored."""
     for line in stream:
         line = line.strip()
         if not line:
@@ -277,6 +284,11 @@ def read_requests(stream, jobs: "queue.Queue", emit: Callable[[dict], None]) -> 
             continue
         if request.get("op") == "quit":
             break
+        if request.get("op") == "cancel":
+            job_id = str(request.get("id", ""))
+            if isinstance(jobs, JobQueue) and jobs.cancel(job_id) == "dropped":
+                emit({"id": job_id, "event": "cancelled", "message": "cancelled before it started", "seconds": 0.0})
+            continue
         try:
             jobs.put_nowait(request)
         except queue.Full:
@@ -294,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = sys.stdout
     sys.stdout = sys.stderr  # only protocol lines go to the real stdout
-    lock = threading.Lock()  # two threads emit: the job runner and the stdin reader (busy answers)
+    lock = threading.Lock()  # two threads emit: the job runner and the stdin reader (busy and cancel answers)
 
     def emit(message: dict[str, Any]) -> None:
         try:
@@ -304,13 +316,19 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # the app went away: nothing left to answer
             os._exit(0)
 
-    worker = Worker(ns.model, emit, device=ns.device, dtype=ns.dtype)
-    sys.stderr = sys.stdout = ProgressTee(sys.__stderr__, worker)
-    jobs: queue.Queue = queue.Queue(maxsize=max(1, ns.max_queued))
+    jobs = JobQueue(maxsize=max(1, ns.max_queued))
+    worker = Worker(ns.model, emit, device=ns.device, dtype=ns.dtype, jobs=jobs)
+    sys.stderr = sys.stdout = ProgressTee(sys.__stderr__, lambda: worker.current,
+                                          lambda job, bar: worker.progress(job, **bar))
     threading.Thread(target=read_requests, args=(sys.stdin, jobs, emit), daemon=True).start()
+    serve(worker, jobs)
+    return 0
+
+
+def serve(worker: Worker, jobs: JobQueue) -> None:
+    """Run `jobs` one at a time in this thread (the one a cancel interrupts) until None."""
     while (request := jobs.get()) is not None:
         worker.handle(request)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Shared callback helpers: turn any exception into a visible message, and poll a worker job showing its progress."""
+"""Shared callback helpers: turn any exception into a visible message, and poll a worker job showing its progress.
+
+A page's job (pages.common.job_slots) gets this for free: while the job waits or runs its outputs are blank and the
+progress line shows the queue place or a bar with counts, rate and estimate, and a Cancel button; a failed or
+cancelled job leaves them blank under its message; a refused submit (an exception in a `guarded` callback whose
+outputs include the job Store) blanks them too. Outputs that are not the job's result: `polled(..., keep=(i,))`.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,23 @@ from dash import callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
 from workbench.api import WorkbenchError
-from workbench_app.pages.common import alert
+from workbench_app import ids
+from workbench_app.pages.common import JOB_SLOTS, alert
 
 log = logging.getLogger("workbench.app")
 
 
+BLANK_FIGURE = {"data": [], "layout": {}}  # dcc.Graph's own empty figure (plotly.js draws no heatmap after hidden axes)
+
+
+def _outputs() -> list[dict]:
+    outputs = callback_context.outputs_list
+    return outputs if isinstance(outputs, list) else [outputs]
+
+
 def guarded(fn):
-    """Run a callback; on error, leave every output unchanged except the LAST, which gets an alert."""
+    """Run a callback; on error, leave every output unchanged except the LAST, which gets an alert (and a job Store
+    among the outputs gets a 'refused' marker, its poll enabled: `polled` then blanks the last result)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -28,27 +44,42 @@ def guarded(fn):
         except Exception as exc:  # never a traceback page: log it, show one line, keep serving
             log.error("callback %s failed:\n%s", fn.__name__, traceback.format_exc())
             message = f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log."
-        n = len(callback_context.outputs_list) if isinstance(callback_context.outputs_list, list) else 1
-        if n == 1:
+        outputs = _outputs()
+        if len(outputs) == 1:
             return alert(message)
-        return tuple([no_update] * (n - 1) + [alert(message)])
+        values = [no_update] * (len(outputs) - 1) + [alert(message)]
+        names = [o.get("id") if isinstance(o, dict) else None for o in outputs]
+        for i, name in enumerate(names[:-1]):
+            if isinstance(name, str) and name in JOB_SLOTS and outputs[i].get("property") == "data":
+                poll, progress = JOB_SLOTS[name]
+                values[i] = {"refused": True, "keep_progress": progress in names}
+                if poll in names[:-1]:
+                    values[names.index(poll)] = False
+        return tuple(values)
     return wrapper
 
 
-def polled(ctx, n_results: int):
+def polled(ctx, n_results: int, keep: tuple[int, ...] = ()):
     """Turn ``show(result) -> (*outputs, what)`` into a poll callback ``(n_intervals, job) -> (*outputs, poll
-    disabled, progress)``: while the job runs the outputs stay and the progress line updates; a failed job leaves
-    the outputs and shows its message; a finished one gets ``show``'s outputs and "✓ what in 1.23 s"."""
+    disabled, progress)``: while the job waits or runs, the outputs are blank (but those at `keep`) and the progress
+    line updates; a failed or cancelled job leaves them blank under its message; a finished one gets ``show``'s
+    outputs and "✓ what in 1.23 s"."""
     def decorate(show):
         @functools.wraps(show)
         def poll(_n, job):
+            blank = tuple(no_update if i in keep else BLANK_FIGURE if o.get("property") == "figure" else None
+                          for i, o in enumerate(_outputs()[:n_results]))
+            if isinstance(job, dict) and job.get("refused"):
+                return (*blank, True, no_update if job.get("keep_progress") else None)
             if not job or ctx.worker is None:
                 raise PreventUpdate
             status = ctx.worker.status(job)
             if status["status"] in ("queued", "running"):
-                return (*[no_update] * n_results, False, progress_line(status))
+                return (*blank, False, progress_line(status))
+            if status["status"] == "cancelled":
+                return (*blank, True, cancelled_line(status))
             if status["status"] != "done":
-                return (*[no_update] * n_results, True, alert(status["message"]))
+                return (*blank, True, alert(status["message"]))
             *outputs, what = show(status["result"])
             return (*outputs, True, done_line(status, what))
         return guarded(poll)
@@ -75,13 +106,45 @@ def link_clicks_to_profiles(app, out_id: str, graph_ids: tuple[str, ...], state_
 
 
 def progress_line(status: dict) -> html.Div:
-    """'⏳ loading <model> · 3.2 s' with an indeterminate bar while a job is queued or running."""
-    text = status.get("message") or status.get("status")
-    return html.Div([html.Div(className="spinner"), html.Span(f"{text} · {status.get('elapsed', 0.0):.1f} s")],
-                    className="progress-running")
+    """A queued or running job: '2nd in queue, behind intervene · 3.2 s', or its tqdm bar 'desc · 3/10 · 1.2 it/s
+    · ~6 s left'; then a Cancel button (while it has an id)."""
+    text, bar = status.get("message") or status.get("status"), status.get("progress")
+    if isinstance(bar, dict) and bar.get("total"):
+        parts = [f"{bar['done']}/{bar['total']}"]
+        if isinstance(bar.get("rate"), (int, float)):
+            parts.append(f"{bar['rate']:.3g} {bar.get('unit') or 'it'}/s")
+        if isinstance(bar.get("eta_s"), (int, float)):
+            parts.append(f"~{duration(bar['eta_s'])} left")
+        body = [html.Progress(value=str(bar["done"]), max=str(bar["total"]), className="job-bar"),
+                html.Span(" · ".join([text, *parts]))]
+    else:
+        body = [html.Div(className="spinner"), html.Span(f"{text} · {status.get('elapsed', 0.0):.1f} s")]
+    return html.Div([*body, *cancel_button(status)], className="progress-running")
+
+
+def cancel_button(status: dict) -> list:
+    """[a Cancel button for the job] while it waits or runs (ids.JOB_CANCEL; callbacks.jobs cancels it)."""
+    if not isinstance(status.get("id"), str) or status.get("status") not in ("queued", "running"):
+        return []
+    cancelling = bool(status.get("cancelling"))
+    return [html.Button("Cancelling…" if cancelling else "Cancel", id={"type": ids.JOB_CANCEL, "job": status["id"]},
+                        disabled=cancelling, className="job-cancel", n_clicks=0)]
+
+
+def duration(seconds: float) -> str:
+    """6 s, 2 min 5 s, 1 h 3 min."""
+    s = max(0, int(round(seconds)))
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def done_line(status: dict, what: str) -> html.Div:
     seconds = status.get("seconds")
     return html.Div(f"✓ {what}" + (f" in {seconds:.2f} s" if isinstance(seconds, (int, float)) else ""),
                     className="progress-done")
+
+
+def cancelled_line(status: dict) -> html.Div:
+    seconds = status.get("seconds")
+    after = f" after {seconds:.1f} s" if isinstance(seconds, (int, float)) and seconds else ""
+    why = status.get("message") if status.get("message") not in (None, "", "cancelled") else None
+    return html.Div(f"✕ cancelled{after}" + (f" ({why})" if why else ""), className="progress-cancelled")

@@ -50,7 +50,7 @@ def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.OV_RUNS, "children"), Output(ids.OV_MESSAGE, "children", allow_duplicate=True),
                   Output(ids.OV_JOB_POLL, "disabled", allow_duplicate=True), Output(ids.OV_PROGRESS, "children"),
                   Input(ids.OV_JOB_POLL, "n_intervals"), State(ids.OV_JOB, "data"), prevent_initial_call=True)
-    @polled(ctx, 2)
+    @polled(ctx, 2, keep=(0,))  # the runs table stays while a run waits
     def poll(result):
         run_id = result["run_id"]
         link = html.Div(["Open it in the ", html.A("head map", href=f"/heads?run={run_id}")],

@@ -93,8 +93,14 @@ def card(title: str | None, children: Iterable | Any, **kwargs) -> html.Div:
     return html.Div(([html.H3(title, className="card-title")] if title else []) + body, className="card", **kwargs)
 
 
+JOB_SLOTS: dict[str, tuple[str, str]] = {}  # job Store id -> (its poll Interval id, its progress line id)
+
+
 def job_slots(job_id: str, poll_id: str, progress_id: str) -> list:
-    """The Store + Interval + progress line a page needs to run one worker job and show its progress."""
+    """The Store + Interval + progress line a page needs to run one worker job and show its progress (with a
+    Cancel button while it waits or runs). Registered, so that a refused submit clears the last result
+    (callbacks.common.guarded) and every new job starts from a clean screen (callbacks.common.polled)."""
+    JOB_SLOTS[job_id] = (poll_id, progress_id)
     return [dcc.Store(id=job_id), dcc.Interval(id=poll_id, interval=400, disabled=True),
             html.Div(id=progress_id, className="progress-line")]
 
