@@ -9,14 +9,17 @@ statistics that add up T such probabilities (column sums, distances ≤ T·p) ge
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
+from test_faults_model_cache import gguf_tiny  # noqa: F401  (fixture: a converted model without the 30 s)
 from typer.testing import CliRunner
 
 from workbench.engine import hooks, streaming
 from workbench.engine.reducers import ReducerRequest, stats_from_patterns
 from workbench.engine.run import stream_forward
+from workbench.models import cache as model_cache
 from workbench.models.loading import load_model, model_fingerprint, model_info, resolve_spec
 
 REQUEST = ReducerRequest(row_argmax=True, column_sums=True, distance=True, key_sets={"sink": [0, 1]}, offsets=(1,))
@@ -114,3 +117,40 @@ def test_cuda_without_cuda_is_one_line_naming_what_is_available():
     assert len(lines) == 1 and "CUDA is not available" in lines[0] and "available: cpu" in lines[0], result.output
     bad = CliRunner().invoke(app, ["run", "attention_profile", "-m", "tiny", "--dtype", "float8"])
     assert bad.exit_code == 2 and "float32, bfloat16, float16" in bad.output
+
+
+
+def test_half_precision_load_of_a_converted_model_maps_a_cast_file_with_the_same_weights(gguf_tiny, tmp_path):  # noqa: F811
+    """`<name>/<dtype>/`: written once, bit-equal to transformers' own cast of the float32 file, the fingerprint
+    it had before the file existed; rebuilt when damaged, or when it is not the cast of the current float32 files."""
+    from transformers import AutoModelForCausalLM
+
+    spec, calls = gguf_tiny
+    load_model(spec.name)
+    source = model_cache.converted_dir(spec)
+
+    def weights(dtype):
+        return model_info(load_model(spec.name, dtype=dtype)).stream_model.state_dict()
+
+    def cast_by_transformers(dtype):
+        return AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype)).state_dict()
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    for dtype in HALF:
+        assert same(weights(dtype), cast_by_transformers(dtype))
+        assert model_info(load_model(spec.name, dtype=dtype)).fingerprint == model_fingerprint(
+            dataclasses.replace(spec, dtype=dtype), model_cache.weights_identity(source))
+        file = source / dtype / "model.safetensors"
+        written = file.stat().st_mtime_ns
+        load_model(spec.name, dtype=dtype)
+        assert file.stat().st_mtime_ns == written  # a second load maps it, does not rewrite it
+    with file.open("r+b") as fh:  # damaged: rebuilt
+        fh.truncate(file.stat().st_size - 8)
+    assert same(weights("float16"), cast_by_transformers("float16")) and model_cache.fast_check(file.parent) is None
+    shutil.copytree(source / "bfloat16", tmp_path / "stale")
+    calls.seed = 1
+    model_cache._convert(spec, source)  # the float32 weights change; an old cast file put back is not used
+    shutil.copytree(tmp_path / "stale", source / "bfloat16")
+    assert len(calls) == 2 and same(weights("bfloat16"), cast_by_transformers("bfloat16"))

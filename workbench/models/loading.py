@@ -150,7 +150,8 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = 
         weights_id = json.dumps(spec.tiny_config, sort_keys=True)
     elif spec.source == "gguf-package":
         ckpt = model_cache.ensure_converted(spec)
-        hf, tok = _from_pretrained(ckpt, local_only=True, dtype=torch_dtype, device=where)
+        hf, tok = _from_pretrained(ckpt, local_only=True, dtype=torch_dtype, device=where,
+                                   weights=model_cache.ensure_dtype(ckpt, dtype))
         weights_id = model_cache.weights_identity(ckpt)  # includes the verified sha256 of every file
     elif spec.source == "local":
         hf, tok = _from_pretrained(Path(spec.hf_id), local_only=True, dtype=torch_dtype, device=where)
@@ -172,7 +173,9 @@ def _cast_parameters(hf, dtype) -> None:
                 module._parameters[key] = type(param)(param.data.to(dtype), requires_grad=param.requires_grad)
 
 
-def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dtype=None, device: str = "cpu"):
+def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dtype=None, device: str = "cpu",
+                     weights=None):
+    """Tokenizer from `where`, model from `weights` (default `where`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -180,7 +183,7 @@ def _from_pretrained(where, *, local_only: bool, revision: str | None = None, dt
     try:
         tok = AutoTokenizer.from_pretrained(where, local_files_only=local_only, revision=revision)
         with quiet_hf_progress():
-            hf = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32,
+            hf = AutoModelForCausalLM.from_pretrained(weights or where, dtype=dtype or torch.float32,
                                                       local_files_only=local_only, revision=revision, **extra)
     except OSError as exc:
         raise ModelError(
