@@ -122,3 +122,20 @@ HP_MESSAGE = "hp-message"
 # head-map links to profiles
 CM_PROFILE = "cm-profile-link"
 CC_PROFILE = "cc-profile-link"
+
+# attention text view
+AX_PROMPT = "ax-prompt"
+AX_TEXT = "ax-text"
+AX_LAYER = "ax-layer"
+AX_SIZE = "ax-size"
+AX_PAGE = "ax-page"
+AX_GO = "ax-go"
+AX_PREV = "ax-prev"
+AX_NEXT = "ax-next"
+AX_JOB = "ax-job"
+AX_JOB_POLL = "ax-job-poll"
+AX_PROGRESS = "ax-progress"
+AX_MESSAGE = "ax-message"
+AX_DATA = "ax-data"  # Store: the page the worker computed
+AX_RENDERED = "ax-rendered"  # what the browser drew (set by the clientside callback)
+AX_VIEW = "ax-view"  # drawn by assets/attention_text.js
