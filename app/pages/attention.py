@@ -37,8 +37,8 @@ def href(head: str) -> str:
     return "/attention" + controllers.build_query({"head": str(ref), "layer": ref.layer})
 
 
-def link(head: str) -> dcc.Link:
-    return dcc.Link(f"{head}: open in the attention text view →", href=href(head), className="profile-link")
+def link(head: str, text: str | None = None) -> dcc.Link:
+    return dcc.Link(text or f"{head}: open in the attention text view →", href=href(head), className="profile-link")
 
 
 def layout(state: dict, ctx: AppContext):
