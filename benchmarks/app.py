@@ -1,0 +1,162 @@
+"""Dashboard benchmarks in headless Chromium on a warm app with a real model worker (tmp catalog and cache).
+One function per figure, `fn(url, driver, worker, repeats) -> dict`; the run merges its figures into
+benchmarks/out/app.json (figures already there stay). Times include the page's 0.4 s job poll.
+
+- head_click_to_pattern_s: click a head chip in Head map's top heads → that head's pattern drawn, on a 256-token
+  prompt with a warm worker (one click first warms it); median of `--repeats`.                   target <= 1.0
+- text_view_page_s: Attention text, one 512-token window of an 8192-token prompt: `next ▶` → the next page drawn,
+  after the first page's prefill (reported as text_view_first_page_s); median of `--repeats`.   target <= 1.5
+`--screenshots DIR` also saves DIR/text_view.png: the text view with a hovered token.
+
+    python benchmarks/app.py [--model smollm2-135m] [--figures head_click_to_pattern_s text_view_page_s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's workbench
+
+from workbench.core.paths import SOURCE_ROOT  # noqa: E402  (the repository root)
+from workbench_app import browser  # noqa: E402
+
+DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "app.json"
+
+
+def _text_of(driver, css: str) -> str:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
+    except StaleElementReferenceException:
+        return ""
+
+
+def _wait_text(driver, css: str, needle: str, timeout: float = 60.0) -> float:
+    """Seconds (perf_counter) at which `needle` appeared in `css`, polled every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in _text_of(driver, css):
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise TimeoutError(f"{needle!r} never appeared in {css!r}; last text: {_text_of(driver, css)!r}")
+
+
+def _set_value(driver, element_id: str, value: str) -> None:
+    driver.execute_script("""
+        const el = document.getElementById(arguments[0]);
+        const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+        Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, arguments[1]);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true}));""", element_id, value)
+
+
+def _prompt(model, n_tokens: int) -> str:
+    """Bundled text whose tokenisation (with BOS) is exactly `n_tokens` long."""
+    import workbench.api as wb
+    from workbench.engine.probe import prompt_ids
+    from workbench.models.loading import model_info
+
+    ids = prompt_ids(model, wb.public_domain_text()[:n_tokens * 8])
+    text = model_info(model).tokenizer.decode(ids[1:n_tokens])
+    assert len(prompt_ids(model, text)) == n_tokens, "re-tokenising the decoded text changed its length"
+    return text
+
+
+def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None, run_id: str = "", **_) -> dict:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{url}/heads?run={run_id}&prompt=custom&tokens=256")
+    browser.wait_for(driver, "button.head-chip")
+    _set_value(driver, "hm-text", _prompt(model, 600))  # more than 256 tokens: the view keeps BOS + the last 255
+    seconds = []
+    chips = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "button.head-chip")]
+    for head in chips[:repeats + 1]:
+        started = time.perf_counter()
+        driver.find_element(By.XPATH, f"//button[contains(@class, 'head-chip') and text()='{head}']").click()
+        done = _wait_text(driver, "#hm-progress", f"✓ {head} on 256 tokens", timeout=120)
+        browser.wait_for(driver, "#hm-pattern g.heatmaplayer")
+        seconds.append(round(done - started, 3))
+    return {"head_click_to_pattern_s": statistics.median(seconds[1:]), "head_click_to_pattern_runs_s": seconds[1:],
+            "head_click_to_pattern_first_s": seconds[0], "head_click_to_pattern_tokens": 256}
+
+
+def text_view_page_s(url, driver, worker, repeats: int = 3, *, model=None, screenshot: Path | None = None,
+                     **_) -> dict:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    n_tokens, size = 8192, 512
+    pages = n_tokens // size
+    driver.get(f"{url}/attention?prompt=custom&tokens={size}&layer=3")
+    _set_value(driver, "ax-text", _prompt(model, n_tokens))
+    started = time.perf_counter()
+    browser.wait_for(driver, "#ax-go").click()
+    first = _wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=900) - started
+    seconds = []
+    for page in range(2, repeats + 2):
+        started = time.perf_counter()
+        driver.find_element(By.ID, "ax-next").click()
+        seconds.append(round(_wait_text(driver, "#ax-view .att-where", f"page {page} of {pages}") - started, 3))
+    if screenshot is not None:
+        driver.find_element(By.XPATH, "//button[@class='att-head-btn' and text()='L3H0']").click()
+        spans = driver.find_elements(By.CSS_SELECTOR, "#ax-view .att-tok")
+        ActionChains(driver).move_to_element(spans[200]).click().perform()
+        time.sleep(0.5)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(screenshot))
+    return {"text_view_page_s": statistics.median(seconds), "text_view_page_runs_s": seconds,
+            "text_view_first_page_s": round(first, 3), "text_view_tokens": n_tokens, "text_view_window": size}
+
+
+FIGURES = {"head_click_to_pattern_s": head_click_to_pattern_s, "text_view_page_s": text_view_page_s}
+TARGETS = {"head_click_to_pattern_s": "<= 1.0", "text_view_page_s": "<= 1.5"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--figures", nargs="+", default=list(FIGURES), choices=list(FIGURES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--screenshots", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    import workbench.api as wb
+    from workbench_app.main import create_app
+    from workbench_app.worker_client import WorkerClient
+
+    figures = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    model = wb.load_model(args.model)  # for exact-length prompts; the worker loads its own copy
+    with tempfile.TemporaryDirectory(prefix="wb-bench-app-") as root:
+        env = {**os.environ, "WORKBENCH_CACHE_DIR": f"{root}/cache", "WORKBENCH_RESULTS_DIR": f"{root}/results"}
+        run = wb.run("attention_profile", model, params={"n_prompts": 2, "n_tokens": 32}, results_dir=f"{root}/results",
+                     progress=False)
+        worker = WorkerClient(args.model, env=env)
+        worker.start()
+        try:
+            with browser.serve(create_app(args.model, results_dir=f"{root}/results", worker=worker)) as url, \
+                    browser.chromium(width=1300, height=900) as driver:
+                while not worker.info:  # the model is loaded before any clock starts
+                    time.sleep(0.1)
+                for name in args.figures:
+                    shot = args.screenshots / "text_view.png" if args.screenshots else None
+                    figures.update(FIGURES[name](url, driver, worker, repeats=args.repeats, model=model,
+                                                 run_id=run.record.run_id, screenshot=shot))
+        finally:
+            worker.stop()
+    figures.update(model=args.model, targets={**figures.get("targets", {}), **TARGETS})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
