@@ -82,7 +82,7 @@ def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None
     for head in chips[:repeats + 1]:
         started = time.perf_counter()
         driver.find_element(By.XPATH, f"//button[contains(@class, 'head-chip') and text()='{head}']").click()
-        done = _wait_text(driver, "#hm-progress", f"✓ {head} on 256 tokens", timeout=120)
+        done = _wait_text(driver, "#hm-progress", f"✓ {head} on 256 tokens", timeout=900)
         browser.wait_for(driver, "#hm-pattern g.heatmaplayer")
         seconds.append(round(done - started, 3))
     return {"head_click_to_pattern_s": statistics.median(seconds[1:]), "head_click_to_pattern_runs_s": seconds[1:],
@@ -117,7 +117,7 @@ def text_view_page_s(url, driver, worker, repeats: int = 3, *, model=None, scree
             "text_view_first_page_s": round(first, 3), "text_view_tokens": n_tokens, "text_view_window": size}
 
 
-FIGURES = {"head_click_to_pattern_s": head_click_to_pattern_s, "text_view_page_s": text_view_page_s}
+FIGURES = {"text_view_page_s": text_view_page_s, "head_click_to_pattern_s": head_click_to_pattern_s}
 TARGETS = {"head_click_to_pattern_s": "<= 1.0", "text_view_page_s": "<= 1.5"}
 
 
