@@ -97,6 +97,7 @@ def text_view_page_s(url, driver, worker, repeats: int = 3, *, model=None, scree
     n_tokens, size = 8192, 512
     pages = n_tokens // size
     driver.get(f"{url}/attention?prompt=custom&tokens={size}&layer=3")
+    browser.wait_for(driver, "#ax-text")
     _set_value(driver, "ax-text", _prompt(model, n_tokens))
     started = time.perf_counter()
     browser.wait_for(driver, "#ax-go").click()

@@ -48,6 +48,7 @@ def test_a_4096_token_prompt_pages_to_the_end_and_hover_colours_tokens(live):
     assert n_tokens >= 4096
     pages = -(-n_tokens // 1024)
     driver.get(f"{url}/attention?prompt=custom&tokens=1024&layer=3")
+    browser.wait_for(driver, "#ax-text")
     _set_react_value(driver, "ax-text", text)
     browser.wait_for(driver, "#ax-go").click()
     wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=240)
