@@ -51,7 +51,7 @@ def test_a_4096_token_prompt_pages_to_the_end_and_hover_colours_tokens(live):
     browser.wait_for(driver, "#ax-text")
     _set_react_value(driver, "ax-text", text)
     browser.wait_for(driver, "#ax-go").click()
-    wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=240)
+    wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=600)  # a 4096-token prefill (CPU)
     assert f"of {n_tokens} " in text_of(driver, "#ax-view .att-where")
     assert len(driver.find_elements(By.CSS_SELECTOR, "#ax-view .att-panel")) == 9  # every head of layer 3
 
