@@ -75,7 +75,7 @@ def test_a_4096_token_prompt_pages_to_the_end_and_hover_colours_tokens(live):
 
     for page in range(2, pages + 1):
         driver.find_element(By.ID, "ax-next").click()
-        wait_text(driver, "#ax-view .att-where", f"page {page} of {pages}", timeout=60)
+        wait_text(driver, "#ax-view .att-where", f"page {page} of {pages}", timeout=240)  # 1024 rows: 9.4 MB
     spans = driver.find_elements(By.CSS_SELECTOR, "#ax-view .att-tok")
     assert spans[-1].get_attribute("title").startswith(f"#{n_tokens - 1} ")  # the last page ends at the last token
     assert last.strip() in spans[-1].text or not last.strip()
