@@ -139,3 +139,4 @@ AX_MESSAGE = "ax-message"
 AX_DATA = "ax-data"  # Store: the page the worker computed
 AX_RENDERED = "ax-rendered"  # what the browser drew (set by the clientside callback)
 AX_VIEW = "ax-view"  # drawn by assets/attention_text.js
+AX_SHOWN = "ax-shown"  # Store: layer, page, n_pages of the page shown (small: sent back with requests)

@@ -19,7 +19,7 @@ def register(app, ctx: AppContext) -> None:
                   Input(ids.AX_GO, "n_clicks"), Input(ids.AX_PREV, "n_clicks"), Input(ids.AX_NEXT, "n_clicks"),
                   Input(ids.AX_PAGE, "n_submit"), State(ids.AX_PAGE, "value"), State(ids.AX_LAYER, "value"),
                   State(ids.AX_SIZE, "value"), State(ids.AX_PROMPT, "value"), State(ids.AX_TEXT, "value"),
-                  State(ids.AX_DATA, "data"), prevent_initial_call=True)
+                  State(ids.AX_SHOWN, "data"), prevent_initial_call=True)
     @guarded
     def submit(_go, _prev, _next, _submit, page, layer, size, prompt, text, shown):
         trigger = callback_context.triggered_id
@@ -41,20 +41,21 @@ def register(app, ctx: AppContext) -> None:
                                                      "page": page - 1, "size": size})
         return job, False, progress_line(ctx.worker.status(job)), page, []
 
-    @app.callback(Output(ids.AX_DATA, "data"), Output(ids.AX_JOB_POLL, "disabled", allow_duplicate=True),
+    @app.callback(Output(ids.AX_DATA, "data"), Output(ids.AX_SHOWN, "data"),
+                  Output(ids.AX_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.AX_PROGRESS, "children", allow_duplicate=True),
                   Input(ids.AX_JOB_POLL, "n_intervals"), State(ids.AX_JOB, "data"), prevent_initial_call=True)
-    @polled(ctx, 1)
+    @polled(ctx, 2)
     def poll(res):
         what = (f"layer {res['layer']}: tokens {res['start']}–{res['stop'] - 1} of {res['n_tokens']:,} "
                 f"(page {res['page'] + 1} of {res['n_pages']})")
-        return res, what
+        return res, {k: res[k] for k in ("layer", "page", "n_pages")}, what  # the page itself never goes back
 
     app.clientside_callback("function (data) { return window.attentionText.render(data); }",
                             Output(ids.AX_RENDERED, "children"), Input(ids.AX_DATA, "data"),
                             prevent_initial_call=True)
 
-    @app.callback(Output(ids.URL, "search", allow_duplicate=True), Input(ids.AX_DATA, "data"),
+    @app.callback(Output(ids.URL, "search", allow_duplicate=True), Input(ids.AX_SHOWN, "data"),
                   State(ids.AX_PROMPT, "value"), State(ids.AX_SIZE, "value"), State(ids.URL, "search"),
                   prevent_initial_call=True)
     def sync_url(data, prompt, size, search):

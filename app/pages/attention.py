@@ -79,7 +79,7 @@ def layout(state: dict, ctx: AppContext):
             *job_slots(ids.AX_JOB, ids.AX_JOB_POLL, ids.AX_PROGRESS),
             html.Div(id=ids.AX_MESSAGE),
         ]),
-        dcc.Store(id=ids.AX_DATA),
+        dcc.Store(id=ids.AX_DATA), dcc.Store(id=ids.AX_SHOWN),
         html.Div(id=ids.AX_RENDERED, className="muted", style={"display": "none"}),
         card(None, html.Div(id=ids.AX_VIEW, className="att-view", **{"data-head": str(ref) if ref else ""})),
     )
