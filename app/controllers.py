@@ -18,9 +18,10 @@ from workbench.api import MAX_PROMPT_CHARS, MAX_PROMPTS, WorkbenchError
 EDITS = {name: kind.label for name, kind in wb.EDIT_KINDS.items()}
 METRICS = ("loss", "logit_diff", "answer_logprob", "prob_diff")
 PAGES = {"/": "Overview", "/heads": "Head map", "/compare": "Compare", "/circuits": "Circuits",
-         "/interventions": "Interventions", "/tokens": "Tokens", "/atlas": "Atlas", "/jobs": "Jobs"}
+         "/interventions": "Interventions", "/tokens": "Tokens", "/attention": "Attention text", "/atlas": "Atlas",
+         "/jobs": "Jobs"}
 _QUERY_KEYS = {"run", "col", "head", "prompt", "a", "b", "k", "heads", "edit", "alpha", "keys", "metric", "n",
-               "tokens", "window", "text", "model", "role", "source", "typed", "patch"}
+               "tokens", "window", "text", "model", "role", "source", "typed", "patch", "layer", "page"}
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,120}")
 
 

@@ -138,3 +138,20 @@ IV_HISTORY = "iv-history"
 JOB_CANCEL = "job-cancel"  # pattern-matching type; key "job" = the worker job id
 JOBS_POLL = "jobs-poll"
 JOBS_TABLE = "jobs-table"
+# attention text view
+AX_PROMPT = "ax-prompt"
+AX_TEXT = "ax-text"
+AX_LAYER = "ax-layer"
+AX_SIZE = "ax-size"
+AX_PAGE = "ax-page"
+AX_GO = "ax-go"
+AX_PREV = "ax-prev"
+AX_NEXT = "ax-next"
+AX_JOB = "ax-job"
+AX_JOB_POLL = "ax-job-poll"
+AX_PROGRESS = "ax-progress"
+AX_MESSAGE = "ax-message"
+AX_DATA = "ax-data"  # Store: the page the worker computed
+AX_RENDERED = "ax-rendered"  # what the browser drew (set by the clientside callback)
+AX_VIEW = "ax-view"  # drawn by assets/attention_text.js
+AX_SHOWN = "ax-shown"  # Store: layer, page, n_pages of the page shown (small: sent back with requests)

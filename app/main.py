@@ -12,6 +12,7 @@ from dash import Input, Output, State, dcc, html
 import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks import atlas as atlas_cb
+from workbench_app.callbacks import attention as attention_cb
 from workbench_app.callbacks import circuits as circuits_cb
 from workbench_app.callbacks import compare as compare_cb
 from workbench_app.callbacks import head_profile as head_profile_cb
@@ -23,11 +24,12 @@ from workbench_app.callbacks import tokens as tokens_cb
 from workbench_app.callbacks.common import log
 from workbench_app.context import AppContext
 from workbench_app.pages import atlas, circuits, compare, head_profile, heads, interventions, jobs, overview, tokens
+from workbench_app.pages import attention as attention_page
 from workbench_app.pages.common import alert, card, page
 
 PAGES = {"/": overview.layout, "/heads": heads.layout, "/compare": compare.layout, "/circuits": circuits.layout,
          "/interventions": interventions.layout, "/tokens": tokens.layout, "/atlas": atlas.layout,
-         "/head": head_profile.layout, "/jobs": jobs.layout}
+         "/head": head_profile.layout, "/jobs": jobs.layout, "/attention": attention_page.layout}
 
 
 def _model_facts(model: str) -> dict:
@@ -105,6 +107,6 @@ def create_app(model: str = wb.DEFAULT_MODEL, *, results_dir: Path | str | None 
                                                            f"{type(exc).__name__}: {exc}"))
 
     for module in (overview_cb, heads_cb, compare_cb, circuits_cb, interventions_cb, tokens_cb, atlas_cb,
-                   head_profile_cb, jobs_cb):
+                   head_profile_cb, jobs_cb, attention_cb):
         module.register(app, ctx)
     return app

@@ -1,11 +1,17 @@
 """Dashboard benchmarks in headless Chromium on a warm app with a real model worker (tmp catalog and cache).
-One function per figure; the run merges its figures into benchmarks/out/app.json (figures already there stay).
+One function per figure, `fn(url, driver, worker, repeats, **context) -> dict`; the run merges its figures into
+benchmarks/out/app.json (figures already there stay). Times include the page's 0.4 s job poll.
 
 - cancel_latency_s: click Cancel on a running 16 × 1,024-token intervention's progress line → the page reports it
-  cancelled (includes the page's 0.4 s poll); median of `--repeats`.                          target <= 3
-`--screenshots DIR` also saves DIR/queue_cancel.png: the Jobs page with a running and a queued job.
+  cancelled; median of `--repeats`.                                                            target <= 3
+- head_click_to_pattern_s: click a head chip in Head map's top heads → that head's pattern drawn, on a 256-token
+  prompt with a warm worker (one click first warms it); median of `--repeats`.                   target <= 1.0
+- text_view_page_s: Attention text, one 512-token window of an 8192-token prompt: `next ▶` → the next page drawn,
+  after the first page's prefill (reported as text_view_first_page_s); median of `--repeats`.   target <= 1.5
+`--screenshots DIR` also saves DIR/queue_cancel.png (the Jobs page with a running and a queued job) and
+DIR/text_view.png (the text view with a pinned token).
 
-    python benchmarks/app.py [--model smollm2-135m] [--figures cancel_latency_s] [--repeats 3] [--screenshots DIR]
+    python benchmarks/app.py [--model smollm2-135m] [--figures ...] [--repeats 3] [--screenshots DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ def _running(worker, op: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def cancel_latency_s(url, driver, worker, repeats: int = 3) -> dict:
+def cancel_latency_s(url, driver, worker, repeats: int = 3, **_) -> dict:
     seconds = []
     for _ in range(repeats):
         browser.start_intervention(driver, url, **LONG)
@@ -65,8 +71,97 @@ def queue_screenshot(url, driver, worker, path: Path) -> None:
             worker.cancel(job["id"])
 
 
-FIGURES = {"cancel_latency_s": cancel_latency_s}
-TARGETS = {"cancel_latency_s": "<= 3"}
+def _text_of(driver, css: str) -> str:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
+    except StaleElementReferenceException:
+        return ""
+
+
+def _wait_text(driver, css: str, needle: str, timeout: float = 60.0) -> float:
+    """Seconds (perf_counter) at which `needle` appeared in `css`, polled every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in _text_of(driver, css):
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise TimeoutError(f"{needle!r} never appeared in {css!r}; last text: {_text_of(driver, css)!r}")
+
+
+def _set_value(driver, element_id: str, value: str) -> None:
+    driver.execute_script("""
+        const el = document.getElementById(arguments[0]);
+        const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+        Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, arguments[1]);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true}));""", element_id, value)
+
+
+def _prompt(model, n_tokens: int) -> str:
+    """Bundled text whose tokenisation (with BOS) is exactly `n_tokens` long."""
+    import workbench.api as wb
+    from workbench.engine.probe import prompt_ids
+    from workbench.models.loading import model_info
+
+    ids = prompt_ids(model, wb.public_domain_text()[:n_tokens * 8])
+    text = model_info(model).tokenizer.decode(ids[1:n_tokens])
+    assert len(prompt_ids(model, text)) == n_tokens, "re-tokenising the decoded text changed its length"
+    return text
+
+
+def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None, run_id: str = "", **_) -> dict:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{url}/heads?run={run_id}&prompt=custom&tokens=256")
+    browser.wait_for(driver, "button.head-chip")
+    _set_value(driver, "hm-text", _prompt(model, 600))  # more than 256 tokens: the view keeps BOS + the last 255
+    seconds = []
+    chips = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "button.head-chip")]
+    for head in chips[:repeats + 1]:
+        started = time.perf_counter()
+        driver.find_element(By.XPATH, f"//button[contains(@class, 'head-chip') and text()='{head}']").click()
+        done = _wait_text(driver, "#hm-progress", f"✓ {head} on 256 tokens", timeout=900)
+        browser.wait_for(driver, "#hm-pattern g.heatmaplayer")
+        seconds.append(round(done - started, 3))
+    return {"head_click_to_pattern_s": statistics.median(seconds[1:]), "head_click_to_pattern_runs_s": seconds[1:],
+            "head_click_to_pattern_first_s": seconds[0], "head_click_to_pattern_tokens": 256}
+
+
+def text_view_page_s(url, driver, worker, repeats: int = 3, *, model=None, screenshot: Path | None = None,
+                     **_) -> dict:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    n_tokens, size = 8192, 512
+    pages = n_tokens // size
+    driver.get(f"{url}/attention?prompt=custom&tokens={size}&layer=3")
+    browser.wait_for(driver, "#ax-text")
+    _set_value(driver, "ax-text", _prompt(model, n_tokens))
+    started = time.perf_counter()
+    browser.wait_for(driver, "#ax-go").click()
+    first = _wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=900) - started
+    seconds = []
+    for page in range(2, repeats + 2):
+        started = time.perf_counter()
+        driver.find_element(By.ID, "ax-next").click()
+        seconds.append(round(_wait_text(driver, "#ax-view .att-where", f"page {page} of {pages}") - started, 3))
+    if screenshot is not None:
+        driver.find_element(By.XPATH, "//button[@class='att-head-btn' and text()='L3H0']").click()
+        spans = driver.find_elements(By.CSS_SELECTOR, "#ax-view .att-tok")
+        ActionChains(driver).move_to_element(spans[200]).click().perform()
+        time.sleep(0.5)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(screenshot))
+    return {"text_view_page_s": statistics.median(seconds), "text_view_page_runs_s": seconds,
+            "text_view_first_page_s": round(first, 3), "text_view_tokens": n_tokens, "text_view_window": size}
+
+
+FIGURES = {"cancel_latency_s": cancel_latency_s, "text_view_page_s": text_view_page_s,
+           "head_click_to_pattern_s": head_click_to_pattern_s}
+TARGETS = {"cancel_latency_s": "<= 3", "head_click_to_pattern_s": "<= 1.0", "text_view_page_s": "<= 1.5"}
 
 
 def main() -> None:
@@ -77,16 +172,23 @@ def main() -> None:
     parser.add_argument("--screenshots", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    import workbench.api as wb
+
     figures = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    with tempfile.TemporaryDirectory(prefix="wb-bench-app-") as root, \
-            browser.live_app(args.model, root, width=1300, height=760) as (url, driver, worker):
-        driver.get(url + "/jobs")
-        while not worker.info:  # the model is loaded before any clock starts
-            time.sleep(0.1)
-        for name in args.figures:
-            figures.update(FIGURES[name](url, driver, worker, repeats=args.repeats))
-        if args.screenshots:
-            queue_screenshot(url, driver, worker, args.screenshots / "queue_cancel.png")
+    model = wb.load_model(args.model)  # for exact-length prompts; the worker loads its own copy
+    with tempfile.TemporaryDirectory(prefix="wb-bench-app-") as root:
+        run = wb.run("attention_profile", model, params={"n_prompts": 2, "n_tokens": 32},
+                     results_dir=Path(root) / "results", progress=False)  # a saved run for Head map
+        with browser.live_app(args.model, root, width=1300, height=900) as (url, driver, worker):
+            driver.get(url + "/jobs")
+            while not worker.info:  # the model is loaded before any clock starts
+                time.sleep(0.1)
+            shot = args.screenshots / "text_view.png" if args.screenshots else None
+            for name in args.figures:
+                figures.update(FIGURES[name](url, driver, worker, repeats=args.repeats, model=model,
+                                             run_id=run.record.run_id, screenshot=shot))
+            if args.screenshots:
+                queue_screenshot(url, driver, worker, args.screenshots / "queue_cancel.png")
     figures.update(model=args.model, targets={**figures.get("targets", {}), **TARGETS})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")

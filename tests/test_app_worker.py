@@ -265,6 +265,7 @@ def test_after_an_interrupt_only_per_call_hooks_are_removed():
 
 OVER_LIMIT = {  # every worker op, with a request over one of its limits and the limit its message states
     "head_pattern": ({"text": "hello", "head": "L0H0", "max_tokens": 5000}, "between 1 and 1,024"),
+    "attention_window": ({"text": "hello", "layer": 0, "size": 5000}, "in 1..1024"),
     "token_traces": ({"text": "y" * 20_001}, "limit is 20,000"),
     "intervene": ({"heads": "L0H0", "edit": "scale", "n_prompts": 17}, "between 1 and 16"),
     "run_analysis": ({"analysis": "attention_profile", "params": {"n_prompts": "200", "n_tokens": "500"}},

@@ -301,3 +301,11 @@ def is_signed(values) -> bool:
     from workbench.core.scores import is_signed as _signed
 
     return _signed(values)
+# ---- attention text view (paging to the full context) ------------------------------------------------------
+def attention_window(model, text: str, layer: int, page: int = 0, size: int = 512) -> dict:
+    """Every head of `layer` for query tokens page·size .. +size of `text` (up to the model's context): window
+    tokens, rows over the window's keys (base64 uint16, lower triangle), BOS and before-window mass per row.
+    One prefill caches post-rotary q and k in an LRU, so a page turn is one matmul per head (engine.window)."""
+    from workbench.engine.window import window_payload
+
+    return window_payload(_as_model(model), text, layer, page, size)

@@ -134,6 +134,13 @@ class Worker:
         return api.head_pattern(self.model, _text(text, "text"), ref.layer, ref.head,
                                 max_tokens=_count(max_tokens, "max_tokens", 1024))
 
+    def op_attention_window(self, job_id: str, text: str, layer: int, page: int = 0, size: int = 512) -> dict:
+        """One page of the attention text view (workbench.engine.window; the first page of a prompt prefills)."""
+        from workbench.engine.probe import MAX_TEXT_CHARS
+
+        self.progress(job_id, f"layer {layer}, page {page + 1 if isinstance(page, int) else page}")
+        return api.attention_window(self.model, _text(text, "text", MAX_TEXT_CHARS), layer, page, size)
+
     def op_token_traces(self, job_id: str, text: str, window: int = 10, quantile: float = 0.9,
                         head: str | None = None) -> dict:
         quantile = float(quantile)

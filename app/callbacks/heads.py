@@ -9,6 +9,7 @@ import workbench.api as wb
 from workbench_app import controllers, ids
 from workbench_app.callbacks.common import guarded, polled, progress_line
 from workbench_app.context import AppContext
+from workbench_app.pages.attention import link as attention_link
 from workbench_app.pages.common import alert, png_config, profile_link, table
 from workbench_app.pages.heads import map_view
 
@@ -61,7 +62,8 @@ def register(app, ctx: AppContext) -> None:
         across = controllers.head_across_runs(ref.layer, ref.head, model, runs)
         body = (table(across.drop(columns=["run_id"]), links={}, csv=f"{head}_across_runs") if not across.empty
                 else html.P("No other runs for this model.", className="muted"))
-        return f"{head}: attention pattern", [profile_link(model, str(ref)), body]
+        title = [f"{head}: attention pattern ", attention_link(str(ref), "· as text, to the full context →")]
+        return title, [profile_link(model, str(ref)), body]
 
     @app.callback(Output(ids.HM_JOB, "data"), Output(ids.HM_JOB_POLL, "disabled"), Output(ids.HM_PROGRESS, "children"),
                   Input(ids.HM_HEAD, "data"), Input(ids.HM_PROMPT, "value"), Input(ids.HM_MAX, "value"),

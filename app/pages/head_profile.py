@@ -10,6 +10,7 @@ import workbench.api as wb
 from workbench_app import atlas_controllers as ac
 from workbench_app import controllers, ids
 from workbench_app.context import AppContext
+from workbench_app.pages.attention import link as attention_link
 from workbench_app.pages.common import alert, card, field, job_slots, page, table
 
 STATE = "hp-state"  # Store: {model, head, live}
@@ -51,7 +52,7 @@ def _atlas_cards(ctx: AppContext, model: str, head: str) -> tuple[str, list]:
         ], className="grid-2")]
 
 
-def _live_cards(ctx: AppContext, model: str) -> list:
+def _live_cards(ctx: AppContext, model: str, head: str) -> list:
     if model != ctx.model or ctx.worker is None:
         why = ("the app was started without a model worker" if ctx.worker is None else
                f"the app's model worker runs {ctx.model}; start the app with --model {model}")
@@ -59,7 +60,7 @@ def _live_cards(ctx: AppContext, model: str) -> list:
     return [
         card("Attention on one example of each task", [
             html.P("Each token is shaded by how much the query token (outlined) attends to it; hover for the weight.",
-                   className="field-hint"),
+                   className="field-hint"), attention_link(head),
             *job_slots(ids.HP_PROBE_JOB, ids.HP_PROBE_POLL, ids.HP_PROBE_PROGRESS), html.Div(id=ids.HP_ATTENTION)]),
         card("Ablate this head on every task", [
             html.Div([field("ablation", dcc.Dropdown(id=ids.HP_MODE, value="mean", clearable=False, options=[
@@ -82,7 +83,7 @@ def layout(state: dict, ctx: AppContext):
     live = model == ctx.model and ctx.worker is not None
     return page(f"{label} · {model}", SUBTITLE, _head_controls(model, label), html.Div(id=ids.HP_MESSAGE),
                 dcc.Store(id=STATE, data={"model": model, "head": label, "live": live}),
-                *atlas_cards, *_live_cards(ctx, model))
+                *atlas_cards, *_live_cards(ctx, model, label))
 
 
 def attention_text(task: dict, query=None) -> list:
