@@ -117,7 +117,9 @@ class AnalysisSpec:
 
     def make_params(self, overrides: dict[str, Any] | None = None, preset: str | None = None):
         """Params from the preset's values (if named), then `overrides` on top."""
-        return make_params(self.name, self.params_type, {**self.preset(preset), **(overrides or {})})
+        if preset is not None and isinstance(overrides, (dict, type(None))):
+            overrides = {**self.preset(preset), **(overrides or {})}
+        return make_params(self.name, self.params_type, overrides)
 
     def preset(self, name: str | None) -> dict[str, Any]:
         """The values of preset `name` ({} for None); an unknown name lists the known ones."""
