@@ -256,6 +256,8 @@ def test_malformed_payloads_to_every_callback_get_a_clear_answer(tmp_path):
     http = app.server.test_client()
     failures, alerts = [], 0
     for key, cb in app.callback_map.items():
+        if "callback" not in cb:  # a clientside callback: it runs in the browser, the server has nothing to answer
+            continue
         specs = cb["inputs"] + cb["state"]
         cases = [[g] * len(specs) for g in GARBAGE]
         cases += [[g if i == j else None for j in range(len(specs))] for i in range(len(specs)) for g in GARBAGE]

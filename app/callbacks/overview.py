@@ -59,6 +59,8 @@ def register(app, ctx: AppContext) -> None:
 
     @app.callback(Output(ids.OV_LABEL, "value"), Input(ids.OV_MANAGE_RUN, "value"))
     def current_label(run_id):
+        if not isinstance(run_id, str):
+            return ""
         runs = ctx.results()
         match = runs.loc[runs["run_id"] == run_id, "label"]
         return match.iloc[0] if len(match) else ""
