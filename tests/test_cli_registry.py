@@ -60,8 +60,8 @@ def test_run_check_show_and_the_catalog_from_the_command_line(example_cli):
     shown = example_cli("first_token_attention", "show", "--top", "2").stdout
     assert f"run {run_id}" in shown and f"check ablate_top {check_id} (k=1," in shown and "top_delta=" in shown
     listed = cli("results", "ls", "--kind", "ablate_top").stdout
-    rows = [r[:4] for r in table_rows(listed)[1:] if r[0]]  # (a wrapped params cell adds a line)
-    assert rows == [[check_id, "first_token_attention", "ablate_top", run_id]]
+    rows = [r[:5] for r in table_rows(listed)[1:] if r[0]]  # (a wrapped params cell adds a line)
+    assert rows == [[check_id, "", "first_token_attention", "ablate_top", run_id]]  # "": no label
     assert "top_delta=" in cli("results", "show", check_id).stdout
 
 

@@ -61,7 +61,7 @@ def test_png_and_csv_buttons_write_files_and_a_head_click_gives_both_links(live)
     assert downloaded(downloads, png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     browser.wait_for(driver, "#hm-top-table .csv-link").click()
     csv = downloaded(downloads, f"attention_profile_score_{run_ids[0]}.csv").read_text()
-    assert csv.splitlines()[0].startswith("head_label,score") and len(csv.splitlines()) == 1 + 8  # tiny: 8 heads
+    assert csv.splitlines()[0].startswith("head_label,rank,score") and len(csv.splitlines()) == 1 + 8  # tiny: 8 heads
 
     click_map_cell(driver, "hm-map", 1, 2, 2, 4)
     wait_text(driver, "#hm-across", "L1H2")
