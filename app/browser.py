@@ -178,3 +178,13 @@ def click(driver, css: str, timeout: float = 30.0) -> None:
         except StaleElementReferenceException:
             if time.monotonic() > deadline:
                 raise
+
+
+def set_react_value(driver, element_id: str, value: str) -> None:
+    """Set a React-controlled input or textarea to `value` at once (typing 8k tokens would take minutes)."""
+    driver.execute_script("""
+        const el = document.getElementById(arguments[0]);
+        const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+        Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, arguments[1]);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true}));""", element_id, value)

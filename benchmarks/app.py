@@ -91,15 +91,6 @@ def _wait_text(driver, css: str, needle: str, timeout: float = 60.0) -> float:
     raise TimeoutError(f"{needle!r} never appeared in {css!r}; last text: {_text_of(driver, css)!r}")
 
 
-def _set_value(driver, element_id: str, value: str) -> None:
-    driver.execute_script("""
-        const el = document.getElementById(arguments[0]);
-        const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
-        Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, arguments[1]);
-        el.dispatchEvent(new Event('input', {bubbles: true}));
-        el.dispatchEvent(new Event('change', {bubbles: true}));""", element_id, value)
-
-
 def _prompt(model, n_tokens: int) -> str:
     """Bundled text whose tokenisation (with BOS) is exactly `n_tokens` long."""
     import workbench.api as wb
@@ -117,7 +108,7 @@ def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None
 
     driver.get(f"{url}/heads?run={run_id}&prompt=custom&tokens=256")
     browser.wait_for(driver, "button.head-chip")
-    _set_value(driver, "hm-text", _prompt(model, 600))  # more than 256 tokens: the view keeps BOS + the last 255
+    browser.set_react_value(driver, "hm-text", _prompt(model, 600))  # > 256 tokens: the view keeps BOS + the last 255
     seconds = []
     chips = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "button.head-chip")]
     for head in chips[:repeats + 1]:
@@ -139,7 +130,7 @@ def text_view_page_s(url, driver, worker, repeats: int = 3, *, model=None, scree
     pages = n_tokens // size
     driver.get(f"{url}/attention?prompt=custom&tokens={size}&layer=3")
     browser.wait_for(driver, "#ax-text")
-    _set_value(driver, "ax-text", _prompt(model, n_tokens))
+    browser.set_react_value(driver, "ax-text", _prompt(model, n_tokens))
     started = time.perf_counter()
     browser.wait_for(driver, "#ax-go").click()
     first = _wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=900) - started

@@ -143,15 +143,6 @@ def test_intervention_from_map_clicks(live):
     assert "heads=L1H2" in driver.current_url
 
 
-def _set_react_value(driver, element_id: str, value: str) -> None:
-    driver.execute_script("""
-        const el = document.getElementById(arguments[0]);
-        const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
-        Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, arguments[1]);
-        el.dispatchEvent(new Event('input', {bubbles: true}));
-        el.dispatchEvent(new Event('change', {bubbles: true}));""", element_id, value)
-
-
 def test_bad_input_shows_messages_and_the_server_keeps_serving(live):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -173,10 +164,10 @@ def test_bad_input_shows_messages_and_the_server_keeps_serving(live):
 
     driver.get(f"{url}/tokens?prompt=custom")
     wait_text(driver, "#tk-message", "empty")
-    _set_react_value(driver, "tk-text", "word " * 6000)  # 30,000 characters
+    browser.set_react_value(driver, "tk-text", "word " * 6000)  # 30,000 characters
     driver.find_element(By.ID, "tk-go").click()
     wait_text(driver, "#tk-message", "at most 20,000")
-    _set_react_value(driver, "tk-text", "x" * 900)  # longer than tiny's 512-token context: the last window
+    browser.set_react_value(driver, "tk-text", "x" * 900)  # longer than tiny's 512-token context: the last window
     driver.find_element(By.ID, "tk-go").click()
     wait_text(driver, "#tk-progress", "BOS + the last 511 of 901", timeout=60)
 

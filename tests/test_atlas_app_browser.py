@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_app_browser import _set_react_value, click_map_cell, no_error_page, text_of
+from test_app_browser import click_map_cell, no_error_page, text_of
 from test_app_browser import wait_text as _wait_text
 
 from workbench_app import browser
@@ -122,7 +122,7 @@ def test_a_head_outside_the_model_gets_a_message_and_head_maps_link_to_profiles(
     url, driver, run_id, _ = live
     driver.get(f"{url}/head?model=tiny&head=L9H9")
     wait_text(driver, "#hp-message", "tiny has no head L9H9")
-    _set_react_value(driver, "hp-head-input", "L0H3")
+    browser.set_react_value(driver, "hp-head-input", "L0H3")
     driver.find_element(By.ID, "hp-head-input").send_keys(Keys.ENTER)
     wait_text(driver, ".page-title", "L0H3 · tiny")
     assert "no head" not in text_of(driver, "#hp-message")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_app_browser import _set_react_value, no_error_page, text_of
+from test_app_browser import no_error_page, text_of
 from test_atlas_app_browser import wait_text
 
 from workbench_app import browser
@@ -49,7 +49,7 @@ def test_a_4096_token_prompt_pages_to_the_end_and_hover_colours_tokens(live):
     pages = -(-n_tokens // 1024)
     driver.get(f"{url}/attention?prompt=custom&tokens=1024&layer=3")
     browser.wait_for(driver, "#ax-text")
-    _set_react_value(driver, "ax-text", text)
+    browser.set_react_value(driver, "ax-text", text)
     browser.wait_for(driver, "#ax-go").click()
     wait_text(driver, "#ax-view .att-where", f"page 1 of {pages}", timeout=600)  # a 4096-token prefill (CPU)
     assert f"of {n_tokens} " in text_of(driver, "#ax-view .att-where")
