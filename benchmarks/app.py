@@ -110,7 +110,8 @@ def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None
     browser.wait_for(driver, "button.head-chip")
     browser.set_react_value(driver, "hm-text", _prompt(model, 600))  # > 256 tokens: the view keeps BOS + the last 255
     seconds = []
-    chips = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "button.head-chip")]
+    time.sleep(1.0)  # the new text re-renders the top-heads table: read the chips after that, in one script
+    chips = driver.execute_script("return [...document.querySelectorAll('button.head-chip')].map(b => b.textContent)")
     for head in chips[:repeats + 1]:
         started = time.perf_counter()
         driver.find_element(By.XPATH, f"//button[contains(@class, 'head-chip') and text()='{head}']").click()
