@@ -52,7 +52,8 @@ def rank_matrix(atlas, roles: Any = None) -> pd.DataFrame:
     one of `roles` when given (an unknown role is an AppInputError naming the known ones)."""
     ranks = atlas.wide("rank")
     table = pd.DataFrame({"head": ranks.index, "layer": [int(h[1:].split("H")[0]) for h in ranks.index]})
-    table["roles"] = table["head"].map(head_roles(atlas)).fillna("")
+    roles_of = head_roles(atlas)
+    table["roles"] = [roles_of.get(head, "") for head in table["head"]]
     table["best rank"] = ranks.min(axis=1).to_numpy()
     for metric in ranks.columns:
         table[metric] = ranks[metric].to_numpy()

@@ -188,3 +188,14 @@ def set_react_value(driver, element_id: str, value: str) -> None:
         Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, arguments[1]);
         el.dispatchEvent(new Event('input', {bubbles: true}));
         el.dispatchEvent(new Event('change', {bubbles: true}));""", element_id, value)
+
+
+def wait_for_value(driver, element_id: str, length: int, timeout: float = 30.0) -> None:
+    """Wait until the field `element_id` holds `length` characters and the page has had a frame to send the change
+    to Dash (a click right after `set_react_value` on a loaded machine could otherwise submit the old value)."""
+    deadline = time.monotonic() + timeout
+    while driver.execute_script("return document.getElementById(arguments[0]).value.length", element_id) != length:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"#{element_id} never held {length} characters")
+        time.sleep(0.05)
+    driver.execute_async_script("const done = arguments[0]; requestAnimationFrame(() => setTimeout(done, 0));")

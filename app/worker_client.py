@@ -50,6 +50,7 @@ class WorkerClient:
         self.cancel_grace_s = cancel_grace_s
         self._proc: _Process | None = None
         self._lock = threading.Lock()  # guards _proc and _jobs; never held across I/O on a pipe
+        self._ended = threading.Condition(self._lock)  # notified whenever a job leaves queued/running
         self._jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._ids = itertools.count(1)
         self.info: dict[str, Any] | None = None
@@ -103,12 +104,14 @@ class WorkerClient:
                                                        "terminal); run the request again to restart it.")
                     job.pop("on_done", None)
                     job.pop("proc", None)
+            self._ended.notify_all()
 
     def _fail(self, job_id: str, message: str) -> None:
         with self._lock:
             job = self._jobs.get(job_id)
             if job is not None and job["status"] in PENDING:
                 job.update(status="error", message=message)
+                self._ended.notify_all()
 
     def _apply(self, event: dict) -> None:
         callback = None
@@ -131,6 +134,7 @@ class WorkerClient:
             if job["status"] not in PENDING:
                 job.pop("proc", None)
                 job["finished"] = time.time()
+                self._ended.notify_all()
         if callback is not None:
             callback(event.get("result"))
 
@@ -190,6 +194,19 @@ class WorkerClient:
                         "message": "no such job (the app may have restarted); run it again", "elapsed": 0.0}
             return self._view(job_id, job)
 
+    def wait(self, job_id: Any, timeout: float) -> dict[str, Any]:
+        """`status(job_id)` as soon as the job has ended, or after `timeout` seconds: a page's poll answers the
+        moment a short job ends instead of at its next tick."""
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        with self._ended:
+            while True:
+                job = self._jobs.get(job_id) if isinstance(job_id, str) else None
+                left = deadline - time.monotonic()
+                if job is None or job["status"] not in PENDING or left <= 0:
+                    break
+                self._ended.wait(left)
+        return self.status(job_id)
+
     def _view(self, job_id: str, job: dict) -> dict[str, Any]:
         message = job["message"]
         if job["status"] == "queued" and not job.get("cancelling"):
@@ -236,6 +253,7 @@ class WorkerClient:
                                                    f"{self.cancel_grace_s:.0f} s)", finished=time.time())
             job.pop("proc", None)
             job.pop("on_done", None)
+            self._ended.notify_all()
             moved = [(k, j) for k, j in self._jobs.items() if j["status"] in PENDING and j.get("proc") is proc]
             if self._proc is proc:
                 self._proc = None

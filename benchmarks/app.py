@@ -6,6 +6,7 @@ benchmarks/out/app.json (figures already there stay). Times include the page's 0
   cancelled; median of `--repeats`.                                                            target <= 3
 - head_click_to_pattern_s: click a head chip in Head map's top heads → that head's pattern drawn, on a 256-token
   prompt with a warm worker (one click first warms it); median of `--repeats`.                   target <= 1.0
+  Also head_click_new_prompt_s: the same click right after the prompt changed (one prefill of every layer first).
 - text_view_page_s: Attention text, one 512-token window of an 8192-token prompt: `next ▶` → the next page drawn,
   after the first page's prefill (reported as text_view_first_page_s); median of `--repeats`.   target <= 1.5
 `--screenshots DIR` also saves DIR/queue_cancel.png (the Jobs page with a running and a queued job) and
@@ -103,23 +104,38 @@ def _prompt(model, n_tokens: int) -> str:
     return text
 
 
-def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None, run_id: str = "", **_) -> dict:
+def _click_head(driver, head: str) -> float:
+    """Seconds from a click on `head`'s chip to its pattern drawn."""
     from selenium.webdriver.common.by import By
 
+    started = time.perf_counter()
+    driver.find_element(By.XPATH, f"//button[contains(@class, 'head-chip') and text()='{head}']").click()
+    done = _wait_text(driver, "#hm-progress", f"✓ {head} on 256 tokens", timeout=900)
+    browser.wait_for(driver, "#hm-pattern g.heatmaplayer")
+    return round(done - started, 3)
+
+
+def head_click_to_pattern_s(url, driver, worker, repeats: int = 3, *, model=None, run_id: str = "", **_) -> dict:
     driver.get(f"{url}/heads?run={run_id}&prompt=custom&tokens=256")
     browser.wait_for(driver, "button.head-chip")
-    browser.set_react_value(driver, "hm-text", _prompt(model, 600))  # > 256 tokens: the view keeps BOS + the last 255
-    seconds = []
+    text = wb_text(model)
+    browser.set_react_value(driver, "hm-text", text[:len(text) // 2])  # > 256 tokens: BOS + the last 255 are kept
     time.sleep(1.0)  # the new text re-renders the top-heads table: read the chips after that, in one script
     chips = driver.execute_script("return [...document.querySelectorAll('button.head-chip')].map(b => b.textContent)")
-    for head in chips[:repeats + 1]:
-        started = time.perf_counter()
-        driver.find_element(By.XPATH, f"//button[contains(@class, 'head-chip') and text()='{head}']").click()
-        done = _wait_text(driver, "#hm-progress", f"✓ {head} on 256 tokens", timeout=900)
-        browser.wait_for(driver, "#hm-pattern g.heatmaplayer")
-        seconds.append(round(done - started, 3))
+    seconds = [_click_head(driver, head) for head in chips[:repeats + 1]]
+    new_prompt = []  # a click on a prompt not seen before: one prefill of every layer first
+    for i in range(repeats):
+        browser.set_react_value(driver, "hm-text", text[:(repeats + 2 + i) * len(text) // (2 * repeats + 2)])
+        time.sleep(1.0)
+        new_prompt.append(_click_head(driver, chips[i % len(chips)]))
     return {"head_click_to_pattern_s": statistics.median(seconds[1:]), "head_click_to_pattern_runs_s": seconds[1:],
-            "head_click_to_pattern_first_s": seconds[0], "head_click_to_pattern_tokens": 256}
+            "head_click_to_pattern_first_s": seconds[0], "head_click_to_pattern_tokens": 256,
+            "head_click_new_prompt_s": statistics.median(new_prompt), "head_click_new_prompt_runs_s": new_prompt}
+
+
+def wb_text(model) -> str:
+    """Bundled text of 1,200 tokens: each prefix used above is over 256 tokens long and ends somewhere else."""
+    return _prompt(model, 1200)
 
 
 def text_view_page_s(url, driver, worker, repeats: int = 3, *, model=None, screenshot: Path | None = None,

@@ -52,14 +52,7 @@ def text_of(driver, css: str) -> str:
     return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
 
 
-def wait_text(driver, css: str, needle: str, timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = text_of(driver, css)
-        if needle in text:
-            return text
-        time.sleep(0.1)
-    raise AssertionError(f"{needle!r} never appeared in {css!r}; last text: {text_of(driver, css)!r}")
+wait_text = browser.wait_text
 
 
 def click_map_cell(driver, graph_id: str, layer: int, head: int, n_layers: int, n_heads: int) -> None:
@@ -168,8 +161,9 @@ def test_bad_input_shows_messages_and_the_server_keeps_serving(live):
     driver.find_element(By.ID, "tk-go").click()
     wait_text(driver, "#tk-message", "at most 20,000")
     browser.set_react_value(driver, "tk-text", "x" * 900)  # longer than tiny's 512-token context: the last window
+    browser.wait_for_value(driver, "tk-text", 900)
     driver.find_element(By.ID, "tk-go").click()
-    wait_text(driver, "#tk-progress", "BOS + the last 511 of 901", timeout=60)
+    wait_text(driver, "#tk-progress", "BOS + the last 511 of 901", timeout=120)
 
     driver.get(f"{url}/no-such-page")
     wait_text(driver, ".page-title", "Not found")

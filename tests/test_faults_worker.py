@@ -220,6 +220,9 @@ class FakeWorker:
     def status(self, job):
         return {"status": "error", "message": "failed", "result": None, "elapsed": 0.0}
 
+    def wait(self, job, timeout):
+        return self.status(job)
+
     def cancel(self, job):
         return self.status(job)
 

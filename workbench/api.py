@@ -33,6 +33,7 @@ _LAZY = {
     "compare_circuits": "workbench.analyses.circuits.report",
     "score_difference": "workbench.analyses.circuits.overlap:difference_map",
     "plot_heads": "workbench.viz.heads:head_heatmap", "plot_pattern": "workbench.viz.heads:pattern_heatmap",
+    "plot_head_marker": "workbench.viz.heads:head_marker",
     "plot_difference": "workbench.viz.heads:difference_map", "plot_placeholder": "workbench.viz.heads:placeholder",
     "DIVERGING": "workbench.viz.heads", "plot_token_traces": "workbench.viz.tokens:token_traces_figure",
     "plot_before_after": "workbench.viz.interventions:before_after_figure",

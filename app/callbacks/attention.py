@@ -39,12 +39,12 @@ def register(app, ctx: AppContext) -> None:
             page = page + 1 if not last else min(last, page + 1)
         job = ctx.worker.submit("attention_window", {"text": prompt_body(prompt, text), "layer": layer,
                                                      "page": page - 1, "size": size})
-        return job, False, progress_line(ctx.worker.status(job)), page, []
+        return job, True, progress_line(ctx.worker.status(job)), page, []  # the poll turns its timer on
 
     @app.callback(Output(ids.AX_DATA, "data"), Output(ids.AX_SHOWN, "data"),
                   Output(ids.AX_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.AX_PROGRESS, "children", allow_duplicate=True),
-                  Input(ids.AX_JOB_POLL, "n_intervals"), State(ids.AX_JOB, "data"), prevent_initial_call=True)
+                  Input(ids.AX_JOB_POLL, "n_intervals"), Input(ids.AX_JOB, "data"), prevent_initial_call=True)
     @polled(ctx, 2)
     def poll(res):
         what = (f"layer {res['layer']}: tokens {res['start']}–{res['stop'] - 1} of {res['n_tokens']:,} "

@@ -43,11 +43,11 @@ def register(app, ctx: AppContext) -> None:
         if not isinstance(state, dict) or not state.get("live"):
             raise PreventUpdate
         job = ctx.worker.submit("head_probe", {"head": state["head"]})
-        return job, False, progress_line(ctx.worker.status(job))
+        return job, True, progress_line(ctx.worker.status(job))  # the poll (on the job) turns its timer on
 
     @app.callback(Output(ids.HP_ATTENTION, "children"), Output(ids.HP_PROBE_POLL, "disabled", allow_duplicate=True),
                   Output(ids.HP_PROBE_PROGRESS, "children", allow_duplicate=True),
-                  Input(ids.HP_PROBE_POLL, "n_intervals"), State(ids.HP_PROBE_JOB, "data"), prevent_initial_call=True)
+                  Input(ids.HP_PROBE_POLL, "n_intervals"), Input(ids.HP_PROBE_JOB, "data"), prevent_initial_call=True)
     @polled(ctx, 1)
     def poll_probe(res):
         return profile_page.attention_cards(res), f"{res['head']}'s attention on {len(res['tasks'])} tasks"
@@ -76,11 +76,11 @@ def register(app, ctx: AppContext) -> None:
         if mode not in ac.ABLATION_MODES:
             raise controllers.AppInputError(f"Choose an ablation: {', '.join(ac.ABLATION_MODES)}.")
         job = ctx.worker.submit("ablate_everywhere", {"head": state["head"], "mode": mode})
-        return job, False, progress_line(ctx.worker.status(job))
+        return job, True, progress_line(ctx.worker.status(job))  # the poll (on the job) turns its timer on
 
     @app.callback(Output(ids.HP_ABLATION, "children"), Output(ids.HP_ABLATE_POLL, "disabled", allow_duplicate=True),
                   Output(ids.HP_ABLATE_PROGRESS, "children", allow_duplicate=True),
-                  Input(ids.HP_ABLATE_POLL, "n_intervals"), State(ids.HP_ABLATE_JOB, "data"),
+                  Input(ids.HP_ABLATE_POLL, "n_intervals"), Input(ids.HP_ABLATE_JOB, "data"),
                   prevent_initial_call=True)
     @polled(ctx, 1)
     def poll_ablation(res):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, callback_context, html, no_update
+from dash import ALL, Input, Output, Patch, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
 import workbench.api as wb
@@ -20,11 +20,23 @@ def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.HM_COLUMN, "options"), Output(ids.HM_MAP, "figure"), Output(ids.HM_TOP, "children"),
                   Output(ids.HM_DEFINITION, "children"), Output(ids.HM_MAP, "config"),
                   Output(ids.HM_MESSAGE, "children"),
-                  Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), Input(ids.HM_HEAD, "data"),
+                  Input(ids.HM_RUN, "value"), Input(ids.HM_COLUMN, "value"), State(ids.HM_HEAD, "data"),
                   prevent_initial_call=True)
     @guarded
     def show_map(run_id, column, head):
         return *map_view(ctx, run_id, column, head), []
+
+    @app.callback(Output(ids.HM_MAP, "figure", allow_duplicate=True), Input(ids.HM_HEAD, "data"),
+                  prevent_initial_call=True)
+    @guarded
+    def mark_head(head):
+        """Move the map's marker (trace 1) to the selected head: a few bytes, not the whole map again."""
+        if not isinstance(head, str) or len(head) > 20:
+            raise PreventUpdate
+        ref = wb.HeadRef.parse(head)
+        figure = Patch()
+        figure["data"][1]["x"], figure["data"][1]["y"] = [ref.head], [ref.layer]
+        return figure
 
     @app.callback(Output(ids.HM_HEAD, "data"), Output(ids.HM_HEAD_INPUT, "value"), Output(HEAD_MESSAGE, "children"),
                   Input(ids.HM_MAP, "clickData"), Input({"type": ids.TOP_HEAD_BUTTON, "index": ALL}, "n_clicks"),
@@ -85,12 +97,12 @@ def register(app, ctx: AppContext) -> None:
         tokens = controllers.int_in(max_tokens, 8, 512, "Max tokens")
         body = controllers.prompt_text(prompt, text)
         job = ctx.worker.submit("head_pattern", {"text": body, "head": head, "max_tokens": tokens})
-        return job, False, progress_line(ctx.worker.status(job))
+        return job, True, progress_line(ctx.worker.status(job))  # the poll (on the job) turns its timer on
 
     @app.callback(Output(ids.HM_PATTERN, "figure"), Output(ids.HM_PATTERN, "config"),
                   Output(ids.HM_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.HM_PROGRESS, "children", allow_duplicate=True),
-                  Input(ids.HM_JOB_POLL, "n_intervals"), State(ids.HM_JOB, "data"), prevent_initial_call=True)
+                  Input(ids.HM_JOB_POLL, "n_intervals"), Input(ids.HM_JOB, "data"), prevent_initial_call=True)
     @polled(ctx, 2)
     def poll_pattern(res):
         fig = wb.plot_pattern(res["tokens"], res["pattern"], head=res["head"], window_start=res["window_start"])

@@ -64,13 +64,13 @@ def register(app, ctx: AppContext) -> None:
             raise controllers.AppInputError("Model work is off (the app was started without a model worker).")
         job = ctx.worker.submit("intervene", args)
         query, note = IC.request_query({"typed": typed, "patch": patch}, args)
-        return job, False, query, [alert(note, "warn")] if note else []
+        return job, True, query, [alert(note, "warn")] if note else []  # the poll turns its timer on
 
     @app.callback(Output(ids.IV_SUMMARY, "children"), Output(ids.IV_TABLE, "children"),
                   Output(ids.IV_FIGURE, "figure"), Output(ids.IV_HISTORY, "children"),
                   Output(ids.IV_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.IV_PROGRESS, "children"),
-                  Input(ids.IV_JOB_POLL, "n_intervals"), State(ids.IV_JOB, "data"), prevent_initial_call=True)
+                  Input(ids.IV_JOB_POLL, "n_intervals"), Input(ids.IV_JOB, "data"), prevent_initial_call=True)
     @polled(ctx, 4)
     def poll(result):
         per_prompt, aggregate = IC.intervention_frames(result)

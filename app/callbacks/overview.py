@@ -45,11 +45,11 @@ def register(app, ctx: AppContext) -> None:
         saved = controllers.circuit_table(None)["name"]
         args = requests.analysis_request(analysis, params, info.get("analyses", []), saved)
         job = ctx.worker.submit("run_analysis", args)
-        return job, False, []
+        return job, True, []  # the poll (on the job) turns its timer on
 
     @app.callback(Output(ids.OV_RUNS, "children"), Output(ids.OV_MESSAGE, "children", allow_duplicate=True),
                   Output(ids.OV_JOB_POLL, "disabled", allow_duplicate=True), Output(ids.OV_PROGRESS, "children"),
-                  Input(ids.OV_JOB_POLL, "n_intervals"), State(ids.OV_JOB, "data"), prevent_initial_call=True)
+                  Input(ids.OV_JOB_POLL, "n_intervals"), Input(ids.OV_JOB, "data"), prevent_initial_call=True)
     @polled(ctx, 2, keep=(0,))  # the runs table stays while a run waits
     def poll(result):
         run_id = result["run_id"]

@@ -28,11 +28,11 @@ def register(app, ctx: AppContext) -> None:
         job = ctx.worker.submit("token_traces", {"text": body, "window": window, "head": head})
         query = controllers.build_query({"prompt": prompt, "head": head, "window": window,
                                          "text": body if prompt == "custom" and len(body) <= 500 else None})
-        return job, False, query, []
+        return job, True, query, []  # the poll (on the job) turns its timer on
 
     @app.callback(Output(ids.TK_FIGURE, "figure"), Output(ids.TK_JOB_POLL, "disabled", allow_duplicate=True),
                   Output(ids.TK_PROGRESS, "children"),
-                  Input(ids.TK_JOB_POLL, "n_intervals"), State(ids.TK_JOB, "data"), prevent_initial_call=True)
+                  Input(ids.TK_JOB_POLL, "n_intervals"), Input(ids.TK_JOB, "data"), prevent_initial_call=True)
     @polled(ctx, 1)
     def poll(res):
         what = f"{len(res['tokens'])} tokens" + controllers.truncation(res)

@@ -23,13 +23,13 @@ def prompt_options() -> list[dict]:
 
 def map_view(ctx: AppContext, run_id: str, column: str | None, head: str | None):
     """(colour-by options, heatmap figure, top-heads table, the column's definition, the map's PNG config) of a
-    run; shared by the layout and its callback."""
+    run; shared by the layout and its callback. The figure's trace 1 marks `head`."""
     scores = controllers.load_scores(run_id, ctx.runs())
     columns = controllers.numeric_columns(scores)
     column = column if isinstance(column, str) and column in columns else "score"
     ref = wb.HeadRef.parse(head) if isinstance(head, str) and head else None
-    fig = wb.plot_heads(scores, column, highlight=[(ref.layer, ref.head)] if ref else [],
-                        title=controllers.map_title(scores, column))
+    fig = wb.plot_heads(scores, column, title=controllers.map_title(scores, column))
+    fig.add_trace(wb.plot_head_marker([(ref.layer, ref.head)] if ref else []))  # trace 1: callbacks.heads.mark_head
     name = f"{scores['analysis'].iloc[0]}_{column}_{run_id}"
     return (columns, fig, table(controllers.top_heads(scores, column, n=12), head_buttons="head_label", csv=name),
             definition(str(scores["analysis"].iloc[0]), column), png_config(name))

@@ -1,5 +1,9 @@
-"""One head's post-softmax pattern `A[q, k]` on one prompt (bridge, at most `max_tokens`: BOS plus the last ones),
-and the prompt helpers the app's views share.
+"""One head's post-softmax pattern `A[q, k]` on one prompt (at most `max_tokens`: BOS plus the last ones), and the
+prompt helpers the app's views share.
+
+`head_pattern` (Head map's pattern card) reads the layer's post-rotary q and k from `window.layer_qk`'s LRU: the
+first head asked on a prompt costs one prefill (which keeps every layer), each further head on that prompt one
+`T×T` matmul. `pattern_of` is the bridge's own `hook_pattern`, the reference the tests compare against.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from workbench.core.errors import PromptError
 from workbench.core.heads import HeadRef, check_heads
 from workbench.core.scores import head_label
 from workbench.engine import hooks
+from workbench.engine.window import window_pattern
 from workbench.models.loading import model_info
 
 MAX_TEXT_CHARS = 200_000
@@ -64,7 +69,8 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
     ids = prompt_ids(model, text)
     has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
     window, start = last_window(ids, max_tokens, has_bos)
-    pattern = pattern_of(model, window, int(layer), int(head))
+    rows = window_pattern(model, window, int(layer), page=0, size=len(window))
+    pattern = rows.pattern[int(head)].float()
     return {"head": head_label(int(layer), int(head)), "layer": int(layer), "head_index": int(head),
             "tokens": token_labels(info.tokenizer, window), "pattern": pattern.tolist(),
             "n_tokens_total": len(ids), "window_start": start, "truncated": start > 0}

@@ -67,12 +67,17 @@ def head_heatmap(scores: pd.DataFrame, column: str = "score", *, title: str | No
         z=grid, x=list(range(n_heads)), y=list(range(n_layers)), text=hover, hovertemplate="%{text}<extra></extra>",
         colorscale=colorscale, zmid=zmid, zmin=zmin, zmax=zmax, xgap=1, ygap=1, colorbar=colorbar))
     if highlight:
-        fig.add_trace(go.Scatter(x=[h for _, h in highlight], y=[layer for layer, _ in highlight], mode="markers",
-                                 marker=dict(symbol="square-open", size=16, color=highlight_color, line=dict(width=3)),
-                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(head_marker(highlight, highlight_color))
     head_grid_layout(fig, n_layers, n_heads, title=title or column, height=height)
     fig.update_layout(clickmode="event")
     return fig
+
+
+def head_marker(heads: Sequence[tuple[int, int]], color: str = "#ff3b30") -> go.Scatter:
+    """Open squares around `heads` [(layer, head)] on a layer × head map (an empty trace when there are none)."""
+    return go.Scatter(x=[h for _, h in heads], y=[layer for layer, _ in heads], mode="markers",
+                      marker=dict(symbol="square-open", size=16, color=color, line=dict(width=3)),
+                      hoverinfo="skip", showlegend=False)
 
 
 def head_grid_layout(fig: go.Figure, n_layers: int, n_heads: int, *, title: str, height: int | None = None) -> None:
@@ -122,7 +127,8 @@ def pattern_heatmap(tokens: Sequence[str], pattern, *, head: str = "", window_st
     ticktext = [f"{labels[i]} ·{pos[i]}" for i in ticks]
     hover_x = "key" + (f" block of {step}" if step > 1 else "")
     fig = go.Figure(go.Heatmap(
-        z=shown, colorscale="Blues", zmin=0, zmax=max(1e-6, float(np.nanmax(shown)) if n else 1.0),
+        z=shown.astype(np.float32),  # float32: half the figure's bytes (hover shows 3 decimals)
+        colorscale="Blues", zmin=0, zmax=max(1e-6, float(np.nanmax(shown)) if n else 1.0),
         hovertemplate=f"query #%{{y}} · {hover_x} #%{{x}}<br>attention %{{z:.3f}}<extra></extra>",
         colorbar=dict(title=dict(text="attention", side="right"), thickness=12)))
     note = f" (block-max, {step}×{step} tokens per cell)" if step > 1 else ""
