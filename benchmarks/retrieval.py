@@ -71,16 +71,18 @@ def plain(info, ids, n_new: int) -> None:
     import torch
     from transformers import DynamicCache
 
+    from workbench.engine.devices import cache_kwargs
+
     model = info.stream_model
     previous = model.config._attn_implementation
     model.config._attn_implementation = "sdpa"
     try:
         with torch.inference_mode():
             cache = DynamicCache(config=info.hf_config)
-            out = model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = model(input_ids=torch.tensor([ids]), **cache_kwargs(cache), use_cache=True, logits_to_keep=1)
             nxt = out.logits[0, -1].argmax()
             for _ in range(n_new - 1):
-                out = model(input_ids=nxt.view(1, 1), past_key_values=cache, use_cache=True, logits_to_keep=1)
+                out = model(input_ids=nxt.view(1, 1), **cache_kwargs(cache), use_cache=True, logits_to_keep=1)
                 nxt = out.logits[0, -1].argmax()
     finally:
         model.config._attn_implementation = previous
