@@ -81,3 +81,4 @@ def test_a_refused_request_shows_no_stale_result(live):
     assert driver.find_elements("css selector", "#iv-table tr") == []
     assert "✓" not in browser.wait_for(driver, "#iv-progress").text
     assert browser.wait_for(driver, "#iv-summary").text == ""
+    assert "L99H0" in browser.wait_for(driver, "#iv-message").text  # the clean-up poll keeps the refusal's message

@@ -52,9 +52,10 @@ def guarded(fn):
         for i, name in enumerate(names[:-1]):
             if isinstance(name, str) and name in JOB_SLOTS and outputs[i].get("property") == "data":
                 poll, progress = JOB_SLOTS[name]
-                values[i] = {"refused": True, "keep_progress": progress in names}
+                # the job Store triggers its poll, which clears the last result but not this message
+                values[i] = {"refused": True, "keep_progress": progress in names, "message": names[-1]}
                 if poll in names[:-1]:
-                    values[names.index(poll)] = False
+                    values[names.index(poll)] = True
         return tuple(values)
     return wrapper
 
@@ -71,9 +72,12 @@ def polled(ctx, n_results: int, keep: tuple[int, ...] = ()):
     def decorate(show):
         @functools.wraps(show)
         def poll(_n, job):
+            outputs = _outputs()[:n_results]
             blank = tuple(no_update if i in keep else BLANK_FIGURE if o.get("property") == "figure" else None
-                          for i, o in enumerate(_outputs()[:n_results]))
-            if isinstance(job, dict) and job.get("refused"):
+                          for i, o in enumerate(outputs))
+            if isinstance(job, dict) and job.get("refused"):  # keep the refusal's message where it was written
+                blank = tuple(no_update if o.get("id") == job.get("message") else b
+                              for o, b in zip(outputs, blank, strict=True))
                 return (*blank, True, no_update if job.get("keep_progress") else None)
             if not job or ctx.worker is None:
                 raise PreventUpdate
