@@ -307,6 +307,6 @@ def attention_window(model, text: str, layer: int, page: int = 0, size: int = 51
     """Every head of `layer` for query tokens page·size .. +size of `text` (up to the model's context): window
     tokens, rows over the window's keys (base64 uint16, lower triangle), BOS and before-window mass per row.
     One prefill caches post-rotary q and k in an LRU, so a page turn is one matmul per head (engine.window)."""
-    from workbench.engine.window import window_payload
+    from workbench.engine.probe import window_payload
 
     return window_payload(_as_model(model), text, layer, page, size)

@@ -4,6 +4,7 @@ prompt helpers the app's views share.
 `head_pattern` (Head map's pattern card) reads the layer's post-rotary q and k from `window.layer_qk`'s LRU: the
 first head asked on a prompt costs one prefill (which keeps every layer), each further head on that prompt one
 `T×T` matmul. `pattern_of` is the bridge's own `hook_pattern`, the reference the tests compare against.
+`window_payload` is the attention text view's page of every head of a layer.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import torch
 from workbench.core.errors import PromptError
 from workbench.core.heads import HeadRef, check_heads
 from workbench.core.scores import head_label
-from workbench.engine import hooks
-from workbench.engine.window import window_pattern
+from workbench.engine import hooks, window
 from workbench.models.loading import model_info
 
 MAX_TEXT_CHARS = 200_000
@@ -68,9 +68,26 @@ def head_pattern(model, text: str, layer: int, head: int, max_tokens: int = 256)
     max_tokens = min(check_max_tokens(max_tokens, high=1024), info.n_ctx)
     ids = prompt_ids(model, text)
     has_bos = info.tokenizer.bos_token_id is not None and ids[0] == info.tokenizer.bos_token_id
-    window, start = last_window(ids, max_tokens, has_bos)
-    rows = window_pattern(model, window, int(layer), page=0, size=len(window))
+    kept, start = last_window(ids, max_tokens, has_bos)
+    rows = window.window_pattern(model, kept, int(layer), page=0, size=len(kept))
     pattern = rows.pattern[int(head)].float()
     return {"head": head_label(int(layer), int(head)), "layer": int(layer), "head_index": int(head),
-            "tokens": token_labels(info.tokenizer, window), "pattern": pattern.tolist(),
+            "tokens": token_labels(info.tokenizer, kept), "pattern": pattern.tolist(),
             "n_tokens_total": len(ids), "window_start": start, "truncated": start > 0}
+
+
+def window_payload(model, text: str, layer: int, page: int = 0, size: int = 512) -> dict:
+    """JSON-ready page of `text` for the app: window tokens, every head's rows (base64 uint16, lower triangle),
+    BOS and before-window mass per row (5 decimals)."""
+    import base64
+
+    info = model_info(model)
+    ids = prompt_ids(model, text)
+    wp = window.window_pattern(model, ids, layer, page, size)
+    n_heads = wp.pattern.shape[0]
+    return {"layer": layer, "heads": [head_label(layer, h) for h in range(n_heads)], "page": page, "size": size,
+            "n_pages": window.n_pages(len(ids), size), "start": wp.start, "stop": wp.stop, "n_tokens": wp.n_tokens,
+            "tokens": token_labels(info.tokenizer, ids[wp.start:wp.stop]),
+            "pattern_u16": base64.b64encode(window.lower_triangle_u16(wp.pattern)).decode("ascii"),
+            "bos": None if wp.bos is None else wp.bos.double().round(decimals=5).tolist(),
+            "before": wp.before.double().round(decimals=5).tolist()}

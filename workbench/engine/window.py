@@ -202,23 +202,3 @@ def lower_triangle_u16(pattern: torch.Tensor) -> bytes:
     rows, cols = torch.tril_indices(w, w)
     values = (pattern[:, rows, cols].clamp(0, 1) * 65535).round().to(torch.int32)
     return values.numpy().astype("<u2").tobytes()
-
-
-def window_payload(model, text: str, layer: int, page: int = 0, size: int = 512) -> dict:
-    """JSON-ready page of `text` for the app: window tokens, every head's rows (base64 uint16, lower triangle),
-    BOS and before-window mass per row (5 decimals)."""
-    import base64
-
-    from workbench.core.scores import head_label
-    from workbench.engine.probe import prompt_ids, token_labels
-
-    info = model_info(model)
-    ids = prompt_ids(model, text)
-    wp = window_pattern(model, ids, layer, page, size)
-    n_heads = wp.pattern.shape[0]
-    return {"layer": layer, "heads": [head_label(layer, h) for h in range(n_heads)], "page": page, "size": size,
-            "n_pages": n_pages(len(ids), size), "start": wp.start, "stop": wp.stop, "n_tokens": wp.n_tokens,
-            "tokens": token_labels(info.tokenizer, ids[wp.start:wp.stop]),
-            "pattern_u16": base64.b64encode(lower_triangle_u16(wp.pattern)).decode("ascii"),
-            "bos": None if wp.bos is None else wp.bos.double().round(decimals=5).tolist(),
-            "before": wp.before.double().round(decimals=5).tolist()}
