@@ -32,7 +32,8 @@ def _outputs() -> list[dict]:
 
 def guarded(fn):
     """Run a callback; on error, leave every output unchanged except the LAST, which gets an alert (and a job Store
-    among the outputs gets a 'refused' marker, its poll enabled: `polled` then blanks the last result)."""
+    among the outputs gets a 'refused' marker naming that output: the Store triggers `polled`, which blanks the last
+    result but not the alert)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
