@@ -6,7 +6,6 @@ worker is a real child process. Most tests use the tiny model; one uses the real
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -30,20 +29,10 @@ def _saved_runs(model_name: str, root, n_tokens: tuple[int, ...]) -> list[str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """(base url, driver, run ids) for an app on the tiny model with two saved runs."""
-    from workbench_app.main import create_app
-    from workbench_app.worker_client import WorkerClient
-
     root = tmp_path_factory.mktemp("app")
     run_ids = _saved_runs("tiny", root, (48, 24))
-    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(root / "cache"), "WORKBENCH_RESULTS_DIR": str(root / "results")}
-    worker = WorkerClient("tiny", env=env)
-    worker.start()
-    dash_app = create_app("tiny", results_dir=root / "results", worker=worker)
-    try:
-        with browser.serve(dash_app) as url, browser.chromium() as driver:
-            yield url, driver, run_ids
-    finally:
-        worker.stop()
+    with browser.live_app("tiny", root) as (url, driver, _worker):
+        yield url, driver, run_ids
 
 
 def text_of(driver, css: str) -> str:
@@ -176,38 +165,27 @@ def test_bad_input_shows_messages_and_the_server_keeps_serving(live):
 def test_real_smollm2_pattern_click_and_intervention(tmp_path):
     from selenium.webdriver.common.by import By
 
-    from workbench_app.main import create_app
-    from workbench_app.worker_client import WorkerClient
-
     (run_id,) = _saved_runs("smollm2-135m", tmp_path, (32,))
-    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(tmp_path / "cache"),
-           "WORKBENCH_RESULTS_DIR": str(tmp_path / "results")}
-    worker = WorkerClient("smollm2-135m", env=env)
-    worker.start()
-    dash_app = create_app("smollm2-135m", results_dir=tmp_path / "results", worker=worker)
-    try:
-        with browser.serve(dash_app) as url, browser.chromium() as driver:
-            driver.get(f"{url}/heads?run={run_id}&tokens=64")
-            ms = browser.first_paint_of(driver, "#hm-map g.hm")
-            print(f"\nhead map of a stored SmolLM2 run (30x9 heads), first load while the worker loads the model: "
-                  f"rendered {ms:.0f} ms after navigation start")
-            click_map_cell(driver, "hm-map", 3, 5, n_layers=30, n_heads=9)
-            wait_text(driver, "#hm-head-title", "L3H5: attention pattern")
-            done = wait_text(driver, "#hm-progress", "✓ L3H5 on 64 tokens", timeout=240)
-            print(f"pattern: {done}")
-            browser.wait_for(driver, "#hm-pattern g.hm")
-            driver.get(f"{url}/heads?run={run_id}")
-            ms = browser.first_paint_of(driver, "#hm-map g.hm")
-            print(f"head map again (model loaded, browser cache warm): rendered {ms:.0f} ms after navigation start")
-            driver.get(f"{url}/interventions?heads=L3H5&edit=ablate&n=2&tokens=32")  # a linked view: Run starts it
-            browser.wait_for(driver, "#iv-go").click()
-            table = browser.wait_for(driver, "#iv-result-table", timeout=240)
-            assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
-            summary = text_of(driver, "#iv-summary")
-            assert "ablate[zero] L3H5" in summary
-            print(f"intervention: {summary}")
-    finally:
-        worker.stop()
+    with browser.live_app("smollm2-135m", tmp_path) as (url, driver, _worker):
+        driver.get(f"{url}/heads?run={run_id}&tokens=64")
+        ms = browser.first_paint_of(driver, "#hm-map g.hm")
+        print(f"\nhead map of a stored SmolLM2 run (30x9 heads), first load while the worker loads the model: "
+              f"rendered {ms:.0f} ms after navigation start")
+        click_map_cell(driver, "hm-map", 3, 5, n_layers=30, n_heads=9)
+        wait_text(driver, "#hm-head-title", "L3H5: attention pattern")
+        done = wait_text(driver, "#hm-progress", "✓ L3H5 on 64 tokens", timeout=240)
+        print(f"pattern: {done}")
+        browser.wait_for(driver, "#hm-pattern g.hm")
+        driver.get(f"{url}/heads?run={run_id}")
+        ms = browser.first_paint_of(driver, "#hm-map g.hm")
+        print(f"head map again (model loaded, browser cache warm): rendered {ms:.0f} ms after navigation start")
+        driver.get(f"{url}/interventions?heads=L3H5&edit=ablate&n=2&tokens=32")  # a linked view: Run starts it
+        browser.wait_for(driver, "#iv-go").click()
+        table = browser.wait_for(driver, "#iv-result-table", timeout=240)
+        assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
+        summary = text_of(driver, "#iv-summary")
+        assert "ablate[zero] L3H5" in summary
+        print(f"intervention: {summary}")
 
 
 def test_run_an_analysis_from_the_overview(live):

@@ -4,11 +4,8 @@ query), and the one-click ablation; a head outside the model gets a message, not
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from test_app_browser import click_map_cell, no_error_page, text_of
-from test_app_browser import wait_text as _wait_text
 
 from workbench_app import browser
 
@@ -16,28 +13,16 @@ pytestmark = pytest.mark.skipif(None in browser.find_browser(),
                                 reason="needs chromium + chromedriver (scripts/setup.sh installs them)")
 
 
-def wait_text(driver, css: str, needle: str, timeout: float = 60.0) -> str:
-    """test_app_browser.wait_text, retried while the page swaps the element out (navigation, re-render)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    for _ in range(20):
-        try:
-            return _wait_text(driver, css, needle, timeout)
-        except StaleElementReferenceException:
-            continue
-    raise AssertionError(f"{css!r} kept being replaced")
+wait_text = browser.wait_text  # retries while the page swaps an element out
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     from workbench import api
-    from workbench_app.main import create_app
-    from workbench_app.worker_client import WorkerClient
 
     root = tmp_path_factory.mktemp("atlas-browser")
-    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(root / "cache"), "WORKBENCH_RESULTS_DIR": str(root / "results")}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WORKBENCH_CACHE_DIR", env["WORKBENCH_CACHE_DIR"])
+        mp.setenv("WORKBENCH_CACHE_DIR", str(root / "cache"))
         tiny = api.load_model("tiny")
         run = api.run("attention_profile", tiny, params={"n_prompts": 2, "n_tokens": 32}, results_dir=root / "results",
                       progress=False)
@@ -47,14 +32,8 @@ def live(tmp_path_factory):
         api.run("attention_profile", "tiny-mha", params={"n_prompts": 2, "n_tokens": 32},
                 results_dir=root / "results", progress=False)
         api.build_atlas("tiny-mha", n_boot=20, results_dir=root / "results")
-    worker = WorkerClient("tiny", env=env)
-    worker.start()
-    dash_app = create_app("tiny", results_dir=root / "results", worker=worker)
-    try:
-        with browser.serve(dash_app) as url, browser.chromium() as driver:
-            yield url, driver, run.record.run_id, root / "results"
-    finally:
-        worker.stop()
+    with browser.live_app("tiny", root) as (url, driver, _worker):
+        yield url, driver, run.record.run_id, root / "results"
 
 
 def test_atlas_page_shows_the_rank_table_and_links_heads_to_profiles(live):

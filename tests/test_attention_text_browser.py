@@ -4,8 +4,6 @@ paging reaches the last token (one prefill; later pages reuse the cached q and k
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from test_app_browser import no_error_page, text_of
 from test_atlas_app_browser import wait_text
@@ -22,22 +20,13 @@ def live(tmp_path_factory, smol):
     from workbench import api
     from workbench.engine.probe import prompt_ids, token_labels
     from workbench.models.loading import model_info
-    from workbench_app.main import create_app
-    from workbench_app.worker_client import WorkerClient
 
     root = tmp_path_factory.mktemp("attention-browser")
     tok = model_info(smol).tokenizer
     text = tok.decode(prompt_ids(smol, api.public_domain_text()[:20_000])[1:4096])
     ids = prompt_ids(smol, text)
-    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(root / "cache"), "WORKBENCH_RESULTS_DIR": str(root / "results")}
-    worker = WorkerClient("smollm2-135m", env=env)
-    worker.start()
-    dash_app = create_app("smollm2-135m", results_dir=root / "results", worker=worker)
-    try:
-        with browser.serve(dash_app) as url, browser.chromium() as driver:
-            yield url, driver, text, len(ids), token_labels(tok, ids[-1:])[0]
-    finally:
-        worker.stop()
+    with browser.live_app("smollm2-135m", root) as (url, driver, _worker):
+        yield url, driver, text, len(ids), token_labels(tok, ids[-1:])[0]
 
 
 def test_a_4096_token_prompt_pages_to_the_end_and_hover_colours_tokens(live):

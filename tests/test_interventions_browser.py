@@ -4,11 +4,11 @@ the URL of the result, opened in a new tab, shows the request filled in and runs
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
+from test_app_browser import text_of
 
 from workbench_app import browser
 
@@ -18,56 +18,41 @@ HEADS = "L23H3, L20H0, L17H4"  # the largest |score| heads of circuits/smollm2-1
 SCREENSHOT = Path(__file__).parents[1] / "docs" / "screenshots" / "ioi_patching.png"
 
 
-def text_of(driver, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
-
-
 def test_ioi_logit_diff_patching_end_to_end_and_its_url(tmp_path):
     from selenium.webdriver.common.by import By
 
     from workbench import api
-    from workbench_app.main import create_app
-    from workbench_app.worker_client import WorkerClient
 
     results = tmp_path / "results"
-    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(tmp_path / "cache"), "WORKBENCH_RESULTS_DIR": str(results)}
-    worker = WorkerClient("smollm2-135m", env=env)
-    worker.start()
-    dash_app = create_app("smollm2-135m", results_dir=results, worker=worker)
     started = time.monotonic()
-    try:
-        with browser.serve(dash_app) as url, browser.chromium(height=1400) as driver:
-            driver.get(f"{url}/interventions?edit=patch&metric=logit_diff&source=ioi&n=8")
-            browser.wait_for(driver, "#iv-heads").send_keys(HEADS)
-            driver.find_element(By.ID, "iv-go").click()
-            table = browser.wait_for(driver, "#iv-result-table, #iv-progress .alert", timeout=420)
-            assert table.get_attribute("id") == "iv-result-table", text_of(driver, "#iv-progress")
-            rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
-            header = text_of(driver, "#iv-result-table thead")
-            assert len(rows) == 8 and "clean logit_diff" in header and "edited logit_diff" in header
-            aggregate = text_of(driver, "#iv-aggregate-table")
-            assert "patch" in aggregate and "ioi-8-s0" in aggregate
-            assert "saved run" in text_of(driver, "#iv-progress")
-            assert "Saved interventions (1)" in text_of(driver, "#iv-history")  # redrawn after the run
-            browser.full_page_screenshot(driver, str(SCREENSHOT))
-            print(f"\nIOI patching ({HEADS}): {aggregate}")
-            saved = api.find_results(kind="intervention", results_dir=results)
-            assert len(saved) == 1 and "heads=L17H4,L20H0,L23H3" in saved["params"].iloc[0]
+    with browser.live_app("smollm2-135m", tmp_path, height=1400) as (url, driver, worker):
+        driver.get(f"{url}/interventions?edit=patch&metric=logit_diff&source=ioi&n=8")
+        browser.wait_for(driver, "#iv-heads").send_keys(HEADS)
+        driver.find_element(By.ID, "iv-go").click()
+        table = browser.wait_for(driver, "#iv-result-table, #iv-progress .alert", timeout=420)
+        assert table.get_attribute("id") == "iv-result-table", text_of(driver, "#iv-progress")
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        header = text_of(driver, "#iv-result-table thead")
+        assert len(rows) == 8 and "clean logit_diff" in header and "edited logit_diff" in header
+        aggregate = text_of(driver, "#iv-aggregate-table")
+        assert "patch" in aggregate and "ioi-8-s0" in aggregate
+        assert "saved run" in text_of(driver, "#iv-progress")
+        assert "Saved interventions (1)" in text_of(driver, "#iv-history")  # redrawn after the run
+        browser.full_page_screenshot(driver, str(SCREENSHOT))
+        print(f"\nIOI patching ({HEADS}): {aggregate}")
+        saved = api.find_results(kind="intervention", results_dir=results)
+        assert len(saved) == 1 and "heads=L17H4,L20H0,L23H3" in saved["params"].iloc[0]
 
-            link = driver.current_url  # the whole request, as the Run button wrote it
-            assert "source=ioi" in link and "metric=logit_diff" in link and "heads=" in link
-            driver.switch_to.new_window("tab")
-            driver.get(link)
-            heads = browser.wait_for(driver, "#iv-heads")
-            assert heads.get_attribute("value") == "L17H4,L20H0,L23H3"
-            assert "IOI" in text_of(driver, "#iv-source") and "logit_diff" in text_of(driver, "#iv-metric")
-            assert browser.wait_for(driver, "#iv-n-prompts").get_attribute("value") == "8"
-            time.sleep(3)  # a job started on open would be queued or running by now
-            assert not driver.find_elements(By.CSS_SELECTOR, "#iv-result-table") and worker.pending() == 0
-            assert len(api.find_results(kind="intervention", results_dir=results)) == 1
-            assert "Saved interventions (1)" in text_of(driver, "#iv-history")
-    finally:
-        worker.stop()
+        link = driver.current_url  # the whole request, as the Run button wrote it
+        assert "source=ioi" in link and "metric=logit_diff" in link and "heads=" in link
+        driver.switch_to.new_window("tab")
+        driver.get(link)
+        heads = browser.wait_for(driver, "#iv-heads")
+        assert heads.get_attribute("value") == "L17H4,L20H0,L23H3"
+        assert "IOI" in text_of(driver, "#iv-source") and "logit_diff" in text_of(driver, "#iv-metric")
+        assert browser.wait_for(driver, "#iv-n-prompts").get_attribute("value") == "8"
+        time.sleep(3)  # a job started on open would be queued or running by now
+        assert not driver.find_elements(By.CSS_SELECTOR, "#iv-result-table") and worker.pending() == 0
+        assert len(api.find_results(kind="intervention", results_dir=results)) == 1
+        assert "Saved interventions (1)" in text_of(driver, "#iv-history")
     print(f"browser test took {time.monotonic() - started:.1f} s")
