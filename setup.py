@@ -15,6 +15,7 @@ setup(
     package_dir={"workbench_app": "app", "workbench._data": "data", "workbench._circuits": "circuits"},
     package_data={
         "workbench_app": ["assets/*"],
+        "workbench.engine.kernels": ["*.c"],  # compiled on first use (workbench.engine.kernels)
         "workbench._data": ["sinks/*.json", "sinks/*.md", "counterfactual_qa/*.json", "reasoning/*.json",
                             "plans/*.toml"],
         "workbench._circuits": ["*.toml", "*.scores.parquet"],

@@ -16,6 +16,19 @@ FULL = ReducerRequest(row_argmax=True, column_sums=True, distance=True, key_sets
                       offsets=(1, 2), entropy=True)
 
 
+@pytest.fixture(autouse=True, params=["kernel", "torch"])
+def reducer_path(request, monkeypatch):
+    """Every test runs through the fused native kernel (where it builds) and through the torch path."""
+    from workbench.engine import kernels
+    from workbench.engine.kernels import softmax_stats
+
+    if request.param == "torch":
+        monkeypatch.setattr(softmax_stats, "available", lambda: False)
+    elif not softmax_stats.available():
+        pytest.skip(f"the native kernel is unavailable here: {kernels.why_unavailable('softmax_stats')}")
+    return request.param
+
+
 def _ids(model, text: str) -> torch.Tensor:
     info = model_info(model)
     return torch.tensor([[info.tokenizer.bos_token_id, *info.tokenizer(text, add_special_tokens=False)["input_ids"]]])
@@ -77,6 +90,25 @@ def test_clipped_distance(tiny, window):
     patterns, _ = _patterns(tiny, ids)
     request = ReducerRequest(distance_window=window, key_sets={"sink": [0, 1]}, offsets=(1,))
     _assert_matches(stream_forward(tiny, ids, request).stats, patterns, window=window)
+
+
+def test_statistics_without_entropy_or_offsets(tiny):
+    """No statistic reads P itself: the kernel leaves exp(s − max) in the block and P·V is scaled by the row max."""
+    ids = _ids(tiny, "deferred normalization gives the same statistics and head outputs")
+    patterns, cache = _patterns(tiny, ids)
+    lean = ReducerRequest(key_sets={"sink": [0, 1]})
+    stats = stream_forward(tiny, ids, lean, output_positions=[-1]).stats
+    info = model_info(tiny)
+    for layer, pattern in patterns.items():
+        i, want = stats.layer_index(layer), _direct(pattern.float())
+        torch.testing.assert_close(stats.argmax_val[:, i], want["argmax_val"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(stats.distance[:, i], want["distance"], atol=1e-3, rtol=1e-5)
+        torch.testing.assert_close(stats.key_mass["sink"][:, i], want["sink"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(stats.col_sum[:, i], want["col_sum"], atol=1e-4, rtol=1e-5)
+        w_o = info.stream_model.model.layers[layer].self_attn.o_proj.weight
+        z = cache[hooks.z(layer)][0, -1]
+        head_out = torch.einsum("hd,mhd->hm", z, w_o.view(info.d_model, info.n_heads, info.d_head))
+        torch.testing.assert_close(stats.head_out[0, i, 0], head_out, atol=1e-5, rtol=1e-5)
 
 
 def test_many_small_blocks_give_the_same_answer(tiny, monkeypatch):

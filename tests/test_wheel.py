@@ -79,6 +79,7 @@ def test_wheel_runs_outside_the_repository(tmp_path):
     assert "is in the catalog" in profile.stdout
     assert list((tmp_path / "xdg-data" / "attention-workbench" / "results" / "attention_profile").iterdir())
     assert list((tmp_path / "xdg-cache" / "attention-workbench" / "activations").iterdir())
+    assert list((tmp_path / "models" / "_kernels").glob("softmax_stats-*.so")), "the shipped kernel source built"
     helped = run(str(venv / "bin" / "workbench"), "sinks", "search", "--help")
     assert helped.returncode == 0 and "--device" in helped.stdout and "--dtype" in helped.stdout
     checked = run(str(py), "-c", CHECK)

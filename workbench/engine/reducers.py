@@ -50,31 +50,51 @@ class LayerAccumulator:
 
     def add_block(self, probs: torch.Tensor, q_pos: torch.Tensor, request: ReducerRequest,
                   query_valid: torch.Tensor | None, key_index: dict[str, torch.Tensor],
-                  projected: torch.Tensor | None = None) -> None:
+                  projected: torch.Tensor | None = None, row_stats=None) -> None:
         """Reduce `probs[B, H, C, K]` at `q_pos[C]`; `query_valid[B, C]` masks padding; accumulates in float32.
         `projected[B, H, C, E]`: `probs · value_columns(...)[:K]` when the caller got it from its P·V matmul.
+        `row_stats` (`kernels.softmax_stats.RowStats`): row max/argmax, distance and key-set masses the fused
+        kernel computed with the softmax, which also added this block's column sums (`grow_col_sum`).
         """
-        probs = probs.to(torch.float32)
-        if projected is None:
-            columns = value_columns(request, key_index, probs.shape[-1], probs)
-            projected = torch.matmul(probs, columns) if columns.shape[-1] else None
+        if probs.dtype != torch.float32:
+            probs = probs.to(torch.float32)
         self.row_pos.append(q_pos)
-        if request.row_argmax:
-            val, pos = _row_max(probs)
-            self.argmax_val.append(val)
-            self.argmax_pos.append(pos)
-        if request.distance:
-            self.distance.append(_distance(probs, q_pos, request.distance_window, projected[..., 0]))
+        if row_stats is not None:
+            if request.row_argmax:
+                self.argmax_val.append(row_stats.row_max)
+                self.argmax_pos.append(row_stats.row_argmax)
+            if request.distance:
+                self.distance.append(row_stats.distance)
+            for i, name in enumerate(key_index):
+                self.key_mass.setdefault(name, []).append(row_stats.key_mass[i])
+        else:
+            if projected is None:
+                columns = value_columns(request, key_index, probs.shape[-1], probs)
+                projected = torch.matmul(probs, columns) if columns.shape[-1] else None
+            if request.row_argmax:
+                val, pos = _row_max(probs)
+                self.argmax_val.append(val)
+                self.argmax_pos.append(pos)
+            if request.distance:
+                self.distance.append(_distance(probs, q_pos, request.distance_window, projected[..., 0]))
+            for i, name in enumerate(key_index, start=int(request.distance)):
+                self.key_mass.setdefault(name, []).append(projected[..., i].contiguous())  # not a view of P·V
+            if request.column_sums:
+                self._add_columns(probs, query_valid)
         if request.entropy:
             self.entropy.append(-(probs * probs.clamp_min(1e-30).log()).sum(-1))
-        for i, name in enumerate(key_index, start=int(request.distance)):
-            self.key_mass.setdefault(name, []).append(projected[..., i].contiguous())  # not a view of P·V
         for offset in request.offsets:
             idx = q_pos - int(offset)
             picked = probs.gather(-1, idx.clamp(min=0)[:, None].expand(*probs.shape[:-1], 1))[..., 0]
             self.offset_mass.setdefault(int(offset), []).append(picked * (idx >= 0))
-        if request.column_sums:
-            self._add_columns(probs, query_valid)
+
+    def grow_col_sum(self, b: int, h: int, n_keys: int, like: torch.Tensor) -> None:
+        """Make `col_sum` a contiguous float32 `[b, h, ≥ n_keys]` of running sums (zeros where new)."""
+        if self.col_sum is None:
+            self.col_sum = torch.zeros(b, h, n_keys, dtype=torch.float32, device=like.device)
+        elif self.col_sum.shape[-1] < n_keys or not self.col_sum.is_contiguous():
+            width = max(n_keys, self.col_sum.shape[-1])
+            self.col_sum = torch.nn.functional.pad(self.col_sum, (0, width - self.col_sum.shape[-1])).contiguous()
 
     def _add_columns(self, probs: torch.Tensor, query_valid: torch.Tensor | None) -> None:
         """`col_sum[k] += Σ_q valid[q]·A[q,k]` as one vector-matrix product per head (one read of the block)."""

@@ -21,6 +21,7 @@ import torch
 
 from workbench.core.errors import InterventionError
 from workbench.engine.devices import ACCUMULATE
+from workbench.engine.kernels import softmax_stats
 from workbench.engine.reducers import (
     AttentionStats,
     LayerAccumulator,
@@ -82,6 +83,20 @@ class _Collector:
     accs: dict[int, LayerAccumulator] = field(default_factory=dict)
     keys: dict[str, torch.Tensor] = field(default_factory=dict)
     scratch: torch.Tensor | None = None  # one score buffer reused by every block of every layer
+    flat_key_sets: softmax_stats.KeySets | None = None
+    position_lists: list[list[int]] | None = None
+
+    def output_position_lists(self) -> list[list[int]]:
+        """`output_positions[:, p]` for each p as Python ints (a block checks them without a device sync)."""
+        if self.position_lists is None:
+            self.position_lists = self.output_positions.T.tolist()
+        return self.position_lists
+
+    def key_sets(self) -> softmax_stats.KeySets:
+        """The request's key sets in the fused kernel's layout (built once)."""
+        if self.flat_key_sets is None:
+            self.flat_key_sets = softmax_stats.KeySets.of(list(self.keys.values()))
+        return self.flat_key_sets
 
     def score_buffer(self, numel: int, like: torch.Tensor) -> torch.Tensor:
         """Reusing one buffer keeps the allocator from fragmenting (RSS grew ~0.8 GB at 2048 tokens without). It is
@@ -206,8 +221,10 @@ def _block_keys(score_edits, q0: int, q1: int, tk: int, device) -> torch.Tensor 
 
 def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs) -> torch.Tensor:
     """Scores, softmax, P·V and every reduction in float32 (ACCUMULATE) whatever the model's dtype.
-    Per block: one Q·Kᵀ matmul per KV head (its query heads stacked as rows), one fused softmax, one matmul
-    `P·[V | value_columns]` (head output, `Σ P·k`, key-set masses), row max, column sums (a vector·matrix).
+    Per block: one Q·Kᵀ matmul per KV head (its query heads stacked as rows), then on the CPU the fused kernel
+    (`kernels.softmax_stats`: softmax, row max/argmax, distance, key-set masses and column sums in one pass per
+    row) and `P·V`; elsewhere (or without the kernel) one fused softmax, one matmul `P·[V | value_columns]`
+    (head output, `Σ P·k`, key-set masses), row max and column sums (a vector·matrix).
     """
     out_dtype = query.dtype
     query, key, value = (x.to(ACCUMULATE) for x in (query, key, value))
@@ -220,8 +237,15 @@ def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs)
     q_offset = tk - tq
     qg = (query if softcap else query * scale).view(b, h_kv, group, tq, d)
     k_t = key.transpose(-1, -2)  # [B, Hkv, D, Tk]
-    extra = value_columns(collector.request, collector.keys, tk, value)  # [Tk, E]
-    v_aug = torch.cat([value, extra.expand(b, h_kv, tk, extra.shape[-1])], dim=-1) if extra.numel() else value
+    fused = query.device.type == "cpu" and softmax_stats.available()
+    if fused:
+        v_aug, row_stats = value, softmax_stats.RowStats.empty(b, h, tq, collector.key_sets().count)
+        needs_probs = bool(collector.request.entropy or collector.request.offsets)  # else the kernel skips P
+        if collector.request.column_sums:
+            acc.grow_col_sum(b, h, tk, query)
+    else:
+        extra = value_columns(collector.request, collector.keys, tk, value)  # [Tk, E]
+        v_aug = torch.cat([value, extra.expand(b, h_kv, tk, extra.shape[-1])], dim=-1) if extra.numel() else value
     rows = max(1, min(tq, ROWS_PER_BLOCK, BLOCK_BYTES // max(1, b * h * tk * 4)))
     collector.score_buffer(b * h * rows * tk, query)  # the largest block first: growing blocks fragment the heap
     out = query.new_empty(b, h, tq, d)
@@ -235,14 +259,28 @@ def _blockwise(collector, acc, module, query, key, value, mask, scaling, kwargs)
         if softcap:
             scores.mul_(scale / softcap).tanh_().mul_(softcap)
         scores = scores.view(b, h, c, k_len)
-        _mask_block(scores, mask, q_pos, start, stop, window)
-        probs = _softmax_(scores)
-        if mask is not None:
-            probs.nan_to_num_(0.0)  # rows with no visible key (padding) carry no attention
-        pv = torch.matmul(probs.view(b, h_kv, group * c, k_len), v_aug[..., :k_len, :]).view(b, h, c, -1)
-        out[:, :, start:stop] = pv[..., :d]
         valid = None if collector.query_valid is None else collector.query_valid[:, q_pos]
-        acc.add_block(probs, q_pos, collector.request, valid, collector.keys, projected=pv[..., d:])
+        if fused:
+            if mask is not None:
+                _mask_block(scores, mask, q_pos, start, stop, window)
+            softmax_stats.softmax_stats_(
+                scores, q_offset + start, causal=mask is None, window=window if mask is None else None,
+                distance_window=collector.request.distance_window, key_sets=collector.key_sets(),
+                weights=valid, col_sum=acc.col_sum if collector.request.column_sums else None, into=row_stats,
+                row0=start, normalized=needs_probs)
+            probs = scores  # P if needs_probs, else e = P / row max
+            pv = torch.matmul(probs.view(b, h_kv, group * c, k_len), value[..., :k_len, :]).view(b, h, c, d)
+            out[:, :, start:stop] = pv if needs_probs else pv.mul_(row_stats.row_max[..., start:stop, None])
+            acc.add_block(probs, q_pos, collector.request, valid, collector.keys,
+                          row_stats=row_stats.rows(start, stop))
+        else:
+            _mask_block(scores, mask, q_pos, start, stop, window)
+            probs = _softmax_(scores)
+            if mask is not None:
+                probs.nan_to_num_(0.0)  # rows with no visible key (padding) carry no attention
+            pv = torch.matmul(probs.view(b, h_kv, group * c, k_len), v_aug[..., :k_len, :]).view(b, h, c, -1)
+            out[:, :, start:stop] = pv[..., :d]
+            acc.add_block(probs, q_pos, collector.request, valid, collector.keys, projected=pv[..., d:])
         _gather_head_outputs(collector, acc, module, out, q_pos, start, stop)
     return out.to(out_dtype)
 
@@ -276,15 +314,17 @@ def _gather_head_outputs(collector, acc, module, out, q_pos, start, stop) -> Non
     wanted = collector.output_positions
     if wanted is None or wanted.numel() == 0:
         return
+    first, last = int(q_pos[0]), int(q_pos[-1])  # q_pos: the block's absolute positions, ascending
+    hits = [p for p, column in enumerate(collector.output_position_lists()) if any(first <= x <= last for x in column)]
+    if not hits:
+        return
     w_o = module.o_proj.weight.to(out.dtype)  # [d_model, H*D]
     b, h, _, d = out.shape
     w_heads = w_o.reshape(w_o.shape[0], h, d).permute(1, 2, 0)  # [H, D, d_model]
-    for p in range(wanted.shape[1]):
+    for p in hits:
         pos = wanted[:, p]
-        inside = (pos >= q_pos[0]) & (pos <= q_pos[-1])
-        if not bool(inside.any()):
-            continue
-        rel = (pos - q_pos[0] + start).clamp(start, stop - 1)
+        inside = (pos >= first) & (pos <= last)
+        rel = (pos - first + start).clamp(start, stop - 1)
         z = out[torch.arange(b, device=out.device), :, rel]  # [B, H, D]
         vec = torch.einsum("bhd,hdm->bhm", z, w_heads)
         prev = acc.head_out.get(p, torch.zeros_like(vec))
