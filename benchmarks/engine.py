@@ -1,8 +1,8 @@
 """Engine benchmark on SmolLM2-135M: what the activation cache and the streaming reducers cost.
 
-Measured (all timings are medians of 3 repeats run side by side in one process, after one warm-up,
-because the machine is noisy; peak memory is measured in fresh child processes because ru_maxrss
-never goes down):
+Measured (all timings are medians of 3 repeats, 7 for the 2048-token reducer pairs, run side by side in one
+process after one warm-up, because the machine is noisy; peak memory is measured in fresh child processes
+because ru_maxrss never goes down):
 
 - cached_run_vs_forward_{128,512}: `ActivationStore.ensure` on a fresh store dir for one prompt
   (compute + write `hook_z` of every layer) / a plain bridge forward `bridge(ids)`.     target <= 1.15
@@ -44,6 +44,7 @@ from workbench.models import DEFAULT_MODEL  # noqa: E402
 
 MODEL = DEFAULT_MODEL
 REPEATS = 3
+REDUCER_REPEATS = {2048: 7, 8192: 3}  # a 2048-token pair takes ~8 s; more pairs steady its median on a noisy VM
 DEFAULT_OUT = SOURCE_ROOT / "benchmarks" / "out" / "engine.json"
 TARGETS = {
     "cached_run_vs_forward_128": ("<=", 1.15),
@@ -246,7 +247,7 @@ def reducer_vs_sdpa_time(bridge, info, length: int) -> tuple[float, dict]:
     ids = torch.tensor([token_ids(info.tokenizer, length)])
     sdpa_forward(info, ids), reducer_forward(bridge, ids)  # warm-up
     sdpa, reducer = [], []
-    for i in range(REPEATS):
+    for i in range(REDUCER_REPEATS.get(length, REPEATS)):
         sdpa.append(timed(lambda: sdpa_forward(info, ids)))
         reducer.append(timed(lambda: reducer_forward(bridge, ids)))
         log(f"  {length} tokens, repeat {i + 1}: sdpa {sdpa[-1]:.2f} s, reducer {reducer[-1]:.2f} s")
@@ -286,12 +287,17 @@ def write_figures(figures: dict, out: Path) -> None:
 def environment() -> dict:
     import torch
 
+    from workbench.engine import kernels
+    from workbench.engine.kernels import softmax_stats
+
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "libc": " ".join(platform.libc_ver()),
             "allocator": "default (glibc malloc)",
             "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
-            "tmp_dir": tempfile.gettempdir(), "repeats": REPEATS}
+            "tmp_dir": tempfile.gettempdir(), "repeats": REPEATS,
+            "reducer_repeats": REDUCER_REPEATS,
+            "native_kernel": softmax_stats.available() or kernels.why_unavailable("softmax_stats")}
 
 
 def main() -> None:

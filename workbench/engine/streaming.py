@@ -1,9 +1,11 @@
 """Streaming attention: per-head statistics while the model runs, never holding a T×T×heads tensor.
 
-A twin HF model shares the bridge's weights and uses our attention function: statistics layers recompute
-softmax(q·kᵀ·scale + mask) block by block over query rows (blocks sized to a memory budget) in one fused kernel,
-multiply it once by `[V | reducers.value_columns]` (head output, distance, key-set masses) and reduce the rest of
-each block with `reducers.LayerAccumulator`; other layers run SDPA. Handles KV caches, GQA
+A twin HF model shares the bridge's weights and uses our attention function: statistics layers compute
+q·kᵀ·scale + mask block by block over query rows (blocks sized to a memory budget). On the CPU one native kernel
+(`kernels.softmax_stats`) then does the softmax and every row statistic and column sum in one pass per row, and
+one matmul gives P·V; elsewhere (or without a C compiler) torch's fused softmax, one matmul by
+`[V | reducers.value_columns]` (head output, distance, key-set masses) and `reducers.LayerAccumulator` reduce
+the rest. Other layers run SDPA. Handles KV caches, GQA
 (query head h reads KV group h // (H / H_kv)), sliding windows, soft-capping; statistics run in float32.
 Edits (`HeadEdit`, from workbench.edits.apply): score edits recompute their heads block by block, z edits
 rewrite head outputs. When every score edit of a layer gives `visible_keys`, only those keys' logits are
@@ -32,7 +34,7 @@ from workbench.engine.reducers import (
 )
 
 BLOCK_BYTES = 48 * 2**20  # budget for one block of scores; peaks hold a few such tensors
-ROWS_PER_BLOCK = 64  # per layer vs SDPA (1 thread): 1.70x at 2048 tokens, 1.82x at 8192 (256 rows: 2.07x, 2.20x)
+ROWS_PER_BLOCK = 64  # torch path at 8192 tokens, whole model vs SDPA: 64 rows 1.54x, 32 rows 1.61x, 16 rows 2.01x
 STREAM_ATTN_IMPL = "workbench_stream"  # the attention implementation name the twin is built with
 _ACTIVE: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("workbench_stream", default=None)
 _EDITS: contextvars.ContextVar["Mapping[int, Sequence[HeadEdit]] | None"] = contextvars.ContextVar(
