@@ -22,6 +22,7 @@
 #define U 4  /* vectors per step: independent accumulators hide add/max latency */
 typedef float vf __attribute__((vector_size(W * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(W * sizeof(int32_t))));
+typedef uint32_t vu __attribute__((vector_size(W * sizeof(uint32_t)))); /* bit arithmetic that wraps */
 
 static inline vf load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
@@ -46,8 +47,8 @@ static inline vf exp_v(vf x) {
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * z + r + 1.0f;
-    const int32_t shift_bits = 0x4B400000; /* the bits of 1.5·2^23 */
-    vf scale = (vf)(((vi)t - shift_bits + 127) << 23); /* 2^n */
+    const uint32_t shift_bits = 0x4B400000u; /* the bits of 1.5·2^23 */
+    vf scale = (vf)(((vu)t - shift_bits + 127u) << 23); /* 2^n; garbage below −87.3 (masked), unsigned: no UB */
     return select(under, splat(0.0f), y * scale);
 }
 
