@@ -100,11 +100,10 @@ def _build(name: str) -> Path:
         raise RuntimeError(f"no kernel source {source}")
     cc = _compiler()
     variants = [(*FLAGS, *_arch_flags(), "-fopenmp"), (*FLAGS, *_arch_flags()), FLAGS]  # best first
-    code = source.read_bytes()
+    common = [source.read_bytes(), _version(cc).encode(), _cpu_signature().encode(), platform.platform().encode()]
     errors = []
     for flags in variants:
-        key = hashlib.sha256(b"\0".join([code, _version(cc).encode(), " ".join(flags).encode(),
-                                          _cpu_signature().encode(), platform.platform().encode()])).hexdigest()
+        key = hashlib.sha256(b"\0".join([*common, " ".join(flags).encode()])).hexdigest()
         target = model_cache_dir() / "_kernels" / f"{name}-{key[:20]}.so"
         if target.is_file():
             return target
