@@ -2,7 +2,7 @@
 
 Measured (all timings are medians of 3 repeats, 7 for the 2048-token reducer pairs, run side by side in one
 process after one warm-up, because the machine is noisy; peak memory is measured in fresh child processes
-because ru_maxrss never goes down):
+because a peak never goes down):
 
 - cached_run_vs_forward_{128,512}: `ActivationStore.ensure` on a fresh store dir for one prompt
   (compute + write `hook_z` of every layer) / a plain bridge forward `bridge(ids)`.     target <= 1.15
@@ -11,7 +11,7 @@ because ru_maxrss never goes down):
 - reducer_time_vs_sdpa_{2048,8192}: `stream_forward` with row argmax, column sums, distance-weighted sums,
   key-set mass on positions 0..3 and head outputs at the last position / a plain SDPA forward of
   the same HF model (base model, no lm_head).                             target <= 1.15 (2048), 1.3 (8192)
-- reducer_peak_mem_vs_sdpa_{2048,8192}: peak RSS (ru_maxrss) of a child that loads the model and runs
+- reducer_peak_mem_vs_sdpa_{2048,8192}: peak RSS (VmHWM) of a child that loads the model and runs
   one reducer forward / the same for one SDPA forward; medians of 3 children each.       target <= 1.2
   Loading can briefly peak above the forward, which would hide it, so after loading (weights paged in)
   the child resets the high-water mark (/proc/self/clear_refs); the metric is the peak from there on,
@@ -126,7 +126,12 @@ def hwm_bytes() -> int:
 
 
 def max_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    """This process's peak RSS: VmHWM where /proc has it. Not ru_maxrss there: Linux keeps it across execve, so a
+    child started by a benchmark that holds a model reports the parent's peak (776 MB for a bare `python -c`)."""
+    try:
+        return hwm_bytes()
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def reset_peak_rss() -> bool:
