@@ -17,7 +17,8 @@ from workbench.analyses.retrieval_heads.score import (
     locate_answer,
     score_trials,
 )
-from workbench.analyses.retrieval_heads.trials import estimate_seconds, format_duration, log_dir
+from workbench.analyses.retrieval_heads.trials import estimate_seconds, log_dir
+from workbench.core.durations import format_duration
 from workbench.core.prompts import tokenize
 from workbench.engine import streaming
 from workbench.engine.decode import greedy_generate
@@ -188,7 +189,8 @@ def test_damaged_or_foreign_trial_files_are_redone(tiny, trials, monkeypatch, wi
 def test_estimate_from_the_first_trial():
     first = {"row": {"n_tokens": 500, "prefill_s": 2.0, "decode_s": 3.0}}
     assert estimate_seconds(first, [500, 2000]) == pytest.approx((2 + 3) + (8 + 3))
-    assert format_duration(42) == "42 s" and format_duration(600) == "10.0 min" and format_duration(7200) == "2.0 h"
+    assert format_duration(42) == "42 s" and format_duration(605) == "10 min 5 s"
+    assert format_duration(7260) == "2 h 1 min" and format_duration(-3) == "0 s"
 
 
 _KILLED_CHILD = """

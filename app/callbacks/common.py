@@ -16,6 +16,7 @@ from dash import callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
 from workbench.api import WorkbenchError
+from workbench.core.durations import format_duration
 from workbench_app import ids
 from workbench_app.pages.common import JOB_SLOTS, alert
 
@@ -123,7 +124,7 @@ def progress_line(status: dict) -> html.Div:
         if isinstance(bar.get("rate"), (int, float)):
             parts.append(f"{bar['rate']:.3g} {bar.get('unit') or 'it'}/s")
         if isinstance(bar.get("eta_s"), (int, float)):
-            parts.append(f"~{duration(bar['eta_s'])} left")
+            parts.append(f"~{format_duration(bar['eta_s'])} left")
         body = [html.Progress(value=str(bar["done"]), max=str(bar["total"]), className="job-bar"),
                 html.Span(" · ".join([text, *parts]))]
     else:
@@ -138,12 +139,6 @@ def cancel_button(status: dict) -> list:
     cancelling = bool(status.get("cancelling"))
     return [html.Button("Cancelling…" if cancelling else "Cancel", id={"type": ids.JOB_CANCEL, "job": status["id"]},
                         disabled=cancelling, className="job-cancel", n_clicks=0)]
-
-
-def duration(seconds: float) -> str:
-    """6 s, 2 min 5 s, 1 h 3 min."""
-    s = max(0, int(round(seconds)))
-    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def done_line(status: dict, what: str) -> html.Div:

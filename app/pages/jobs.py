@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from workbench.core.durations import format_duration
 from workbench_app import ids
-from workbench_app.callbacks.common import cancel_button, duration, progress_line
+from workbench_app.callbacks.common import cancel_button, progress_line
 from workbench_app.context import AppContext
 from workbench_app.pages.common import card, page
 
@@ -24,7 +25,7 @@ def jobs_table(jobs: list[dict]) -> html.Div:
         state = progress_line({**job, "id": None}) if pending else STATUS.get(job["status"], job["status"])
         seconds = job.get("seconds") if not pending and job.get("seconds") is not None else job.get("elapsed", 0.0)
         rows.append(html.Tr([html.Td(job.get("label") or job.get("op")), html.Td(state),
-                             html.Td(duration(seconds), className="num"), html.Td(cancel_button(job))],
+                             html.Td(format_duration(seconds), className="num"), html.Td(cancel_button(job))],
                             className=f"job-{job['status']}"))
     header = html.Thead(html.Tr([html.Th("job"), html.Th("state"), html.Th("time"), html.Th("")]))
     return html.Table([header, html.Tbody(rows)], className="wb-table jobs")

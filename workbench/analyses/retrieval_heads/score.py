@@ -28,7 +28,8 @@ from workbench.analyses.base import Result, head_frame, per_prompt_table
 from workbench.analyses.retrieval_heads import Params
 from workbench.analyses.retrieval_heads.lengths import length_summary, length_tables
 from workbench.analyses.retrieval_heads.prompts import niah_prompts
-from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds, format_duration
+from workbench.analyses.retrieval_heads.trials import TrialLog, earlier_trial, estimate_seconds
+from workbench.core.durations import format_duration
 from workbench.core.errors import PromptError
 from workbench.core.prompts import tokenize
 from workbench.models.loading import model_info

@@ -118,12 +118,3 @@ def estimate_seconds(first: Mapping[str, Any], remaining_tokens: Sequence[int]) 
     row = first["row"]
     prefill, decode, n = float(row.get("prefill_s", 0.0)), float(row.get("decode_s", 0.0)), int(row["n_tokens"])
     return sum(prefill * t / max(n, 1) + decode for t in remaining_tokens)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
