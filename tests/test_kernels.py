@@ -144,3 +144,17 @@ def test_two_processes_building_at_once_share_one_file(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     built = sorted(p.name for p in (tmp_path / "models" / "_kernels").iterdir())
     assert len(built) == 1 and built[0].startswith("softmax_stats-") and built[0].endswith(".so")
+
+
+def test_the_command_line_prints_the_fallback_warning_on_its_own_line(tmp_path):
+    """The warning comes mid-bar (at the first layer's statistics): the bar is cleared first, then redrawn."""
+    env = {**os.environ, "WORKBENCH_MODEL_CACHE": str(tmp_path / "models"), "CC": "false"}
+    env.pop(kernels.ENV_SWITCH, None)
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--home", str(tmp_path / "home"), "run",
+                           "attention_profile", "-m", "tiny", "--device", "cpu"], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    segments = [s.strip() for s in proc.stderr.replace("\r", "\n").split("\n")]
+    warning = [s for s in segments if "native kernel 'softmax_stats' is unavailable" in s]
+    assert len(warning) == 1 and warning[0].startswith("The native kernel"), segments
+    assert any(s.startswith("streaming stats") and "4/4" in s for s in segments)

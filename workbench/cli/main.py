@@ -58,10 +58,15 @@ for _name, (_group, _analysis, _names) in _GROUPS.items():
 
 
 @app.callback()
-def _global_options(home: Optional[Path] = typer.Option(
+def _global_options(ctx: typer.Context, home: Optional[Path] = typer.Option(
         None, "--home", help="keep the activation cache, results, converted models and saved circuits under DIR "
         "(default: your user cache/data dirs, or WORKBENCH_CACHE_DIR, WORKBENCH_RESULTS_DIR, …)")):
     """Attention-head interpretability workbench."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizers' threads warn after a fork otherwise
+    # for the whole command: warnings logged while a progress bar runs go above it, on lines of their own
+    ctx.with_resource(logging_redirect_tqdm())
     if home is not None:
         paths.set_home(home)
 
@@ -229,7 +234,6 @@ def results_rm(run_id: str, yes: bool = typer.Option(False, "--yes", "-y", help=
 
 
 def main() -> None:  # pragma: no cover
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
 
 
