@@ -30,6 +30,7 @@ _LAZY = {
     "PromptSet": "workbench.core.prompts", "Result": "workbench.analyses.base",
     "HeadRef": "workbench.core.heads", "parse_heads": "workbench.core.heads",
     "default_results_dir": "workbench.results.runs", "public_domain_text": "workbench.core.natural_text",
+    "format_duration": "workbench.core.durations",
     "compare_circuits": "workbench.analyses.circuits.report",
     "score_difference": "workbench.analyses.circuits.overlap:difference_map",
     "plot_heads": "workbench.viz.heads:head_heatmap", "plot_pattern": "workbench.viz.heads:pattern_heatmap",

@@ -15,8 +15,7 @@ import traceback
 from dash import callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 
-from workbench.api import WorkbenchError
-from workbench.core.durations import format_duration
+from workbench.api import WorkbenchError, format_duration
 from workbench_app import ids
 from workbench_app.pages.common import JOB_SLOTS, alert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from workbench.core.durations import format_duration
+from workbench.api import format_duration
 from workbench_app import ids
 from workbench_app.callbacks.common import cancel_button, progress_line
 from workbench_app.context import AppContext
