@@ -103,8 +103,7 @@ def same_trial_spearman(fp32: dict, bf16: dict) -> dict:
     dtypes: what rounding does to the scoring itself, apart from trials that decoded differently. Reported."""
     from scipy.stats import spearmanr
 
-    same = {int(a["trial"]) for a, b in zip(fp32["retrieval"].attrs["trials"], bf16["retrieval"].attrs["trials"],
-                                             strict=True) if a.get("response") == b.get("response")}
+    same = identical_trials(fp32["retrieval"].attrs["trials"], bf16["retrieval"].attrs["trials"])
 
     def mean_score(run: dict):
         table = run["retrieval_per_trial"]
@@ -117,9 +116,9 @@ def same_trial_spearman(fp32: dict, bf16: dict) -> dict:
             "max_abs_difference": float((joined["a"] - joined["b"]).abs().max())}
 
 
-def same_responses(a: list[dict], b: list[dict]) -> int:
-    """Trials whose greedy responses are identical in both dtypes."""
-    return sum(x.get("response") == y.get("response") for x, y in zip(a, b, strict=True))
+def identical_trials(a: list[dict], b: list[dict]) -> set[int]:
+    """Ids of the trials whose greedy responses are identical in both dtypes."""
+    return {int(x["trial"]) for x, y in zip(a, b, strict=True) if x.get("response") == y.get("response")}
 
 
 def child(model: str, device: str, dtype: str) -> None:
@@ -202,8 +201,8 @@ def main() -> None:
            "retrieval": {d: {"summary": runs[d]["retrieval_summary"],
                              "nonzero_heads": int((runs[d]["retrieval"]["score"] > 0).sum())} for d in runs},
            "retrieval_agreement": retrieval_agreement(fp32["retrieval"], bf16["retrieval"]),
-           "retrieval_same_responses": same_responses(fp32["retrieval"].attrs["trials"],
-                                                      bf16["retrieval"].attrs["trials"]),
+           "retrieval_same_responses": len(identical_trials(fp32["retrieval"].attrs["trials"],
+                                                            bf16["retrieval"].attrs["trials"])),
            "retrieval_same_trials": same_trial_spearman(fp32, bf16),
            "retrieval_params": RETRIEVAL or "retrieval_heads defaults",
            "seconds": {d: runs[d]["seconds"] for d in runs}}
